@@ -1,0 +1,25 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+
+    DOCUMENTATION = r'''
+options:
+  uri:
+    description:
+      - libvirt connection URI, for example V(qemu:///system), V(qemu+ssh://root@host/system) or the
+        embedded driver V(qemu:///embed?root=/var/lib/mylibvirt).
+      - If not set, the environment variable E(LIBVIRT_DEFAULT_URI) is used, then V(qemu:///system).
+      - Set it once for all modules of the collection with
+        C(module_defaults: {group/virtdev.libvirt.libvirt: {uri: ...}}).
+    type: str
+    default: qemu:///system
+requirements:
+  - libvirt-python
+  - lxml
+'''

@@ -1,0 +1,330 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Field types: how one module option maps onto a device element (pure, no libvirt, no Ansible).
+
+A device kind (see ``_device_kinds``) is a list of fields. Every field can
+
+* ``normalize`` a user value (validate, canonicalize, or raise ``SpecError`` naming the field),
+* ``read`` its value from an element (``None`` when absent),
+* ``write`` a value onto an element, touching nothing it does not own,
+* ``clear`` itself from an element (used by ``replaced`` to reset unlisted options).
+
+Because writes only touch the field's own attribute or element, a device keeps every part of its XML
+that no field manages (hand-made customizations, libvirt's addresses and aliases).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+
+
+class SpecError(ValueError):
+    """A user-supplied device spec is invalid. ``str()`` names the field and the value."""
+
+    def __init__(self, where, message):
+        super().__init__('%s: %s' % (where, message))
+        self.where = where
+
+
+class Field:
+    """An attribute at ``path``/@``attr`` holding a string (or a converted value)."""
+
+    value_type = 'str'
+
+    def __init__(self, option, path, attr, choices=None, pattern=None, pattern_hint=None,
+                 default=None, libvirt_fills=False, description=''):
+        self.option = option
+        self.path = path
+        self.attr = attr
+        self.choices = tuple(choices) if choices else None
+        self.pattern = re.compile(pattern) if pattern else None
+        self.pattern_hint = pattern_hint
+        self.default = default
+        # libvirt computes a value when the option is absent (disk bus from the target name, ...);
+        # ``replaced`` must then leave the current value alone or it would change on every run.
+        self.libvirt_fills = libvirt_fills
+        self.description = description
+
+    # conversion between option values and XML text --------------------------------------------
+    def to_text(self, value):
+        return str(value)
+
+    def from_text(self, text):
+        return text
+
+    # the four operations -----------------------------------------------------------------------
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        if self.value_type == 'str' and not isinstance(value, str):
+            value = str(value)
+        if self.choices is not None and value not in self.choices:
+            raise SpecError(where, '%r is not one of: %s' % (value, ', '.join(self.choices)))
+        if self.pattern is not None and not self.pattern.match(value):
+            raise SpecError(where, '%r is not valid (%s)' % (value, self.pattern_hint or self.pattern.pattern))
+        return value
+
+    def read(self, element):
+        node = _xml.child(element, self.path)
+        if node is None or node.get(self.attr) is None:
+            return None
+        return self.from_text(node.get(self.attr))
+
+    def write(self, element, value):
+        _xml.child(element, self.path, create=True).set(self.attr, self.to_text(value))
+
+    def clear(self, element):
+        node = _xml.child(element, self.path)
+        if node is not None and self.attr in node.attrib:
+            del node.attrib[self.attr]
+            _xml.prune_empty(element, self.path)
+
+
+class YesNo(Field):
+    """A boolean kept as 'yes'/'no' in an attribute (``managed='yes'``)."""
+
+    value_type = 'bool'
+
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        if not isinstance(value, bool):
+            raise SpecError(where, '%r is not a boolean' % (value,))
+        return value
+
+    def to_text(self, value):
+        return 'yes' if value else 'no'
+
+    def from_text(self, text):
+        return text == 'yes'
+
+
+class Integer(Field):
+    value_type = 'int'
+
+    def __init__(self, option, path, attr, minimum=None, maximum=None, **kwargs):
+        super().__init__(option, path, attr, **kwargs)
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(where, '%r is not an integer' % (value,))
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+            raise SpecError(where, '%r is out of range (%s..%s)' % (value, self.minimum, self.maximum))
+        return value
+
+    def from_text(self, text):
+        try:
+            return int(text, 0)
+        except ValueError:
+            return text
+
+
+class Flag(Field):
+    """A boolean expressed by the presence of an empty element (``<readonly/>``)."""
+
+    value_type = 'bool'
+
+    def __init__(self, option, path, **kwargs):
+        super().__init__(option, path, None, **kwargs)
+
+    normalize = YesNo.normalize
+
+    def read(self, element):
+        return _xml.child(element, self.path) is not None
+
+    def write(self, element, value):
+        if value:
+            _xml.child(element, self.path, create=True)
+        else:
+            self.clear(element)
+
+    def clear(self, element):
+        node = _xml.child(element, self.path)
+        if node is not None:
+            node.getparent().remove(node)
+
+
+class Text(Field):
+    """The text content of an element (``<backend model='random'>/dev/urandom</backend>``)."""
+
+    def __init__(self, option, path, **kwargs):
+        super().__init__(option, path, None, **kwargs)
+
+    def read(self, element):
+        node = _xml.child(element, self.path)
+        if node is None or not (node.text or '').strip():
+            return None
+        return node.text.strip()
+
+    def write(self, element, value):
+        _xml.child(element, self.path, create=True).text = self.to_text(value)
+
+    def clear(self, element):
+        node = _xml.child(element, self.path)
+        if node is not None:
+            node.text = None
+            _xml.prune_empty(element, self.path)
+
+
+PCI_ADDRESS_RE = re.compile(
+    r'^(?:(?P<domain>[0-9a-f]{4,8}):)?(?P<bus>[0-9a-f]{1,2}):(?P<slot>[0-9a-f]{1,2})\.(?P<function>[0-9a-f]+)$')
+
+
+def normalize_pci_address(value, where):
+    """'0000:01:00.0' style, domain 4+ hex digits (5-digit domains exist on big hosts), slot <= 1f."""
+    text = str(value).strip().lower()
+    match = PCI_ADDRESS_RE.match(text)
+    hint = 'expected DDDD:BB:SS.F with bus <= ff, slot <= 1f, function <= 7'
+    if not match:
+        raise SpecError(where, '%r is not a PCI address (%s)' % (value, hint))
+    slot, function = int(match.group('slot'), 16), int(match.group('function'), 16)
+    if slot > 0x1f or function > 7:
+        raise SpecError(where, '%r is not a PCI address (%s)' % (value, hint))
+    return '%04x:%02x:%02x.%x' % (int(match.group('domain') or '0', 16), int(match.group('bus'), 16),
+                                  slot, function)
+
+
+class PciAddress(Field):
+    """A host PCI address in an ``<address domain= bus= slot= function=/>`` element."""
+
+    PARTS = ('domain', 'bus', 'slot', 'function')
+
+    def __init__(self, option, path, **kwargs):
+        super().__init__(option, path, None, **kwargs)
+
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        return normalize_pci_address(value, where)
+
+    def read(self, element):
+        node = _xml.child(element, self.path)
+        if node is None or any(node.get(part) is None for part in self.PARTS):
+            return None
+        try:
+            numbers = [int(node.get(part), 0) for part in self.PARTS]
+        except ValueError:
+            return None
+        return '%04x:%02x:%02x.%x' % tuple(numbers)
+
+    def write(self, element, value):
+        node = _xml.child(element, self.path, create=True)
+        domain, bus, rest = value.split(':')
+        slot, function = rest.split('.')
+        node.attrib.clear()
+        node.set('domain', '0x' + domain)
+        node.set('bus', '0x' + bus)
+        node.set('slot', '0x' + slot)
+        node.set('function', '0x' + function)
+
+    def clear(self, element):
+        node = _xml.child(element, self.path)
+        if node is not None:
+            node.getparent().remove(node)
+
+
+class Variant:
+    """One form of a polymorphic ``source`` option: which key selects it and where its values go."""
+
+    def __init__(self, selector, type_value, attrs, flag=False, extras=None):
+        self.selector = selector      # the option key that picks this form ('network', 'file', ...)
+        self.type_value = type_value  # the device's type attribute for this form
+        self.attrs = attrs            # {option key: (path, attr)} for the selector and its companions
+        self.flag = flag              # the selector is a boolean marker with no XML value ('user')
+        self.extras = extras or {}    # {option key: tuple of choices or None}: optional companions
+
+
+class Source(Field):
+    """``source: {network: default}`` style option selecting the device type and its source element."""
+
+    value_type = 'dict'
+
+    def __init__(self, option, variants, type_attr='type', **kwargs):
+        super().__init__(option, '', type_attr, **kwargs)
+        self.variants = {variant.selector: variant for variant in variants}
+        self.by_type = {variant.type_value: variant for variant in variants}
+
+    def suboptions(self):
+        keys = {}
+        for variant in self.variants.values():
+            keys[variant.selector] = 'bool' if variant.flag else 'str'
+            for extra in variant.extras:
+                keys[extra] = 'str'
+            for key in variant.attrs:
+                keys.setdefault(key, 'str')
+        return keys
+
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        if not isinstance(value, dict):
+            raise SpecError(where, '%r must be a dictionary with one of: %s' % (value, ', '.join(self.variants)))
+        given = {key: val for key, val in value.items() if val is not None}
+        selectors = [key for key in given if key in self.variants]
+        if len(selectors) != 1:
+            raise SpecError(where, '%r must name exactly one of: %s' % (value, ', '.join(self.variants)))
+        variant = self.variants[selectors[0]]
+        allowed = set(variant.attrs) | set(variant.extras) | {variant.selector}
+        unknown = sorted(set(given) - allowed)
+        if unknown:
+            raise SpecError(where, 'key(s) %s do not belong to a %s source (allowed: %s)'
+                            % (', '.join(unknown), variant.selector, ', '.join(sorted(allowed))))
+        result = {}
+        for key in sorted(allowed):
+            if key not in given:
+                continue
+            val = given[key]
+            if variant.flag and key == variant.selector:
+                if val is not True:
+                    raise SpecError('%s.%s' % (where, key), '%r must be true' % (val,))
+                result[key] = True
+                continue
+            val = str(val)
+            if not val:
+                raise SpecError('%s.%s' % (where, key), 'must not be empty')
+            choices = variant.extras.get(key)
+            if choices and val not in choices:
+                raise SpecError('%s.%s' % (where, key), '%r is not one of: %s' % (val, ', '.join(choices)))
+            result[key] = val
+        missing = sorted(set(variant.attrs) - set(result))
+        if missing:
+            raise SpecError(where, 'a %s source also needs: %s' % (variant.selector, ', '.join(missing)))
+        return result
+
+    def read(self, element):
+        variant = self.by_type.get(element.get(self.attr))
+        if variant is None:
+            return None
+        result = {variant.selector: True} if variant.flag else {}
+        for key, (path, attr) in list(variant.attrs.items()) + [(k, ('source', k)) for k in variant.extras]:
+            node = _xml.child(element, path)
+            if node is not None and node.get(attr) is not None:
+                result[key] = node.get(attr)
+        return result
+
+    def write(self, element, value):
+        variant = next(self.variants[key] for key in value if key in self.variants)
+        if element.get(self.attr) != variant.type_value:
+            # a different kind of source: the old source element's attributes mean nothing now
+            self.clear(element)
+        element.set(self.attr, variant.type_value)
+        for key, (path, attr) in list(variant.attrs.items()) + [(k, ('source', k)) for k in variant.extras]:
+            if key in value:
+                _xml.child(element, path, create=True).set(attr, value[key])
+            else:
+                node = _xml.child(element, path)
+                if node is not None and attr in node.attrib:
+                    del node.attrib[attr]
+
+    def clear(self, element):
+        node = _xml.child(element, 'source')
+        if node is not None:
+            node.getparent().remove(node)

@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one file of the collection that imports libvirt.
+
+Everything above it works on XML text and plain values; this layer turns libvirt's exceptions into
+``LibvirtFailure`` with messages a person can act on, and counts the calls it makes (the benchmarks and
+the "no write on a no-change run" tests read ``Connection.calls``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import traceback
+
+try:
+    import libvirt
+    HAS_LIBVIRT = True
+    LIBVIRT_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - reported through missing_required_lib
+    libvirt = None
+    HAS_LIBVIRT = False
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
+WRITE_CALLS = frozenset(('define', 'undefine', 'start', 'shutdown', 'destroy', 'attach', 'detach', 'update'))
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+class LibvirtFailure(Exception):
+    """A libvirt call failed; ``str()`` is the message for the user."""
+
+
+class DomainNotFound(LibvirtFailure):
+    pass
+
+
+def _start_event_loop():
+    """The embedded driver (and device-removed events) need an event loop running in this process."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run():
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name='libvirt-events', daemon=True).start()
+        _event_loop_started = True
+
+
+def _quiet(_ctx, _err):
+    """libvirt prints every error to stderr by default; we report them ourselves."""
+
+
+def _explain(exc, uri, action):
+    code = exc.get_error_code()
+    message = exc.get_error_message() or str(exc)
+    if code == libvirt.VIR_ERR_OPERATION_DENIED or 'read-only' in message:
+        return 'libvirt refused to %s: the connection to %s is read-only (%s)' % (action, uri, message)
+    if code == libvirt.VIR_ERR_NO_CONNECT or 'Failed to connect socket' in message:
+        return 'cannot connect to libvirt at %s: %s (is libvirtd running?)' % (uri, message)
+    return 'libvirt failed to %s on %s: %s' % (action, uri, message)
+
+
+class Connection:
+    """A libvirt connection with explained errors and counted calls."""
+
+    def __init__(self, uri, readonly=False):
+        if not HAS_LIBVIRT:
+            raise LibvirtFailure('the libvirt Python bindings (libvirt-python) are not installed')
+        self.uri = uri
+        self.readonly = readonly
+        self.calls = {}
+        libvirt.registerErrorHandler(_quiet, None)
+        _start_event_loop()
+        try:
+            self._conn = libvirt.openReadOnly(uri) if readonly else libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise LibvirtFailure(_explain(exc, uri, 'connect'))
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _call(self, name, action, func, *args):
+        self.calls[name] = self.calls.get(name, 0) + 1
+        try:
+            return func(*args)
+        except libvirt.libvirtError as exc:
+            raise LibvirtFailure(_explain(exc, self.uri, action))
+
+    @property
+    def write_calls(self):
+        return sum(count for name, count in self.calls.items() if name in WRITE_CALLS)
+
+    def close(self):
+        try:
+            self._conn.close()
+        except libvirt.libvirtError:
+            pass
+
+    # -- reads -------------------------------------------------------------------------------
+    def lookup(self, name_or_uuid):
+        """Find a domain by name or UUID; raise DomainNotFound with the URI in the message."""
+        try:
+            self.calls['lookup'] = self.calls.get('lookup', 0) + 1
+            if UUID_RE.match(name_or_uuid):
+                try:
+                    return self._conn.lookupByUUIDString(name_or_uuid)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+            return self._conn.lookupByName(name_or_uuid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise DomainNotFound('domain %r is not defined on %s' % (name_or_uuid, self.uri))
+            raise LibvirtFailure(_explain(exc, self.uri, 'look up domain %r' % name_or_uuid))
+
+    def find(self, name_or_uuid):
+        try:
+            return self.lookup(name_or_uuid)
+        except DomainNotFound:
+            return None
+
+    def xml(self, dom, inactive=True):
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+        if not self.readonly:
+            flags |= libvirt.VIR_DOMAIN_XML_SECURE  # keep passwords when we redefine
+        return self._call('xml', 'read the XML of domain %s' % dom.name(), dom.XMLDesc, flags)
+
+    def is_active(self, dom):
+        return bool(self._call('is_active', 'read the state of %s' % dom.name(), dom.isActive))
+
+    def capabilities(self):
+        return self._call('capabilities', 'read host capabilities', self._conn.getCapabilities)
+
+    def domains(self):
+        return self._call('list', 'list domains', self._conn.listAllDomains, 0)
+
+    # -- writes ------------------------------------------------------------------------------
+    def define(self, xml_text):
+        """Define (create or replace) a persistent domain, validated against libvirt's schema."""
+        return self._call('define', 'define the domain', self._conn.defineXMLFlags, xml_text,
+                          libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+
+    def start(self, dom):
+        return self._call('start', 'start domain %s' % dom.name(), dom.create)
+
+    def shutdown(self, dom, timeout):
+        """Ask the guest to shut down; wait up to ``timeout`` s. Returns True when it stopped."""
+        self._call('shutdown', 'shut down domain %s' % dom.name(), dom.shutdown)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not dom.isActive():
+                return True
+            time.sleep(0.5)
+        return not dom.isActive()
+
+    def destroy(self, dom):
+        return self._call('destroy', 'stop domain %s' % dom.name(), dom.destroy)
+
+    def undefine(self, dom):
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                 | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        return self._call('undefine', 'undefine domain %s' % dom.name(), dom.undefineFlags, flags)
