@@ -292,7 +292,10 @@ class DomainDevices:
         if self.connection.find(dom.UUIDString()) is None:
             self.fail('domain %s disappeared while the task ran; nothing was written' % name)
         self.connection.define(plan.new_xml)
-        problems = _device_engine.verify(plan, self.connection.xml(dom))
+        readback = self.connection.xml(dom)
+        problems = _device_engine.verify(plan, readback)
+        # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
+        plan.after = _device_engine.gather(readback)
         if problems:
             # leave the domain as we found it rather than half-applied
             self.connection.define(original)
