@@ -1,0 +1,273 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The reconcile engine on XML fixtures: every state on every kind, identity, preservation, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine as engine
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
+
+# A definition as libvirt stores it, with hand-made customizations the module does not manage.
+DOMAIN = """
+<domain type='kvm'>
+  <name>web01</name>
+  <uuid>3f0c1a52-6a47-4a2b-8f7e-3d1e4a2b9c11</uuid>
+  <memory unit='KiB'>1048576</memory>
+  <os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' cache='none' discard='unmap'/>
+      <source file='/var/lib/libvirt/images/web01.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+      <boot order='1'/>
+      <iotune><total_iops_sec>500</total_iops_sec></iotune>
+      <address type='pci' domain='0x0000' bus='0x04' slot='0x00' function='0x0'/>
+    </disk>
+    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='usb' index='0' model='qemu-xhci'>
+      <address type='pci' domain='0x0000' bus='0x02' slot='0x00' function='0x0'/>
+    </controller>
+    <interface type='network'>
+      <mac address='52:54:00:aa:bb:01'/>
+      <source network='default'/>
+      <model type='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+    </interface>
+    <interface type='bridge'>
+      <mac address='52:54:00:aa:bb:02'/>
+      <source bridge='br0'/>
+      <model type='e1000'/>
+      <address type='pci' domain='0x0000' bus='0x05' slot='0x00' function='0x0'/>
+    </interface>
+    <input type='mouse' bus='ps2'/>
+    <input type='tablet' bus='usb'><address type='usb' bus='0' port='1'/></input>
+    <rng model='virtio'>
+      <backend model='random'>/dev/random</backend>
+      <address type='pci' domain='0x0000' bus='0x06' slot='0x00' function='0x0'/>
+    </rng>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source><address domain='0x0000' bus='0x65' slot='0x00' function='0x0'/></source>
+      <rom bar='on'/>
+      <address type='pci' domain='0x0000' bus='0x07' slot='0x00' function='0x0'/>
+    </hostdev>
+    <watchdog model='i6300esb' action='reset'/>
+    <memballoon model='virtio'/>
+  </devices>
+  <seclabel type='dynamic' model='apparmor' relabel='yes'/>
+</domain>
+"""
+
+
+def run(config, state='merged', xml=DOMAIN, name='web01'):
+    return engine.plan(xml, engine.declare(config, name), state)
+
+
+def devices(text):
+    return _xml.parse(text).find('devices')
+
+
+def find(text, tag, attr_path, value):
+    for element in devices(text).iter(tag):
+        path, _sep, attr = attr_path.rpartition('@')
+        node = _xml.child(element, path)
+        if node is not None and node.get(attr) == value:
+            return element
+    return None
+
+
+# Per kind: a new device (attach), the existing one as it is (no change), the existing one with one
+# option changed (update). Each row is checked under merged, replaced and deleted below.
+CASES = {
+    'interface': dict(
+        new={'kind': 'interface', 'source': {'network': 'lab'}, 'model': 'e1000e'},
+        same={'kind': 'interface', 'mac': '52:54:00:aa:bb:01', 'source': {'network': 'default'}, 'model': 'virtio'},
+        changed={'kind': 'interface', 'mac': '52:54:00:aa:bb:01', 'source': {'network': 'default'}, 'model': 'rtl8139'},
+        locate=('interface', 'mac@address', '52:54:00:aa:bb:01')),
+    'disk': dict(
+        new={'kind': 'disk', 'target': 'sdb', 'bus': 'sata', 'device': 'cdrom', 'readonly': True},
+        same={'kind': 'disk', 'target': 'vda', 'source': {'file': '/var/lib/libvirt/images/web01.qcow2'},
+              'format': 'qcow2'},
+        changed={'kind': 'disk', 'target': 'vda', 'source': {'file': '/var/lib/libvirt/images/web01.qcow2'},
+                 'format': 'qcow2', 'readonly': True},
+        locate=('disk', 'target@dev', 'vda')),
+    'rng': dict(
+        new={'kind': 'rng', 'backend': 'builtin'},
+        same={'kind': 'rng', 'backend': '/dev/random'},
+        changed={'kind': 'rng', 'backend': '/dev/urandom'},
+        locate=('rng', '@model', 'virtio')),
+    'hostdev': dict(
+        new={'kind': 'hostdev', 'address': '0000:66:00.1'},
+        same={'kind': 'hostdev', 'address': '0000:65:00.0', 'managed': True},
+        changed={'kind': 'hostdev', 'address': '0000:65:00.0', 'managed': False},
+        locate=('hostdev', 'source/address@bus', '0x65')),
+    'xml': dict(
+        new={'kind': 'xml', 'xml': "<sound model='ich9'/>"},
+        same={'kind': 'xml', 'xml': "<watchdog model='i6300esb' action='reset'/>"},
+        changed={'kind': 'xml', 'xml': "<watchdog model='i6300esb' action='poweroff'/>"},
+        locate=('watchdog', '@model', 'i6300esb')),
+}
+
+
+@pytest.mark.parametrize('kind', sorted(CASES))
+@pytest.mark.parametrize('state', ['merged', 'replaced', 'overridden'])
+def test_each_state_each_kind_converges(kind, state):
+    case = CASES[kind]
+    for spec in (case['new'], case['changed']):
+        first = run([spec], state)
+        assert first.changed, (state, spec)
+        assert first.new_xml is not None
+        # applying the same declaration to the result changes nothing: idempotent
+        again = engine.plan(first.new_xml, engine.declare([spec], 'web01'), state)
+        assert not again.changed, again.commands
+        assert again.new_xml is None
+    assert not run([case['same']], 'merged').changed
+
+
+@pytest.mark.parametrize('kind', sorted(CASES))
+def test_deleted_removes_only_the_listed_device(kind):
+    case = CASES[kind]
+    result = run([case['same']], 'deleted')
+    assert [command['op'] for command in result.commands] == ['detach']
+    assert find(result.new_xml, *case['locate']) is None
+    assert len(devices(result.new_xml)) == len(devices(DOMAIN)) - 1
+    assert not engine.plan(result.new_xml, engine.declare([case['same']], 'web01'), 'deleted').changed
+    assert not run([case['new']], 'deleted').changed  # absent already
+
+
+def test_update_keeps_address_and_unmanaged_parts():
+    result = run([CASES['disk']['changed']], 'replaced')
+    disk = find(result.new_xml, 'disk', 'target@dev', 'vda')
+    assert disk.find('readonly') is not None
+    assert disk.find('boot').get('order') == '1'                      # hand-made, not managed: kept
+    assert disk.find('iotune/total_iops_sec').text == '500'
+    assert disk.find('driver').get('cache') == 'none'
+    assert disk.find('address').get('bus') == '0x04'                  # guest-visible address kept
+    # everything outside <devices> is kept as well
+    assert _xml.parse(result.new_xml).find('seclabel').get('model') == 'apparmor'
+
+
+def test_replaced_resets_unlisted_options_but_merged_keeps_them():
+    spec = {'kind': 'interface', 'mac': '52:54:00:aa:bb:01', 'source': {'network': 'default'}}
+    assert not run([spec], 'merged').changed
+    replaced = run([spec], 'replaced')
+    nic = find(replaced.new_xml, 'interface', 'mac@address', '52:54:00:aa:bb:01')
+    assert nic.find('model') is None
+    assert nic.find('address') is not None
+
+
+def test_overridden_removes_other_devices_of_the_kinds_named_but_not_implicit_ones():
+    result = run([{'kind': 'interface', 'mac': '52:54:00:aa:bb:02', 'source': {'bridge': 'br0'}, 'model': 'e1000'},
+                  {'kind': 'xml', 'xml': "<input type='tablet' bus='usb'/>"}], 'overridden')
+    macs = [el.get('address') for el in devices(result.new_xml).iter('mac')]
+    assert macs == ['52:54:00:aa:bb:02']
+    # the PS/2 mouse is implicit: reported, not removed; disks were not named: untouched
+    assert result.implicit == [{'kind': 'xml', 'xml': '<input type="mouse" bus="ps2"/>', 'class': 'emulated'}]
+    assert find(result.new_xml, 'disk', 'target@dev', 'vda') is not None
+    assert {c['op'] for c in result.commands} == {'detach'}
+
+
+def test_interface_without_mac_gets_a_stable_mac_and_matches_on_rerun():
+    spec = {'kind': 'interface', 'source': {'network': 'lab'}, 'model': 'virtio'}
+    first = run([spec])
+    second = run([spec])
+    assert first.commands[0]['key'] == second.commands[0]['key']
+    assert not engine.plan(first.new_xml, engine.declare([spec], 'web01'), 'merged').changed
+    # a different domain gets a different MAC
+    assert run([spec], name='web02').commands[0]['key'] != first.commands[0]['key']
+
+
+def test_interface_without_mac_matches_an_existing_nic_on_the_same_source():
+    result = run([{'kind': 'interface', 'source': {'bridge': 'br0'}, 'model': 'virtio'}])
+    assert [c['op'] for c in result.commands] == ['update']
+    nic = find(result.new_xml, 'interface', 'mac@address', '52:54:00:aa:bb:02')
+    assert nic.find('model').get('type') == 'virtio'   # the existing NIC keeps its MAC
+
+
+def test_raw_xml_may_not_move_a_device():
+    moved = ("<watchdog model='i6300esb' action='reset'>"
+             "<address type='pci' domain='0x0000' bus='0x09' slot='0x00' function='0x0'/></watchdog>")
+    existing = DOMAIN.replace("<watchdog model='i6300esb' action='reset'/>", moved.replace('0x09', '0x08'))
+    with pytest.raises(SpecError, match='would move watchdog'):
+        run([{'kind': 'xml', 'xml': moved}], xml=existing)
+
+
+def test_gathered_feeds_back_without_change():
+    gathered = engine.gather(DOMAIN)
+    classes = {item.get('mac') or item['kind']: item['class'] for item in gathered}
+    assert classes['52:54:00:aa:bb:02'] == 'emulated' and classes['52:54:00:aa:bb:01'] == 'virtio'
+    # vda has parts no option describes (boot order, iotune): shown losslessly as xml, still classed
+    (vda,) = [item for item in gathered if item['kind'] == 'xml' and "dev=\"vda\"" in item['xml']]
+    assert vda['class'] == 'virtio'
+    assert [item['class'] for item in gathered if item['kind'] == 'hostdev'] == ['passthrough']
+    for state in ('merged', 'replaced', 'overridden'):
+        result = engine.plan(DOMAIN, engine.declare(gathered, 'web01'), state)
+        assert not result.changed, (state, result.commands)
+
+
+def test_verify_reports_what_libvirt_did_not_keep():
+    result = run([CASES['disk']['new']])
+    assert engine.verify(result, result.new_xml) == []
+    assert engine.verify(result, DOMAIN) == ['config[0] (disk target sdb) is missing from the definition libvirt kept']
+    dropped = result.new_xml.replace('<readonly/>', '')
+    assert engine.verify(result, dropped) == ['config[0] (disk target sdb): libvirt kept readonly=False, asked True']
+
+
+def test_rendered_needs_no_domain_xml():
+    rendered = engine.render(engine.declare([CASES['hostdev']['new'], CASES['rng']['new']], 'web01'))
+    hostdev = _xml.parse(rendered[0])
+    assert hostdev.get('mode') == 'subsystem' and hostdev.get('managed') == 'yes'
+    assert hostdev.find('source/address').attrib == {'domain': '0x0000', 'bus': '0x66', 'slot': '0x00',
+                                                     'function': '0x1'}
+    assert _xml.parse(rendered[1]).find('backend').get('model') == 'builtin'
+
+
+@pytest.mark.parametrize('address, expected', [
+    ('0000:01:00.0', '0000:01:00.0'),
+    ('01:00.0', '0000:01:00.0'),
+    ('10000:3B:1f.7', '10000:3b:1f.7'),   # 5-digit PCI domains exist on large hosts
+])
+def test_pci_addresses_accepted(address, expected):
+    (item,) = engine.declare([{'kind': 'hostdev', 'address': address}], 'g')
+    assert item.spec['address'] == expected
+
+
+BAD_INPUT = [
+    ([{'kind': 'gpu'}], "config[0].kind: 'gpu' is not one of"),
+    ([{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'ne2k'}], "config[0].model: 'ne2k' is not one of"),
+    ([{'kind': 'interface', 'source': {'network': 'default'}, 'mac': '52:54:00:zz:00:01'}],
+     "config[0].mac: '52:54:00:zz:00:01' is not valid"),
+    ([{'kind': 'hostdev', 'address': '01:00'}], "config[0].address: '01:00' is not a PCI address"),
+    ([{'kind': 'hostdev', 'address': '0000:01:20.0'}], "'0000:01:20.0' is not a PCI address"),
+    ([{'kind': 'hostdev', 'address': '0000:01:00.8'}], "'0000:01:00.8' is not a PCI address"),
+    ([{'kind': 'hostdev', 'address': '../x'}], "'../x' is not a PCI address"),
+    ([{'kind': 'disk', 'target': 'vdb'}, {'kind': 'disk', 'target': 'vdb', 'bus': 'sata'}],
+     'config[1]: declares the same device as config[0] (disk target vdb)'),
+    ([{'kind': 'xml', 'xml': '<disk/><disk/>'}], 'config[0].xml: not well-formed XML'),
+    ([{'kind': 'xml', 'xml': '<domain/>'}], 'config[0].xml: <domain> is not a libvirt device element'),
+    ([{'kind': 'xml', 'xml': 'hello'}], 'config[0].xml: not well-formed XML'),
+    ([{'kind': 'interface', 'source': {'network': 'default'}, 'target': 'vdb'}],
+     'config[0]: option(s) target do not belong to kind interface'),
+    ([{'kind': 'interface', 'source': {'network': 'a', 'bridge': 'b'}}], 'config[0].source: '),
+    ([{'kind': 'interface', 'model': 'virtio'}], 'config[0]: kind interface requires option source'),
+    ([{'kind': 'disk', 'target': 'vdb', 'source': {'volume': 'v1'}}], 'a volume source also needs: pool'),
+    ([{'kind': 'disk', 'target': 'nvme0'}], "config[0].target: 'nvme0' is not valid"),
+    ([{'kind': 'rng', 'backend': '/etc/passwd'}], "config[0].backend: '/etc/passwd' is not one of"),
+]
+
+
+@pytest.mark.parametrize('config, message', BAD_INPUT)
+def test_bad_input_names_field_and_value(config, message):
+    with pytest.raises(SpecError) as info:
+        engine.declare(config, 'web01')
+    assert message in str(info.value)
+
+
+def test_xml_with_entities_is_not_expanded():
+    evil = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><watchdog model="&e;"/>'
+    with pytest.raises(SpecError):
+        engine.declare([{'kind': 'xml', 'xml': evil}], 'g')
