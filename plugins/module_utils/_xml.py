@@ -57,13 +57,14 @@ def to_string(element, pretty=True):
 def canonical(element, ignore=()):
     """A hashable, order-insensitive-for-attributes view of an element.
 
-    Child order is kept (libvirt keeps it meaningful for some elements) but whitespace-only text and
+    Children are compared as a sorted multiset: inside a device libvirt's schema interleaves them and
+    libvirt writes its own order on define, so order carries no meaning there. Whitespace-only text and
     comments are dropped. Children whose tag is in ``ignore`` are left out, which is how libvirt-owned
     parts (``address``, ``alias``) are kept out of comparisons when the caller asks.
     """
     text = (element.text or '').strip()
-    children = tuple(canonical(child, ignore) for child in element
-                     if isinstance(child.tag, str) and child.tag not in ignore)
+    children = tuple(sorted(canonical(child, ignore) for child in element
+                            if isinstance(child.tag, str) and child.tag not in ignore))
     return (element.tag, tuple(sorted(element.attrib.items())), text, children)
 
 
