@@ -109,7 +109,9 @@ class PciIds:
 
     @classmethod
     def load(cls, path, vendors=None, classes=None):
-        """Read a pci.ids file; None when it cannot be read (names are optional)."""
+        """Read a pci.ids file; None when there is none or it cannot be read (names are optional)."""
+        if not path:
+            return None
         try:
             with open(path, encoding='utf-8', errors='replace') as handle:
                 return cls.parse(handle, vendors=vendors, classes=classes, source=path)
@@ -127,8 +129,9 @@ class PciIds:
         subsystem = device_entry[1].get((_hex(subsystem_vendor) or '', _hex(subsystem_device) or ''))
         return entry[0], device_entry[0], subsystem
 
-    def class_name(self, class_code):
-        """The most specific name of a class code such as '0x030000' (class, subclass, prog-if)."""
+    def class_name(self, class_code, prog_if=False):
+        """The name of a class code such as '0x030000': the subclass name (as lspci shows it), the
+        programming interface's name with ``prog_if``, the class name when the subclass is unknown."""
         text = str(class_code or '').lower()
         if text.startswith('0x'):
             text = text[2:]
@@ -139,4 +142,4 @@ class PciIds:
         sub = entry[1].get(text[2:4])
         if sub is None:
             return entry[0]
-        return sub[1].get(text[4:6]) or sub[0]
+        return (sub[1].get(text[4:6]) if prog_if else None) or sub[0]
