@@ -308,6 +308,8 @@ class Source(Field):
             node = _xml.child(element, path)
             if node is not None and node.get(attr) is not None:
                 result[key] = node.get(attr)
+        if variant.selector not in result:
+            return None  # e.g. an empty cdrom drive: type='file' but no source
         return result
 
     def write(self, element, value):

@@ -28,7 +28,7 @@ LIBVIRT_OWNED = ('address', 'alias')
 class Kind:
     """A typed device kind. ``key`` maps a normalized spec to its identity tuple."""
 
-    def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, required=(),
+    def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  description=''):
         self.name = name
         self.tag = tag
@@ -37,6 +37,7 @@ class Kind:
         self.device_class = device_class
         self.hotplug = hotplug
         self.fixed = fixed or {}  # attributes every device of this kind carries (hostdev mode=...)
+        self.new_attrs = new_attrs or {}  # starting attributes of a new element, which fields may override
         self.required = required
         self.description = description
 
@@ -77,7 +78,7 @@ class Kind:
         return element
 
     def render(self, spec):
-        return self.apply(_xml.new_element(self.tag), spec, reset=False)
+        return self.apply(_xml.new_element(self.tag, self.new_attrs), spec, reset=False)
 
     def lossless(self, element):
         """True when this kind's options describe the element completely (safe to show it typed)."""
@@ -150,7 +151,7 @@ INTERFACE = Kind(
             Variant('user', 'user', {}, flag=True),
         ], description='Where the NIC is plugged: exactly one of network, bridge, direct (host device, '
                        'with optional mode) or user: true.'),
-        Field('model', 'model', 'type', choices=('virtio', 'e1000', 'e1000e', 'rtl8139'),
+        Field('model', 'model', 'type', choices=('virtio', 'e1000', 'e1000e', 'rtl8139'), libvirt_fills=True,
               description='NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).'),
         Field('mac', 'mac', 'address', pattern=MAC_RE, pattern_hint='six colon-separated hex octets',
               libvirt_fills=True, description='MAC address; when omitted a stable one is derived.'),
@@ -173,12 +174,13 @@ DISK = Kind(
             Variant('block', 'block', {'block': ('source', 'dev')}),
             Variant('volume', 'volume', {'volume': ('source', 'volume'), 'pool': ('source', 'pool')}),
         ], description='Backing store: exactly one of file, block, or volume together with pool.'),
-        DiskFormat('format', 'driver', 'type', choices=('raw', 'qcow2', 'vmdk', 'vdi', 'vpc', 'qed'),
+        DiskFormat('format', 'driver', 'type', choices=('raw', 'qcow2', 'vmdk', 'vdi', 'vpc', 'qed'), libvirt_fills=True,
               description='Image format of the source.'),
         Flag('readonly', 'readonly', description='Present the disk read-only.'),
     ],
     key=lambda spec: ('target', spec.get('target')),
     device_class=_disk_class, hotplug=True, required=('target',),
+    new_attrs={'type': 'file'},  # what libvirt writes for an empty cdrom; a source sets its own type
     description='A disk, cdrom or floppy drive.')
 
 RNG = Kind(

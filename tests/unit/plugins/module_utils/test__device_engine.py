@@ -152,12 +152,17 @@ def test_update_keeps_address_and_unmanaged_parts():
 
 
 def test_replaced_resets_unlisted_options_but_merged_keeps_them():
-    spec = {'kind': 'interface', 'mac': '52:54:00:aa:bb:01', 'source': {'network': 'default'}}
-    assert not run([spec], 'merged').changed
-    replaced = run([spec], 'replaced')
-    nic = find(replaced.new_xml, 'interface', 'mac@address', '52:54:00:aa:bb:01')
-    assert nic.find('model') is None
-    assert nic.find('address') is not None
+    readonly = run([CASES['disk']['changed']], 'merged').new_xml
+    spec = {'kind': 'disk', 'target': 'vda', 'source': {'file': '/var/lib/libvirt/images/web01.qcow2'}}
+    assert not engine.plan(readonly, engine.declare([spec], 'web01'), 'merged').changed
+    disk = find(engine.plan(readonly, engine.declare([spec], 'web01'), 'replaced').new_xml, 'disk', 'target@dev', 'vda')
+    assert disk.find('readonly') is None                     # listed nowhere: reset
+    assert disk.find('driver').get('cache') == 'none'        # not an option: kept
+    assert disk.find('target').get('bus') == 'virtio'        # libvirt derives it when absent: left alone
+    assert disk.find('driver').get('type') == 'qcow2'        # likewise the format
+    # an interface model is filled in by libvirt when absent, so replaced leaves it too
+    nic = {'kind': 'interface', 'mac': '52:54:00:aa:bb:01', 'source': {'network': 'default'}}
+    assert not run([nic], 'replaced').changed
 
 
 def test_overridden_removes_other_devices_of_the_kinds_named_but_not_implicit_ones():
