@@ -1,0 +1,145 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fixtures for functional tests: the collection's modules against a real libvirt QEMU driver.
+
+* ``libvirtd_uri`` (session): one private libvirtd for the whole session (tests/harness/libvirtd.py),
+  stopped at the end. Guests started there outlive the process that started them.
+* ``embed_uri``: a fresh ``qemu:///embed?root=...`` root in the test's tmp_path, seeded with the QEMU
+  capabilities a session-wide template root probed once (saves 3-8 s per root). One process holds an
+  embed root for its whole life, so this test process never opens it: use ``virsh`` (a short-lived
+  process) to set up fixtures and ``run_module`` to run modules.
+* ``run_module(name, args, check_mode=False, diff=False)``: runs
+  ``python -m ansible_collections.virtdev.libvirt.plugins.modules.<name> ARGSFILE`` in a subprocess,
+  importing the collection from the working tree (no rebuild needed), and returns the module's JSON
+  result (``rc`` added). Raises ``ModuleOutputError`` when the output is not JSON.
+* ``virsh(uri, *args, xml=None, check=True)``: runs ``virsh -c URI ARGS``; ``xml`` is written to a
+  file whose path replaces the ``{xml}`` argument. Returns stdout; with ``check=False`` the
+  ``CompletedProcess``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent.parent
+REPO = TESTS.parent
+sys.path.insert(0, str(TESTS))
+
+from harness import embed, libvirtd  # noqa: E402  pylint: disable=wrong-import-position
+
+MODULE_PACKAGE = 'ansible_collections.virtdev.libvirt.plugins.modules'
+
+
+class ModuleOutputError(AssertionError):
+    """A module run did not print a JSON result."""
+
+
+@pytest.fixture(scope='session')
+def collection_pythonpath(tmp_path_factory):
+    """A directory that makes ``ansible_collections.virtdev.libvirt`` import from the working tree."""
+    view = tmp_path_factory.mktemp('pythonpath')
+    link = view / 'ansible_collections' / 'virtdev' / 'libvirt'
+    link.parent.mkdir(parents=True)
+    link.symlink_to(REPO, target_is_directory=True)
+    return view
+
+
+@pytest.fixture(scope='session')
+def libvirtd_dir(tmp_path_factory):
+    """Directory of a private libvirtd shared by the whole session (sockets, logs, private state)."""
+    directory = str(tmp_path_factory.mktemp('libvirtd'))
+    try:
+        libvirtd.start(directory)
+    except libvirtd.LibvirtdError as exc:
+        pytest.fail('cannot start a private libvirtd: %s' % exc)
+    try:
+        yield directory
+    finally:
+        libvirtd.stop(directory)
+
+
+@pytest.fixture(scope='session')
+def libvirtd_uri(libvirtd_dir):
+    """URI of the session's private libvirtd."""
+    return libvirtd.libvirtd_uri(libvirtd_dir)
+
+
+@pytest.fixture(scope='session')
+def embed_template(tmp_path_factory):
+    """An embed root that has probed QEMU once; fresh roots copy its capabilities cache."""
+    root = str(tmp_path_factory.mktemp('embed-template'))
+    uri = embed.prepare_embed_root(root)
+    proc = subprocess.run(['virsh', '-c', uri, 'capabilities'], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        pytest.fail('the embedded QEMU driver does not work (%s): %s' % (uri, proc.stderr.strip()))
+    return root
+
+
+@pytest.fixture
+def embed_uri(tmp_path, embed_template):
+    """URI of a fresh embedded QEMU driver root in this test's tmp_path."""
+    return embed.prepare_embed_root(str(tmp_path / 'embed'), seed_from=embed_template)
+
+
+@pytest.fixture
+def run_module(tmp_path, collection_pythonpath):
+    counter = [0]
+
+    def run(name, args, check_mode=False, diff=False, timeout=600, env=None):
+        counter[0] += 1
+        argsfile = tmp_path / ('module-args-%d.json' % counter[0])
+        module_args = dict(args)
+        module_args['_ansible_check_mode'] = check_mode
+        module_args['_ansible_diff'] = diff
+        argsfile.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': module_args}), encoding='utf-8')
+        environ = dict(os.environ)
+        environ['PYTHONPATH'] = os.pathsep.join(
+            [str(collection_pythonpath)] + [p for p in environ.get('PYTHONPATH', '').split(os.pathsep) if p])
+        environ.update(env or {})
+        proc = subprocess.run([sys.executable, '-m', '%s.%s' % (MODULE_PACKAGE, name), str(argsfile)],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                              env=environ, cwd=str(tmp_path), check=False)
+        try:
+            result = json.loads(proc.stdout)
+        except ValueError:
+            raise ModuleOutputError('module %s printed no JSON result (rc=%d)\n--- stdout\n%s\n--- stderr\n%s'
+                                    % (name, proc.returncode, proc.stdout, proc.stderr)) from None
+        if not isinstance(result, dict):
+            raise ModuleOutputError('module %s printed %r, not a JSON object' % (name, result))
+        result['rc'] = proc.returncode
+        return result
+
+    return run
+
+
+@pytest.fixture
+def virsh(tmp_path):
+    counter = [0]
+
+    def run(uri, *args, xml=None, check=True, timeout=120):
+        args = list(args)
+        if xml is not None:
+            counter[0] += 1
+            path = tmp_path / ('virsh-%d.xml' % counter[0])
+            path.write_text(xml, encoding='utf-8')
+            args = [str(path) if arg == '{xml}' else arg for arg in args]
+            if str(path) not in args:
+                args.append(str(path))
+        proc = subprocess.run(['virsh', '-q', '-c', uri] + args, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if not check:
+            return proc
+        if proc.returncode != 0:
+            raise AssertionError('virsh -c %s %s failed (rc=%d): %s'
+                                 % (uri, ' '.join(args), proc.returncode, proc.stderr.strip()))
+        return proc.stdout
+
+    return run
