@@ -1,0 +1,375 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The pure kernel command line core: argument parsing, reconcile, the three file layouts."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _kernel_cmdline as core
+from ansible_collections.virtdev.libvirt.tests.unit.fixtures.bootloaders import trees
+
+
+def args(*values, state='present'):
+    return core.parse_args(list(values), state)
+
+
+# --------------------------------------------------------------------------- arguments
+
+@pytest.mark.parametrize('value, fragment', [
+    ('a b', 'whitespace'),
+    ('intel_iommu=on iommu=pt', 'whitespace'),
+    ('=x', 'no key'),
+    ('', 'empty'),
+    ('   ', 'empty'),
+    ("quiet'", 'single quote'),
+    ('foo="a"', 'double quote'),
+    ('foo=$HOME', 'dollar'),
+    ('foo=`id`', 'backquote'),
+    ('foo=a\\b', 'backslash'),
+    ('-x', 'invalid key'),
+    ('a+b=1', 'invalid key'),
+    ('foo=\x01', 'control character'),
+])
+def test_bad_argument_is_named_in_the_error(value, fragment):
+    with pytest.raises(core.CmdlineError) as exc:
+        core.parse_args(['quiet', value])
+    message = str(exc.value)
+    assert 'args[1]' in message
+    assert repr(value) in message
+    assert fragment in message
+
+
+def test_non_string_and_empty_list():
+    with pytest.raises(core.CmdlineError, match=r'args\[0\]: 5 is not a string'):
+        core.parse_args([5])
+    with pytest.raises(core.CmdlineError, match='at least one'):
+        core.parse_args([])
+
+
+def test_contradicting_args_are_refused_for_present_only():
+    with pytest.raises(core.CmdlineError) as exc:
+        args('intel_iommu=on', 'intel_iommu=off')
+    assert "'intel_iommu=on' and 'intel_iommu=off'" in str(exc.value)
+    # dash and underscore name the same parameter
+    with pytest.raises(core.CmdlineError):
+        args('vfio-pci.ids=1:2', 'vfio_pci.ids=3:4')
+    assert [a.text for a in args('intel_iommu=on', 'intel_iommu=off', state='absent')] == \
+        ['intel_iommu=on', 'intel_iommu=off']
+
+
+def test_repeated_identical_arg_is_kept_once():
+    assert [a.text for a in args('iommu=pt', 'iommu=pt', 'quiet')] == ['iommu=pt', 'quiet']
+
+
+def test_valid_args_parse_into_key_and_value():
+    parsed = args('vfio-pci.ids=10de:1b80,10de:10f0', 'rd.driver.pre=vfio-pci', 'quiet', 'foo=')
+    assert [(a.key, a.norm, a.value) for a in parsed] == [
+        ('vfio-pci.ids', 'vfio_pci.ids', '10de:1b80,10de:10f0'),
+        ('rd.driver.pre', 'rd.driver.pre', 'vfio-pci'),
+        ('quiet', 'quiet', None),
+        ('foo', 'foo', ''),
+    ]
+
+
+def test_split_cmdline_honours_double_quotes():
+    text = ' root=/dev/sda1  ro "quoted=a b" dyndbg="file x.c +p" \tquiet\n'
+    assert core.split_cmdline(text) == ['root=/dev/sda1', 'ro', '"quoted=a b"', 'dyndbg="file x.c +p"', 'quiet']
+
+
+@pytest.mark.parametrize('token, expected', [
+    ('quiet', ('quiet', None)),
+    ('vfio-pci.ids=1:2', ('vfio_pci.ids', '1:2')),
+    ('dyndbg="file x.c +p"', ('dyndbg', 'file x.c +p')),
+    ('"quoted=a b"', ('quoted', 'a b')),
+    ('$tuned_params', None),
+    ('a=b=c', ('a', 'b=c')),
+])
+def test_token_key_value(token, expected):
+    assert core.token_key_value(token) == expected
+
+
+# --------------------------------------------------------------------------- reconcile
+
+def _reconcile(segments, wanted, state='present', target=-1):
+    segs = [core.Segment(tokens, 'seg%d' % i) for i, tokens in enumerate(segments)]
+    outcome = core.reconcile(segs, segs[target], args(*wanted, state=state), state)
+    return [s.tokens for s in segs], outcome
+
+
+def test_present_appends_to_target():
+    result, outcome = _reconcile([['quiet'], ['ro']], ['iommu=pt'], target=0)
+    assert result == [['quiet', 'iommu=pt'], ['ro']]
+    assert outcome.added == [{'arg': 'iommu=pt', 'location': 'seg0'}]
+
+
+def test_present_already_there_changes_nothing():
+    result, outcome = _reconcile([['quiet', 'iommu=pt']], ['iommu=pt'])
+    assert result == [['quiet', 'iommu=pt']]
+    assert not (outcome.added or outcome.replaced or outcome.duplicates)
+
+
+def test_contradicting_value_is_replaced_in_place_and_reported():
+    result, outcome = _reconcile([['intel_iommu=off', 'quiet']], ['intel_iommu=on'])
+    assert result == [['intel_iommu=on', 'quiet']]
+    assert outcome.replaced == [{'before': 'intel_iommu=off', 'after': 'intel_iommu=on', 'location': 'seg0'}]
+
+
+def test_later_contradiction_and_duplicates_are_dropped_across_segments():
+    result, outcome = _reconcile([['iommu=pt', 'quiet', 'iommu=pt'], ['iommu=off', 'ro']], ['iommu=pt'])
+    assert result == [['iommu=pt', 'quiet'], ['ro']]
+    assert outcome.duplicates == [{'arg': 'iommu=pt', 'location': 'seg0'}]
+    assert outcome.replaced == [{'before': 'iommu=off', 'after': 'iommu=pt', 'location': 'seg1'}]
+
+
+def test_exact_match_later_wins_over_earlier_contradiction():
+    result, _outcome = _reconcile([['intel_iommu=off', 'a', 'intel_iommu=on']], ['intel_iommu=on'])
+    assert result == [['a', 'intel_iommu=on']]
+
+
+def test_dash_and_underscore_match():
+    result, outcome = _reconcile([['vfio_pci.ids=1:1']], ['vfio-pci.ids=2:2'])
+    assert result == [['vfio-pci.ids=2:2']]
+    assert outcome.replaced[0]['before'] == 'vfio_pci.ids=1:1'
+
+
+def test_flag_and_value_forms_of_one_key():
+    result, _outcome = _reconcile([['splash=silent']], ['splash'])
+    assert result == [['splash']]
+
+
+def test_absent_bare_key_removes_every_value():
+    result, outcome = _reconcile([['iommu=pt', 'quiet'], ['iommu=off', 'iommu']], ['iommu'], state='absent')
+    assert result == [['quiet'], []]
+    assert [r['arg'] for r in outcome.removed] == ['iommu=pt', 'iommu=off', 'iommu']
+
+
+def test_absent_key_value_removes_only_that_value():
+    result, _outcome = _reconcile([['iommu=pt', 'iommu=off', 'iommu=pt']], ['iommu=pt'], state='absent')
+    assert result == [['iommu=off']]
+
+
+def test_opaque_tokens_are_left_alone():
+    result, _outcome = _reconcile([['$kernelopts', '$tuned_params']], ['iommu=pt'])
+    assert result == [['$kernelopts', '$tuned_params', 'iommu=pt']]
+
+
+@pytest.mark.parametrize('proc, wanted, state, expected', [
+    ('ro quiet', ['iommu=pt'], 'present', True),
+    ('ro iommu=pt quiet', ['iommu=pt'], 'present', False),
+    ('iommu=off iommu=pt', ['iommu=pt'], 'present', False),  # the last value wins in the kernel
+    ('iommu=pt iommu=off', ['iommu=pt'], 'present', True),
+    ('ro iommu=pt', ['iommu'], 'absent', True),
+    ('ro iommu=pt', ['iommu=off'], 'absent', False),
+])
+def test_reboot_required_from_proc_cmdline(proc, wanted, state, expected):
+    assert core.reboot_required(core.split_cmdline(proc), args(*wanted, state=state), state) is expected
+
+
+# --------------------------------------------------------------------------- GRUB files
+
+def _grub(tmp_path, text, name='/etc/default/grub', dropin=False):
+    trees.write(str(tmp_path), name, text)
+    return core.GrubDefaultsFile(name, text, dropin)
+
+
+@pytest.mark.parametrize('line, fragment', [
+    ("GRUB_CMDLINE_LINUX='quiet splash'", 'single quotes'),
+    ('GRUB_CMDLINE_LINUX="quiet', 'does not end'),
+    ('GRUB_CMDLINE_LINUX="quiet \\"x\\""', 'backslash'),
+    ('GRUB_CMDLINE_LINUX="$(cat /etc/args)"', 'shell expansion'),
+    ('GRUB_CMDLINE_LINUX="$OTHER quiet"', 'shell expansion'),
+    ('GRUB_CMDLINE_LINUX="a"; echo hi', 'unexpected text'),
+    ('GRUB_CMDLINE_LINUX=$X', 'cannot edit the unquoted value'),
+])
+def test_grub_values_that_cannot_be_edited_safely(tmp_path, line, fragment):
+    with pytest.raises(core.CmdlineError) as exc:
+        _grub(tmp_path, 'GRUB_TIMEOUT=5\n' + line + '\n')
+    assert '/etc/default/grub line 2 (GRUB_CMDLINE_LINUX)' in str(exc.value)
+    assert fragment in str(exc.value)
+
+
+def test_grub_duplicate_assignment_lines_are_refused(tmp_path):
+    with pytest.raises(core.CmdlineError) as exc:
+        _grub(tmp_path, 'GRUB_CMDLINE_LINUX="a"\nGRUB_TIMEOUT=1\nGRUB_CMDLINE_LINUX="b"\n')
+    assert 'sets GRUB_CMDLINE_LINUX twice (lines 1 and 3)' in str(exc.value)
+
+
+def test_grub_render_keeps_layout_comment_and_append_prefix(tmp_path):
+    text = ('  export GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} quiet"  # ours\n'
+            'GRUB_CMDLINE_LINUX_DEFAULT=splash\n')
+    grub = _grub(tmp_path, text, dropin=True)
+    linux, default = grub.segments
+    assert (linux.tokens, default.tokens) == (['quiet'], ['splash'])
+    linux.tokens.append('iommu=pt')
+    default.tokens.append('x=1')
+    assert grub.render() == ('  export GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} quiet iommu=pt"  # ours\n'
+                             'GRUB_CMDLINE_LINUX_DEFAULT="splash x=1"\n')
+
+
+def test_grub_scope_edits_main_file_and_counts_both_variables(tmp_path):
+    root = trees.debian_grub(str(tmp_path), linux='intel_iommu=off', default='quiet iommu=pt')
+    result = core.plan(root, 'auto', args('intel_iommu=on', 'iommu=pt'), 'present')
+    assert result.bootloader == 'grub'
+    scope = result.scopes[0]
+    assert scope.tokens(original=True) == ['intel_iommu=off', 'quiet', 'iommu=pt']
+    assert scope.tokens() == ['intel_iommu=on', 'quiet', 'iommu=pt']
+    [(config, _before, after)] = result.changes
+    assert config.path == '/etc/default/grub'
+    assert 'GRUB_CMDLINE_LINUX="intel_iommu=on"\n' in after
+    assert 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n' in after
+    core.validate(config, after)
+
+
+def test_grub_adds_missing_variable_line(tmp_path):
+    root = str(tmp_path)
+    trees.write(root, '/etc/default/grub', 'GRUB_TIMEOUT=5')
+    result = core.plan(root, 'grub', args('iommu=pt'), 'present')
+    assert result.changes[0][2] == 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX="iommu=pt"\n'
+
+
+def test_overriding_dropin_is_detected(tmp_path):
+    root = trees.debian_grub(str(tmp_path), dropins={
+        '50-cloudimg-settings.cfg': 'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0"\n',
+        '60-override.cfg': '# site policy\nGRUB_CMDLINE_LINUX="nomodeset"\n',
+    })
+    with pytest.raises(core.CmdlineError) as exc:
+        core.plan(root, 'grub', args('iommu=pt'), 'present')
+    message = str(exc.value)
+    assert '60-override.cfg line 2 sets GRUB_CMDLINE_LINUX without including $GRUB_CMDLINE_LINUX' in message
+    assert 'grub_file=/etc/default/grub.d/60-override.cfg' in message
+    # Targeting the overriding file itself works; GRUB_CMDLINE_LINUX_DEFAULT is overridden but not ours.
+    result = core.plan(root, 'grub', args('iommu=pt'), 'present', grub_file='/etc/default/grub.d/60-override.cfg')
+    assert [c.path for c, _b, _a in result.changes] == ['/etc/default/grub.d/60-override.cfg']
+    # The overridden "quiet" of the main file is not part of the effective command line.
+    assert result.scopes[0].tokens() == ['nomodeset', 'iommu=pt', 'console=ttyS0']
+
+
+def test_new_dropin_appends_and_fixes_contradictions_elsewhere(tmp_path):
+    root = trees.debian_grub(str(tmp_path), linux='intel_iommu=off', dropins={
+        '10-extend.cfg': 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX iommu=soft"\n'})
+    result = core.plan(root, 'grub', args('intel_iommu=on', 'iommu=pt'), 'present',
+                       grub_file='/etc/default/grub.d/90-virtdev.cfg')
+    changes = {c.path: after for c, _b, after in result.changes}
+    # contradictions are replaced where they are; nothing left to append to the new drop-in
+    assert sorted(changes) == ['/etc/default/grub', '/etc/default/grub.d/10-extend.cfg']
+    assert 'GRUB_CMDLINE_LINUX="intel_iommu=on"' in changes['/etc/default/grub']
+    assert changes['/etc/default/grub.d/10-extend.cfg'] == 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX iommu=pt"\n'
+    result = core.plan(root, 'grub', args('rd.driver.pre=vfio-pci'), 'present',
+                       grub_file='/etc/default/grub.d/90-virtdev.cfg')
+    [(config, before, after)] = result.changes
+    assert before is None
+    assert after == ('# Kernel arguments managed by virtdev.libvirt.kernel_cmdline\n'
+                     'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX rd.driver.pre=vfio-pci"\n')
+    core.validate(config, after)
+
+
+def test_grub_file_outside_what_grub_mkconfig_reads(tmp_path):
+    root = trees.debian_grub(str(tmp_path))
+    with pytest.raises(core.CmdlineError, match="grub_file: '/etc/grub.conf' is neither"):
+        core.plan(root, 'grub', args('iommu=pt'), 'present', grub_file='/etc/grub.conf')
+
+
+def test_grub_main_missing(tmp_path):
+    with pytest.raises(core.CmdlineError, match='etc/default/grub not found'):
+        core.plan(str(tmp_path), 'grub', args('iommu=pt'), 'present')
+
+
+# --------------------------------------------------------------------------- BLS and systemd-boot
+
+def test_bls_entry_without_options_gets_one_and_multiple_lines_are_one_cmdline(tmp_path):
+    entry = core.BlsEntry('/e.conf', 'title x\nlinux /vmlinuz')
+    entry.segments[0].tokens.append('iommu=pt')
+    assert entry.render() == 'title x\nlinux /vmlinuz\noptions iommu=pt\n'
+    core.validate(entry, entry.render())
+    entry = core.BlsEntry('/e.conf', 'options root=/dev/vda1\ntitle x\noptions  ro iommu=off\n')
+    segs = entry.segments
+    outcome = core.reconcile(segs, segs[-1], args('iommu=pt'), 'present')
+    assert outcome.replaced[0]['location'] == '/e.conf:3'
+    assert entry.render() == 'options root=/dev/vda1\ntitle x\noptions  ro iommu=pt\n'
+
+
+def test_rhel_bls_plan_touches_entries_kernel_cmdline_and_grub(tmp_path):
+    root = trees.rhel_bls(str(tmp_path), extra='intel_iommu=off')
+    result = core.plan(root, 'auto', args('intel_iommu=on'), 'present')
+    assert result.bootloader == 'bls'
+    paths = sorted(c.path for c, _b, _a in result.changes)
+    assert paths == sorted(['/boot/loader/entries/%s-%s.conf' % (trees.MACHINE_ID, k) for k in trees.RHEL_KERNELS]
+                           + ['/etc/default/grub', '/etc/kernel/cmdline'])
+    assert len(result.report()['replaced']) == 4
+    # newest entry first: that is the primary command line
+    assert result.scopes[0].name.endswith(trees.RHEL_KERNELS[0] + '.conf')
+    for config, _before, after in result.changes:
+        core.validate(config, after)
+        assert 'intel_iommu=off' not in after and 'intel_iommu=on' in after
+
+
+def test_kernelopts_variable_is_warned_about(tmp_path):
+    root = str(tmp_path)
+    trees.write(root, '/boot/loader/entries/a.conf', 'title a\noptions $kernelopts\n')
+    result = core.plan(root, 'bls', args('iommu=pt'), 'present')
+    assert any('$kernelopts' in w for w in result.warnings)
+
+
+def test_bls_without_entries(tmp_path):
+    with pytest.raises(core.CmdlineError, match='no boot loader entries'):
+        core.plan(str(tmp_path), 'bls', args('iommu=pt'), 'present')
+
+
+def test_systemd_boot_seeds_missing_kernel_cmdline_from_kernel_install_default(tmp_path):
+    root = trees.systemd_boot(str(tmp_path), kernel_cmdline=False)
+    result = core.plan(root, 'auto', args('iommu=pt'), 'present')
+    assert result.bootloader == 'systemd-boot'
+    changes = {c.path: (before, after) for c, before, after in result.changes}
+    before, after = changes['/etc/kernel/cmdline']
+    assert before is None
+    assert after == 'root=UUID=%s ro quiet iommu=pt\n' % trees.DEBIAN_ROOT_UUID
+    # absent and nothing to remove: the file is not created
+    result = core.plan(root, 'auto', args('nomodeset', state='absent'), 'absent')
+    assert not result.changed
+
+
+def test_systemd_boot_warns_about_unified_kernel_images(tmp_path):
+    root = trees.systemd_boot(str(tmp_path))
+    trees.write(root, '/boot/efi/EFI/Linux/debian-6.1.efi', 'MZ')
+    result = core.plan(root, 'auto', args('iommu=pt'), 'present')
+    assert any('unified kernel images' in w for w in result.warnings)
+
+
+@pytest.mark.parametrize('build, expected', [
+    (trees.debian_grub, 'grub'),
+    (trees.rhel_bls, 'bls'),
+    (trees.systemd_boot, 'systemd-boot'),
+    (lambda r: trees.systemd_boot(r, esp='/efi'), 'systemd-boot'),
+    (lambda r: trees.write(r, '/etc/kernel/cmdline', 'ro\n'), 'systemd-boot'),
+])
+def test_detect_bootloader(tmp_path, build, expected):
+    build(str(tmp_path))
+    assert core.detect_bootloader(str(tmp_path)) == expected
+
+
+def test_detect_nothing(tmp_path):
+    with pytest.raises(core.CmdlineError, match='could not detect the bootloader'):
+        core.detect_bootloader(str(tmp_path))
+
+
+def test_validate_catches_a_file_that_does_not_hold_the_plan(tmp_path):
+    root = trees.debian_grub(str(tmp_path))
+    result = core.plan(root, 'grub', args('iommu=pt'), 'present')
+    [(config, _before, after)] = result.changes
+    with pytest.raises(core.CmdlineError, match='validation of the new /etc/default/grub failed'):
+        core.validate(config, after.replace('iommu=pt', 'iommu=off'))
+    with pytest.raises(core.CmdlineError, match='validation'):
+        core.validate(config, after + "GRUB_CMDLINE_LINUX='x'\n")
+
+
+def test_non_utf8_file_is_refused(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, 'etc/default'))
+    with open(os.path.join(root, 'etc/default/grub'), 'wb') as handle:
+        handle.write(b'GRUB_CMDLINE_LINUX="\xff"\n')
+    with pytest.raises(core.CmdlineError, match='not valid UTF-8'):
+        core.plan(root, 'grub', args('iommu=pt'), 'present')
