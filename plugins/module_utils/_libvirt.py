@@ -168,3 +168,14 @@ class Connection:
         flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
                  | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
         return self._call('undefine', 'undefine domain %s' % dom.name(), dom.undefineFlags, flags)
+
+    # -- host devices (host_devices_info) ---------------------------------------------------------
+    def is_persistent(self, dom):
+        return bool(self._call('is_persistent', 'read whether %s is persistent' % dom.name(), dom.isPersistent))
+
+    def node_devices(self):
+        """All node devices libvirt knows (active ones and defined, inactive mediated devices)."""
+        return self._call('node_devices', 'list node devices', self._conn.listAllDevices, 0)
+
+    def node_device_xml(self, device):
+        return self._call('node_device_xml', 'read the XML of node device %s' % device.name(), device.XMLDesc, 0)
