@@ -232,7 +232,7 @@ def _text(path):
 
 # Identity of elements that have no typed kind yet (REFERENCE §1): kept, matched, never duplicated.
 ELEMENT_KEYS = {
-    'controller': _attrs('@type', '@index'),
+    'controller': _attrs('@type', '@index', 'master@startport'),  # USB companions share an index
     'interface': _attrs('mac@address'),
     'disk': _attrs('target@dev'),
     'channel': _attrs('@type', 'target@type', 'target@name'),
@@ -254,7 +254,7 @@ ELEMENT_KEYS = {
     'audio': _attrs('@id'),
     'hub': _attrs('@type'),
     'smartcard': _attrs('@mode'),
-    'redirdev': _attrs('@bus', '@type', 'source@path'),
+    'redirdev': _attrs('@bus', '@type', 'source@path', 'address@port'),  # identical ones differ by USB port
     'shmem': _attrs('@name'),
     'lease': _text('lockspace'),
     'memory': _attrs('@model', 'target/size@unit'),

@@ -1,0 +1,143 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""domain_devices against a real libvirt: round trips on realistic guests, no writes when nothing
+changes, and the connection failures users hit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+# Realistic guests as virt-install writes them (Debian package virtinst), one per common profile.
+VIRT_INSTALL_PROFILES = {
+    'linux-pc-virtio': ['--machine', 'pc', '--osinfo', 'linux2022', '--disk', 'path={image},format=qcow2,bus=virtio',
+                        '--network', 'network=default,model=virtio', '--graphics', 'none'],
+    'windows-q35-emulated': ['--machine', 'q35', '--osinfo', 'win10', '--disk', 'path={image},format=qcow2,bus=sata',
+                             '--network', 'network=default,model=e1000e', '--graphics', 'spice', '--video', 'qxl',
+                             '--sound', 'ich9', '--tpm', 'emulator', '--channel', 'spicevmc'],
+    'linux-q35-uefi-scsi': ['--machine', 'q35', '--osinfo', 'linux2022', '--boot', 'uefi',
+                            '--disk', 'path={image},bus=scsi', '--controller', 'scsi,model=virtio-scsi',
+                            '--network', 'bridge=br0', '--rng', '/dev/urandom', '--filesystem', '/tmp,share1',
+                            '--watchdog', 'i6300esb,action=reset', '--disk', 'device=cdrom,bus=sata'],
+    'legacy-pc-ide': ['--machine', 'pc', '--osinfo', 'generic', '--disk', 'path={image},bus=ide',
+                      '--network', 'network=default,model=rtl8139', '--graphics', 'vnc', '--video', 'cirrus',
+                      '--sound', 'ac97', '--input', 'tablet,bus=usb', '--serial', 'pty'],
+}
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / 'disk.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(path), '16M'], check=True)
+    return str(path)
+
+
+def virt_install_xml(uri, name, profile, image):
+    if shutil.which('virt-install') is None:
+        pytest.fail('virt-install is missing: scripts/bootstrap.sh installs the Debian package virtinst')
+    args = [arg.replace('{image}', image) for arg in VIRT_INSTALL_PROFILES[profile]]
+    proc = subprocess.run(['virt-install', '--connect', uri, '--print-xml', '--name', name, '--memory', '512',
+                           '--vcpus', '1', '--import', '--virt-type', 'qemu', '--noautoconsole'] + args,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize('profile', sorted(VIRT_INSTALL_PROFILES))
+def test_gathered_fed_back_changes_nothing(profile, libvirtd_uri, run_module, virsh, image):
+    name = 'rt-' + profile
+    virsh(libvirtd_uri, 'define', '{xml}', xml=virt_install_xml(libvirtd_uri, name, profile, image))
+    try:
+        before = virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
+        gathered = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'})
+        assert gathered['rc'] == 0, gathered
+        assert len(gathered['gathered']) >= 5
+        assert {item['class'] for item in gathered['gathered']} <= {'emulated', 'virtio', 'passthrough'}
+        for state in ('replaced', 'overridden', 'merged'):
+            for check_mode in (True, False):
+                result = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': state,
+                                                       'config': gathered['gathered']}, check_mode=check_mode)
+                assert result['rc'] == 0, result
+                assert result['changed'] is False, (state, result['commands'])
+        assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
+    finally:
+        virsh(libvirtd_uri, 'undefine', '--nvram', name, check=False)
+
+
+def test_emulated_disks_can_be_found_from_gathered_data(libvirtd_uri, run_module, virsh, image):
+    virsh(libvirtd_uri, 'define', '{xml}', xml=virt_install_xml(libvirtd_uri, 'cls', 'legacy-pc-ide', image))
+    try:
+        gathered = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': 'cls', 'state': 'gathered'})
+        disks = [item for item in gathered['gathered'] if item['kind'] == 'disk' or
+                 item.get('xml', '').startswith('<disk')]
+        assert [disk['class'] for disk in disks] == ['emulated']
+    finally:
+        virsh(libvirtd_uri, 'undefine', 'cls', check=False)
+
+
+def _definition_file(root, name):
+    """Where the QEMU driver keeps a persistent definition below a private or embedded root."""
+    for candidate in ('root/etc/libvirt/qemu/%s.xml', 'embed/etc/qemu/%s.xml', 'etc/qemu/%s.xml'):
+        path = os.path.join(root, candidate % name)
+        if os.path.exists(path):
+            return path
+    raise AssertionError('no definition file for %s below %s' % (name, root))
+
+
+def test_check_mode_and_no_change_runs_write_nothing(embed_uri, run_module, virsh, tmp_path):
+    virsh(embed_uri, 'define', '{xml}', xml="<domain type='qemu'><name>nw</name><memory unit='MiB'>64</memory>"
+                                           "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>")
+    config = [{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio'}, {'kind': 'rng'}]
+    args = {'uri': embed_uri, 'domain': 'nw', 'config': config}
+    path = _definition_file(str(tmp_path), 'nw')
+    stamp = os.stat(path).st_mtime_ns, open(path, encoding='utf-8').read()
+
+    predicted = run_module('domain_devices', args, check_mode=True)
+    assert predicted['changed'] and (os.stat(path).st_mtime_ns, open(path, encoding='utf-8').read()) == stamp
+
+    applied = run_module('domain_devices', args)
+    assert applied['changed'] and applied['commands'] == predicted['commands']
+    stamp = os.stat(path).st_mtime_ns, open(path, encoding='utf-8').read()
+
+    for check_mode in (False, True):
+        again = run_module('domain_devices', args, check_mode=check_mode)
+        assert again['changed'] is False and again['commands'] == []
+        assert (os.stat(path).st_mtime_ns, open(path, encoding='utf-8').read()) == stamp
+
+
+def test_libvirtd_not_running_is_a_clear_error(run_module, tmp_path):
+    uri = 'qemu:///system?socket=%s/no-daemon-here' % tmp_path
+    result = run_module('domain_devices', {'uri': uri, 'domain': 'x', 'config': [{'kind': 'rng'}]})
+    assert result['failed'] is True
+    assert result['msg'].startswith('cannot connect to libvirt at %s' % uri)
+    assert 'is libvirtd running?' in result['msg']
+
+
+def test_read_only_connection_is_refused_and_changes_nothing(libvirtd_uri, libvirtd_dir, run_module, virsh):
+    virsh(libvirtd_uri, 'define', '{xml}', xml="<domain type='qemu'><name>ro</name><memory unit='MiB'>64</memory>"
+                                              "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>")
+    try:
+        before = virsh(libvirtd_uri, 'dumpxml', '--inactive', 'ro')
+        read_only = 'qemu:///system?socket=%s/libvirt-sock-ro' % libvirtd_dir
+        result = run_module('domain_devices', {'uri': read_only, 'domain': 'ro', 'config': [{'kind': 'rng'}]})
+        assert result['failed'] is True
+        assert 'read-only' in result['msg'] and read_only in result['msg']
+        assert virsh(libvirtd_uri, 'dumpxml', '--inactive', 'ro') == before
+    finally:
+        virsh(libvirtd_uri, 'undefine', 'ro', check=False)
+
+
+@pytest.mark.parametrize('name', ["it's", 'a<b', 'a&b', '3f0c1a52-6a47-4a2b-8f7e-3d1e4a2b9c11'])
+def test_names_with_xml_metacharacters_are_only_names(name, embed_uri, run_module):
+    missing = run_module('domain_devices', {'uri': embed_uri, 'domain': name, 'config': [{'kind': 'rng'}]})
+    assert missing['failed'] is True and missing['msg'] == 'domain %r is not defined on %s' % (name, embed_uri)
+    created = run_module('domain', {'uri': embed_uri, 'name': name, 'type': 'qemu', 'memory': 64})
+    assert created['changed'] and created['domain']['name'] == name
+    first = run_module('domain_devices', {'uri': embed_uri, 'domain': name, 'config': [{'kind': 'rng'}]})
+    again = run_module('domain_devices', {'uri': embed_uri, 'domain': created['domain']['uuid'],
+                                          'config': [{'kind': 'rng'}]})
+    assert first['changed'] is True and again['changed'] is False
