@@ -157,6 +157,11 @@ restart_required:
   description: Whether a running guest only sees the change after a restart.
   returned: when O(domain) is used with merged, replaced, overridden or deleted
   type: bool
+libvirt_calls:
+  description: libvirt API calls this run made, by name; a run without change makes no C(define).
+  returned: with merged, replaced, overridden or deleted
+  type: dict
+  sample: {lookup: 1, xml: 1}
 results:
   description: Per domain, the keys above plus C(domain), when O(domains) is used.
   returned: when O(domains) is used
@@ -277,7 +282,8 @@ class DomainDevices:
                                   'before': plan.before_text + '\n', 'after': plan.after_text + '\n'})
         except LibvirtFailure as exc:
             self.fail(str(exc), results=results)
-        outcome = {'changed': any(result['changed'] for result in results)}
+        outcome = {'changed': any(result['changed'] for result in results),
+                   'libvirt_calls': dict(self.connection.calls)}
         if self.params['domains'] is not None:
             outcome['results'] = results
         else:
