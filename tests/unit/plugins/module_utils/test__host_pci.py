@@ -766,3 +766,38 @@ def test_pci_ids_system_file():
     assert ids.names('1022') == (None, None, None)  # a vendor not asked for
     assert ids.class_name('0x020000') == 'Ethernet controller'  # all classes when none are named
     assert ids.class_name('0x0c0330') == 'USB controller'
+
+
+# -- libvirt node devices ------------------------------------------------------------------------------
+
+NODEDEV_PCI = """<device><name>pci_0000_01_00_0</name><parent>pci_0000_00_01_0</parent>
+  <capability type='pci'><class>0x030000</class><domain>0</domain><bus>1</bus><slot>0</slot><function>0</function>
+  <product id='0x1b80'>GP104</product><vendor id='0x10de'>NVIDIA</vendor>
+  <iommuGroup number='7'><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></iommuGroup>
+  </capability></device>"""
+NODEDEV_OLD_MDEV = """<device><name>mdev_a297db4a_f4c2_11e6_90f6_d3b88d6c9525</name><parent>pci_0000_00_02_0</parent>
+  <capability type='mdev'><type id='i915-GVTg_V5_4'/><iommuGroup number='0'/></capability></device>"""
+
+
+def test_parse_node_device():
+    assert hp.parse_node_device(NODEDEV_PCI) == {
+        'name': 'pci_0000_01_00_0', 'parent': 'pci_0000_00_01_0', 'type': 'pci', 'address': GPU, 'iommu_group': 7,
+        'vendor': '0x10de', 'product': '0x1b80', 'uuid': None, 'mdev_type': None, 'bus': None, 'device': None}
+    old = hp.parse_node_device(NODEDEV_OLD_MDEV)
+    assert (old['type'], old['uuid'], old['mdev_type']) == ('mdev', GVT_MDEV, 'i915-GVTg_V5_4')
+    assert hp.parse_node_device('<device><name>computer</name></device>')['type'] is None
+    assert hp.address_of_nodedev_name('pci_10000_e1_1f_7') == '10000:e1:1f.7'
+    assert hp.address_of_nodedev_name('usb_1_2') is None
+    with pytest.raises(ValueError, match='node device XML'):
+        hp.parse_node_device('<device>')
+
+
+def test_merge_node_devices_compares_groups_on_the_same_host(trees):
+    facts = hp.host_facts(trees['desktop'])
+    summary = hp.merge_node_devices(facts, [hp.parse_node_device(NODEDEV_PCI)], compare_groups=True)
+    assert summary == {'node_devices': {'pci': 1}, 'only_in_libvirt': []}
+    assert facts['problems'] == ['libvirt puts 0000:01:00.0 in IOMMU group 7, sysfs in group 1']
+    assert {entry['address']: entry for entry in facts['pci_devices']}[GPU]['libvirt_name'] == 'pci_0000_01_00_0'
+    quiet = hp.host_facts(trees['desktop'])
+    hp.merge_node_devices(quiet, [hp.parse_node_device(NODEDEV_PCI)], compare_groups=False)
+    assert quiet['problems'] == []
