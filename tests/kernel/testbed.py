@@ -512,6 +512,18 @@ class Guest:
         output = output_path.read_text(errors="replace") if output_path.exists() else ""
         return Result(command=command, rc=int(match.group(1)), output=output, seconds=seconds)
 
+    def put(self, name: str, text: str) -> str:
+        """Make a file visible in the guest (through the transfer directory); return its guest path."""
+        if self.workdir is None or "/" in name:
+            raise TestbedError("cannot put %r: the guest is not running or the name has a slash" % name)
+        (self.workdir / "xfer" / name).write_text(text)
+        return "/run/testbed/" + name
+
+    def get(self, name: str) -> str | None:
+        """Read a file the guest wrote to /run/testbed/NAME, or None."""
+        path = None if self.workdir is None else self.workdir / "xfer" / name
+        return path.read_text() if path is not None and path.exists() else None
+
     def stop(self, timeout: float = 60.0) -> None:
         """Power the guest off (kill it if it does not go) and clean up."""
         proc, self._proc = self._proc, None
