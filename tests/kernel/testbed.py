@@ -29,7 +29,10 @@ always exits 0, so results are only ever taken from those markers.
 Only one guest runs at a time on this host (a file lock serialises them): two
 TCG guests on two cores starve each other.
 
-Command line use::
+Measured on the 2-core machines here: boot to the READY marker 6-8 s, a shell command 0.05-0.3 s,
+the first Python start through pyenv ~4.5 s, ``ansible-playbook -c local`` with 5 tasks 50-75 s.
+
+Command line use (``--append intel_iommu=off`` gives the no-IOMMU negative path)::
 
     python tests/kernel/testbed.py -- sh -c 'ls /sys/kernel/iommu_groups'
 """
@@ -364,6 +367,8 @@ class Guest:
         """Raise :class:`TestbedUnavailable` unless everything needed is installed."""
         qemu = find_qemu()
         version, vmlinuz = find_kernel()
+        if not (shutil.which("modprobe") or os.path.exists("/sbin/modprobe")):
+            raise TestbedUnavailable("modprobe not found (Debian package kmod)")
         return qemu, version, vmlinuz, find_busybox()
 
     # -- lifecycle ---------------------------------------------------------
