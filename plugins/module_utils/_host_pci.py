@@ -581,8 +581,8 @@ def _read_pci(sysroot, host):
             continue
         path = sysroot.resolve('%s/%s' % (base, name))
         if path is None:
-            host.problems.append('%s/%s: a dangling link (%s); ignored' % (base, name,
-                                                                            sysroot.readlink('%s/%s' % (base, name))))
+            target = sysroot.readlink('%s/%s' % (base, name))
+            host.problems.append('%s/%s: a dangling link (%s); ignored' % (base, name, target))
             continue
         host.pci[name] = _read_pci_device(sysroot, host, name, path)
     for number, members in host.groups.items():

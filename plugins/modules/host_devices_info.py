@@ -25,7 +25,7 @@ description:
   - Can render the inventory as Markdown and HTML tables and the IOMMU groups as a Graphviz DOT graph.
   - Reads only; sysfs is never written and the libvirt connection is read-only.
 author:
-  - virtdev.libvirt maintainers
+  - virtdev.libvirt maintainers (@virtdev)
 extends_documentation_fragment:
   - virtdev.libvirt.connection
 attributes:
@@ -34,6 +34,7 @@ attributes:
     description: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 options:
   root:
     description:

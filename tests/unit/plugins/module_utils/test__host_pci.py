@@ -96,8 +96,8 @@ def test_normalize_id_rejects(value):
 def test_desktop_model(trees):
     host = trees['desktop']
     gpu = host.pci[GPU]
-    assert (gpu.vendor, gpu.device, gpu.subsystem_vendor, gpu.subsystem_device) == ('0x10de', '0x1b80', '0x1043',
-                                                                                   '0x8591')
+    ids = (gpu.vendor, gpu.device, gpu.subsystem_vendor, gpu.subsystem_device)
+    assert ids == ('0x10de', '0x1b80', '0x1043', '0x8591')
     assert gpu.class_code == '0x030000' and gpu.role == hp.DISPLAY
     assert gpu.driver == 'nouveau' and gpu.iommu_group == 1 and gpu.numa_node == 0
     assert gpu.boot_vga is False and gpu.reset_methods == ['bus']
@@ -735,8 +735,8 @@ def test_host_facts(trees):
     assert sriov[PF0]['sriov'] == {'totalvfs': 64, 'numvfs': 4, 'vfs': [VF0, VF1, VF2, VF3]}
     assert sriov[VF0]['physfn'] == PF0 and sriov[VF0]['sriov'] is None
     mdev = hp.host_facts(trees['mdev'])
-    assert [entry['type'] for entry in mdev['mdev_types']] == ['i915-GVTg_V5_4', 'i915-GVTg_V5_8', 'nvidia-222',
-                                                              'nvidia-223']
+    types = [entry['type'] for entry in mdev['mdev_types']]
+    assert types == ['i915-GVTg_V5_4', 'i915-GVTg_V5_8', 'nvidia-222', 'nvidia-223']
     assert [entry['uuid'] for entry in mdev['mdev_devices']] == [VGPU_MDEV, GVT_MDEV]
 
 
