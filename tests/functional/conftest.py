@@ -9,6 +9,8 @@
   capabilities a session-wide template root probed once (saves 3-8 s per root). One process holds an
   embed root for its whole life, so this test process never opens it: use ``virsh`` (a short-lived
   process) to set up fixtures and ``run_module`` to run modules.
+* ``VIRTDEV_QEMU_CAPS_CACHE=DIR`` (set by scripts/test.sh): QEMU probe results are taken from and
+  saved to ``DIR/embed`` and ``DIR/libvirtd``, so later sessions skip the probes (~8 s each).
 * ``run_module(name, args, check_mode=False, diff=False)``: runs
   ``python -m ansible_collections.virtdev.libvirt.plugins.modules.<name> ARGSFILE`` in a subprocess,
   importing the collection from the working tree (no rebuild needed), and returns the module's JSON
@@ -35,6 +37,11 @@ sys.path.insert(0, str(TESTS))
 from harness import embed, libvirtd  # noqa: E402  pylint: disable=wrong-import-position
 
 MODULE_PACKAGE = 'ansible_collections.virtdev.libvirt.plugins.modules'
+CAPS_CACHE = os.environ.get('VIRTDEV_QEMU_CAPS_CACHE')
+
+
+def _caps_cache(kind):
+    return os.path.join(CAPS_CACHE, kind) if CAPS_CACHE else None
 
 
 class ModuleOutputError(AssertionError):
@@ -55,6 +62,8 @@ def collection_pythonpath(tmp_path_factory):
 def libvirtd_dir(tmp_path_factory):
     """Directory of a private libvirtd shared by the whole session (sockets, logs, private state)."""
     directory = str(tmp_path_factory.mktemp('libvirtd'))
+    cache = _caps_cache('libvirtd')
+    embed.seed_capabilities(cache, libvirtd.capabilities_dir(directory))
     try:
         libvirtd.start(directory)
     except libvirtd.LibvirtdError as exc:
@@ -63,6 +72,8 @@ def libvirtd_dir(tmp_path_factory):
         yield directory
     finally:
         libvirtd.stop(directory)
+        if cache:
+            embed.seed_capabilities(libvirtd.capabilities_dir(directory), cache)
 
 
 @pytest.fixture(scope='session')
@@ -75,11 +86,15 @@ def libvirtd_uri(libvirtd_dir):
 def embed_template(tmp_path_factory):
     """An embed root that has probed QEMU once; fresh roots copy its capabilities cache."""
     root = str(tmp_path_factory.mktemp('embed-template'))
+    cache = _caps_cache('embed')
+    embed.seed_capabilities(cache, embed.capabilities_dir(root))
     uri = embed.prepare_embed_root(root)
     proc = subprocess.run(['virsh', '-c', uri, 'capabilities'], stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=300, check=False)
     if proc.returncode != 0:
         pytest.fail('the embedded QEMU driver does not work (%s): %s' % (uri, proc.stderr.strip()))
+    if cache:
+        embed.seed_capabilities(embed.capabilities_dir(root), cache)
     return root
 
 

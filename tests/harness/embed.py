@@ -13,8 +13,9 @@ Every new root probes QEMU once (3-8 s) and caches the result in ``DIR/cache/qem
 which brings the first call on a fresh root down to a few milliseconds (libvirt still validates the
 cache against the QEMU binary and itself, and re-probes when it is stale).
 
-Command line: ``python tests/harness/embed.py prepare DIR [--seed-from ROOT]`` creates the root and
-prints its URI.
+Command line: ``python tests/harness/embed.py prepare DIR [--seed-from ROOT] [--caps-cache CACHE]``
+creates the root and prints its URI. ``--caps-cache`` seeds the root from the capabilities directory
+CACHE, makes libvirt probe (or validate) them with ``virsh capabilities`` and saves them back to CACHE.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 
 QEMU_CONF = '''\
@@ -46,16 +48,25 @@ def capabilities_dir(directory):
 
 
 def seed_capabilities(source_dir, target_dir):
-    """Copy cached QEMU capabilities (``*.xml``) that ``target_dir`` does not have yet. Returns the count."""
+    """Copy cached QEMU capabilities (``*.xml``) that ``target_dir`` lacks or has in an older version.
+
+    Returns how many files were copied. libvirt checks every cached file against the QEMU binary and
+    itself before using it, so a stale copy only costs the probe it would have cost anyway.
+    """
     if not source_dir or not os.path.isdir(source_dir):
         return 0
     os.makedirs(target_dir, mode=0o755, exist_ok=True)
     copied = 0
     for entry in sorted(os.listdir(source_dir)):
+        source = os.path.join(source_dir, entry)
         target = os.path.join(target_dir, entry)
-        if entry.endswith('.xml') and not os.path.exists(target):
-            shutil.copy2(os.path.join(source_dir, entry), target)
-            copied += 1
+        if not entry.endswith('.xml') or not os.path.isfile(source):
+            continue
+        if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(source):
+            continue
+        shutil.copy2(source, target + '.tmp')
+        os.replace(target + '.tmp', target)
+        copied += 1
     return copied
 
 
@@ -82,17 +93,36 @@ def prepare_embed_root(directory, seed_from=None):
     return embed_uri(directory)
 
 
+def probe(directory, timeout=300):
+    """Make the embedded driver of ``directory`` probe QEMU (or validate its cache); raise on failure."""
+    proc = subprocess.run(['virsh', '-c', embed_uri(directory), 'capabilities'], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError('virsh -c %s capabilities failed: %s' % (embed_uri(directory), proc.stderr.strip()))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', required=True)
     prepare = sub.add_parser('prepare', help='create DIR/etc/qemu.conf and print the URI')
     prepare.add_argument('directory')
     prepare.add_argument('--seed-from', metavar='ROOT', help='copy the QEMU capabilities cache of this root')
+    prepare.add_argument('--caps-cache', metavar='CACHE',
+                         help='seed from this capabilities directory, probe, and save the result back to it')
     uri = sub.add_parser('uri', help='print the URI of DIR without touching it')
     uri.add_argument('directory')
     args = parser.parse_args(argv)
     if args.command == 'prepare':
-        print(prepare_embed_root(args.directory, seed_from=args.seed_from))
+        uri = prepare_embed_root(args.directory, seed_from=args.seed_from)
+        if args.caps_cache:
+            seed_capabilities(args.caps_cache, capabilities_dir(args.directory))
+            try:
+                probe(args.directory)
+            except RuntimeError as exc:
+                print('error: %s' % exc, file=sys.stderr)
+                return 1
+            seed_capabilities(capabilities_dir(args.directory), args.caps_cache)
+        print(uri)
     else:
         print(embed_uri(args.directory))
     return 0

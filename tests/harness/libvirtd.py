@@ -22,7 +22,7 @@ guests, kills any QEMU whose pid file is below ``DIR/root`` and stops both daemo
 
 Command line::
 
-    python tests/harness/libvirtd.py start DIR [--seed-from OTHER_DIR]   # prints the URI
+    python tests/harness/libvirtd.py start DIR [--seed-from OTHER_DIR] [--caps-cache CACHE]  # prints the URI
     python tests/harness/libvirtd.py stop DIR
     python tests/harness/libvirtd.py status DIR
 """
@@ -39,8 +39,8 @@ import time
 
 try:
     from .embed import seed_capabilities
-except ImportError:  # run as a script
-    from embed import seed_capabilities  # type: ignore[no-redef]
+except ImportError:  # run as a script: tests/harness is sys.path[0]
+    from embed import seed_capabilities  # type: ignore[no-redef]  # pylint: disable=import-error
 
 # Paths the privileged daemon and its QEMU driver use; each becomes a private bind mount.
 PRIVATE_PATHS = ('/etc/libvirt', '/var/lib/libvirt', '/var/cache/libvirt', '/var/log/libvirt', '/run/libvirt')
@@ -297,12 +297,20 @@ def main(argv=None):
     parser.add_argument('directory')
     parser.add_argument('--timeout', type=int, default=120)
     parser.add_argument('--seed-from', metavar='DIR', help='copy the QEMU capabilities cache of this daemon directory')
+    parser.add_argument('--caps-cache', metavar='CACHE',
+                        help='seed from this capabilities directory and save the probe result back to it')
     args = parser.parse_args(argv)
     try:
         if args.command == '_inner':
             _inner(args.directory)
         elif args.command == 'start':
-            print(start(args.directory, timeout=args.timeout, seed_from=args.seed_from))
+            if args.caps_cache:
+                os.makedirs(os.path.abspath(args.directory), mode=0o700, exist_ok=True)
+                seed_capabilities(args.caps_cache, capabilities_dir(args.directory))
+            uri = start(args.directory, timeout=args.timeout, seed_from=args.seed_from)
+            if args.caps_cache:
+                seed_capabilities(capabilities_dir(args.directory), args.caps_cache)
+            print(uri)
         elif args.command == 'stop':
             for item in stop(args.directory):
                 print('stopped %s' % item)

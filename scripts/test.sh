@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Every test of the collection, in stages:
+#
+#   unit         pytest tests/unit
+#   functional   pytest tests/functional (modules against the embedded driver and a private libvirtd)
+#   kernel       pytest tests/kernel (real Debian kernel under QEMU TCG with an emulated IOMMU)
+#   sanity       ansible-test sanity on a copy of the collection (no ignore entries allowed)
+#   lint         ansible-lint (profile from .ansible-lint) over playbooks/, roles/, tests/integration/
+#   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd
+#
+#   scripts/test.sh                          # bootstrap, then every stage
+#   scripts/test.sh --only unit,sanity       # some stages (--only may be repeated)
+#   scripts/test.sh --only integration --target harness_smoke
+#   scripts/test.sh --no-bootstrap ...       # skip scripts/bootstrap.sh (quick loops)
+#
+# Ends with a line 'N passed, N failed' (stages; each integration target on each URI counts once)
+# and exits non-zero when anything failed.
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+set -uo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ALL_STAGES=(unit functional kernel sanity lint integration)
+ONLY=()
+TARGETS=()
+BOOTSTRAP=1
+
+usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --only)
+        [ $# -ge 2 ] || die "--only needs a stage name"
+        IFS=',' read -r -a more <<<"$2"
+        ONLY+=("${more[@]}")
+        shift 2
+        ;;
+    --only=*)
+        IFS=',' read -r -a more <<<"${1#--only=}"
+        ONLY+=("${more[@]}")
+        shift
+        ;;
+    --target)
+        [ $# -ge 2 ] || die "--target needs a target name"
+        TARGETS+=("$2")
+        shift 2
+        ;;
+    --no-bootstrap) BOOTSTRAP=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+for stage in "${ONLY[@]}"; do
+    [[ " ${ALL_STAGES[*]} " == *" $stage "* ]] || die "unknown stage '$stage' (stages: ${ALL_STAGES[*]})"
+done
+[ "${#ONLY[@]}" -gt 0 ] || ONLY=("${ALL_STAGES[@]}")
+
+T0=$(now)
+RESULTS=()     # "status|name|seconds|note"
+PASSED=0
+FAILED=0
+SKIPPED=0
+
+record() { # status name start [note]
+    local status="$1" name="$2" secs
+    secs=$(elapsed "$3")
+    RESULTS+=("$status|$name|$secs|${4:-}")
+    case "$status" in
+    PASS) PASSED=$((PASSED + 1)) ;;
+    FAIL) FAILED=$((FAILED + 1)) ;;
+    *) SKIPPED=$((SKIPPED + 1)) ;;
+    esac
+    printf -- '---- %s: %s (%s s)%s\n' "$name" "$status" "$secs" "${4:+ - $4}"
+}
+
+header() { printf '\n==== %s ==== %s\n' "$1" "$(date '+%H:%M:%S')"; }
+
+summary() {
+    local line status name secs note
+    printf '\n==== summary (%s s) ====\n' "$(elapsed "$T0")"
+    for line in "${RESULTS[@]}"; do
+        IFS='|' read -r status name secs note <<<"$line"
+        printf '  %-4s  %-40s %7s s  %s\n' "$status" "$name" "$secs" "$note"
+    done
+    if [ "$SKIPPED" -gt 0 ]; then
+        printf '%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
+    else
+        printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+    fi
+}
+
+# --- set-up ------------------------------------------------------------------------------------
+if [ "$BOOTSTRAP" -eq 1 ]; then
+    header bootstrap
+    t=$(now)
+    if bash "$ROOT/scripts/bootstrap.sh"; then
+        record PASS bootstrap "$t"
+    else
+        record FAIL bootstrap "$t" "scripts/bootstrap.sh failed: nothing else ran"
+        summary
+        exit 1
+    fi
+fi
+require_venv
+ensure_pythonpath_view
+
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/virtdev-test.XXXXXX")
+LIBVIRTD_DIR="$RUN_DIR/libvirtd"
+CAPS_CACHE="$STATE/qemu-caps"
+cleanup() {
+    if [ -d "$LIBVIRTD_DIR" ]; then
+        "$VENV/bin/python" "$ROOT/tests/harness/libvirtd.py" stop "$LIBVIRTD_DIR" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$RUN_DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+export PATH="$VENV/bin:$PATH"
+export PYTHONPATH="$PYTHONPATH_VIEW${PYTHONPATH:+:$PYTHONPATH}"
+export ANSIBLE_COLLECTIONS_PATH="$COLLECTIONS"
+export ANSIBLE_LOCALHOST_WARNING=false
+export ANSIBLE_INVENTORY_UNPARSED_WARNING=false
+export ANSIBLE_NOCOLOR=1
+export VIRTDEV_QEMU_CAPS_CACHE="$CAPS_CACHE"
+export PYTHONDONTWRITEBYTECODE=1
+cd "$ROOT" || die "cannot cd to $ROOT"
+
+want() { [[ " ${ONLY[*]} " == *" $1 "* ]]; }
+
+# pytest on a directory; exit code 5 (nothing collected) is not a failure.
+run_pytest_stage() {
+    local name="$1" dir="$2" timeout="$3" t rc
+    header "$name: pytest $dir"
+    t=$(now)
+    if [ ! -d "$dir" ]; then
+        record SKIP "$name" "$t" "no $dir directory"
+        return
+    fi
+    python -m pytest -p no:cacheprovider -q -rfEs --timeout="$timeout" "$dir"
+    rc=$?
+    case "$rc" in
+    0) record PASS "$name" "$t" ;;
+    5) record PASS "$name" "$t" "no tests collected in $dir" ;;
+    *) record FAIL "$name" "$t" "pytest exit code $rc" ;;
+    esac
+}
+
+# --- sanity ------------------------------------------------------------------------------------
+stage_sanity() {
+    local t dest home pip_version pip_cache standin rc bad=()
+    header "sanity: ansible-test sanity"
+    t=$(now)
+    # Ignore files must not exist or must be empty.
+    for f in tests/sanity/ignore-*.txt; do
+        [ -e "$f" ] || continue
+        if grep -qv '^[[:space:]]*\(#.*\)\{0,1\}$' "$f"; then bad+=("$f"); fi
+    done
+    if [ "${#bad[@]}" -gt 0 ]; then
+        record FAIL sanity "$t" "ignore entries present in: ${bad[*]}"
+        return
+    fi
+    dest=$(stage_collection "$RUN_DIR/sanity")
+    # ansible-test creates one venv per sanity test and bootstraps pip in it with a get-pip script it
+    # downloads from a host this machine cannot reach; a local stand-in in its cache dir is used
+    # instead. HOME is private to this checkout so nothing is written to the user's ~/.ansible.
+    home="$STATE/ansible-test-home"
+    pip_version=$(python - <<'EOF'
+from ansible_test._internal.python_requirements import get_venv_packages
+class Python:  # the only attribute get_venv_packages reads
+    version = '3.11'
+print(get_venv_packages(Python())['pip'])
+EOF
+    ) || pip_version=24.2
+    standin="$home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+    mkdir -p "$(dirname "$standin")"
+    cp "$ROOT/tests/harness/get_pip_standin.py" "$standin"
+    pip_cache="${PIP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pip}"  # keep using the user's pip cache
+    (cd "$dest" && HOME="$home" PIP_CACHE_DIR="$pip_cache" ansible-test sanity --local --python 3.11 --color no)
+    rc=$?
+    if [ "$rc" -eq 0 ]; then record PASS sanity "$t"; else record FAIL sanity "$t" "ansible-test exit code $rc"; fi
+}
+
+# --- lint --------------------------------------------------------------------------------------
+stage_lint() {
+    local t paths=() p rc
+    header "lint: ansible-lint"
+    t=$(now)
+    for p in playbooks roles tests/integration; do
+        if [ -d "$p" ] && [ -n "$(find "$p" -name '*.yml' -o -name '*.yaml' | head -1)" ]; then paths+=("$p"); fi
+    done
+    if [ "${#paths[@]}" -eq 0 ]; then
+        record SKIP lint "$t" "no YAML in playbooks/, roles/, tests/integration/"
+        return
+    fi
+    ansible-lint --offline --nocolor "${paths[@]}"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then record PASS lint "$t"; else record FAIL lint "$t" "ansible-lint exit code $rc"; fi
+}
+
+# --- integration -------------------------------------------------------------------------------
+target_has_alias() { # target alias
+    local file="tests/integration/targets/$1/aliases"
+    [ -f "$file" ] && sed -e 's/#.*//' -e 's/[[:space:]]//g' "$file" | grep -qx "$2"
+}
+
+stage_integration() {
+    local t targets=() target where uri libvirtd_uri="" embed_template t1 rc d
+    header "integration: tests/integration/targets on the embedded driver and a private libvirtd"
+    t=$(now)
+    if [ "${#TARGETS[@]}" -gt 0 ]; then
+        targets=("${TARGETS[@]}")
+    else
+        for d in tests/integration/targets/*/; do
+            [ -f "$d/tasks/main.yml" ] && targets+=("$(basename "$d")")
+        done
+    fi
+    if [ "${#targets[@]}" -eq 0 ]; then
+        record SKIP integration "$t" "no targets"
+        return
+    fi
+    embed_template="$RUN_DIR/embed-template"
+    if ! python tests/harness/embed.py prepare "$embed_template" --caps-cache "$CAPS_CACHE/embed" >/dev/null; then
+        record FAIL "integration: embedded driver" "$t" "the embedded QEMU driver does not work"
+        embed_template=""
+    fi
+    if libvirtd_uri=$(python tests/harness/libvirtd.py start "$LIBVIRTD_DIR" --caps-cache "$CAPS_CACHE/libvirtd"); then
+        printf 'private libvirtd: %s (started in %s s)\n' "$libvirtd_uri" "$(elapsed "$t")"
+    else
+        record FAIL "integration: private libvirtd" "$t" "could not start a private libvirtd"
+        libvirtd_uri=""
+    fi
+    for target in "${targets[@]}"; do
+        if [ ! -f "tests/integration/targets/$target/tasks/main.yml" ]; then
+            record FAIL "integration/$target" "$(now)" "no tests/integration/targets/$target/tasks/main.yml"
+            continue
+        fi
+        for where in embed libvirtd; do
+            t1=$(now)
+            if target_has_alias "$target" disabled || target_has_alias "$target" unsupported; then
+                record SKIP "integration/$target@$where" "$t1" "aliases: disabled/unsupported"
+                continue
+            fi
+            if target_has_alias "$target" "skip/$where"; then
+                record SKIP "integration/$target@$where" "$t1" "aliases: skip/$where"
+                continue
+            fi
+            if [ "$where" = embed ]; then
+                [ -n "$embed_template" ] || { record FAIL "integration/$target@$where" "$t1" "no embedded driver"; continue; }
+                uri=$(python tests/harness/embed.py prepare "$RUN_DIR/embed-$target" --seed-from "$embed_template")
+            else
+                [ -n "$libvirtd_uri" ] || { record FAIL "integration/$target@$where" "$t1" "no private libvirtd"; continue; }
+                uri="$libvirtd_uri"
+            fi
+            header "integration/$target@$where ($uri)"
+            ansible-playbook tests/integration/run_target.yml -e "target=$target" -e "libvirt_uri=$uri"
+            rc=$?
+            if [ "$rc" -eq 0 ]; then
+                record PASS "integration/$target@$where" "$t1"
+            else
+                record FAIL "integration/$target@$where" "$t1" "ansible-playbook exit code $rc"
+            fi
+        done
+    done
+    if [ -n "$libvirtd_uri" ]; then
+        python tests/harness/libvirtd.py stop "$LIBVIRTD_DIR" >/dev/null ||
+            warn "could not stop the private libvirtd in $LIBVIRTD_DIR"
+    fi
+}
+
+want unit && run_pytest_stage unit tests/unit 300
+want functional && run_pytest_stage functional tests/functional 900
+want kernel && run_pytest_stage kernel tests/kernel 900
+want sanity && stage_sanity
+want lint && stage_lint
+want integration && stage_integration
+
+summary
+[ "$FAILED" -eq 0 ]
