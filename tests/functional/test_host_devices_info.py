@@ -6,6 +6,7 @@ devices of the private libvirtd, and playbooks/host_report.yml through ansible-p
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -148,3 +149,87 @@ def test_host_report_playbook(tmp_path, collection_pythonpath):
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert second.returncode == 0, second.stdout + second.stderr
     assert 'changed=0' in second.stdout  # same host, same reports: nothing rewritten
+
+
+# -- a real kernel's sysfs: Debian's kernel under QEMU TCG with an emulated Intel IOMMU ------------------
+
+sys.path.insert(0, os.path.join(REPO, 'tests', 'kernel'))
+import testbed  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
+
+GUEST_SCRIPT = """
+set -e
+mkdir -p /tmp/hdi/ansible_collections/virtdev
+ln -sfn {repo} /tmp/hdi/ansible_collections/virtdev/libvirt
+PYTHONPATH=/tmp/hdi {python} -m ansible_collections.virtdev.libvirt.plugins.modules.host_devices_info {args} \
+    > /run/testbed/hdi-result.json
+"""
+
+
+def run_in_guest(append):
+    """Boot the test bed with ``append`` on the kernel command line, run the module in it (sysfs of the
+    guest kernel), return its result."""
+    try:
+        testbed.Guest.check_available()
+    except testbed.TestbedUnavailable as exc:
+        if os.environ.get('VIRTDEV_TESTBED_REQUIRED', '') not in ('', '0', 'false', 'no'):
+            pytest.fail('real-kernel test bed required but unavailable: %s' % exc)
+        pytest.skip('real-kernel test bed unavailable: %s' % exc)
+    with testbed.Guest(append=append) as guest:
+        args = guest.put('hdi-args.json', '{"ANSIBLE_MODULE_ARGS": {"libvirt": false, "format": ["facts", "dot"]}}')
+        result = guest.run(GUEST_SCRIPT.format(repo=REPO, python=sys.executable, args=args), timeout=600)
+        assert result.rc == 0, result.output
+        text = guest.get('hdi-result.json')
+    return json.loads(text)
+
+
+@pytest.mark.skipif(shutil.which('qemu-system-x86_64') is None, reason='QEMU is not installed')
+def test_real_kernel_with_iommu():
+    result = run_in_guest(('intel_iommu=on', 'iommu=pt'))
+    assert result['problems'] == []
+    iommu = result['iommu']
+    assert iommu['enabled'] is True and iommu['kind'] == 'intel' and iommu['units'] == ['dmar0']
+    assert iommu['firmware_table'] == 'DMAR'
+    assert iommu['interrupt_remapping'] is True  # intel-iommu,intremap=on: /proc/interrupts shows IR-
+    assert iommu['vfio_device'] is True and iommu['modules']['vfio_pci'] is True
+    assert iommu['passthrough_mode'] is True and iommu['cmdline'] == {'intel_iommu': 'on', 'iommu': 'pt'}
+    devices = by_address(result)
+    lone = devices[testbed.Guest.LONE_NIC]
+    assert (lone['vendor'], lone['device']) == testbed.Guest.NIC_IDS
+    assert lone['driver'] == 'e1000e' and lone['iommu_group_members'] == [testbed.Guest.LONE_NIC]
+    assert lone['verdict'] == 'needs_preparation'
+    assert [step['message'] for step in lone['steps']] == ['bind 0000:00:03.0 (now e1000e) to vfio-pci']
+    first, second = testbed.Guest.BRIDGED_NICS
+    bridged = devices[first]
+    assert bridged['parent'] == testbed.Guest.BRIDGE
+    assert sorted(bridged['iommu_group_members']) == sorted([testbed.Guest.BRIDGE, first, second])
+    assert bridged['verdict'] == 'needs_preparation'
+    assert [step['address'] for step in bridged['steps']] == [first, second]
+    bridge = devices[testbed.Guest.BRIDGE]
+    assert bridge['verdict'] == 'refused' and bridge['endpoint'] is False
+    assert [reason['guard'] for reason in bridge['reasons']] == ['endpoint']
+    isa, ahci, smbus = testbed.Guest.HOST_CRITICAL
+    assert devices[isa]['role'] == 'chipset' and devices[smbus]['role'] == 'chipset'
+    assert sorted(reason['guard'] for reason in devices[isa]['reasons']) == ['group_critical', 'host_critical']
+    assert sorted(reason['guard'] for reason in devices[ahci]['reasons']) == ['group_critical', 'group_critical']
+    assert devices['0000:00:00.0']['verdict'] == 'refused'
+    assert result['reports']['dot'].count('subgraph "cluster_group_') == len(result['iommu_groups'])
+
+
+@pytest.mark.skipif(shutil.which('qemu-system-x86_64') is None, reason='QEMU is not installed')
+def test_real_kernel_with_iommu_off():
+    result = run_in_guest(('intel_iommu=off',))
+    iommu = result['iommu']
+    # DMA remapping is off, but the firmware still has its DMAR table, the vfio modules still create
+    # /dev/vfio/vfio and interrupt remapping stays on (observed on Debian's 6.1 kernel)
+    assert (iommu['enabled'], iommu['groups'], iommu['units']) == (False, 0, [])
+    assert (iommu['kind'], iommu['firmware_table']) == ('intel', 'DMAR')
+    assert iommu['cmdline'] == {'intel_iommu': 'off'}
+    assert result['summary']['ready'] == result['summary']['needs_preparation'] == 0
+    for entry in result['pci_devices']:
+        assert entry['iommu_group'] is None and entry['verdict'] == 'refused'
+        assert 'iommu' in [reason['guard'] for reason in entry['reasons']]
+    lone = by_address(result)[testbed.Guest.LONE_NIC]
+    assert lone['reasons'] == [{
+        'guard': 'iommu', 'overridable': True,
+        'message': 'the IOMMU is off: no groups under /sys/kernel/iommu_groups (the firmware has an ACPI DMAR '
+                   'table); add intel_iommu=on to the kernel command line'}]
