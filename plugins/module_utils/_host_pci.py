@@ -1075,8 +1075,16 @@ def usage_from_domains(domains):
     return usage
 
 
+def _use(use):
+    """A use as a dict; a bare domain name counts as a use by a running domain (the strictest)."""
+    if isinstance(use, str):
+        return {'domain': use, 'live': True, 'config': True}
+    return use
+
+
 def used_by(usage, key, exclude=None):
-    return [use for use in usage.get(key, []) if use['domain'] != exclude]
+    """The uses of ``key`` by domains other than ``exclude``."""
+    return [_use(use) for use in usage.get(key, []) if _use(use)['domain'] != exclude]
 
 
 # -- assignment preflight ------------------------------------------------------------------------------
@@ -1293,7 +1301,9 @@ def check_assignment(host, requests, domain_name, usage, force=False):
     - usb: ``vendor`` + ``product`` and/or ``bus`` + ``device``;
     - mdev: ``uuid``, optional ``model`` (the mdev type);
     - optional ``where``: how messages name the request (default ``requests[i]``).
-    ``usage``: from ``usage_from_domains``; uses by ``domain_name`` itself do not count.
+    ``usage``: from ``usage_from_domains``; uses by ``domain_name`` itself do not count. A use given as
+    a bare domain name string is taken as a use by a running domain.
+    ``host`` must describe the host libvirt runs on: with a remote URI, read it there.
     ``force``: errors of overridable guards become warnings that say so.
     Returns an ``AssignmentCheck``.
     """

@@ -40,8 +40,8 @@ options:
     description:
       - Directory under which C(sys), C(proc), C(dev) and C(usr/share/misc/pci.ids) are read, for example
         a chroot or a copy of another host's sysfs. Symbolic links are resolved inside it.
-      - Domain usage and node devices always come from O(uri); with a O(root) other than V(/) libvirt's
-        IOMMU groups are not compared with the ones read under O(root).
+      - Domain usage and node devices always come from O(uri); with a O(root) other than V(/) or a remote
+        O(uri) libvirt's IOMMU groups are not compared with the ones read under O(root).
     type: path
     default: /
   format:
@@ -73,6 +73,8 @@ notes:
     same guards for the whole set of host devices given to a domain before it writes anything, and
     refuses unsafe assignments.
   - Reading sysfs needs no privileges; reading the list of domains of V(qemu:///system) may.
+  - sysfs is read on the host the module runs on. Use a local O(uri) (the default): with a remote one
+    such as V(qemu+ssh://other/system), RV(pci_devices[].used_by) names the domains of that other host.
 seealso:
   - module: virtdev.libvirt.domain_devices
 '''
@@ -374,6 +376,8 @@ reports:
 import os
 import socket
 
+from urllib.parse import urlsplit
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _host_pci, _host_report, _libvirt, _pci_ids
@@ -391,6 +395,11 @@ def argument_spec():
         pci_ids={'type': 'path'},
     )
     return spec
+
+
+def same_host(root, uri):
+    """Whether sysfs under ``root`` and libvirt at ``uri`` describe the same machine."""
+    return os.path.realpath(root) == '/' and not urlsplit(uri).hostname
 
 
 def read_libvirt(module, conn):
@@ -448,8 +457,8 @@ def main():
     facts = _host_pci.host_facts(host, usage)
     facts['problems'].extend(problems)
     if libvirt_summary is not None:
-        same_host = os.path.realpath(root) == '/'
-        libvirt_summary.update(_host_pci.merge_node_devices(facts, node_devices, compare_groups=same_host))
+        libvirt_summary.update(_host_pci.merge_node_devices(facts, node_devices,
+                                                            compare_groups=same_host(root, params['uri'])))
         facts['libvirt'] = libvirt_summary
     formats = params['format']
     if any(name != 'facts' for name in formats):

@@ -801,3 +801,10 @@ def test_merge_node_devices_compares_groups_on_the_same_host(trees):
     quiet = hp.host_facts(trees['desktop'])
     hp.merge_node_devices(quiet, [hp.parse_node_device(NODEDEV_PCI)], compare_groups=False)
     assert quiet['problems'] == []
+
+
+def test_usage_given_as_domain_names_is_taken_as_running(trees):
+    usage = {('pci', VF1): ['other', 'guest']}
+    result = check(trees['sriov'], [{'type': 'pci', 'address': VF1}], usage, force=True)
+    assert result.errors == ['requests[0] (pci 0000:41:02.1): it is assigned to running domain other '
+                             '[guard in_use_live]']

@@ -175,3 +175,30 @@ def test_unreachable_libvirt_fails_with_a_hint(capsys, roots):
     assert result['rc'] == 1
     assert result['msg'].startswith('libvirt failed to connect on test:///nonexistent/state.xml: ')
     assert result['msg'].endswith('(set libvirt: false to inventory the host without libvirt)')
+
+
+@NEEDS_LIBVIRT
+def test_groups_compared_on_this_host(capsys, monkeypatch):
+    """root=/ with a local URI: libvirt's IOMMU groups are compared with sysfs (the test driver state puts
+    03:00.0 in group 12, the sysfs read here says 8)."""
+    def host_facts(host, usage=None):
+        return {'pci_devices': [{'address': '0000:03:00.0', 'iommu_group': 8, 'used_by': []}],
+                'mdev_devices': [], 'problems': [], 'summary': {}}
+
+    monkeypatch.setattr(host_devices_info._host_pci, 'host_facts', host_facts)
+    result = run(capsys, uri=TEST_DRIVER_URI)
+    assert result['problems'] == ['libvirt puts 0000:03:00.0 in IOMMU group 12, sysfs in group 8']
+
+
+@pytest.mark.parametrize('root, uri, expected', [
+    ('/', 'qemu:///system', True),
+    ('/', 'qemu:///system?socket=/run/x/libvirt-sock', True),
+    ('/', 'test:///tmp/state.xml', True),
+    ('/', 'qemu+ssh://root@node7/system', False),
+    ('/', 'qemu+tcp://10.0.0.7/system', False),
+    ('/srv/copy', 'qemu:///system', False),
+])
+def test_same_host(root, uri, expected, tmp_path):
+    if root != '/':
+        root = str(tmp_path)
+    assert host_devices_info.same_host(root, uri) is expected
