@@ -73,7 +73,7 @@ notes:
     same guards for the whole set of host devices given to a domain before it writes anything, and
     refuses unsafe assignments.
   - Reading sysfs needs no privileges; reading the list of domains of V(qemu:///system) may.
-  - sysfs is read on the host the module runs on. Use a local O(uri) (the default): with a remote one
+  - sysfs is read on the host the module runs on. Use a local O(uri) (the default); with a remote one
     such as V(qemu+ssh://other/system), RV(pci_devices[].used_by) names the domains of that other host.
 seealso:
   - module: virtdev.libvirt.domain_devices
