@@ -43,7 +43,7 @@ class _NoAliases(yaml.SafeDumper):
         return True
 
 
-def _device_options(kinds):
+def _device_options(kinds, all_kinds):
     from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import Source
 
     options = {
@@ -54,10 +54,15 @@ def _device_options(kinds):
         'class': {'description': ['Read only: the hardware class (V(emulated), V(virtio) or V(passthrough)) '
                                   'shown by O(state=gathered). Ignored on input.'], 'type': 'str'},
     }
-    for kind in kinds.values():
+    for kind in all_kinds():
         for option, field in kind.fields.items():
             entry = options.setdefault(option, {'description': [], 'type': field.value_type})
-            line = 'For O(config[].kind=%s): %s' % (kind.name, field.description)
+            if field.secret:
+                entry['no_log'] = True
+            where = 'O(config[].kind=%s)' % kind.name
+            if kind.label != kind.name:  # a family member: hostdev type=usb
+                where += ' with O(config[].type=%s)' % kind.label.split('=', 1)[1]
+            line = 'For %s: %s' % (where, field.description)
             if field.choices:
                 line += ' One of %s.' % ', '.join('V(%s)' % choice for choice in field.choices)
             if field.default is not None:
@@ -69,15 +74,15 @@ def _device_options(kinds):
             if isinstance(field, Source):
                 subs = entry.setdefault('suboptions', {})
                 for variant in field.variants.values():
-                    keys = [variant.selector] + [k for k in variant.attrs if k != variant.selector]
-                    keys += list(variant.extras)
+                    keys = [variant.selector] + [k for k in variant.fields if k != variant.selector]
                     for key in keys:
-                        sub = subs.setdefault(key, {'description': [], 'type': 'bool' if (variant.flag and key == variant.selector) else 'str'})
+                        value_type = 'bool' if variant.flag and key == variant.selector else variant.fields[key].value_type
+                        sub = subs.setdefault(key, {'description': [], 'type': value_type})
                         if key == variant.selector:
                             text = 'Selects a V(%s) source for kind %s.' % (variant.selector, kind.name)
                         else:
                             text = 'With a V(%s) source of kind %s.' % (variant.selector, kind.name)
-                        choices = variant.extras.get(key)
+                        choices = variant.fields[key].choices if key in variant.fields else None
                         if choices:
                             text += ' One of %s.' % ', '.join('V(%s)' % choice for choice in choices)
                         sub['description'].append(text)
@@ -85,9 +90,9 @@ def _device_options(kinds):
 
 
 def render():
-    from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import KINDS
+    from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import KINDS, all_kinds
 
-    devices = _device_options(KINDS)
+    devices = _device_options(KINDS, all_kinds)
     doc = {'options': {
         'config': {
             'description': ['The devices of O(domain), each a dictionary with a O(config[].kind) and that '

@@ -24,10 +24,28 @@ options:
         type: str
         required: true
         choices:
+        - channel
+        - console
+        - controller
         - disk
+        - filesystem
+        - graphics
         - hostdev
+        - input
         - interface
+        - iommu
+        - memballoon
+        - panic
+        - parallel
+        - redirdev
         - rng
+        - serial
+        - smartcard
+        - sound
+        - tpm
+        - video
+        - vsock
+        - watchdog
         - xml
       xml:
         description:
@@ -39,11 +57,17 @@ options:
         - 'Read only: the hardware class (V(emulated), V(virtio) or V(passthrough)) shown by O(state=gathered).
           Ignored on input.'
         type: str
+      mac:
+        description:
+        - 'For O(config[].kind=interface): MAC address; when omitted a stable one is derived.'
+        type: str
       source:
         description:
-        - 'For O(config[].kind=interface): Where the NIC is plugged: exactly one of network, bridge, direct (host
-          device, with optional mode) or user: true. Required.'
+        - 'For O(config[].kind=interface): Where the NIC is plugged: exactly one of network (a libvirt network,
+          also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev (an
+          SR-IOV VF by PCI address, passed through). Required.'
         - 'For O(config[].kind=disk): Backing store: exactly one of file, block, or volume together with pool.'
+        - 'For O(config[].kind=filesystem): Host directory to share: dir. Required.'
         type: dict
         suboptions:
           network:
@@ -66,6 +90,10 @@ options:
             description:
             - Selects a V(user) source for kind interface.
             type: bool
+          hostdev:
+            description:
+            - Selects a V(hostdev) source for kind interface.
+            type: str
           file:
             description:
             - Selects a V(file) source for kind disk.
@@ -82,25 +110,79 @@ options:
             description:
             - With a V(volume) source of kind disk.
             type: str
+          dir:
+            description:
+            - Selects a V(dir) source for kind filesystem.
+            type: str
       model:
         description:
         - 'For O(config[].kind=interface): NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).
-          One of V(virtio), V(e1000), V(e1000e), V(rtl8139).'
+          One of V(virtio), V(e1000), V(e1000e), V(rtl8139), V(virtio-transitional), V(virtio-non-transitional).'
+        - 'For O(config[].kind=controller): Controller model: usb piix3-uhci, ich9-ehci1, qemu-xhci...; scsi lsilogic,
+          virtio-scsi...; pci pcie-root-port, pci-bridge, pcie-to-pci-bridge... One of V(piix3-uhci), V(piix4-uhci),
+          V(ehci), V(ich9-ehci1), V(ich9-uhci1), V(ich9-uhci2), V(ich9-uhci3), V(vt82c686b-uhci), V(pci-ohci), V(nec-xhci),
+          V(qemu-xhci), V(qusb1), V(qusb2), V(none), V(auto), V(buslogic), V(lsilogic), V(lsisas1068), V(vmpvscsi),
+          V(ibmvscsi), V(virtio-scsi), V(lsisas1078), V(virtio-transitional), V(virtio-non-transitional), V(ncr53c90),
+          V(am53c974), V(dc390), V(pci-root), V(pcie-root), V(pci-bridge), V(dmi-to-pci-bridge), V(pcie-root-port),
+          V(pcie-switch-upstream-port), V(pcie-switch-downstream-port), V(pci-expander-bus), V(pcie-expander-bus),
+          V(pcie-to-pci-bridge).'
+        - 'For O(config[].kind=video): Video adapter: virtio (virtio-gpu) or vga, cirrus, bochs, qxl, ramfb (emulated).
+          One of V(vga), V(cirrus), V(bochs), V(qxl), V(ramfb), V(virtio), V(none). Required.'
+        - 'For O(config[].kind=sound): Sound card model. One of V(ich6), V(ich9), V(ac97), V(es1370), V(sb16), V(usb),
+          V(ich7). Required.'
+        - 'For O(config[].kind=watchdog): Watchdog model. One of V(i6300esb), V(ib700), V(itco), V(diag288). Required.'
+        - 'For O(config[].kind=tpm): TPM frontend. One of V(tpm-tis), V(tpm-crb), V(tpm-spapr), V(spapr-tpm-proxy).'
+        - 'For O(config[].kind=panic): Panic notifier model. One of V(isa), V(pseries), V(hyperv), V(s390), V(pvpanic).
+          Required.'
+        - 'For O(config[].kind=memballoon): Balloon model; none removes it. One of V(virtio), V(virtio-transitional),
+          V(virtio-non-transitional), V(none). Default V(virtio).'
+        - 'For O(config[].kind=iommu): vIOMMU model. One of V(intel), V(virtio), V(smmuv3). Required.'
         - 'For O(config[].kind=rng): RNG device model. One of V(virtio), V(virtio-transitional), V(virtio-non-transitional).
           Default V(virtio).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): mdev device API. One of V(vfio-pci), V(vfio-ccw),
+          V(vfio-ap). Required.'
         type: str
-      mac:
+      queues:
         description:
-        - 'For O(config[].kind=interface): MAC address; when omitted a stable one is derived.'
+        - 'For O(config[].kind=interface): virtio-net multiqueue count.'
+        - 'For O(config[].kind=controller): virtio-scsi queue count.'
+        type: int
+      driver:
+        description:
+        - 'For O(config[].kind=interface): virtio-net backend. One of V(vhost), V(qemu).'
+        - 'For O(config[].kind=filesystem): virtiofs, or path (9p). One of V(virtiofs), V(path), V(handle), V(loop),
+          V(nbd), V(ploop).'
+        type: str
+      mtu:
+        description:
+        - 'For O(config[].kind=interface): MTU the guest sees.'
+        type: int
+      vlan:
+        description:
+        - 'For O(config[].kind=interface): VLAN tag (hostdev VFs, Open vSwitch).'
+        type: int
+      managed:
+        description:
+        - 'For O(config[].kind=interface): For a hostdev source: libvirt detaches the VF from its host driver.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Let libvirt detach the device from its host driver
+          and reattach it. Default V(true).'
+        type: bool
+      link_state:
+        description:
+        - 'For O(config[].kind=interface): Virtual link state; changed live without a restart. One of V(up), V(down).'
         type: str
       target:
         description:
         - 'For O(config[].kind=disk): Guest device name; the identity of a disk. Required.'
+        - 'For O(config[].kind=filesystem): Mount tag in the guest; the identity. Required.'
         type: str
       bus:
         description:
         - 'For O(config[].kind=disk): Disk bus: virtio (para-virtualized) or sata, scsi, ide, usb, fdc (emulated).
           One of V(virtio), V(sata), V(scsi), V(ide), V(usb), V(fdc).'
+        - 'For O(config[].kind=input): Bus: virtio (virtio-input) or ps2, usb (emulated). One of V(ps2), V(usb),
+          V(virtio), V(xen).'
+        - 'For O(config[].kind=redirdev): Bus. One of V(usb). Default V(usb).'
         type: str
       device:
         description:
@@ -112,28 +194,249 @@ options:
         - 'For O(config[].kind=disk): Image format of the source. One of V(raw), V(qcow2), V(vmdk), V(vdi), V(vpc),
           V(qed).'
         type: str
+      cache:
+        description:
+        - 'For O(config[].kind=disk): Host page cache mode. One of V(default), V(none), V(writethrough), V(writeback),
+          V(directsync), V(unsafe).'
+        type: str
+      io:
+        description:
+        - 'For O(config[].kind=disk): Asynchronous I/O mode. One of V(native), V(threads), V(io_uring).'
+        type: str
+      discard:
+        description:
+        - 'For O(config[].kind=disk): Pass discard (TRIM) requests to the image. One of V(unmap), V(ignore).'
+        type: str
+      iothread:
+        description:
+        - 'For O(config[].kind=disk): virtio-blk: IOThread that serves the disk (the domain must define it).'
+        - 'For O(config[].kind=controller): virtio-scsi IOThread.'
+        type: int
+      boot_order:
+        description:
+        - 'For O(config[].kind=disk): Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'
+        type: int
+      serial:
+        description:
+        - 'For O(config[].kind=disk): Serial number the guest sees.'
+        type: str
       readonly:
         description:
         - 'For O(config[].kind=disk): Present the disk read-only.'
+        - 'For O(config[].kind=filesystem): Share read-only.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Read-only LUN.'
         type: bool
+      type:
+        description:
+        - 'For O(config[].kind=controller): Controller type. One of V(usb), V(scsi), V(pci), V(virtio-serial), V(sata),
+          V(ide), V(fdc), V(ccid). Required.'
+        - 'For O(config[].kind=input): Input device type. One of V(mouse), V(keyboard), V(tablet), V(passthrough),
+          V(evdev). Required.'
+        - 'For O(config[].kind=serial): Host side of the character device. One of V(pty), V(file), V(unix), V(tcp),
+          V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent). Default V(pty).'
+        - 'For O(config[].kind=parallel): Host side of the character device. One of V(pty), V(file), V(unix), V(tcp),
+          V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent). Default V(pty).'
+        - 'For O(config[].kind=console): Host side of the character device. One of V(pty), V(file), V(unix), V(tcp),
+          V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent). Default V(pty).'
+        - 'For O(config[].kind=channel): Host side of the character device. One of V(pty), V(file), V(unix), V(tcp),
+          V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent). Default V(pty).'
+        - 'For O(config[].kind=smartcard): For passthrough: the host channel type. One of V(pty), V(file), V(unix),
+          V(tcp), V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent).'
+        - 'For O(config[].kind=redirdev): Redirection channel. One of V(spicevmc), V(tcp). Required.'
+        - 'For O(config[].kind=graphics): Protocol. One of V(vnc), V(spice), V(egl-headless), V(dbus), V(sdl). Required.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host device type. One of V(pci). Default V(pci).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=usb): Host device type. One of V(usb). Default V(usb).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): Host device type. One of V(mdev). Default V(mdev).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Host device type. One of V(scsi). Default V(scsi).'
+        type: str
+      index:
+        description:
+        - 'For O(config[].kind=controller): Controller index; with the type, its identity. When omitted libvirt
+          assigns one and the spec matches an existing controller of the same type and model.'
+        type: int
+      ports:
+        description:
+        - 'For O(config[].kind=controller): USB or virtio-serial port count.'
+        type: int
+      master_startport:
+        description:
+        - 'For O(config[].kind=controller): USB companion controllers (ich9-uhci*): the first port on the master.'
+        type: int
+      vram:
+        description:
+        - 'For O(config[].kind=video): Video memory in KiB.'
+        type: int
+      heads:
+        description:
+        - 'For O(config[].kind=video): Screens.'
+        type: int
+      primary:
+        description:
+        - 'For O(config[].kind=video): The primary adapter.'
+        type: bool
+      accel3d:
+        description:
+        - 'For O(config[].kind=video): virtio-gpu 3D acceleration (virgl).'
+        type: bool
+      action:
+        description:
+        - 'For O(config[].kind=watchdog): What happens when the guest stops feeding the watchdog. One of V(reset),
+          V(shutdown), V(poweroff), V(pause), V(none), V(dump), V(inject-nmi).'
+        type: str
+      source_path:
+        description:
+        - 'For O(config[].kind=serial): Host path for file, unix and dev types.'
+        - 'For O(config[].kind=parallel): Host path for file, unix and dev types.'
+        - 'For O(config[].kind=console): Host path for file, unix and dev types.'
+        - 'For O(config[].kind=channel): Host path for file, unix and dev types.'
+        type: str
+      source_mode:
+        description:
+        - 'For O(config[].kind=serial): Unix socket mode. One of V(bind), V(connect).'
+        - 'For O(config[].kind=parallel): Unix socket mode. One of V(bind), V(connect).'
+        - 'For O(config[].kind=console): Unix socket mode. One of V(bind), V(connect).'
+        - 'For O(config[].kind=channel): Unix socket mode. One of V(bind), V(connect).'
+        type: str
+      target_type:
+        description:
+        - 'For O(config[].kind=serial): Guest side of the character device. One of V(isa-serial), V(usb-serial),
+          V(pci-serial), V(spapr-vio-serial), V(system-serial), V(sclp-serial), V(isa-debug).'
+        - 'For O(config[].kind=parallel): Guest side of the character device. One of V(isa-parallel).'
+        - 'For O(config[].kind=console): Guest side of the character device. One of V(serial), V(virtio), V(xen),
+          V(sclp), V(sclplm).'
+        - 'For O(config[].kind=channel): Guest side of the character device. One of V(virtio), V(guestfwd), V(xen).'
+        type: str
+      port:
+        description:
+        - 'For O(config[].kind=serial): Guest port number; with the target type, the identity.'
+        - 'For O(config[].kind=parallel): Guest port number; with the target type, the identity.'
+        - 'For O(config[].kind=graphics): TCP port; -1 with autoport.'
+        type: int
+      target_model:
+        description:
+        - 'For O(config[].kind=serial): Guest-side device model.'
+        type: str
+      target_name:
+        description:
+        - 'For O(config[].kind=channel): Channel name; its identity (org.qemu.guest_agent.0, com.redhat.spice.0,
+          ...). Required.'
+        type: str
       backend:
         description:
+        - 'For O(config[].kind=tpm): emulator (swtpm) or passthrough of a host TPM. One of V(emulator), V(passthrough).
+          Default V(emulator).'
         - 'For O(config[].kind=rng): Host entropy source. One of V(/dev/urandom), V(/dev/random), V(builtin). Default
           V(/dev/urandom).'
         type: str
-      type:
+      version:
         description:
-        - 'For O(config[].kind=hostdev): Host device type. One of V(pci). Default V(pci).'
+        - 'For O(config[].kind=tpm): TPM version. One of V(1.2), V(2.0).'
         type: str
+      device_path:
+        description:
+        - 'For O(config[].kind=tpm): Host TPM for passthrough, e.g. /dev/tpm0.'
+        type: str
+      mode:
+        description:
+        - 'For O(config[].kind=smartcard): Mode. One of V(host), V(host-certificates), V(passthrough). Required.'
+        type: str
+      host:
+        description:
+        - 'For O(config[].kind=redirdev): For tcp: the usbredir server host.'
+        type: str
+      service:
+        description:
+        - 'For O(config[].kind=redirdev): For tcp: the usbredir server port.'
+        type: str
+      listen:
+        description:
+        - 'For O(config[].kind=graphics): Listen address.'
+        type: str
+      autoport:
+        description:
+        - 'For O(config[].kind=graphics): Pick a free port at start.'
+        type: bool
+      password:
+        description:
+        - 'For O(config[].kind=graphics): Console password. Never shown in results; changed live on a running guest.'
+        type: str
+        no_log: true
+      stats_period:
+        description:
+        - 'For O(config[].kind=memballoon): Seconds between guest memory statistics updates.'
+        type: int
+      autodeflate:
+        description:
+        - 'For O(config[].kind=memballoon): Deflate before the guest runs out of memory.'
+        type: bool
+      free_page_reporting:
+        description:
+        - 'For O(config[].kind=memballoon): Guest reports free pages so the host can reclaim them.'
+        type: bool
+      cid:
+        description:
+        - 'For O(config[].kind=vsock): Guest context id: ''auto'' or a number >= 3. Default V(auto).'
+        type: str
+      accessmode:
+        description:
+        - 'For O(config[].kind=filesystem): 9p permission model. One of V(passthrough), V(mapped), V(squash).'
+        type: str
+      intremap:
+        description:
+        - 'For O(config[].kind=iommu): Interrupt remapping (intel).'
+        type: bool
+      caching_mode:
+        description:
+        - 'For O(config[].kind=iommu): Caching mode (intel; needed for VFIO).'
+        type: bool
+      rate_bytes:
+        description:
+        - 'For O(config[].kind=rng): Rate limit: bytes per period.'
+        type: int
+      rate_period:
+        description:
+        - 'For O(config[].kind=rng): Rate limit period in ms.'
+        type: int
       address:
         description:
-        - 'For O(config[].kind=hostdev): Host PCI address DDDD:BB:SS.F. Required.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host PCI address DDDD:BB:SS.F. Required.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB BUS.DEVICE, when vendor:product is ambiguous
+          or not known.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=scsi): SCSI BUS:TARGET:UNIT on the adapter. Required.'
         type: str
-      managed:
+      rom_file:
         description:
-        - 'For O(config[].kind=hostdev): Let libvirt detach the device from its host driver and reattach it. Default
-          V(true).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Option ROM image to expose instead of the device''s
+          own.'
+        type: str
+      rom_enabled:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Expose an option ROM at all.'
         type: bool
+      vendor:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB vendor id, e.g. 0x046d.'
+        type: str
+      product:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB product id.'
+        type: str
+      uuid:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): UUID of the mediated device; its identity. Required.'
+        type: str
+      display:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): vGPU display (vfio-pci).'
+        type: bool
+      ramfb:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): Boot display through ramfb (vfio-pci).'
+        type: bool
+      adapter:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Host SCSI adapter (scsi_hostN). Required.'
+        type: str
   domains:
     description:
     - Many domains in one task, each with its own device list; one connection, results per domain in RV(results).
@@ -158,10 +461,28 @@ options:
             type: str
             required: true
             choices:
+            - channel
+            - console
+            - controller
             - disk
+            - filesystem
+            - graphics
             - hostdev
+            - input
             - interface
+            - iommu
+            - memballoon
+            - panic
+            - parallel
+            - redirdev
             - rng
+            - serial
+            - smartcard
+            - sound
+            - tpm
+            - video
+            - vsock
+            - watchdog
             - xml
           xml:
             description:
@@ -173,11 +494,17 @@ options:
             - 'Read only: the hardware class (V(emulated), V(virtio) or V(passthrough)) shown by O(state=gathered).
               Ignored on input.'
             type: str
+          mac:
+            description:
+            - 'For O(config[].kind=interface): MAC address; when omitted a stable one is derived.'
+            type: str
           source:
             description:
-            - 'For O(config[].kind=interface): Where the NIC is plugged: exactly one of network, bridge, direct
-              (host device, with optional mode) or user: true. Required.'
+            - 'For O(config[].kind=interface): Where the NIC is plugged: exactly one of network (a libvirt network,
+              also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev
+              (an SR-IOV VF by PCI address, passed through). Required.'
             - 'For O(config[].kind=disk): Backing store: exactly one of file, block, or volume together with pool.'
+            - 'For O(config[].kind=filesystem): Host directory to share: dir. Required.'
             type: dict
             suboptions:
               network:
@@ -200,6 +527,10 @@ options:
                 description:
                 - Selects a V(user) source for kind interface.
                 type: bool
+              hostdev:
+                description:
+                - Selects a V(hostdev) source for kind interface.
+                type: str
               file:
                 description:
                 - Selects a V(file) source for kind disk.
@@ -216,25 +547,81 @@ options:
                 description:
                 - With a V(volume) source of kind disk.
                 type: str
+              dir:
+                description:
+                - Selects a V(dir) source for kind filesystem.
+                type: str
           model:
             description:
             - 'For O(config[].kind=interface): NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).
-              One of V(virtio), V(e1000), V(e1000e), V(rtl8139).'
+              One of V(virtio), V(e1000), V(e1000e), V(rtl8139), V(virtio-transitional), V(virtio-non-transitional).'
+            - 'For O(config[].kind=controller): Controller model: usb piix3-uhci, ich9-ehci1, qemu-xhci...; scsi
+              lsilogic, virtio-scsi...; pci pcie-root-port, pci-bridge, pcie-to-pci-bridge... One of V(piix3-uhci),
+              V(piix4-uhci), V(ehci), V(ich9-ehci1), V(ich9-uhci1), V(ich9-uhci2), V(ich9-uhci3), V(vt82c686b-uhci),
+              V(pci-ohci), V(nec-xhci), V(qemu-xhci), V(qusb1), V(qusb2), V(none), V(auto), V(buslogic), V(lsilogic),
+              V(lsisas1068), V(vmpvscsi), V(ibmvscsi), V(virtio-scsi), V(lsisas1078), V(virtio-transitional), V(virtio-non-transitional),
+              V(ncr53c90), V(am53c974), V(dc390), V(pci-root), V(pcie-root), V(pci-bridge), V(dmi-to-pci-bridge),
+              V(pcie-root-port), V(pcie-switch-upstream-port), V(pcie-switch-downstream-port), V(pci-expander-bus),
+              V(pcie-expander-bus), V(pcie-to-pci-bridge).'
+            - 'For O(config[].kind=video): Video adapter: virtio (virtio-gpu) or vga, cirrus, bochs, qxl, ramfb
+              (emulated). One of V(vga), V(cirrus), V(bochs), V(qxl), V(ramfb), V(virtio), V(none). Required.'
+            - 'For O(config[].kind=sound): Sound card model. One of V(ich6), V(ich9), V(ac97), V(es1370), V(sb16),
+              V(usb), V(ich7). Required.'
+            - 'For O(config[].kind=watchdog): Watchdog model. One of V(i6300esb), V(ib700), V(itco), V(diag288).
+              Required.'
+            - 'For O(config[].kind=tpm): TPM frontend. One of V(tpm-tis), V(tpm-crb), V(tpm-spapr), V(spapr-tpm-proxy).'
+            - 'For O(config[].kind=panic): Panic notifier model. One of V(isa), V(pseries), V(hyperv), V(s390),
+              V(pvpanic). Required.'
+            - 'For O(config[].kind=memballoon): Balloon model; none removes it. One of V(virtio), V(virtio-transitional),
+              V(virtio-non-transitional), V(none). Default V(virtio).'
+            - 'For O(config[].kind=iommu): vIOMMU model. One of V(intel), V(virtio), V(smmuv3). Required.'
             - 'For O(config[].kind=rng): RNG device model. One of V(virtio), V(virtio-transitional), V(virtio-non-transitional).
               Default V(virtio).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=mdev): mdev device API. One of V(vfio-pci), V(vfio-ccw),
+              V(vfio-ap). Required.'
             type: str
-          mac:
+          queues:
             description:
-            - 'For O(config[].kind=interface): MAC address; when omitted a stable one is derived.'
+            - 'For O(config[].kind=interface): virtio-net multiqueue count.'
+            - 'For O(config[].kind=controller): virtio-scsi queue count.'
+            type: int
+          driver:
+            description:
+            - 'For O(config[].kind=interface): virtio-net backend. One of V(vhost), V(qemu).'
+            - 'For O(config[].kind=filesystem): virtiofs, or path (9p). One of V(virtiofs), V(path), V(handle),
+              V(loop), V(nbd), V(ploop).'
+            type: str
+          mtu:
+            description:
+            - 'For O(config[].kind=interface): MTU the guest sees.'
+            type: int
+          vlan:
+            description:
+            - 'For O(config[].kind=interface): VLAN tag (hostdev VFs, Open vSwitch).'
+            type: int
+          managed:
+            description:
+            - 'For O(config[].kind=interface): For a hostdev source: libvirt detaches the VF from its host driver.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Let libvirt detach the device from its host
+              driver and reattach it. Default V(true).'
+            type: bool
+          link_state:
+            description:
+            - 'For O(config[].kind=interface): Virtual link state; changed live without a restart. One of V(up),
+              V(down).'
             type: str
           target:
             description:
             - 'For O(config[].kind=disk): Guest device name; the identity of a disk. Required.'
+            - 'For O(config[].kind=filesystem): Mount tag in the guest; the identity. Required.'
             type: str
           bus:
             description:
             - 'For O(config[].kind=disk): Disk bus: virtio (para-virtualized) or sata, scsi, ide, usb, fdc (emulated).
               One of V(virtio), V(sata), V(scsi), V(ide), V(usb), V(fdc).'
+            - 'For O(config[].kind=input): Bus: virtio (virtio-input) or ps2, usb (emulated). One of V(ps2), V(usb),
+              V(virtio), V(xen).'
+            - 'For O(config[].kind=redirdev): Bus. One of V(usb). Default V(usb).'
             type: str
           device:
             description:
@@ -246,26 +633,255 @@ options:
             - 'For O(config[].kind=disk): Image format of the source. One of V(raw), V(qcow2), V(vmdk), V(vdi),
               V(vpc), V(qed).'
             type: str
+          cache:
+            description:
+            - 'For O(config[].kind=disk): Host page cache mode. One of V(default), V(none), V(writethrough), V(writeback),
+              V(directsync), V(unsafe).'
+            type: str
+          io:
+            description:
+            - 'For O(config[].kind=disk): Asynchronous I/O mode. One of V(native), V(threads), V(io_uring).'
+            type: str
+          discard:
+            description:
+            - 'For O(config[].kind=disk): Pass discard (TRIM) requests to the image. One of V(unmap), V(ignore).'
+            type: str
+          iothread:
+            description:
+            - 'For O(config[].kind=disk): virtio-blk: IOThread that serves the disk (the domain must define it).'
+            - 'For O(config[].kind=controller): virtio-scsi IOThread.'
+            type: int
+          boot_order:
+            description:
+            - 'For O(config[].kind=disk): Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'
+            type: int
+          serial:
+            description:
+            - 'For O(config[].kind=disk): Serial number the guest sees.'
+            type: str
           readonly:
             description:
             - 'For O(config[].kind=disk): Present the disk read-only.'
+            - 'For O(config[].kind=filesystem): Share read-only.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Read-only LUN.'
             type: bool
+          type:
+            description:
+            - 'For O(config[].kind=controller): Controller type. One of V(usb), V(scsi), V(pci), V(virtio-serial),
+              V(sata), V(ide), V(fdc), V(ccid). Required.'
+            - 'For O(config[].kind=input): Input device type. One of V(mouse), V(keyboard), V(tablet), V(passthrough),
+              V(evdev). Required.'
+            - 'For O(config[].kind=serial): Host side of the character device. One of V(pty), V(file), V(unix),
+              V(tcp), V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent). Default V(pty).'
+            - 'For O(config[].kind=parallel): Host side of the character device. One of V(pty), V(file), V(unix),
+              V(tcp), V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent). Default V(pty).'
+            - 'For O(config[].kind=console): Host side of the character device. One of V(pty), V(file), V(unix),
+              V(tcp), V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent). Default V(pty).'
+            - 'For O(config[].kind=channel): Host side of the character device. One of V(pty), V(file), V(unix),
+              V(tcp), V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent). Default V(pty).'
+            - 'For O(config[].kind=smartcard): For passthrough: the host channel type. One of V(pty), V(file), V(unix),
+              V(tcp), V(udp), V(null), V(stdio), V(dev), V(spicevmc), V(qemu-vdagent).'
+            - 'For O(config[].kind=redirdev): Redirection channel. One of V(spicevmc), V(tcp). Required.'
+            - 'For O(config[].kind=graphics): Protocol. One of V(vnc), V(spice), V(egl-headless), V(dbus), V(sdl).
+              Required.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host device type. One of V(pci). Default
+              V(pci).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=usb): Host device type. One of V(usb). Default
+              V(usb).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=mdev): Host device type. One of V(mdev). Default
+              V(mdev).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Host device type. One of V(scsi). Default
+              V(scsi).'
+            type: str
+          index:
+            description:
+            - 'For O(config[].kind=controller): Controller index; with the type, its identity. When omitted libvirt
+              assigns one and the spec matches an existing controller of the same type and model.'
+            type: int
+          ports:
+            description:
+            - 'For O(config[].kind=controller): USB or virtio-serial port count.'
+            type: int
+          master_startport:
+            description:
+            - 'For O(config[].kind=controller): USB companion controllers (ich9-uhci*): the first port on the master.'
+            type: int
+          vram:
+            description:
+            - 'For O(config[].kind=video): Video memory in KiB.'
+            type: int
+          heads:
+            description:
+            - 'For O(config[].kind=video): Screens.'
+            type: int
+          primary:
+            description:
+            - 'For O(config[].kind=video): The primary adapter.'
+            type: bool
+          accel3d:
+            description:
+            - 'For O(config[].kind=video): virtio-gpu 3D acceleration (virgl).'
+            type: bool
+          action:
+            description:
+            - 'For O(config[].kind=watchdog): What happens when the guest stops feeding the watchdog. One of V(reset),
+              V(shutdown), V(poweroff), V(pause), V(none), V(dump), V(inject-nmi).'
+            type: str
+          source_path:
+            description:
+            - 'For O(config[].kind=serial): Host path for file, unix and dev types.'
+            - 'For O(config[].kind=parallel): Host path for file, unix and dev types.'
+            - 'For O(config[].kind=console): Host path for file, unix and dev types.'
+            - 'For O(config[].kind=channel): Host path for file, unix and dev types.'
+            type: str
+          source_mode:
+            description:
+            - 'For O(config[].kind=serial): Unix socket mode. One of V(bind), V(connect).'
+            - 'For O(config[].kind=parallel): Unix socket mode. One of V(bind), V(connect).'
+            - 'For O(config[].kind=console): Unix socket mode. One of V(bind), V(connect).'
+            - 'For O(config[].kind=channel): Unix socket mode. One of V(bind), V(connect).'
+            type: str
+          target_type:
+            description:
+            - 'For O(config[].kind=serial): Guest side of the character device. One of V(isa-serial), V(usb-serial),
+              V(pci-serial), V(spapr-vio-serial), V(system-serial), V(sclp-serial), V(isa-debug).'
+            - 'For O(config[].kind=parallel): Guest side of the character device. One of V(isa-parallel).'
+            - 'For O(config[].kind=console): Guest side of the character device. One of V(serial), V(virtio), V(xen),
+              V(sclp), V(sclplm).'
+            - 'For O(config[].kind=channel): Guest side of the character device. One of V(virtio), V(guestfwd),
+              V(xen).'
+            type: str
+          port:
+            description:
+            - 'For O(config[].kind=serial): Guest port number; with the target type, the identity.'
+            - 'For O(config[].kind=parallel): Guest port number; with the target type, the identity.'
+            - 'For O(config[].kind=graphics): TCP port; -1 with autoport.'
+            type: int
+          target_model:
+            description:
+            - 'For O(config[].kind=serial): Guest-side device model.'
+            type: str
+          target_name:
+            description:
+            - 'For O(config[].kind=channel): Channel name; its identity (org.qemu.guest_agent.0, com.redhat.spice.0,
+              ...). Required.'
+            type: str
           backend:
             description:
+            - 'For O(config[].kind=tpm): emulator (swtpm) or passthrough of a host TPM. One of V(emulator), V(passthrough).
+              Default V(emulator).'
             - 'For O(config[].kind=rng): Host entropy source. One of V(/dev/urandom), V(/dev/random), V(builtin).
               Default V(/dev/urandom).'
             type: str
-          type:
+          version:
             description:
-            - 'For O(config[].kind=hostdev): Host device type. One of V(pci). Default V(pci).'
+            - 'For O(config[].kind=tpm): TPM version. One of V(1.2), V(2.0).'
             type: str
+          device_path:
+            description:
+            - 'For O(config[].kind=tpm): Host TPM for passthrough, e.g. /dev/tpm0.'
+            type: str
+          mode:
+            description:
+            - 'For O(config[].kind=smartcard): Mode. One of V(host), V(host-certificates), V(passthrough). Required.'
+            type: str
+          host:
+            description:
+            - 'For O(config[].kind=redirdev): For tcp: the usbredir server host.'
+            type: str
+          service:
+            description:
+            - 'For O(config[].kind=redirdev): For tcp: the usbredir server port.'
+            type: str
+          listen:
+            description:
+            - 'For O(config[].kind=graphics): Listen address.'
+            type: str
+          autoport:
+            description:
+            - 'For O(config[].kind=graphics): Pick a free port at start.'
+            type: bool
+          password:
+            description:
+            - 'For O(config[].kind=graphics): Console password. Never shown in results; changed live on a running
+              guest.'
+            type: str
+            no_log: true
+          stats_period:
+            description:
+            - 'For O(config[].kind=memballoon): Seconds between guest memory statistics updates.'
+            type: int
+          autodeflate:
+            description:
+            - 'For O(config[].kind=memballoon): Deflate before the guest runs out of memory.'
+            type: bool
+          free_page_reporting:
+            description:
+            - 'For O(config[].kind=memballoon): Guest reports free pages so the host can reclaim them.'
+            type: bool
+          cid:
+            description:
+            - 'For O(config[].kind=vsock): Guest context id: ''auto'' or a number >= 3. Default V(auto).'
+            type: str
+          accessmode:
+            description:
+            - 'For O(config[].kind=filesystem): 9p permission model. One of V(passthrough), V(mapped), V(squash).'
+            type: str
+          intremap:
+            description:
+            - 'For O(config[].kind=iommu): Interrupt remapping (intel).'
+            type: bool
+          caching_mode:
+            description:
+            - 'For O(config[].kind=iommu): Caching mode (intel; needed for VFIO).'
+            type: bool
+          rate_bytes:
+            description:
+            - 'For O(config[].kind=rng): Rate limit: bytes per period.'
+            type: int
+          rate_period:
+            description:
+            - 'For O(config[].kind=rng): Rate limit period in ms.'
+            type: int
           address:
             description:
-            - 'For O(config[].kind=hostdev): Host PCI address DDDD:BB:SS.F. Required.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host PCI address DDDD:BB:SS.F. Required.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB BUS.DEVICE, when vendor:product is ambiguous
+              or not known.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=scsi): SCSI BUS:TARGET:UNIT on the adapter. Required.'
             type: str
-          managed:
+          rom_file:
             description:
-            - 'For O(config[].kind=hostdev): Let libvirt detach the device from its host driver and reattach it.
-              Default V(true).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Option ROM image to expose instead of the
+              device''s own.'
+            type: str
+          rom_enabled:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Expose an option ROM at all.'
             type: bool
+          vendor:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB vendor id, e.g. 0x046d.'
+            type: str
+          product:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB product id.'
+            type: str
+          uuid:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=mdev): UUID of the mediated device; its identity.
+              Required.'
+            type: str
+          display:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=mdev): vGPU display (vfio-pci).'
+            type: bool
+          ramfb:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=mdev): Boot display through ramfb (vfio-pci).'
+            type: bool
+          adapter:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Host SCSI adapter (scsi_hostN). Required.'
+            type: str
 '''

@@ -16,7 +16,7 @@ import copy
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
-    DEVICE_TAGS, KINDS, KINDS_BY_TAG, LIBVIRT_OWNED, NOT_DEVICES, derived_mac, element_class, element_key,
+    DEVICE_TAGS, KINDS, LIBVIRT_OWNED, NOT_DEVICES, derived_mac, element_class, element_key, kind_of_element, redact,
 )
 
 STATES = ('merged', 'replaced', 'overridden', 'deleted', 'gathered', 'rendered', 'parsed')
@@ -26,12 +26,13 @@ KIND_NAMES = tuple(sorted(KINDS)) + ('xml',)
 class Declared:
     """One validated entry of ``config``: its kind, normalized spec or element, and identity key."""
 
-    def __init__(self, where, kind, spec, element, key, mac_derived=False):
+    def __init__(self, where, kind, spec, element, key, loose=(), mac_derived=False):
         self.where = where
-        self.kind = kind            # a Kind, or None for raw xml of an element without a typed kind
+        self.kind = kind            # the Kind (a family member for hostdev), or None for raw xml
         self.spec = spec            # normalized options (typed kinds) or None (xml)
         self.element = element      # the rendered or given element
-        self.key = key
+        self.key = key              # identity; None when the spec leaves it to libvirt
+        self.loose = loose          # options compared when the identity does not find a device
         self.mac_derived = mac_derived
 
     @property
@@ -40,6 +41,8 @@ class Declared:
 
     @property
     def label(self):
+        if self.key is None:
+            return '%s %s' % (self.tag, ' '.join('%s=%s' % (o, self.spec.get(o)) for o in self.loose))
         return '%s %s' % (self.tag, describe_key(self.key))
 
 
@@ -73,30 +76,45 @@ def declare(config, domain_name, where='config'):
         here = '%s[%d]' % (where, index)
         if not isinstance(raw, dict):
             raise SpecError(here, '%r is not a device (a dictionary with a kind)' % (raw,))
-        kind_name = raw.get('kind')
-        if kind_name == 'xml':
-            extra = sorted(k for k, v in raw.items() if v is not None and k not in ('kind', 'xml', 'class'))
-            if extra:
-                raise SpecError(here, 'option(s) %s do not belong to kind xml (its options: xml)' % ', '.join(extra))
-            element = _raw_xml_device(raw.get('xml'), here + '.xml')
-            item = Declared(here, None, None, element, element_key(element))
-        elif kind_name in KINDS:
-            kind = KINDS[kind_name]
-            spec = kind.normalize(raw, here)
-            mac_derived = False
-            if kind.name == 'interface' and 'mac' not in spec:
-                group = repr(sorted(spec['source'].items()))
-                ordinals[group] = ordinals.get(group, 0) + 1
-                spec['mac'] = derived_mac(domain_name, spec['source'], ordinals[group] - 1)
-                mac_derived = True
-            item = Declared(here, kind, spec, kind.render(spec), (kind.tag,) + kind.key(spec), mac_derived)
-        else:
-            raise SpecError(here + '.kind', '%r is not one of: %s' % (kind_name, ', '.join(KIND_NAMES)))
-        if item.key in seen:
+        item = _declare_one(raw, here, domain_name, ordinals)
+        if item.key is not None and item.key in seen:
             raise SpecError(here, 'declares the same device as %s (%s)' % (seen[item.key], item.label))
         seen[item.key] = here
         declared.append(item)
     return declared
+
+
+def _declare_one(raw, here, domain_name, ordinals):
+    kind_name = raw.get('kind')
+    if kind_name == 'xml':
+        extra = sorted(k for k, v in raw.items() if v is not None and k not in ('kind', 'xml', 'class'))
+        if extra:
+            raise SpecError(here, 'option(s) %s do not belong to kind xml (its options: xml)' % ', '.join(extra))
+        element = _raw_xml_device(raw.get('xml'), here + '.xml')
+        base, repeatable = element_key(element)
+        return Declared(here, None, None, element, _ordinal(base, repeatable, ordinals))
+    if kind_name not in KINDS:
+        raise SpecError(here + '.kind', '%r is not one of: %s' % (kind_name, ', '.join(KIND_NAMES)))
+    spec = KINDS[kind_name].normalize(raw, here)
+    kind = KINDS[kind_name].kind_for_spec(spec)
+    mac_derived = kind.name == 'interface' and 'mac' not in spec
+    if mac_derived:
+        # stable across runs: the n-th NIC without MAC on a source always gets the same address
+        group = ('mac', repr(sorted(spec['source'].items())))
+        ordinals[group] = ordinals.get(group, -1) + 1
+        spec['mac'] = derived_mac(domain_name, spec['source'], ordinals[group])
+    base = kind.key(spec)
+    key = None if base is None else _ordinal((kind.tag,) + base, kind.repeatable, ordinals)
+    loose = ('source',) if mac_derived else tuple(option for option in kind.loose if option in spec)
+    return Declared(here, kind, spec, kind.render(spec), key, loose, mac_derived)
+
+
+def _ordinal(base, repeatable, counters):
+    """Devices without a natural identity are matched by position among their equals."""
+    if not repeatable:
+        return base
+    counters[base] = counters.get(base, -1) + 1
+    return base + (counters[base],)
 
 
 # --- reading a domain ------------------------------------------------------------------------------
@@ -115,13 +133,23 @@ def device_elements(devices):
 
 def describe(element):
     """An element in the module's option format: typed when the kind describes it fully, else xml."""
-    kind = KINDS_BY_TAG.get(element.tag)
+    element = redact(element)
+    kind = kind_of_element(element)
     if kind is not None and kind.lossless(element):
-        result = kind.parse(element)
+        result = kind.parse(element, secrets=False)
     else:
         result = {'kind': 'xml', 'xml': _xml.to_string(element, pretty=False)}
     result['class'] = element_class(element)
     return result
+
+
+def shown(devices):
+    """The <devices> section as text for a diff, secrets removed."""
+    view = _xml.copy(devices)
+    for element in list(view):
+        if isinstance(element.tag, str):
+            view.replace(element, redact(element))
+    return _xml.to_string(view)
 
 
 def gather(domain_xml):
@@ -139,40 +167,76 @@ def is_implicit(element):
         return element.get('index') == '0' and element.get('type') in ('pci', 'usb', 'sata', 'ide', 'virtio-serial')
     if tag == 'input':
         return element.get('bus') == 'ps2'
-    return tag in ('memballoon', 'audio', 'graphics_default')
+    if tag == 'console':  # the serial console libvirt mirrors from the first serial port
+        target = element.find('target')
+        return target is not None and target.get('type') == 'serial'
+    return tag in ('memballoon', 'audio')
 
 
 # --- planning --------------------------------------------------------------------------------------
 
+class Change:
+    """One device attached, updated or detached; ``old``/``new`` are the elements before and after."""
+
+    def __init__(self, op, label, old=None, new=None, item=None, verify_key=None):
+        self.op = op
+        self.label = label
+        self.old = old
+        self.new = new
+        self.item = item
+        self.verify_key = verify_key  # identity to check in libvirt's XML afterwards, if it has one
+        self.live = False             # set by the caller when the change is also applied to the running guest
+
+    @property
+    def tag(self):
+        return (self.new if self.new is not None else self.old).tag
+
+    def hotpluggable(self):
+        """Whether QEMU can take this change on a running guest (REFERENCE §3)."""
+        element = self.new if self.new is not None else self.old
+        kind = kind_of_element(element)
+        if kind is None:
+            return False
+        if self.op == 'update':
+            return kind.live_update(kind.parse(self.old), kind.parse(self.new))
+        return kind.hotplug(kind.parse(element))
+
+    def command(self):
+        return {'op': self.op, 'kind': self.tag, 'key': self.label.split(' ', 1)[1] if ' ' in self.label else '',
+                'live': self.live, 'config': True}
+
+
 class Plan:
-    """What a state does to one domain: the new XML (or None), commands, before/after views."""
+    """What a state does to one domain: the new XML (or None), changes, before/after views."""
 
     def __init__(self):
-        self.commands = []
-        self.changed = False
+        self.changes = []
         self.new_xml = None
         self.before = []
         self.after = []
         self.implicit = []
         self.before_text = ''
         self.after_text = ''
-        self.touched = []  # Declared devices attached or updated, verified after the write
-        self.removed = []  # keys of devices detached, verified after the write
+
+    @property
+    def changed(self):
+        return bool(self.changes)
+
+    @property
+    def commands(self):
+        return [change.command() for change in self.changes]
 
 
-def _command(op, item_or_element, key=None):
-    tag = item_or_element.tag
-    return {'op': op, 'kind': tag, 'key': describe_key(key), 'live': False, 'config': True}
-
-
-def _fallback_match(item, candidates_by_tag, claimed):
-    """An interface declared without MAC matches an unclaimed NIC on the same source."""
-    if not item.mac_derived:
+def _loose_match(item, candidates_by_tag, claimed):
+    """A spec without full identity (NIC without MAC, controller without index) matches the first
+    unclaimed device of its kind whose ``loose`` options are equal."""
+    if item.kind is None or not (item.mac_derived or item.key is None):
         return None
-    for element in candidates_by_tag.get('interface', ()):
-        if id(element) in claimed:
+    for element in candidates_by_tag.get(item.tag, ()):
+        if id(element) in claimed or kind_of_element(element) is not item.kind:
             continue
-        if item.kind.fields['source'].read(element) == item.spec['source']:
+        current = item.kind.parse(element)
+        if all(current.get(option) == item.spec.get(option) for option in item.loose):
             return element
     return None
 
@@ -197,6 +261,25 @@ def _updated_element(item, existing, reset):
     return new
 
 
+def _index(elements):
+    """Identity → elements, with position among equals for devices without a natural identity."""
+    by_key, ordinals = {}, {}
+    for element in elements:
+        base, repeatable = element_key(element)
+        by_key.setdefault(_ordinal(base, repeatable, ordinals), []).append(element)
+    return by_key
+
+
+def _existing_label(element):
+    base, _repeatable = element_key(element)
+    return '%s %s' % (element.tag, describe_key(base))
+
+
+def _stable_key(element):
+    base, repeatable = element_key(element)
+    return None if repeatable else base
+
+
 def plan(domain_xml, declared, state):
     """Compute the plan for merged / replaced / overridden / deleted on one domain's XML."""
     domain = _xml.parse(domain_xml, 'domain XML')
@@ -204,40 +287,34 @@ def plan(domain_xml, declared, state):
     existing = device_elements(devices)
     result = Plan()
     result.before = [describe(el) for el in existing]
-    result.before_text = _xml.to_string(devices)
-
-    by_key, by_tag = {}, {}
+    result.before_text = shown(devices)
+    by_key = _index(existing)
+    by_tag = {}
     for element in existing:
-        by_key.setdefault(element_key(element), []).append(element)
         by_tag.setdefault(element.tag, []).append(element)
     claimed = set()
 
-    def match(item):
-        for element in by_key.get(item.key, ()):
-            if id(element) not in claimed:
-                return element
-        return _fallback_match(item, by_tag, claimed)
-
     for item in declared:
-        found = match(item)
+        found = next((el for el in by_key.get(item.key, ()) if id(el) not in claimed), None)
+        if found is None:
+            found = _loose_match(item, by_tag, claimed)
         if found is not None:
             claimed.add(id(found))
         if state == 'deleted':
             if found is not None:
                 devices.remove(found)
-                result.commands.append(_command('detach', found, item.key))
-                result.removed.append(item.key)
+                result.changes.append(Change('detach', item.label, old=found, verify_key=_stable_key(found)))
             continue
         if found is None:
-            devices.append(copy.deepcopy(item.element))
-            result.commands.append(_command('attach', item, item.key))
-            result.touched.append(item)
+            new = copy.deepcopy(item.element)
+            devices.append(new)
+            result.changes.append(Change('attach', item.label, new=new, item=item, verify_key=item.key))
             continue
         new = _updated_element(item, found, reset=state in ('replaced', 'overridden'))
         if not _xml.same(new, found):
             devices.replace(found, new)
-            result.commands.append(_command('update', item, item.key))
-            result.touched.append(item)
+            result.changes.append(Change('update', item.label, old=found, new=new, item=item,
+                                         verify_key=_stable_key(found)))
 
     if state == 'overridden':
         scope = {item.tag for item in declared}
@@ -248,42 +325,48 @@ def plan(domain_xml, declared, state):
                 result.implicit.append(describe(element))
                 continue
             devices.remove(element)
-            result.commands.append(_command('detach', element, element_key(element)))
-            result.removed.append(element_key(element))
+            result.changes.append(Change('detach', _existing_label(element), old=element,
+                                         verify_key=_stable_key(element)))
 
-    result.changed = bool(result.commands)
-    remaining = device_elements(devices)
-    result.after = [describe(el) for el in remaining]
-    result.after_text = _xml.to_string(devices)
+    result.after = [describe(el) for el in device_elements(devices)]
+    result.after_text = shown(devices)
     if result.changed:
         result.new_xml = _xml.to_string(domain)
     return result
 
 
+def locate(domain_xml):
+    """Identity → first element, for finding planned devices in another view (read back, live XML)."""
+    domain = _xml.parse(domain_xml, 'domain XML')
+    return {key: elements[0] for key, elements in _index(device_elements(devices_of(domain))).items()}
+
+
 def verify(result, readback_xml):
-    """After a write: every attached or updated device is in libvirt's XML as asked. Returns problems."""
-    domain = _xml.parse(readback_xml, 'domain XML')
-    present = {}
-    for element in device_elements(devices_of(domain)):
-        present.setdefault(element_key(element), element)
+    """After a write: every attached or updated device is in libvirt's XML as asked, every detached one
+    is gone. Returns the problems, each naming the device."""
+    present = locate(readback_xml)
     problems = []
-    for item in result.touched:
-        element = present.get(item.key)
+    for change in result.changes:
+        if change.verify_key is None:
+            continue  # libvirt chose the identity (a controller index) or position decides it
+        element = present.get(change.verify_key)
+        if change.op == 'detach':
+            if element is not None:
+                problems.append('%s was removed but libvirt still has it' % change.label)
+            continue
+        where = change.item.where if change.item is not None else change.label
         if element is None:
-            problems.append('%s (%s) is missing from the definition libvirt kept' % (item.where, item.label))
+            problems.append('%s (%s) is missing from the definition libvirt kept' % (where, change.label))
             continue
-        if item.kind is None:
+        if change.item is None or change.item.kind is None:
             continue
-        kept = item.kind.parse(element)
-        for option, value in item.spec.items():
-            if option == 'mac' and item.mac_derived and option in kept:
+        kept = change.item.kind.parse(element)
+        for option, value in change.item.spec.items():
+            if option == 'mac' and change.item.mac_derived and option in kept:
                 continue
             if kept.get(option) != value:
                 problems.append('%s (%s): libvirt kept %s=%r, asked %r'
-                                % (item.where, item.label, option, kept.get(option), value))
-    for key in result.removed:
-        if key in present:
-            problems.append('%s %s was removed but libvirt still has it' % (key[0], describe_key(key)))
+                                % (where, change.label, option, kept.get(option), value))
     return problems
 
 

@@ -36,7 +36,7 @@ class Field:
     value_type = 'str'
 
     def __init__(self, option, path, attr, choices=None, pattern=None, pattern_hint=None,
-                 default=None, libvirt_fills=False, description=''):
+                 default=None, libvirt_fills=False, secret=False, description=''):
         self.option = option
         self.path = path
         self.attr = attr
@@ -46,7 +46,10 @@ class Field:
         self.default = default
         # libvirt computes a value when the option is absent (disk bus from the target name, ...);
         # ``replaced`` must then leave the current value alone or it would change on every run.
-        self.libvirt_fills = libvirt_fills
+        self.libvirt_fills = libvirt_fills or secret
+        # a secret (a graphics password) is written but never shown back: gathered, before/after and
+        # diff leave it out, and an omitted secret keeps its current value
+        self.secret = secret
         self.description = description
 
     # conversion between option values and XML text --------------------------------------------
@@ -84,10 +87,14 @@ class Field:
             _xml.prune_empty(element, self.path)
 
 
-class YesNo(Field):
-    """A boolean kept as 'yes'/'no' in an attribute (``managed='yes'``)."""
+class Bool(Field):
+    """A boolean kept as two words in an attribute: 'yes'/'no' (``managed``) or 'on'/'off'."""
 
     value_type = 'bool'
+
+    def __init__(self, option, path, attr, words=('yes', 'no'), **kwargs):
+        super().__init__(option, path, attr, **kwargs)
+        self.words = words
 
     def normalize(self, value, where):
         if value is None:
@@ -97,10 +104,18 @@ class YesNo(Field):
         return value
 
     def to_text(self, value):
-        return 'yes' if value else 'no'
+        return self.words[0] if value else self.words[1]
 
     def from_text(self, text):
-        return text == 'yes'
+        return text == self.words[0]
+
+
+def YesNo(option, path, attr, **kwargs):
+    return Bool(option, path, attr, words=('yes', 'no'), **kwargs)
+
+
+def OnOff(option, path, attr, **kwargs):
+    return Bool(option, path, attr, words=('on', 'off'), **kwargs)
 
 
 class Integer(Field):
@@ -135,7 +150,7 @@ class Flag(Field):
     def __init__(self, option, path, **kwargs):
         super().__init__(option, path, None, **kwargs)
 
-    normalize = YesNo.normalize
+    normalize = Bool.normalize
 
     def read(self, element):
         return _xml.child(element, self.path) is not None
@@ -197,8 +212,9 @@ class PciAddress(Field):
 
     PARTS = ('domain', 'bus', 'slot', 'function')
 
-    def __init__(self, option, path, **kwargs):
+    def __init__(self, option, path, pci_type=False, **kwargs):
         super().__init__(option, path, None, **kwargs)
+        self.pci_type = pci_type  # <interface type='hostdev'> wants type='pci' on the address
 
     def normalize(self, value, where):
         if value is None:
@@ -220,6 +236,8 @@ class PciAddress(Field):
         domain, bus, rest = value.split(':')
         slot, function = rest.split('.')
         node.attrib.clear()
+        if self.pci_type:
+            node.set('type', 'pci')
         node.set('domain', '0x' + domain)
         node.set('bus', '0x' + bus)
         node.set('slot', '0x' + slot)
@@ -231,15 +249,90 @@ class PciAddress(Field):
             node.getparent().remove(node)
 
 
+class NumberTuple(Field):
+    """Decimal numbers joined by a separator, kept in several attributes of one element.
+
+    ``address: "1.4"`` → ``<address bus='1' device='4'/>`` (USB), ``"0:0:1"`` → bus/target/unit (SCSI).
+    """
+
+    def __init__(self, option, path, parts, separator, **kwargs):
+        super().__init__(option, path, None, **kwargs)
+        self.parts = parts
+        self.separator = separator
+
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        pieces = str(value).split(self.separator)
+        if len(pieces) != len(self.parts) or not all(piece.isdigit() for piece in pieces):
+            raise SpecError(where, '%r is not valid (expected %s)' % (value, self.separator.join(
+                part.upper() for part in self.parts)))
+        return self.separator.join(str(int(piece)) for piece in pieces)
+
+    def read(self, element):
+        node = _xml.child(element, self.path)
+        if node is None or any(node.get(part) is None for part in self.parts):
+            return None
+        try:
+            return self.separator.join(str(int(node.get(part), 0)) for part in self.parts)
+        except ValueError:
+            return None
+
+    def write(self, element, value):
+        node = _xml.child(element, self.path, create=True)
+        for part, number in zip(self.parts, value.split(self.separator)):
+            node.set(part, number)
+
+    def clear(self, element):
+        node = _xml.child(element, self.path)
+        if node is not None:
+            for part in self.parts:
+                node.attrib.pop(part, None)
+            _xml.prune_empty(element, self.path)
+
+
+class HexId(Field):
+    """A 16-bit USB/PCI id written as libvirt does (``0x046d``); accepts ``046d`` or ``0x046D``."""
+
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        text = str(value).strip().lower()
+        text = text[2:] if text.startswith('0x') else text
+        if not text or len(text) > 4 or any(char not in '0123456789abcdef' for char in text):
+            raise SpecError(where, '%r is not a 16-bit hex id (like 0x046d)' % (value,))
+        return '0x%04x' % int(text, 16)
+
+    def from_text(self, text):
+        try:
+            return '0x%04x' % int(text, 16)
+        except ValueError:
+            return text
+
+
+class DriverAttr(Field):
+    """An attribute of a disk's or NIC's ``<driver>``; QEMU disks also need ``name='qemu'`` there."""
+
+    def __init__(self, option, attr, driver_name=None, **kwargs):
+        super().__init__(option, 'driver', attr, **kwargs)
+        self.driver_name = driver_name
+
+    def write(self, element, value):
+        node = _xml.child(element, 'driver', create=True)
+        if self.driver_name and node.get('name') is None:
+            node.set('name', self.driver_name)
+        node.set(self.attr, self.to_text(value))
+
+
 class Variant:
     """One form of a polymorphic ``source`` option: which key selects it and where its values go."""
 
-    def __init__(self, selector, type_value, attrs, flag=False, extras=None):
+    def __init__(self, selector, type_value, fields=(), flag=False, needs=()):
         self.selector = selector      # the option key that picks this form ('network', 'file', ...)
         self.type_value = type_value  # the device's type attribute for this form
-        self.attrs = attrs            # {option key: (path, attr)} for the selector and its companions
+        self.fields = {field.option: field for field in fields}  # the selector's field and companions
         self.flag = flag              # the selector is a boolean marker with no XML value ('user')
-        self.extras = extras or {}    # {option key: tuple of choices or None}: optional companions
+        self.needs = tuple(needs)     # companions that must be given with the selector
 
 
 class Source(Field):
@@ -256,10 +349,8 @@ class Source(Field):
         keys = {}
         for variant in self.variants.values():
             keys[variant.selector] = 'bool' if variant.flag else 'str'
-            for extra in variant.extras:
-                keys[extra] = 'str'
-            for key in variant.attrs:
-                keys.setdefault(key, 'str')
+            for name, field in variant.fields.items():
+                keys.setdefault(name, field.value_type)
         return keys
 
     def normalize(self, value, where):
@@ -272,29 +363,22 @@ class Source(Field):
         if len(selectors) != 1:
             raise SpecError(where, '%r must name exactly one of: %s' % (value, ', '.join(self.variants)))
         variant = self.variants[selectors[0]]
-        allowed = set(variant.attrs) | set(variant.extras) | {variant.selector}
+        allowed = set(variant.fields) | {variant.selector}
         unknown = sorted(set(given) - allowed)
         if unknown:
             raise SpecError(where, 'key(s) %s do not belong to a %s source (allowed: %s)'
                             % (', '.join(unknown), variant.selector, ', '.join(sorted(allowed))))
         result = {}
-        for key in sorted(allowed):
-            if key not in given:
-                continue
-            val = given[key]
-            if variant.flag and key == variant.selector:
-                if val is not True:
-                    raise SpecError('%s.%s' % (where, key), '%r must be true' % (val,))
-                result[key] = True
-                continue
-            val = str(val)
-            if not val:
-                raise SpecError('%s.%s' % (where, key), 'must not be empty')
-            choices = variant.extras.get(key)
-            if choices and val not in choices:
-                raise SpecError('%s.%s' % (where, key), '%r is not one of: %s' % (val, ', '.join(choices)))
-            result[key] = val
-        missing = sorted(set(variant.attrs) - set(result))
+        if variant.flag:
+            if given[variant.selector] is not True:
+                raise SpecError('%s.%s' % (where, variant.selector), '%r must be true' % (given[variant.selector],))
+            result[variant.selector] = True
+        for name, field in variant.fields.items():
+            if name in given:
+                if field.value_type == 'str' and str(given[name]) == '':
+                    raise SpecError('%s.%s' % (where, name), 'must not be empty')
+                result[name] = field.normalize(given[name], '%s.%s' % (where, name))
+        missing = sorted(name for name in variant.needs if name not in result)
         if missing:
             raise SpecError(where, 'a %s source also needs: %s' % (variant.selector, ', '.join(missing)))
         return result
@@ -304,10 +388,10 @@ class Source(Field):
         if variant is None:
             return None
         result = {variant.selector: True} if variant.flag else {}
-        for key, (path, attr) in list(variant.attrs.items()) + [(k, ('source', k)) for k in variant.extras]:
-            node = _xml.child(element, path)
-            if node is not None and node.get(attr) is not None:
-                result[key] = node.get(attr)
+        for name, field in variant.fields.items():
+            value = field.read(element)
+            if value is not None:
+                result[name] = value
         if variant.selector not in result:
             return None  # e.g. an empty cdrom drive: type='file' but no source
         return result
@@ -318,13 +402,11 @@ class Source(Field):
             # a different kind of source: the old source element's attributes mean nothing now
             self.clear(element)
         element.set(self.attr, variant.type_value)
-        for key, (path, attr) in list(variant.attrs.items()) + [(k, ('source', k)) for k in variant.extras]:
-            if key in value:
-                _xml.child(element, path, create=True).set(attr, value[key])
+        for name, field in variant.fields.items():
+            if name in value:
+                field.write(element, value[name])
             else:
-                node = _xml.child(element, path)
-                if node is not None and attr in node.attrib:
-                    del node.attrib[attr]
+                field.clear(element)
 
     def clear(self, element):
         node = _xml.child(element, 'source')

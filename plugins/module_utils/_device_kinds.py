@@ -6,8 +6,8 @@
 
 A row says which element it manages, which options it has (fields), how a device is identified (the
 key that matches a declared device to an existing one), which class of hardware it is (emulated,
-virtio, passthrough) and whether libvirt/QEMU can hot-plug it. Devices of element types without a
-typed row are still matched and kept, by ``ELEMENT_KEYS`` below, and handled as raw ``xml``.
+virtio, passthrough) and whether QEMU can hot-plug it. Devices of element types without a typed row
+are still matched and kept, by ``ELEMENT_KEYS`` below, and handled as raw ``xml``.
 """
 
 from __future__ import annotations
@@ -16,51 +16,74 @@ import hashlib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    Field, Flag, PciAddress, Source, SpecError, Text, Variant, YesNo,
+    DriverAttr, Field, Flag, HexId, Integer, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Variant,
+    YesNo,
 )
 
 EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'
 MAC_RE = r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$'
+UUID_RE = r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 # libvirt's own children of every device: never ours to set, never a reason for a change
 LIBVIRT_OWNED = ('address', 'alias')
+CHAR_TYPES = ('pty', 'file', 'unix', 'tcp', 'udp', 'null', 'stdio', 'dev', 'spicevmc', 'qemu-vdagent')
 
 
 class Kind:
-    """A typed device kind. ``key`` maps a normalized spec to its identity tuple."""
+    """A typed device kind.
+
+    ``key(spec)`` gives the identity tuple, or None when the spec leaves its identity to libvirt (a
+    controller without index); such a spec matches the first unclaimed device whose ``loose`` options
+    are equal. ``repeatable`` kinds have no natural identity (a second spicevmc redirection looks like
+    the first): their n-th declaration matches their n-th device.
+    """
 
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
-                 description=''):
+                 loose=(), repeatable=False, live_update=None, label=None, description='', example=None):
         self.name = name
         self.tag = tag
+        self.label = label or name   # 'hostdev type=usb' for family members
         self.fields = {field.option: field for field in fields}
         self.key = key
+        self.loose = loose
+        self.repeatable = repeatable
         self.device_class = device_class
-        self.hotplug = hotplug
-        self.fixed = fixed or {}  # attributes every device of this kind carries (hostdev mode=...)
+        self.hotplug = hotplug if callable(hotplug) else (lambda spec, _answer=hotplug: _answer)
+        # which updates of a device QEMU applies to a running guest (updateDeviceFlags); others wait
+        self.live_update = live_update or (lambda old, new: False)
+        self.fixed = fixed or {}          # attributes every device of this kind carries (hostdev mode=...)
         self.new_attrs = new_attrs or {}  # starting attributes of a new element, which fields may override
         self.required = required
         self.description = description
+        self.example = example
+
+    def kind_for_spec(self, _spec):
+        return self
+
+    def kind_for_element(self, _element):
+        return self
 
     def normalize(self, spec, where):
         """Validate a user spec; return only this kind's options, normalized, with defaults."""
         foreign = sorted(option for option, value in spec.items()
                          if value is not None and option not in self.fields and option not in ('kind', 'class'))
         if foreign:
-            raise SpecError(where, 'option(s) %s do not belong to kind %s (its options: %s)'
-                            % (', '.join(foreign), self.name, ', '.join(sorted(self.fields))))
+            raise SpecError(where, 'option(s) %s do not belong to %s (its options: %s)'
+                            % (', '.join(foreign), self.label, ', '.join(sorted(self.fields))))
         result = {'kind': self.name}
         for option, field in self.fields.items():
             value = field.normalize(spec.get(option), '%s.%s' % (where, option))
             if value is None and option in self.required:
-                raise SpecError(where, 'kind %s requires option %s' % (self.name, option))
+                raise SpecError(where, '%s requires option %s' % (self.label, option))
             if value is not None:
                 result[option] = value
         return result
 
-    def parse(self, element):
+    def parse(self, element, secrets=True):
         """Read an element into this kind's option format (only options that are set)."""
         result = {'kind': self.name}
         for option, field in self.fields.items():
+            if field.secret and not secrets:
+                continue
             value = field.read(element)
             if value is not None:
                 result[option] = value
@@ -80,10 +103,64 @@ class Kind:
     def render(self, spec):
         return self.apply(_xml.new_element(self.tag, self.new_attrs), spec, reset=False)
 
+    def redact(self, element):
+        """A copy without secrets, for anything shown to the user."""
+        secret = [field for field in self.fields.values() if field.secret]
+        if not secret:
+            return element
+        element = _xml.copy(element)
+        for field in secret:
+            field.clear(element)
+        return element
+
     def lossless(self, element):
         """True when this kind's options describe the element completely (safe to show it typed)."""
         rendered = self.render(self.parse(element))
         return _xml.same(rendered, element, ignore=LIBVIRT_OWNED)
+
+
+class KindFamily(Kind):
+    """One user-facing kind whose members differ by a type attribute (hostdev pci/usb/mdev/scsi)."""
+
+    def __init__(self, name, tag, selector, members, default, description=''):
+        self.members = {member.fixed[selector]: member for member in members}
+        self.selector = selector
+        self.default = default
+        fields = {}
+        for member in members:
+            for option, field in member.fields.items():
+                fields.setdefault(option, field)
+        super().__init__(name, tag, list(fields.values()), key=None, device_class=None, hotplug=False,
+                         description=description)
+
+    def kind_for_spec(self, spec):
+        return self.members[spec.get(self.selector) or self.default]
+
+    def kind_for_element(self, element):
+        return self.members.get(element.get(self.selector))
+
+    def normalize(self, spec, where):
+        value = spec.get(self.selector) or self.default
+        if value not in self.members:
+            raise SpecError('%s.%s' % (where, self.selector),
+                            '%r is not one of: %s' % (value, ', '.join(self.members)))
+        return self.members[value].normalize(dict(spec, **{self.selector: value}), where)
+
+
+def ident(label, *options):
+    """Identity from options: (label, values...), or None while any of them is unknown."""
+    def key(spec):
+        values = tuple(spec.get(option) for option in options)
+        return None if any(value is None for value in values) else (label,) + values
+    return key
+
+
+def only_differ(*options):
+    """Live-updatable when nothing but these options changed."""
+    def check(old, new):
+        rest = set(old) | set(new)
+        return all(old.get(name) == new.get(name) for name in rest if name not in options)
+    return check
 
 
 def derived_mac(domain_name, source, ordinal):
@@ -97,14 +174,6 @@ def derived_mac(domain_name, source, ordinal):
     return '52:54:00:%s:%s:%s' % (digest[0:2], digest[2:4], digest[4:6])
 
 
-def _interface_class(spec):
-    return VIRTIO if spec.get('model') == 'virtio' else EMULATED
-
-
-def _disk_class(spec):
-    return VIRTIO if (spec.get('bus') or _bus_from_target(spec.get('target', ''))) == 'virtio' else EMULATED
-
-
 def _bus_from_target(target):
     for prefix, bus in (('vd', 'virtio'), ('sd', 'scsi'), ('hd', 'ide'), ('fd', 'fdc'), ('xvd', 'xen')):
         if target.startswith(prefix):
@@ -112,8 +181,16 @@ def _bus_from_target(target):
     return None
 
 
+def _disk_bus(spec):
+    return spec.get('bus') or _bus_from_target(spec.get('target', ''))
+
+
 def _rng_backend_type(path):
     return 'builtin' if path == 'builtin' else 'random'
+
+
+def _virtio_if(option, *values):
+    return lambda spec: VIRTIO if spec.get(option) in values else EMULATED
 
 
 class RngBackend(Text):
@@ -133,32 +210,94 @@ class RngBackend(Text):
         return (node.text or '').strip() or None
 
 
-class DiskFormat(Field):
-    """``format`` is ``<driver type=...>``; QEMU also needs the driver name beside it."""
+class VsockCid(Field):
+    """``cid: auto`` → ``<cid auto='yes'/>``; ``cid: 5`` → ``<cid auto='no' address='5'/>``."""
+
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        text = str(value)
+        if text == 'auto':
+            return text
+        if not text.isdigit() or not 3 <= int(text) <= 0xfffffffe:
+            raise SpecError(where, "%r is not 'auto' or a guest CID from 3 to 4294967294" % (value,))
+        return str(int(text))
+
+    def read(self, element):
+        node = _xml.child(element, 'cid')
+        if node is None:
+            return None
+        if node.get('auto') == 'yes' or node.get('address') is None:
+            return 'auto'
+        return node.get('address')
 
     def write(self, element, value):
-        _xml.child(element, 'driver', create=True).attrib.update({'name': 'qemu', 'type': value})
+        node = _xml.child(element, 'cid', create=True)
+        node.attrib.clear()
+        if value == 'auto':
+            node.set('auto', 'yes')
+        else:
+            node.attrib.update({'auto': 'no', 'address': value})
 
+    def clear(self, element):
+        node = _xml.child(element, 'cid')
+        if node is not None:
+            element.remove(node)
+
+
+class GraphicsListen(Field):
+    """libvirt keeps the listen address twice: ``listen=`` and ``<listen type='address' address=>``."""
+
+    def read(self, element):
+        return element.get('listen')
+
+    def write(self, element, value):
+        element.set('listen', value)
+        node = _xml.child(element, 'listen', create=True)
+        node.attrib.update({'type': 'address', 'address': value})
+
+    def clear(self, element):
+        element.attrib.pop('listen', None)
+        node = _xml.child(element, 'listen')
+        if node is not None and node.get('type') == 'address':
+            element.remove(node)
+
+
+# --- the table ---------------------------------------------------------------------------------------
 
 INTERFACE = Kind(
     'interface', 'interface',
     fields=[
-        Source('source', [
-            Variant('network', 'network', {'network': ('source', 'network')}),
-            Variant('bridge', 'bridge', {'bridge': ('source', 'bridge')}),
-            Variant('direct', 'direct', {'direct': ('source', 'dev')},
-                    extras={'mode': ('vepa', 'bridge', 'private', 'passthrough')}),
-            Variant('user', 'user', {}, flag=True),
-        ], description='Where the NIC is plugged: exactly one of network, bridge, direct (host device, '
-                       'with optional mode) or user: true.'),
-        Field('model', 'model', 'type', choices=('virtio', 'e1000', 'e1000e', 'rtl8139'), libvirt_fills=True,
-              description='NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).'),
         Field('mac', 'mac', 'address', pattern=MAC_RE, pattern_hint='six colon-separated hex octets',
               libvirt_fills=True, description='MAC address; when omitted a stable one is derived.'),
+        Source('source', [
+            Variant('network', 'network', [Field('network', 'source', 'network')]),
+            Variant('bridge', 'bridge', [Field('bridge', 'source', 'bridge')]),
+            Variant('direct', 'direct', [Field('direct', 'source', 'dev'),
+                                         Field('mode', 'source', 'mode',
+                                               choices=('vepa', 'bridge', 'private', 'passthrough'))]),
+            Variant('user', 'user', flag=True),
+            Variant('hostdev', 'hostdev', [PciAddress('hostdev', 'source/address', pci_type=True)]),
+        ], description='Where the NIC is plugged: exactly one of network (a libvirt network, also a hostdev '
+                       'VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev '
+                       '(an SR-IOV VF by PCI address, passed through).'),
+        Field('model', 'model', 'type', choices=('virtio', 'e1000', 'e1000e', 'rtl8139', 'virtio-transitional',
+                                                 'virtio-non-transitional'), libvirt_fills=True,
+              description='NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).'),
+        Integer('queues', 'driver', 'queues', minimum=1, maximum=256, description='virtio-net multiqueue count.'),
+        Field('driver', 'driver', 'name', choices=('vhost', 'qemu'), description='virtio-net backend.'),
+        Integer('mtu', 'mtu', 'size', minimum=68, maximum=65535, description='MTU the guest sees.'),
+        Integer('vlan', 'vlan/tag', 'id', minimum=0, maximum=4095, description='VLAN tag (hostdev VFs, Open vSwitch).'),
+        YesNo('managed', '', 'managed', description='For a hostdev source: libvirt detaches the VF from its host driver.'),
+        Field('link_state', 'link', 'state', choices=('up', 'down'), libvirt_fills=True,
+              description='Virtual link state; changed live without a restart.'),
     ],
-    key=lambda spec: ('mac', spec.get('mac')),
-    device_class=_interface_class, hotplug=True, required=('source',),
-    description='A network interface.')
+    key=ident('mac', 'mac'),
+    device_class=lambda spec: (PASSTHROUGH if 'hostdev' in spec.get('source', {})
+                               else VIRTIO if str(spec.get('model', '')).startswith('virtio') else EMULATED),
+    hotplug=True, required=('source',), live_update=only_differ('link_state'),
+    description='A network interface.',
+    example={'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio', 'queues': 2})
 
 DISK = Kind(
     'disk', 'disk',
@@ -170,18 +309,277 @@ DISK = Kind(
         Field('device', '', 'device', choices=('disk', 'cdrom', 'floppy', 'lun'), default='disk',
               description='What the guest sees.'),
         Source('source', [
-            Variant('file', 'file', {'file': ('source', 'file')}),
-            Variant('block', 'block', {'block': ('source', 'dev')}),
-            Variant('volume', 'volume', {'volume': ('source', 'volume'), 'pool': ('source', 'pool')}),
+            Variant('file', 'file', [Field('file', 'source', 'file')]),
+            Variant('block', 'block', [Field('block', 'source', 'dev')]),
+            Variant('volume', 'volume', [Field('volume', 'source', 'volume'), Field('pool', 'source', 'pool')],
+                    needs=('pool',)),
         ], description='Backing store: exactly one of file, block, or volume together with pool.'),
-        DiskFormat('format', 'driver', 'type', choices=('raw', 'qcow2', 'vmdk', 'vdi', 'vpc', 'qed'), libvirt_fills=True,
-              description='Image format of the source.'),
+        DriverAttr('format', 'type', driver_name='qemu', choices=('raw', 'qcow2', 'vmdk', 'vdi', 'vpc', 'qed'),
+                   libvirt_fills=True, description='Image format of the source.'),
+        DriverAttr('cache', 'cache', driver_name='qemu',
+                   choices=('default', 'none', 'writethrough', 'writeback', 'directsync', 'unsafe'),
+                   description='Host page cache mode.'),
+        DriverAttr('io', 'io', driver_name='qemu', choices=('native', 'threads', 'io_uring'),
+                   description='Asynchronous I/O mode.'),
+        DriverAttr('discard', 'discard', driver_name='qemu', choices=('unmap', 'ignore'),
+                   description='Pass discard (TRIM) requests to the image.'),
+        Integer('iothread', 'driver', 'iothread', minimum=1, maximum=1024,
+                description='virtio-blk: IOThread that serves the disk (the domain must define it).'),
+        Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000,
+                description='Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'),
+        Text('serial', 'serial', description='Serial number the guest sees.'),
         Flag('readonly', 'readonly', description='Present the disk read-only.'),
     ],
-    key=lambda spec: ('target', spec.get('target')),
-    device_class=_disk_class, hotplug=True, required=('target',),
+    key=ident('target', 'target'),
+    device_class=lambda spec: VIRTIO if _disk_bus(spec) == 'virtio' else EMULATED,
+    hotplug=lambda spec: _disk_bus(spec) in ('virtio', 'scsi', 'usb'),
+    # changing the medium of a cdrom or floppy is what a running guest can take
+    live_update=lambda old, new: new.get('device') in ('cdrom', 'floppy') and only_differ('source')(old, new),
+    required=('target',),
     new_attrs={'type': 'file'},  # what libvirt writes for an empty cdrom; a source sets its own type
-    description='A disk, cdrom or floppy drive.')
+    description='A disk, cdrom or floppy drive.',
+    example={'kind': 'disk', 'target': 'vdb', 'source': {'file': '/var/lib/libvirt/images/data.qcow2'},
+             'format': 'qcow2', 'cache': 'none', 'io': 'native', 'discard': 'unmap'})
+
+CONTROLLER_MODELS = (
+    'piix3-uhci', 'piix4-uhci', 'ehci', 'ich9-ehci1', 'ich9-uhci1', 'ich9-uhci2', 'ich9-uhci3', 'vt82c686b-uhci',
+    'pci-ohci', 'nec-xhci', 'qemu-xhci', 'qusb1', 'qusb2', 'none',
+    'auto', 'buslogic', 'lsilogic', 'lsisas1068', 'vmpvscsi', 'ibmvscsi', 'virtio-scsi', 'lsisas1078',
+    'virtio-transitional', 'virtio-non-transitional', 'ncr53c90', 'am53c974', 'dc390',
+    'pci-root', 'pcie-root', 'pci-bridge', 'dmi-to-pci-bridge', 'pcie-root-port', 'pcie-switch-upstream-port',
+    'pcie-switch-downstream-port', 'pci-expander-bus', 'pcie-expander-bus', 'pcie-to-pci-bridge')
+
+CONTROLLER = Kind(
+    'controller', 'controller',
+    fields=[
+        Field('type', '', 'type', choices=('usb', 'scsi', 'pci', 'virtio-serial', 'sata', 'ide', 'fdc', 'ccid'),
+              description='Controller type.'),
+        Integer('index', '', 'index', minimum=0, maximum=255, libvirt_fills=True,
+                description='Controller index; with the type, its identity. When omitted libvirt assigns one '
+                            'and the spec matches an existing controller of the same type and model.'),
+        Field('model', '', 'model', choices=CONTROLLER_MODELS, libvirt_fills=True,
+              description='Controller model: usb piix3-uhci, ich9-ehci1, qemu-xhci...; scsi lsilogic, '
+                          'virtio-scsi...; pci pcie-root-port, pci-bridge, pcie-to-pci-bridge...'),
+        Integer('ports', '', 'ports', minimum=1, maximum=255, description='USB or virtio-serial port count.'),
+        Integer('queues', 'driver', 'queues', minimum=1, maximum=1024, description='virtio-scsi queue count.'),
+        Integer('iothread', 'driver', 'iothread', minimum=1, maximum=1024, description='virtio-scsi IOThread.'),
+        Integer('master_startport', 'master', 'startport', minimum=0, maximum=255,
+                description='USB companion controllers (ich9-uhci*): the first port on the master.'),
+    ],
+    # USB2 companion controllers (ich9-uhci*) share their master's index, told apart by start port
+    key=lambda spec: (None if spec.get('index') is None
+                      else ('type', spec['type'], spec['index'], spec.get('master_startport'))),
+    loose=('type', 'model'),
+    device_class=lambda spec: (VIRTIO if str(spec.get('model', '')).startswith('virtio')
+                               or spec.get('type') == 'virtio-serial' else EMULATED),
+    hotplug=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
+    required=('type',),
+    description='A USB, SCSI, PCI/PCIe, virtio-serial, SATA or IDE controller.',
+    example={'kind': 'controller', 'type': 'pci', 'model': 'pcie-root-port', 'index': 9})
+
+VIDEO = Kind(
+    'video', 'video',
+    fields=[
+        Field('model', 'model', 'type', choices=('vga', 'cirrus', 'bochs', 'qxl', 'ramfb', 'virtio', 'none'),
+              description='Video adapter: virtio (virtio-gpu) or vga, cirrus, bochs, qxl, ramfb (emulated).'),
+        Integer('vram', 'model', 'vram', minimum=1024, maximum=4194304, libvirt_fills=True,
+                description='Video memory in KiB.'),
+        Integer('heads', 'model', 'heads', minimum=1, maximum=16, libvirt_fills=True, description='Screens.'),
+        YesNo('primary', 'model', 'primary', libvirt_fills=True, description='The primary adapter.'),
+        YesNo('accel3d', 'model/acceleration', 'accel3d', description='virtio-gpu 3D acceleration (virgl).'),
+    ],
+    key=lambda spec: ('video',), repeatable=True,
+    device_class=_virtio_if('model', 'virtio'), hotplug=False, required=('model',),
+    description='A video adapter; the first one declared is matched to the first one defined.',
+    example={'kind': 'video', 'model': 'virtio', 'heads': 1})
+
+SOUND = Kind(
+    'sound', 'sound',
+    fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7'),
+                  description='Sound card model.')],
+    key=ident('model', 'model'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('model',),
+    description='An emulated sound card.', example={'kind': 'sound', 'model': 'ich9'})
+
+WATCHDOG = Kind(
+    'watchdog', 'watchdog',
+    fields=[
+        Field('model', '', 'model', choices=('i6300esb', 'ib700', 'itco', 'diag288'), description='Watchdog model.'),
+        Field('action', '', 'action', choices=('reset', 'shutdown', 'poweroff', 'pause', 'none', 'dump',
+                                               'inject-nmi'), libvirt_fills=True,
+              description='What happens when the guest stops feeding the watchdog.'),
+    ],
+    key=ident('model', 'model'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('model',),
+    description='An emulated hardware watchdog.', example={'kind': 'watchdog', 'model': 'i6300esb', 'action': 'reset'})
+
+INPUT = Kind(
+    'input', 'input',
+    fields=[
+        Field('type', '', 'type', choices=('mouse', 'keyboard', 'tablet', 'passthrough', 'evdev'),
+              description='Input device type.'),
+        Field('bus', '', 'bus', choices=('ps2', 'usb', 'virtio', 'xen'), libvirt_fills=True,
+              description='Bus: virtio (virtio-input) or ps2, usb (emulated).'),
+    ],
+    key=ident('input', 'type', 'bus'),
+    loose=('type',),
+    device_class=_virtio_if('bus', 'virtio'), hotplug=lambda spec: spec.get('bus') in ('usb', 'virtio'),
+    required=('type',),
+    description='A mouse, keyboard or tablet.', example={'kind': 'input', 'type': 'tablet', 'bus': 'usb'})
+
+
+def _char_fields(target_types, port=True):
+    fields = [
+        Field('type', '', 'type', choices=CHAR_TYPES, default='pty', description='Host side of the character device.'),
+        Field('source_path', 'source', 'path', libvirt_fills=True,
+              description='Host path for file, unix and dev types.'),
+        Field('source_mode', 'source', 'mode', choices=('bind', 'connect'), libvirt_fills=True,
+              description='Unix socket mode.'),
+        Field('target_type', 'target', 'type', choices=target_types, libvirt_fills=True,
+              description='Guest side of the character device.'),
+    ]
+    if port:
+        fields.append(Integer('port', 'target', 'port', minimum=0, maximum=255, libvirt_fills=True,
+                              description='Guest port number; with the target type, the identity.'))
+    return fields
+
+
+SERIAL = Kind(
+    'serial', 'serial',
+    fields=_char_fields(('isa-serial', 'usb-serial', 'pci-serial', 'spapr-vio-serial', 'system-serial',
+                         'sclp-serial', 'isa-debug')) + [
+        Field('target_model', 'target/model', 'name', libvirt_fills=True, description='Guest-side device model.')],
+    key=ident('port', 'port'), loose=('target_type',),
+    device_class=lambda spec: EMULATED, hotplug=lambda spec: spec.get('target_type') in ('usb-serial', 'pci-serial'),
+    description='A serial port.', example={'kind': 'serial', 'type': 'pty', 'port': 0})
+
+PARALLEL = Kind(
+    'parallel', 'parallel', fields=_char_fields(('isa-parallel',)),
+    key=ident('port', 'port'), loose=('type',),
+    device_class=lambda spec: EMULATED, hotplug=False,
+    description='A parallel port.', example={'kind': 'parallel', 'type': 'file', 'source_path': '/tmp/lp0'})
+
+CONSOLE = Kind(
+    # libvirt numbers consoles itself (ports 0, 1, ... in order), so a console is matched by position
+    'console', 'console', fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
+    key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
+    device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
+    description='A console: the serial console, or a virtio console (hvc); matched in order of declaration.',
+    example={'kind': 'console', 'type': 'pty', 'target_type': 'virtio'})
+
+CHANNEL = Kind(
+    'channel', 'channel',
+    fields=_char_fields(('virtio', 'guestfwd', 'xen'), port=False) + [
+        Field('target_name', 'target', 'name', description='Channel name; its identity (org.qemu.guest_agent.0, '
+                                                           'com.redhat.spice.0, ...).')],
+    key=ident('name', 'target_name'),
+    device_class=lambda spec: VIRTIO, hotplug=True, required=('target_name',),
+    new_attrs={'type': 'unix'},
+    description='A virtio-serial channel (QEMU guest agent, SPICE agent).',
+    example={'kind': 'channel', 'type': 'unix', 'target_type': 'virtio', 'target_name': 'org.qemu.guest_agent.0'})
+
+TPM = Kind(
+    'tpm', 'tpm',
+    fields=[
+        Field('model', '', 'model', choices=('tpm-tis', 'tpm-crb', 'tpm-spapr', 'spapr-tpm-proxy'), libvirt_fills=True,
+              description='TPM frontend.'),
+        Field('backend', 'backend', 'type', choices=('emulator', 'passthrough'), default='emulator',
+              description='emulator (swtpm) or passthrough of a host TPM.'),
+        Field('version', 'backend', 'version', choices=('1.2', '2.0'), libvirt_fills=True, description='TPM version.'),
+        Field('device_path', 'backend/device', 'path', description='Host TPM for passthrough, e.g. /dev/tpm0.'),
+    ],
+    key=lambda spec: ('tpm',),
+    device_class=lambda spec: PASSTHROUGH if spec.get('backend') == 'passthrough' else EMULATED, hotplug=False,
+    description='A TPM (emulated by swtpm, or the host TPM passed through).',
+    example={'kind': 'tpm', 'model': 'tpm-crb', 'backend': 'emulator', 'version': '2.0'})
+
+PANIC = Kind(
+    'panic', 'panic',
+    fields=[Field('model', '', 'model', choices=('isa', 'pseries', 'hyperv', 's390', 'pvpanic'),
+                  description='Panic notifier model.')],
+    key=ident('model', 'model'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('model',),
+    description='A guest panic notifier.', example={'kind': 'panic', 'model': 'isa'})
+
+SMARTCARD = Kind(
+    'smartcard', 'smartcard',
+    fields=[Field('mode', '', 'mode', choices=('host', 'host-certificates', 'passthrough'), description='Mode.'),
+            Field('type', '', 'type', choices=CHAR_TYPES, description='For passthrough: the host channel type.')],
+    key=ident('mode', 'mode'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('mode',),
+    description='A CCID smartcard reader.', example={'kind': 'smartcard', 'mode': 'passthrough', 'type': 'spicevmc'})
+
+REDIRDEV = Kind(
+    'redirdev', 'redirdev',
+    fields=[Field('type', '', 'type', choices=('spicevmc', 'tcp'), description='Redirection channel.'),
+            Field('bus', '', 'bus', choices=('usb',), default='usb', description='Bus.'),
+            Field('host', 'source', 'host', description='For tcp: the usbredir server host.'),
+            Field('service', 'source', 'service', description='For tcp: the usbredir server port.')],
+    key=lambda spec: ('redir', spec.get('type'), spec.get('host'), spec.get('service')), repeatable=True,
+    device_class=lambda spec: EMULATED, hotplug=True, required=('type',),
+    description='USB redirection (SPICE or usbredir over TCP); repeat the entry for several channels.',
+    example={'kind': 'redirdev', 'type': 'spicevmc'})
+
+GRAPHICS = Kind(
+    'graphics', 'graphics',
+    fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
+            GraphicsListen('listen', '', 'listen', description='Listen address.'),
+            Integer('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
+                    description='TCP port; -1 with autoport.'),
+            YesNo('autoport', '', 'autoport', libvirt_fills=True, description='Pick a free port at start.'),
+            Field('password', '', 'passwd', secret=True,
+                  description='Console password. Never shown in results; changed live on a running guest.')],
+    key=ident('type', 'type'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('type',),
+    live_update=only_differ('password'),
+    description='A graphical console (VNC, SPICE).',
+    example={'kind': 'graphics', 'type': 'vnc', 'listen': '127.0.0.1', 'autoport': True})
+
+MEMBALLOON = Kind(
+    'memballoon', 'memballoon',
+    fields=[Field('model', '', 'model', choices=('virtio', 'virtio-transitional', 'virtio-non-transitional', 'none'),
+                  default='virtio', description='Balloon model; none removes it.'),
+            Integer('stats_period', 'stats', 'period', minimum=0, maximum=86400,
+                    description='Seconds between guest memory statistics updates.'),
+            OnOff('autodeflate', '', 'autodeflate', description='Deflate before the guest runs out of memory.'),
+            OnOff('free_page_reporting', '', 'freePageReporting',
+                  description='Guest reports free pages so the host can reclaim them.')],
+    key=lambda spec: ('memballoon',),
+    device_class=_virtio_if('model', 'virtio', 'virtio-transitional', 'virtio-non-transitional'), hotplug=False,
+    description='The memory balloon (one per guest).',
+    example={'kind': 'memballoon', 'model': 'virtio', 'stats_period': 10, 'free_page_reporting': True})
+
+VSOCK = Kind(
+    'vsock', 'vsock',
+    fields=[VsockCid('cid', 'cid', None, default='auto', description="Guest context id: 'auto' or a number >= 3.")],
+    key=lambda spec: ('vsock',), fixed={'model': 'virtio'},
+    device_class=lambda spec: VIRTIO, hotplug=True,
+    description='A virtio-vsock socket device.', example={'kind': 'vsock', 'cid': 'auto'})
+
+FILESYSTEM = Kind(
+    'filesystem', 'filesystem',
+    fields=[Field('driver', 'driver', 'type', choices=('virtiofs', 'path', 'handle', 'loop', 'nbd', 'ploop'),
+                  description='virtiofs, or path (9p).'),
+            Source('source', [Variant('dir', 'mount', [Field('dir', 'source', 'dir')])],
+                   description='Host directory to share: dir.'),
+            Field('target', 'target', 'dir', description='Mount tag in the guest; the identity.'),
+            Field('accessmode', '', 'accessmode', choices=('passthrough', 'mapped', 'squash'), libvirt_fills=True,
+                  description='9p permission model.'),
+            Flag('readonly', 'readonly', description='Share read-only.')],
+    key=ident('target', 'target'),
+    device_class=lambda spec: VIRTIO, hotplug=lambda spec: spec.get('driver') == 'virtiofs',
+    required=('source', 'target'),
+    description='A shared host directory (virtiofs needs shared memory backing; 9p does not).',
+    example={'kind': 'filesystem', 'driver': 'virtiofs', 'source': {'dir': '/srv/share'}, 'target': 'share'})
+
+IOMMU = Kind(
+    'iommu', 'iommu',
+    fields=[Field('model', '', 'model', choices=('intel', 'virtio', 'smmuv3'), description='vIOMMU model.'),
+            OnOff('intremap', 'driver', 'intremap', description='Interrupt remapping (intel).'),
+            OnOff('caching_mode', 'driver', 'caching_mode', description='Caching mode (intel; needed for VFIO).')],
+    key=lambda spec: ('iommu',),
+    device_class=_virtio_if('model', 'virtio'), hotplug=False, required=('model',),
+    description='A virtual IOMMU (q35 for intel).', example={'kind': 'iommu', 'model': 'virtio'})
 
 RNG = Kind(
     'rng', 'rng',
@@ -190,24 +588,72 @@ RNG = Kind(
               default='virtio', description='RNG device model.'),
         RngBackend('backend', 'backend', choices=('/dev/urandom', '/dev/random', 'builtin'), default='/dev/urandom',
                    description='Host entropy source.'),
+        Integer('rate_bytes', 'rate', 'bytes', minimum=1, maximum=2 ** 31, description='Rate limit: bytes per period.'),
+        Integer('rate_period', 'rate', 'period', minimum=1, maximum=2 ** 31, description='Rate limit period in ms.'),
     ],
     key=lambda spec: ('rng', spec.get('model'), _rng_backend_type(spec.get('backend'))),
     device_class=lambda spec: VIRTIO, hotplug=True,
-    description='A para-virtualized random number generator (one per model and backend type).')
+    description='A para-virtualized random number generator (one per model and backend type).',
+    example={'kind': 'rng', 'backend': '/dev/urandom', 'rate_bytes': 1024, 'rate_period': 1000})
 
-HOSTDEV = Kind(
-    'hostdev', 'hostdev',
-    fields=[
-        Field('type', '', 'type', choices=('pci',), default='pci', description='Host device type.'),
+
+def _usb_key(spec):
+    """vendor:product, plus bus.device when given (the same model plugged twice)."""
+    if spec.get('address') is None and (spec.get('vendor') is None or spec.get('product') is None):
+        return None
+    return ('usb', spec.get('vendor'), spec.get('product'), spec.get('address'))
+
+
+def _hostdev(subtype, fields, key, required, description, example, fixed=None):
+    return Kind('hostdev', 'hostdev', fields=[Field('type', '', 'type', choices=(subtype,), default=subtype,
+                                                    description='Host device type.')] + fields,
+                key=key, device_class=lambda spec: PASSTHROUGH, hotplug=True,
+                fixed=dict({'mode': 'subsystem', 'type': subtype}, **(fixed or {})), required=required,
+                label='hostdev type=%s' % subtype, description=description, example=example)
+
+
+HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
+    _hostdev('pci', [
         PciAddress('address', 'source/address', description='Host PCI address DDDD:BB:SS.F.'),
         YesNo('managed', '', 'managed', default=True,
               description='Let libvirt detach the device from its host driver and reattach it.'),
-    ],
-    key=lambda spec: (spec.get('type'), spec.get('address')),
-    device_class=lambda spec: PASSTHROUGH, hotplug=True, fixed={'mode': 'subsystem'}, required=('address',),
-    description='A host device passed through to the guest.')
+        Field('rom_file', 'rom', 'file', description='Option ROM image to expose instead of the device\'s own.'),
+        YesNo('rom_enabled', 'rom', 'enabled', description='Expose an option ROM at all.'),
+    ], key=ident('pci', 'address'), required=('address',),
+        description='A host PCI device (or SR-IOV VF) passed through with VFIO.',
+        example={'kind': 'hostdev', 'type': 'pci', 'address': '0000:65:00.0', 'managed': True}),
+    _hostdev('usb', [
+        HexId('vendor', 'source/vendor', 'id', description='USB vendor id, e.g. 0x046d.'),
+        HexId('product', 'source/product', 'id', description='USB product id.'),
+        NumberTuple('address', 'source/address', ('bus', 'device'), '.',
+                    description='USB BUS.DEVICE, when vendor:product is ambiguous or not known.'),
+    ], key=_usb_key, required=(),
+        description='A host USB device passed through.',
+        example={'kind': 'hostdev', 'type': 'usb', 'vendor': '0x046d', 'product': '0xc52b'}),
+    _hostdev('mdev', [
+        Field('uuid', 'source/address', 'uuid', pattern=UUID_RE, pattern_hint='a lower-case UUID',
+              description='UUID of the mediated device; its identity.'),
+        Field('model', '', 'model', choices=('vfio-pci', 'vfio-ccw', 'vfio-ap'), description='mdev device API.'),
+        OnOff('display', '', 'display', description='vGPU display (vfio-pci).'),
+        OnOff('ramfb', '', 'ramfb', description='Boot display through ramfb (vfio-pci).'),
+    ], key=ident('mdev', 'uuid'), required=('uuid', 'model'),
+        description='A mediated device (vGPU, vfio-ccw, vfio-ap).',
+        example={'kind': 'hostdev', 'type': 'mdev', 'model': 'vfio-pci',
+                 'uuid': 'c2177883-f1bb-47f0-914d-32a22e3a8804'}),
+    _hostdev('scsi', [
+        Field('adapter', 'source/adapter', 'name', pattern=r'^scsi_host[0-9]+$', pattern_hint='scsi_hostN',
+              description='Host SCSI adapter (scsi_hostN).'),
+        NumberTuple('address', 'source/address', ('bus', 'target', 'unit'), ':',
+                    description='SCSI BUS:TARGET:UNIT on the adapter.'),
+        Flag('readonly', 'readonly', description='Read-only LUN.'),
+    ], key=ident('scsi', 'adapter', 'address'), required=('adapter', 'address'),
+        description='A host SCSI LUN passed through.',
+        example={'kind': 'hostdev', 'type': 'scsi', 'adapter': 'scsi_host0', 'address': '0:0:1'}),
+], description='A host device passed through: pci (VFIO), usb, mdev or scsi.')
 
-KINDS = {kind.name: kind for kind in (INTERFACE, DISK, RNG, HOSTDEV)}
+KINDS = {kind.name: kind for kind in (
+    INTERFACE, DISK, CONTROLLER, VIDEO, SOUND, WATCHDOG, INPUT, SERIAL, PARALLEL, CONSOLE, CHANNEL, TPM, PANIC,
+    SMARTCARD, REDIRDEV, GRAPHICS, MEMBALLOON, VSOCK, FILESYSTEM, IOMMU, RNG, HOSTDEV)}
 KINDS_BY_TAG = {kind.tag: kind for kind in KINDS.values()}
 
 
@@ -223,70 +669,61 @@ def _attrs(*names):
     return key
 
 
-def _text(path):
-    def key(element):
-        node = _xml.child(element, path)
-        return ((node.text or '').strip() if node is not None else None,)
-    return key
-
-
-# Identity of elements that have no typed kind yet (REFERENCE §1): kept, matched, never duplicated.
+# Identity of device elements without a typed kind: matched by position among equals (repeatable).
 ELEMENT_KEYS = {
-    'controller': _attrs('@type', '@index', 'master@startport'),  # USB companions share an index
-    'interface': _attrs('mac@address'),
-    'disk': _attrs('target@dev'),
-    'channel': _attrs('@type', 'target@type', 'target@name'),
-    'serial': _attrs('target@port'),
-    'parallel': _attrs('target@port'),
-    'console': _attrs('target@type', 'target@port'),
-    'filesystem': _attrs('target@dir'),
-    'memballoon': _attrs(),
-    'rng': _attrs('@model', 'backend@model'),
-    'tpm': _attrs(),
-    'watchdog': _attrs('@model'),
-    'vsock': _attrs(),
-    'iommu': _attrs(),
-    'panic': _attrs('@model'),
-    'video': _attrs('model@type'),
-    'sound': _attrs('@model'),
-    'input': _attrs('@type', '@bus'),
-    'graphics': _attrs('@type'),
-    'audio': _attrs('@id'),
     'hub': _attrs('@type'),
-    'smartcard': _attrs('@mode'),
-    'redirdev': _attrs('@bus', '@type', 'source@path', 'address@port'),  # identical ones differ by USB port
+    'audio': _attrs('@id'),
     'shmem': _attrs('@name'),
-    'lease': _text('lockspace'),
     'memory': _attrs('@model', 'target/size@unit'),
+    'crypto': _attrs('@model', '@type'),
+    'pstore': _attrs('@backend'),
+    'redirfilter': _attrs(),
 }
 # Elements of <devices> that are not devices: never matched, added or removed.
 NOT_DEVICES = frozenset(('emulator',))
-DEVICE_TAGS = frozenset(ELEMENT_KEYS) | frozenset(KINDS_BY_TAG) | frozenset(('hostdev', 'redirfilter'))
+DEVICE_TAGS = frozenset(ELEMENT_KEYS) | frozenset(KINDS_BY_TAG)
+_TAG_CLASS = {'memory': VIRTIO}
+
+
+def kind_of_element(element):
+    """The typed kind (or family member) that describes an element, or None."""
+    kind = KINDS_BY_TAG.get(element.tag)
+    return kind.kind_for_element(element) if kind is not None else None
 
 
 def element_key(element):
-    """The identity of an existing device element, typed kind first, then by tag, then by content."""
-    kind = KINDS_BY_TAG.get(element.tag)
+    """(base identity, repeatable) of an existing device element: typed kind first, then tag, then content."""
+    kind = kind_of_element(element)
     if kind is not None:
-        spec = kind.parse(element)
-        key = kind.key(spec)
-        if all(part is not None for part in key[1:]):
-            return (element.tag,) + key
+        key = kind.key(kind.parse(element))
+        if key is not None:
+            return (element.tag,) + key, kind.repeatable
     by_tag = ELEMENT_KEYS.get(element.tag)
     if by_tag is not None:
-        return (element.tag, 'attrs') + by_tag(element)
-    return (element.tag, 'xml', _xml.canonical(element, ignore=LIBVIRT_OWNED))
+        return (element.tag, 'attrs') + by_tag(element), True
+    return (element.tag, 'xml', _xml.canonical(element, ignore=LIBVIRT_OWNED)), True
 
 
 def element_class(element):
-    kind = KINDS_BY_TAG.get(element.tag)
+    kind = kind_of_element(element)
     if kind is not None:
         return kind.device_class(kind.parse(element))
-    return _TAG_CLASS.get(element.tag, EMULATED)
+    return _TAG_CLASS.get(element.tag, PASSTHROUGH if element.tag == 'hostdev' else EMULATED)
 
 
-_TAG_CLASS = {'hostdev': PASSTHROUGH, 'vsock': VIRTIO, 'memballoon': VIRTIO, 'filesystem': VIRTIO,
-              'channel': VIRTIO}
+def redact(element):
+    """The element without secrets (graphics passwords), for results and diffs."""
+    kind = kind_of_element(element)
+    return kind.redact(element) if kind is not None else element
+
+
+def all_kinds():
+    """Every concrete kind, family members included (for docs and tests)."""
+    for kind in KINDS.values():
+        if isinstance(kind, KindFamily):
+            yield from kind.members.values()
+        else:
+            yield kind
 
 
 def device_argument_spec():
@@ -300,9 +737,11 @@ def device_argument_spec():
         'xml': {'type': 'str'},
         'class': {'type': 'str'},
     }
-    for kind in KINDS.values():
+    for kind in all_kinds():
         for option, field in kind.fields.items():
             entry = {'type': field.value_type}
+            if field.secret:
+                entry['no_log'] = True
             if isinstance(field, Source):
                 entry['options'] = {key: {'type': value_type} for key, value_type in field.suboptions().items()}
             previous = spec.get(option)

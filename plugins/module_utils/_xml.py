@@ -10,7 +10,7 @@ and no network access happens, so a crafted device string cannot pull in files o
 
 from __future__ import annotations
 
-import copy
+import copy as copy_module
 import traceback
 
 try:
@@ -47,7 +47,7 @@ def parse(text, what='XML'):
 
 def to_string(element, pretty=True):
     """Serialize an element (without tail) to text."""
-    element = copy.deepcopy(element)
+    element = copy_module.deepcopy(element)
     element.tail = None
     if pretty:
         etree.indent(element, space='  ')
@@ -98,6 +98,10 @@ def prune_empty(element, path):
             return
         node.getparent().remove(node)
         parts.pop()
+
+
+def copy(element):
+    return copy_module.deepcopy(element)
 
 
 def new_element(tag, attrib=None):

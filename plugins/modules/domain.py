@@ -16,7 +16,7 @@ description:
   - Devices are not this module's job; use M(virtdev.libvirt.domain_devices) for them.
   - Everything else in an existing definition is kept as it is.
 author:
-  - virtdev.libvirt maintainers
+  - virtdev.libvirt maintainers (@virtdev)
 extends_documentation_fragment:
   - virtdev.libvirt.connection
 attributes:

@@ -20,7 +20,7 @@ description:
   - An interface declared without O(config[].mac) gets a stable MAC derived from the domain name, its
     source and its position, or matches an existing NIC on the same source, so re-runs never add NICs.
 author:
-  - virtdev.libvirt maintainers
+  - virtdev.libvirt maintainers (@virtdev)
 extends_documentation_fragment:
   - virtdev.libvirt.connection
   - virtdev.libvirt.device_config

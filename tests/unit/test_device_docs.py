@@ -12,7 +12,7 @@ import sys
 import yaml
 
 from ansible_collections.virtdev.libvirt.plugins.doc_fragments.device_config import ModuleDocFragment
-from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import KINDS, device_argument_spec
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import all_kinds, device_argument_spec
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,7 +26,7 @@ def test_fragment_is_generated_from_the_current_table():
 def test_every_option_of_every_kind_is_documented_with_its_kind():
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']['config']['suboptions']
     assert set(documented) == set(device_argument_spec())
-    for kind in KINDS.values():
+    for kind in all_kinds():
         for option in kind.fields:
             text = ' '.join(documented[option]['description'])
-            assert 'kind=%s)' % kind.name in text, (kind.name, option)
+            assert 'kind=%s)' % kind.name in text, (kind.label, option)

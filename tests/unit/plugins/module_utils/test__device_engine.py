@@ -143,9 +143,9 @@ def test_update_keeps_address_and_unmanaged_parts():
     result = run([CASES['disk']['changed']], 'replaced')
     disk = find(result.new_xml, 'disk', 'target@dev', 'vda')
     assert disk.find('readonly') is not None
-    assert disk.find('boot').get('order') == '1'                      # hand-made, not managed: kept
-    assert disk.find('iotune/total_iops_sec').text == '500'
-    assert disk.find('driver').get('cache') == 'none'
+    assert disk.find('boot') is None                                  # an option (boot_order), unlisted: reset
+    assert disk.find('iotune/total_iops_sec').text == '500'           # hand-made, no option: kept
+    assert disk.find('driver').get('discard') is None                 # an option, unlisted: reset
     assert disk.find('address').get('bus') == '0x04'                  # guest-visible address kept
     # everything outside <devices> is kept as well
     assert _xml.parse(result.new_xml).find('seclabel').get('model') == 'apparmor'
@@ -157,7 +157,7 @@ def test_replaced_resets_unlisted_options_but_merged_keeps_them():
     assert not engine.plan(readonly, engine.declare([spec], 'web01'), 'merged').changed
     disk = find(engine.plan(readonly, engine.declare([spec], 'web01'), 'replaced').new_xml, 'disk', 'target@dev', 'vda')
     assert disk.find('readonly') is None                     # listed nowhere: reset
-    assert disk.find('driver').get('cache') == 'none'        # not an option: kept
+    assert disk.find('iotune/total_iops_sec').text == '500'  # not an option: kept
     assert disk.find('target').get('bus') == 'virtio'        # libvirt derives it when absent: left alone
     assert disk.find('driver').get('type') == 'qcow2'        # likewise the format
     # an interface model is filled in by libvirt when absent, so replaced leaves it too
@@ -171,7 +171,7 @@ def test_overridden_removes_other_devices_of_the_kinds_named_but_not_implicit_on
     macs = [el.get('address') for el in devices(result.new_xml).iter('mac')]
     assert macs == ['52:54:00:aa:bb:02']
     # the PS/2 mouse is implicit: reported, not removed; disks were not named: untouched
-    assert result.implicit == [{'kind': 'xml', 'xml': '<input type="mouse" bus="ps2"/>', 'class': 'emulated'}]
+    assert result.implicit == [{'kind': 'input', 'type': 'mouse', 'bus': 'ps2', 'class': 'emulated'}]
     assert find(result.new_xml, 'disk', 'target@dev', 'vda') is not None
     assert {c['op'] for c in result.commands} == {'detach'}
 
@@ -257,9 +257,9 @@ BAD_INPUT = [
     ([{'kind': 'xml', 'xml': '<domain/>'}], 'config[0].xml: <domain> is not a libvirt device element'),
     ([{'kind': 'xml', 'xml': 'hello'}], 'config[0].xml: not well-formed XML'),
     ([{'kind': 'interface', 'source': {'network': 'default'}, 'target': 'vdb'}],
-     'config[0]: option(s) target do not belong to kind interface'),
+     'config[0]: option(s) target do not belong to interface'),
     ([{'kind': 'interface', 'source': {'network': 'a', 'bridge': 'b'}}], 'config[0].source: '),
-    ([{'kind': 'interface', 'model': 'virtio'}], 'config[0]: kind interface requires option source'),
+    ([{'kind': 'interface', 'model': 'virtio'}], 'config[0]: interface requires option source'),
     ([{'kind': 'disk', 'target': 'vdb', 'source': {'volume': 'v1'}}], 'a volume source also needs: pool'),
     ([{'kind': 'disk', 'target': 'nvme0'}], "config[0].target: 'nvme0' is not valid"),
     ([{'kind': 'rng', 'backend': '/etc/passwd'}], "config[0].backend: '/etc/passwd' is not one of"),
