@@ -1,0 +1,133 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``python -m tests.benchmarks``: run the benchmark, write the JSON results, the report and the plot.
+
+The default is the full benchmark documented in docs/performance.md (N = 50, 200, 500; M = 10; both
+backends; every tool, the slow peers on a sample of guests). ``--sizes 3 --devices 4 --backends embed``
+is the smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from . import report
+from . import runner
+from . import tools as tl
+
+# Full benchmark, 2 cores: how many guests each slow tool may touch (the rest is scaled, marked in the
+# table). Per call: virsh ~0.02 s on libvirtd but ~0.15-0.4 s on embed (every virsh process loads all N
+# definitions), virt-xml ~0.4 s, one Ansible loop item ~0.4 s.
+FULL_SAMPLES = {
+    ('loop', 'embed'): 20, ('loop', 'libvirtd'): 20,
+    ('virt', 'libvirtd'): 50,
+    ('virsh', 'embed'): 5, ('virsh', 'libvirtd'): 50,
+    ('virsh_guarded', 'embed'): 20, ('virsh_guarded', 'libvirtd'): 200,
+    ('virtxml', 'libvirtd'): 5,
+}
+FULL_SKIP = {
+    ('loop', 'libvirtd', 500): 'left out at N=500 (time budget); see N=50 and 200',
+    ('virt', 'libvirtd', 500): 'left out at N=500 (time budget); see N=50 and 200',
+    ('virsh', 'embed', 500): 'left out at N=500 (time budget)',
+    ('virsh', 'libvirtd', 500): 'left out at N=500 (time budget)',
+    ('virsh_guarded', 'embed', 500): 'left out at N=500 (time budget)',
+    ('virsh_guarded', 'libvirtd', 500): 'left out at N=500 (time budget)',
+    ('virtxml', 'libvirtd', 500): 'left out at N=500 (time budget)',
+    ('loop', 'embed', 500): 'left out at N=500 (time budget)',
+}
+GROWTH_TOOLS = ['floor', 'module', 'manifest']
+
+
+def _csv(text, convert=str):
+    return [convert(part) for part in text.split(',') if part.strip()]
+
+
+def _sample_arg(text):
+    """TOOL:BACKEND[:N]=K"""
+    key, _sep, value = text.partition('=')
+    parts = key.split(':')
+    if len(parts) not in (2, 3) or not value.isdigit():
+        raise argparse.ArgumentTypeError('expected TOOL:BACKEND[:N]=K, got %r' % text)
+    if len(parts) == 3:
+        parts[2] = int(parts[2])
+    return tuple(parts), int(value)
+
+
+def parser():
+    p = argparse.ArgumentParser(prog='python -m tests.benchmarks', description=__doc__.splitlines()[0])
+    p.add_argument('--sizes', type=lambda t: _csv(t, int), default=[50, 200, 500], help='guest counts N (50,200,500)')
+    p.add_argument('--devices', type=int, default=10, help='devices per guest M (10)')
+    p.add_argument('--m-growth', type=lambda t: _csv(t, int), default=None,
+                   help='extra M values run at the middle N on the embedded driver with %s (default 5,20 for the '
+                        'full run, none otherwise)' % ', '.join(GROWTH_TOOLS))
+    p.add_argument('--backends', type=_csv, default=['embed', 'libvirtd'], help='embed,libvirtd')
+    p.add_argument('--tools', type=_csv, default=[t.key for t in tl.TOOLS],
+                   help='tools, in the order of the first block (%s)' % ','.join(t.key for t in tl.TOOLS))
+    p.add_argument('--sample', type=_sample_arg, action='append', default=[],
+                   help='TOOL:BACKEND[:N]=K: run TOOL on K guests only and scale (repeatable)')
+    p.add_argument('--full-samples', action='store_true',
+                   help='use the samples and N=500 exclusions of the documented full run (default when --sizes is not given)')
+    p.add_argument('--profile', type=int, default=None,
+                   help='cProfile the module process at this N on the embedded driver (full run: the middle N; 0: off)')
+    p.add_argument('--repeat', type=int, default=1, help='runs per scenario; the median is reported')
+    p.add_argument('--workdir', help='scratch directory (default: a new one under /tmp, removed at the end)')
+    p.add_argument('--caps-cache', default=os.environ.get('VIRTDEV_QEMU_CAPS_CACHE') or
+                   os.path.join(tl.REPO, '.state', 'qemu-caps'), help='QEMU capabilities cache directory')
+    p.add_argument('--python', default=tl.python_default(), help='interpreter with ansible-core and libvirt-python')
+    p.add_argument('--peers-python', default=tl.peers_python_default(),
+                   help='interpreter of the venv with the ansible package (community.libvirt)')
+    p.add_argument('--json', help='write the raw results here')
+    p.add_argument('--markdown', help='write the report here (e.g. docs/performance.md)')
+    p.add_argument('--png', help='write the plot here (needs matplotlib in --plot-python)')
+    p.add_argument('--plot-python', default=tl.peers_python_default(), help='interpreter with matplotlib')
+    p.add_argument('--command-line', default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    full = args.full_samples or not any(a.startswith('--sizes') for a in argv)
+    unknown = [t for t in args.tools if t not in tl.TOOLS_BY_KEY]
+    if unknown:
+        print('unknown tool(s): %s' % ', '.join(unknown), file=sys.stderr)
+        return 2
+    samples = dict(FULL_SAMPLES) if full else {}
+    samples.update(dict(args.sample))
+    m_growth = args.m_growth if args.m_growth is not None else ([5, 20] if full else [])
+    middle = args.sizes[len(args.sizes) // 2]
+    extra = [('embed', middle, m, [t for t in GROWTH_TOOLS if t in args.tools]) for m in m_growth if m != args.devices]
+    plan = runner.Plan(args.sizes, args.devices, args.backends, args.tools, samples=samples, extra_blocks=extra,
+                       repeat=args.repeat, skip=FULL_SKIP if full else {},
+                       profile_n=(args.profile if args.profile is not None else (middle if full else None)) or None)
+    workdir = args.workdir or tempfile.mkdtemp(prefix='vdb-', dir='/tmp')  # short: libvirtd socket path limit
+    try:
+        results = runner.run_plan(plan, workdir, args.python, args.peers_python, args.caps_cache)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results['command'] = args.command_line or 'python -m tests.benchmarks ' + ' '.join(argv)
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as handle:
+            json.dump(results, handle, indent=1)
+    if args.png and args.plot_python:
+        data = args.json or os.path.join(tempfile.gettempdir(), 'bench-results-%d.json' % os.getpid())
+        if not args.json:
+            with open(data, 'w', encoding='utf-8') as handle:
+                json.dump(results, handle)
+        proc = subprocess.run([args.plot_python, os.path.join(os.path.dirname(__file__), 'plot.py'), data, args.png],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print('plot failed: %s' % proc.stderr.strip(), file=sys.stderr)
+    if args.markdown:
+        with open(args.markdown, 'w', encoding='utf-8') as handle:
+            handle.write(report.markdown(results, png=os.path.basename(args.png) if args.png else None))
+    print(report.summary(results))
+    return 0
