@@ -15,8 +15,8 @@ options:
       - libvirt connection URI, for example V(qemu:///system), V(qemu+ssh://root@host/system) or the
         embedded driver V(qemu:///embed?root=/var/lib/mylibvirt).
       - If not set, the environment variable E(LIBVIRT_DEFAULT_URI) is used, then V(qemu:///system).
-      - Set it once for all modules of the collection with
-        C(module_defaults: {group/virtdev.libvirt.libvirt: {uri: ...}}).
+      - "Set it once for all modules of the collection with
+        C(module_defaults: {group/virtdev.libvirt.libvirt: {uri: ...}})."
     type: str
     default: qemu:///system
 requirements:

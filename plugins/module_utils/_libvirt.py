@@ -179,3 +179,70 @@ class Connection:
 
     def node_device_xml(self, device):
         return self._call('node_device_xml', 'read the XML of node device %s' % device.name(), device.XMLDesc, 0)
+
+    # -- live devices (hotplug) -------------------------------------------------------------------
+    def attach_live(self, dom, device_xml):
+        try:
+            return self._call('attach', 'hot-plug a device into %s' % dom.name(), dom.attachDeviceFlags,
+                              device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except LibvirtFailure as exc:
+            if 'No more available PCI slots' in str(exc):
+                raise LibvirtFailure(
+                    '%s has no free hot-plug slot: on a q35 guest every hot-plugged PCIe device needs an empty '
+                    'pcie-root-port (conventional PCI devices such as e1000 a pcie-to-pci-bridge). Add spare ports '
+                    '(virtdev.libvirt.domain pcie_root_ports, or kind: controller type: pci model: pcie-root-port) '
+                    'and restart the guest once. libvirt said: %s' % (dom.name(), exc))
+            raise
+
+    def update_live(self, dom, device_xml):
+        return self._call('update', 'update a device of running %s' % dom.name(), dom.updateDeviceFlags,
+                          device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def detach_live(self, dom, device_xml, alias, timeout, attempts):
+        """Hot-unplug and wait for the guest to release the device (DEVICE_REMOVED event).
+
+        The detach call only asks the guest; a guest without hot-unplug support keeps the device and
+        libvirt later reports DEVICE_REMOVAL_FAILED or nothing at all. Each attempt re-sends the request
+        and waits ``timeout`` seconds. Returns True when the device left, False when it did not.
+        """
+        removed, failed = threading.Event(), threading.Event()
+
+        def on_removed(_conn, _dom, dev_alias, _opaque):
+            if dev_alias == alias:
+                removed.set()
+
+        def on_failed(_conn, _dom, dev_alias, _opaque):
+            if dev_alias == alias:
+                failed.set()
+
+        callbacks = [
+            self._conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None),
+            self._conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, on_failed, None),
+        ]
+        try:
+            for _attempt in range(attempts):
+                failed.clear()
+                try:
+                    self._call('detach', 'hot-unplug %s from %s' % (alias, dom.name()), dom.detachDeviceFlags,
+                               device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                except LibvirtFailure as exc:
+                    # a second request while the first is pending, or the device already left
+                    if 'not found' in str(exc) or 'no device' in str(exc).lower():
+                        return True
+                    if 'already in the process of unplug' not in str(exc):
+                        raise
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and not removed.is_set() and not failed.is_set():
+                    removed.wait(0.2)
+                if removed.is_set() or not self._has_alias(dom, alias):
+                    return True
+            return False
+        finally:
+            for callback in callbacks:
+                try:
+                    self._conn.domainEventDeregisterAny(callback)
+                except libvirt.libvirtError:
+                    pass
+
+    def _has_alias(self, dom, alias):
+        return ("<alias name='%s'/>" % alias) in dom.XMLDesc(0)

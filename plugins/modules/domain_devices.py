@@ -17,6 +17,8 @@ description:
   - Changes are written to the domain's persistent definition with one validated define per domain;
     the result is read back and checked. Elements and attributes the module does not manage, and the
     guest-visible PCI addresses of existing devices, are kept.
+  - On a running guest, changes that QEMU can take live are hot-plugged too (O(apply)); the others are
+    reported as waiting for a restart, which O(restart=if_required) can perform.
   - An interface declared without O(config[].mac) gets a stable MAC derived from the domain name, its
     source and its position, or matches an existing NIC on the same source, so re-runs never add NICs.
 author:
@@ -59,9 +61,66 @@ options:
     description:
       - Domain XML text for O(state=parsed).
     type: str
-notes:
-  - Live changes to running guests (hotplug) are not made yet; changes reach a running guest at its next
-    boot.
+  apply:
+    description:
+      - Where changes go when the guest is running.
+      - V(auto) always changes the persistent definition, and also the running guest for every change QEMU can
+        take live (hot-plug and hot-unplug of NICs, disks on virtio/SCSI/USB, RNGs, host devices, channels,
+        vsock, virtiofs; cdrom media, link state and graphics passwords as live updates). Other changes wait
+        for the next boot and are listed in RV(waiting_for_restart).
+      - V(config) changes only the persistent definition.
+      - V(live) changes only the running guest (planned against its live XML); the definition is untouched.
+      - V(both) changes both and fails, before writing anything, when a change cannot be made live or the
+        guest is not running.
+      - Live and persistent definitions are planned against the same declaration, so a device hot-plugged
+        by V(auto) gets the same MAC and PCI address in both.
+    type: str
+    choices: [auto, config, live, both]
+    default: auto
+  restart:
+    description:
+      - V(if_required) shuts a running guest down gracefully (waiting O(restart_timeout) seconds, never
+        forcing it off) and starts it again when changes wait for a restart. V(never) only reports
+        RV(restart_required).
+    type: str
+    choices: [never, if_required]
+    default: never
+  restart_timeout:
+    description: Seconds to wait for the graceful shutdown of O(restart=if_required).
+    type: int
+    default: 120
+  detach_timeout:
+    description:
+      - Seconds to wait, per attempt, for the guest to release a hot-unplugged device (libvirt's
+        device-removed event). A device the guest does not release is an error, never a success.
+    type: int
+    default: 20
+  detach_attempts:
+    description: How many times to ask the guest to release a device before giving up.
+    type: int
+    default: 3
+  host_checks:
+    description:
+      - Before a host device (PCI, USB, mdev) or an SR-IOV VF is assigned, check on this host that it exists,
+        its IOMMU group is viable, it is not host-critical (the root disk's controller, the default-route
+        NIC, the boot VGA, bridges), not used by another domain, and that a PF and its VFs are not both
+        assigned. See C(docs/host_devices.md).
+      - The checks read sysfs under O(host_root); with a remote O(uri) and the real root they are skipped with
+        a warning, since this machine's sysfs says nothing about that host.
+      - Set V(false) only to prepare definitions for another host.
+    type: bool
+    default: true
+  host_root:
+    description: Directory under which the host checks read C(/sys), C(/proc) and C(/dev/vfio) (for tests).
+    type: path
+    default: /
+  force:
+    description:
+      - Turn refusals of the guards that are safe to override (host-critical device, partial IOMMU group,
+        use by another domain's persistent definition, ...) into warnings. Missing devices, malformed
+        addresses, bridges and a device used by another running guest are always refused.
+    type: bool
+    default: false
 seealso:
   - module: virtdev.libvirt.domain
 '''
@@ -154,9 +213,24 @@ implicit:
   type: list
   elements: dict
 restart_required:
-  description: Whether a running guest only sees the change after a restart.
+  description: Whether the running guest differs from the declaration in ways only a restart fixes.
   returned: when O(domain) is used with merged, replaced, overridden or deleted
   type: bool
+waiting_for_restart:
+  description: The devices that differ on the running guest and wait for its next boot.
+  returned: when O(domain) is used with merged, replaced, overridden or deleted
+  type: list
+  elements: str
+  sample: ["video (singleton) 0", "sound model ich9"]
+restarted:
+  description: Whether O(restart=if_required) restarted the guest (would restart, in check mode).
+  returned: when O(domain) is used with merged, replaced, overridden or deleted
+  type: bool
+refusals:
+  description: Why host devices were refused, one entry per guard that failed.
+  returned: when the host checks refused an assignment
+  type: list
+  elements: str
 libvirt_calls:
   description: libvirt API calls this run made, by name; a run without change makes no C(define).
   returned: with merged, replaced, overridden or deleted
@@ -184,9 +258,15 @@ parsed:
   elements: dict
 '''
 
+import os
+from urllib.parse import urlsplit
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
+    APPLY_MODES, ApplyError, DomainRun, preflight,
+)
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
@@ -206,6 +286,14 @@ def argument_spec():
         }},
         state={'type': 'str', 'default': 'merged', 'choices': list(_device_engine.STATES)},
         running_config={'type': 'str'},
+        apply={'type': 'str', 'default': 'auto', 'choices': list(APPLY_MODES)},
+        restart={'type': 'str', 'default': 'never', 'choices': ['never', 'if_required']},
+        restart_timeout={'type': 'int', 'default': 120},
+        detach_timeout={'type': 'int', 'default': 20},
+        detach_attempts={'type': 'int', 'default': 3},
+        host_checks={'type': 'bool', 'default': True},
+        host_root={'type': 'path', 'default': '/'},
+        force={'type': 'bool', 'default': False},
     )
     return spec
 
@@ -243,8 +331,6 @@ class DomainDevices:
         self.module.exit_json(changed=False, rendered=_device_engine.render(declared))
 
     def parsed(self):
-        if not self.params['running_config']:
-            self.fail('running_config: state=parsed needs the domain XML text in running_config')
         try:
             self.module.exit_json(changed=False, parsed=_device_engine.gather(self.params['running_config']))
         except _xml.XMLInputError as exc:
@@ -252,7 +338,7 @@ class DomainDevices:
 
     # -- states with a connection -----------------------------------------------------------------
     def gathered(self):
-        self.connection = _common.connect(self.module, readonly=False)
+        self.connection = _common.connect(self.module)
         try:
             dom = self.connection.lookup(self.params['domain'])
             self.module.exit_json(changed=False, gathered=_device_engine.gather(self.connection.xml(dom)))
@@ -262,26 +348,44 @@ class DomainDevices:
     def converge(self):
         requests = self.requests()
         self.connection = _common.connect(self.module)
-        state = self.params['state']
-        results, diffs = [], []
+        params = self.params
+        runs = []
         try:
-            # read and plan everything first: a bad domain fails the task before any write
-            planned = []
+            # read and plan every domain first: a bad one fails the task before any write
             for name, declared in requests:
-                dom = self.connection.lookup(name)
                 try:
-                    planned.append((name, dom, _device_engine.plan(self.connection.xml(dom), declared, state)))
+                    runs.append(DomainRun(self.connection, name, declared, params['state'], params['apply'],
+                                          self.module.check_mode, params['detach_timeout'],
+                                          params['detach_attempts']).prepare())
                 except SpecError as exc:
                     self.fail('%s (domain %s)' % (exc, name))
-            for name, dom, plan in planned:
-                if plan.changed and not self.module.check_mode:
-                    self.write(name, dom, plan)
-                results.append(self.result(name, plan, dom))
-                if plan.changed and self.module._diff:
-                    diffs.append({'before_header': '%s devices' % name, 'after_header': '%s devices' % name,
-                                  'before': plan.before_text + '\n', 'after': plan.after_text + '\n'})
-        except LibvirtFailure as exc:
-            self.fail(str(exc), results=results)
+            self.check_host(runs)
+            for run in runs:
+                run.apply()
+                if params['restart'] == 'if_required':
+                    run.restart(params['restart_timeout'])
+        except (LibvirtFailure, ApplyError) as exc:
+            self.fail(str(exc), results=[run.result() for run in runs])
+        self.finish(runs)
+
+    def check_host(self, runs):
+        """Passthrough guards for every host device the runs would assign (before any write)."""
+        if not self.params['host_checks']:
+            return
+        root = self.params['host_root']
+        if not same_host(root, self.params['uri']):
+            self.module.warn('host checks skipped: %s is not the machine this module runs on (its sysfs under %s '
+                             'says nothing about that host)' % (self.params['uri'], root))
+            return
+        errors, warnings = preflight(self.connection, runs, root, self.params['force'])
+        for warning in warnings:
+            self.module.warn(warning)
+        if errors:
+            self.fail('refused to assign host devices, nothing was changed: %s' % '; '.join(errors),
+                      refusals=errors)
+
+    def finish(self, runs):
+        results = [run.result() for run in runs]
         outcome = {'changed': any(result['changed'] for result in results),
                    'libvirt_calls': dict(self.connection.calls)}
         if self.params['domains'] is not None:
@@ -289,29 +393,16 @@ class DomainDevices:
         else:
             outcome.update(results[0])
             outcome.pop('domain')
-        if diffs:
-            outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
+        if self.module._diff:
+            diffs = [diff for diff in (run.diff() for run in runs) if diff]
+            if diffs:
+                outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
         self.module.exit_json(**outcome)
 
-    def write(self, name, dom, plan):
-        original = self.connection.xml(dom)
-        if self.connection.find(dom.UUIDString()) is None:
-            self.fail('domain %s disappeared while the task ran; nothing was written' % name)
-        self.connection.define(plan.new_xml)
-        readback = self.connection.xml(dom)
-        problems = _device_engine.verify(plan, readback)
-        # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
-        plan.after = _device_engine.gather(readback)
-        if problems:
-            # leave the domain as we found it rather than half-applied
-            self.connection.define(original)
-            self.fail('libvirt did not keep the requested devices of %s, the definition was restored: %s'
-                      % (name, '; '.join(problems)))
 
-    def result(self, name, plan, dom):
-        running = plan.changed and self.connection.is_active(dom)
-        return {'domain': name, 'changed': plan.changed, 'before': plan.before, 'after': plan.after,
-                'commands': plan.commands, 'implicit': plan.implicit, 'restart_required': running}
+def same_host(root, uri):
+    """sysfs under ``root`` describes the libvirt host only for a local URI on the real root."""
+    return os.path.realpath(root) != '/' or not urlsplit(uri).hostname
 
 
 def main():
@@ -326,6 +417,9 @@ def main():
     state = module.params['state']
     if state in WRITING_STATES and not module.params['domain'] and module.params['domains'] is None:
         module.fail_json(msg='domain: state=%s needs domain (or domains)' % state)
+    for option, low, high in (('restart_timeout', 0, 86400), ('detach_timeout', 1, 3600), ('detach_attempts', 1, 100)):
+        if not low <= module.params[option] <= high:
+            module.fail_json(msg='%s: %r is out of range (%d..%d)' % (option, module.params[option], low, high))
     if state in WRITING_STATES:
         runner.converge()
     else:

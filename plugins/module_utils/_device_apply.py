@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Applying device plans to a domain: persistent definition and running guest (no Ansible).
+
+A running guest has two definitions: the persistent one (what the next boot uses) and the live one.
+Both are planned against the same declaration, so they converge to the same devices; a change QEMU
+cannot take on a running guest is persisted and reported as waiting for a restart.
+
+apply = config: persistent only.      live: running guest only.
+        both:   both, every change must be hot-pluggable.
+        auto:   persistent always, running guest too where QEMU can take the change.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _host_pci, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import kind_of_element
+
+APPLY_MODES = ('auto', 'config', 'live', 'both')
+
+
+class ApplyError(Exception):
+    """The declaration cannot be applied as asked; nothing was written when ``written`` is False."""
+
+    def __init__(self, message, written=False):
+        super().__init__(message)
+        self.written = written
+
+
+class DomainRun:
+    """Plan and apply one domain's declared devices."""
+
+    def __init__(self, connection, name, declared, state, apply_mode, check_mode, detach_timeout=20,
+                 detach_attempts=3):
+        self.connection = connection
+        self.name = name
+        self.declared = declared
+        self.state = state
+        self.apply_mode = apply_mode
+        self.check_mode = check_mode
+        self.detach_timeout = detach_timeout
+        self.detach_attempts = detach_attempts
+        self.dom = None
+        self.active = False
+        self.config_plan = None
+        self.live_plan = None
+        self.readback = None
+        self.restarted = False
+
+    # -- planning (reads only) ------------------------------------------------------------------
+    def prepare(self):
+        self.dom = self.connection.lookup(self.name)
+        self.active = self.connection.is_active(self.dom)
+        if self.apply_mode in ('live', 'both') and not self.active:
+            raise ApplyError('domain %s is not running: apply=%s changes a running guest (use apply=auto or '
+                             'config to change only its definition)' % (self.name, self.apply_mode))
+        if self.apply_mode != 'live':
+            self.config_plan = _device_engine.plan(self.connection.xml(self.dom), self.declared, self.state)
+        if self.active:
+            self.live_plan = _device_engine.plan(self.connection.xml(self.dom, inactive=False), self.declared,
+                                                 self.state)
+        if self.apply_mode in ('live', 'both'):
+            cold = [change.label for change in self.live_plan.changes if not change.hotpluggable()]
+            if cold:
+                raise ApplyError('domain %s: %s cannot be changed on the running guest; use apply=auto (persist '
+                                 'and restart later) or apply=config' % (self.name, ', '.join(cold)))
+        return self
+
+    @property
+    def live_changes(self):
+        """Changes made (or to be made) on the running guest."""
+        if self.live_plan is None or self.apply_mode == 'config':
+            return []
+        return [change for change in self.live_plan.changes if change.hotpluggable()]
+
+    @property
+    def waiting(self):
+        """Devices that differ on the running guest and only a restart brings in line."""
+        if self.live_plan is None or self.restarted:
+            return []
+        live = {id(change) for change in self.live_changes}
+        return [change.label for change in self.live_plan.changes if id(change) not in live]
+
+    @property
+    def changed(self):
+        return bool((self.config_plan and self.config_plan.changed) or self.live_changes)
+
+    # -- writing ------------------------------------------------------------------------------------
+    def apply(self):
+        if self.check_mode:
+            return self
+        if self.config_plan is not None and self.config_plan.changed:
+            self._define()
+        for change in self.live_changes:
+            self._apply_live(change)
+        return self
+
+    def _define(self):
+        original = self.connection.xml(self.dom)
+        if self.connection.find(self.dom.UUIDString()) is None:
+            raise ApplyError('domain %s disappeared while the task ran; nothing was written' % self.name)
+        self.connection.define(self.config_plan.new_xml)
+        self.readback = self.connection.xml(self.dom)
+        problems = _device_engine.verify(self.config_plan, self.readback)
+        if problems:
+            # leave the domain as we found it rather than half-applied
+            self.connection.define(original)
+            raise ApplyError('libvirt did not keep the requested devices of %s, the definition was restored: %s'
+                             % (self.name, '; '.join(problems)))
+        # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
+        self.config_plan.after = _device_engine.gather(self.readback)
+
+    def _apply_live(self, change):
+        try:
+            if change.op == 'attach':
+                self.connection.attach_live(self.dom, _xml.to_string(self._with_config_address(change)))
+            elif change.op == 'update':
+                self.connection.update_live(self.dom, _xml.to_string(change.new))
+            else:
+                alias = change.old.find('alias')
+                released = self.connection.detach_live(
+                    self.dom, _xml.to_string(change.old), alias.get('name') if alias is not None else None,
+                    self.detach_timeout, self.detach_attempts)
+                if not released:
+                    raise ApplyError(
+                        'domain %s: the guest did not release %s within %d x %d s (its OS must support hot-unplug '
+                        'and be running); the device is still attached to the running guest'
+                        % (self.name, change.label, self.detach_attempts, self.detach_timeout), written=True)
+        except ApplyError:
+            raise
+        except Exception as exc:  # a libvirt failure after the persistent write: say what is where
+            persisted = ' (the persistent definition was already updated)' if self.readback else ''
+            raise ApplyError('domain %s: live %s of %s failed%s: %s' % (self.name, change.op, change.label,
+                                                                         persisted, exc), written=True)
+
+    def _with_config_address(self, change):
+        """Hot-plug at the address the persistent definition gave the device: the guest sees the same
+        hardware now and after its next boot."""
+        element = copy.deepcopy(change.new)
+        if self.readback is None or change.verify_key is None or element.find('address') is not None:
+            return element
+        kept = _device_engine.locate(self.readback).get(change.verify_key)
+        address = kept.find('address') if kept is not None else None
+        if address is not None:
+            element.append(copy.deepcopy(address))
+        return element
+
+    def restart(self, timeout):
+        """Graceful shutdown and start, for restart=if_required."""
+        if self.check_mode or not self.waiting:
+            self.restarted = bool(self.waiting)
+            return
+        if not self.connection.shutdown(self.dom, timeout):
+            raise ApplyError('domain %s did not shut down within %d s for the restart its new devices need; '
+                             'the definition is updated, the guest still runs' % (self.name, timeout), written=True)
+        self.connection.start(self.dom)
+        self.restarted = True
+
+    # -- reporting ------------------------------------------------------------------------------------
+    def result(self):
+        live_labels = {change.label for change in self.live_changes}
+        commands = []
+        config_changes = self.config_plan.changes if self.config_plan is not None else []
+        for change in config_changes:
+            command = change.command()
+            command['live'] = change.label in live_labels
+            commands.append(command)
+        config_labels = {change.label for change in config_changes}
+        for change in self.live_changes:
+            if change.label not in config_labels:
+                command = change.command()
+                command.update(live=True, config=False)
+                commands.append(command)
+        shown = self.config_plan if self.config_plan is not None else self.live_plan
+        return {'domain': self.name, 'changed': self.changed, 'before': shown.before, 'after': shown.after,
+                'commands': commands, 'implicit': shown.implicit, 'restart_required': bool(self.waiting),
+                'waiting_for_restart': self.waiting, 'restarted': self.restarted}
+
+    def diff(self):
+        shown = self.config_plan if self.config_plan is not None else self.live_plan
+        if not self.changed:
+            return None
+        return {'before_header': '%s devices' % self.name, 'after_header': '%s devices' % self.name,
+                'before': shown.before_text + '\n', 'after': shown.after_text + '\n'}
+
+
+# -- passthrough preflight (REFERENCE §4) -----------------------------------------------------------
+
+def _assignment_requests(run):
+    """The host devices a run would give its guest: hostdevs and SR-IOV interfaces it adds or changes."""
+    requests = []
+    for plan in (run.config_plan, run.live_plan):
+        for change in (plan.changes if plan is not None else ()):
+            if change.op == 'detach':
+                continue
+            element = change.new
+            where = change.item.where if change.item is not None else change.label
+            kind = kind_of_element(element)
+            spec = kind.parse(element) if kind is not None else {}
+            if element.tag == 'hostdev' and spec.get('type') == 'pci' and spec.get('address'):
+                requests.append({'type': 'pci', 'address': spec['address'], 'managed': spec.get('managed', True),
+                                 'where': where})
+            elif element.tag == 'hostdev' and spec.get('type') == 'usb':
+                bus, _sep, device = (spec.get('address') or '').partition('.')
+                requests.append({'type': 'usb', 'vendor': spec.get('vendor'), 'product': spec.get('product'),
+                                 'bus': int(bus) if bus else None, 'device': int(device) if device else None,
+                                 'where': where})
+            elif element.tag == 'hostdev' and spec.get('type') == 'mdev':
+                requests.append({'type': 'mdev', 'uuid': spec['uuid'], 'where': where})
+            elif element.tag == 'interface' and 'hostdev' in spec.get('source', {}):
+                requests.append({'type': 'sriov_vf', 'address': spec['source']['hostdev'], 'where': where})
+    unique = {}
+    for request in requests:  # the same device in the config and the live plan is one request
+        unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where')), request)
+    return list(unique.values())
+
+
+def preflight(connection, runs, host_root, force):
+    """Check every host device the runs would assign, before anything is written.
+
+    Returns (errors, warnings). Runs that assign nothing cost nothing: sysfs and the other domains are
+    read only when some run adds or changes a passthrough device.
+    """
+    wanted = [(run, _assignment_requests(run)) for run in runs]
+    if not any(requests for _run, requests in wanted):
+        return [], []
+    host = _host_pci.read_host(host_root)
+    domains = []
+    for dom in connection.domains():
+        live = connection.xml(dom, inactive=False) if connection.is_active(dom) else None
+        config = connection.xml(dom) if connection.is_persistent(dom) else None
+        domains.append({'name': dom.name(), 'live_xml': live, 'config_xml': config})
+    usage = _host_pci.usage_from_domains(domains)
+    errors, warnings = [], []
+    for run, requests in wanted:
+        if not requests:
+            continue
+        check = _host_pci.check_assignment(host, requests, run.name, usage, force=force)
+        errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
+        warnings.extend('domain %s: %s' % (run.name, warning) for warning in check.warnings)
+        # two domains of one manifest asking for the same device collide as if it were defined already
+        for request in requests:
+            if request['type'] in ('pci', 'sriov_vf'):
+                usage.setdefault(('pci', request['address']), []).append(
+                    {'domain': run.name, 'live': False, 'config': True})
+            elif request['type'] == 'mdev':
+                usage.setdefault(('mdev', request['uuid']), []).append(
+                    {'domain': run.name, 'live': False, 'config': True})
+    return errors, warnings

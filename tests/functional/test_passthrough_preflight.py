@@ -1,0 +1,115 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""domain_devices refuses unsafe passthrough before writing anything (fixture hosts, real libvirtd)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'unit'))
+
+import sysfs_trees  # noqa: E402  pylint: disable=wrong-import-position
+
+GUEST = "<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>" \
+        "<os><type arch='x86_64' machine='q35'>hvm</type></os></domain>"
+
+
+@pytest.fixture
+def guest(libvirtd_uri, virsh, tmp_path):
+    names = []
+
+    def define(name):
+        virsh(libvirtd_uri, 'define', '{xml}', xml=GUEST.format(name=name))
+        names.append(name)
+        return name
+
+    yield define
+    for name in names:
+        virsh(libvirtd_uri, 'undefine', name, check=False)
+
+
+def converge(run_module, uri, name, root, config, **extra):
+    args = dict({'uri': uri, 'domain': name, 'host_root': root, 'config': config}, **extra)
+    return run_module('domain_devices', args)
+
+
+@pytest.mark.parametrize('address, reason', [
+    ('0000:00:02.0', 'boot_vga'),                  # the console GPU
+    ('0000:02:00.0', 'controller'),                # NVMe behind /
+    ('0000:00:1f.6', 'default route'),             # the NIC carrying the default route
+    ('0000:00:01.0', 'bridge'),                    # a root port, not an endpoint
+    ('0000:00:1f.4', 'guard host_critical'),       # SMBus
+    ('0000:07:00.0', 'guard exists'),              # nothing there
+])
+def test_refusals_name_the_device_and_reason_and_change_nothing(address, reason, libvirtd_uri, run_module, virsh,
+                                                                guest, tmp_path):
+    root = sysfs_trees.build('desktop', tmp_path)
+    name = guest('pf-refuse')
+    before = virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
+    result = converge(run_module, libvirtd_uri, name, root, [{'kind': 'hostdev', 'address': address}])
+    assert result['failed'] is True, result
+    assert result['msg'].startswith('refused to assign host devices, nothing was changed')
+    assert address in result['msg'] and reason in result['msg'], result['msg']
+    assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
+
+
+def test_gpu_with_its_audio_function_is_accepted_and_alone_is_reported(libvirtd_uri, run_module, guest, tmp_path):
+    root = sysfs_trees.build('desktop', tmp_path)
+    name = guest('pf-gpu')
+    alone = converge(run_module, libvirtd_uri, name, root, [{'kind': 'hostdev', 'address': '0000:01:00.0'}])
+    assert alone['failed'] is True and '0000:01:00.1' in alone['msg']   # the group's other member
+    both = converge(run_module, libvirtd_uri, name, root, [{'kind': 'hostdev', 'address': '0000:01:00.0'},
+                                                          {'kind': 'hostdev', 'address': '0000:01:00.1'}])
+    assert both.get('failed') is not True, both
+    assert both['changed'] is True and [c['op'] for c in both['commands']] == ['attach', 'attach']
+
+
+def test_force_overrides_only_the_overridable_guards(libvirtd_uri, run_module, guest, tmp_path):
+    root = sysfs_trees.build('desktop', tmp_path)
+    name = guest('pf-force')
+    smbus = converge(run_module, libvirtd_uri, name, root, [{'kind': 'hostdev', 'address': '0000:00:1f.4'}],
+                     force=True)
+    assert smbus.get('failed') is not True and smbus['changed'] is True
+    assert 'overridden by force' in str(smbus.get('warnings'))  # said, not silent
+    bridge = converge(run_module, libvirtd_uri, name, root, [{'kind': 'hostdev', 'address': '0000:00:01.0'}],
+                      force=True)
+    assert bridge['failed'] is True and 'bridge' in bridge['msg']
+
+
+def test_a_device_already_given_to_another_domain_is_refused(libvirtd_uri, run_module, guest, tmp_path):
+    root = sysfs_trees.build('desktop', tmp_path)
+    first, second = guest('pf-owner'), guest('pf-thief')
+    nic = [{'kind': 'hostdev', 'address': '0000:03:00.0'}]   # the I210 already on vfio-pci
+    assert converge(run_module, libvirtd_uri, first, root, nic)['changed'] is True
+    taken = converge(run_module, libvirtd_uri, second, root, nic)
+    assert taken['failed'] is True and 'pf-owner' in taken['msg']
+    # the same device twice in one manifest collides too
+    both = run_module('domain_devices', {'uri': libvirtd_uri, 'host_root': root, 'domains': [
+        {'domain': second, 'config': [{'kind': 'hostdev', 'address': '0000:01:00.1'},
+                                      {'kind': 'hostdev', 'address': '0000:01:00.0'}]},
+        {'domain': first, 'config': [{'kind': 'hostdev', 'address': '0000:01:00.0'},
+                                     {'kind': 'hostdev', 'address': '0000:01:00.1'}]}]})
+    assert both['failed'] is True and 'pf-thief' in both['msg']
+
+
+def test_sriov_pf_and_its_vf_together_are_refused(libvirtd_uri, run_module, guest, tmp_path):
+    root = sysfs_trees.build('sriov', tmp_path)
+    spec = sysfs_trees.load_spec('sriov')
+    pf = next(dev for dev in spec['pci'] if (dev.get('sriov') or {}).get('numvfs'))
+    vf_address = next(dev['address'] for dev in spec['pci'] if dev.get('physfn') == pf['address'])
+    name = guest('pf-sriov')
+    result = converge(run_module, libvirtd_uri, name, root, [
+        {'kind': 'hostdev', 'address': pf['address']},
+        {'kind': 'interface', 'source': {'hostdev': vf_address}, 'mac': '52:54:00:00:aa:01'}])
+    assert result['failed'] is True and 'pf_vf' in result['msg'], result['msg']
+
+
+def test_no_checks_for_guests_without_passthrough(libvirtd_uri, run_module, guest, tmp_path):
+    name = guest('pf-none')
+    missing_root = str(tmp_path / 'no-such-root')
+    result = converge(run_module, libvirtd_uri, name, missing_root, [{'kind': 'rng'}])
+    assert result['changed'] is True and 'host_devices' not in str(result.get('libvirt_calls'))
