@@ -138,7 +138,7 @@ class ModuleDirect(Tool):
     label = '(2m) domain_devices manifest, module process only'
 
     def run(self, ctx, uri, scenario, declared):
-        args = {'ANSIBLE_MODULE_ARGS': {'uri': uri, 'domains': wl.manifest(declared),
+        args = {'ANSIBLE_MODULE_ARGS': {'uri': uri, 'domains': wl.manifest(declared), 'host_checks': False,
                                         '_ansible_check_mode': scenario == 'check', '_ansible_diff': False}}
         argsfile = _write_json(ctx.path('module-args.json'), args)
         run = Run()

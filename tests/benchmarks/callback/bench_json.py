@@ -44,9 +44,12 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self.tasks = []
 
-    def _record(self, result):
+    def _record(self, result, failed=False):
         data = _payload(result)
         entry = _summary(data)
+        if failed:
+            entry['failed'] = True
+            entry['msg'] = entry['msg'] or str(data.get('msg', 'failed'))[:500]
         entry['task'] = result.task_name if hasattr(result, 'task_name') else str(result._task)  # pylint: disable=protected-access
         if isinstance(data.get('results'), list) and data['results'] and 'ansible_loop_var' in data['results'][0]:
             entry['items'] = [_summary(item) for item in data['results']]
@@ -56,10 +59,10 @@ class CallbackModule(CallbackBase):
         self._record(result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._record(result)
+        self._record(result, failed=True)
 
     def v2_runner_on_unreachable(self, result):
-        self._record(result)
+        self._record(result, failed=True)
 
     def v2_playbook_on_stats(self, stats):
         path = os.environ.get('BENCH_RESULT_FILE')
