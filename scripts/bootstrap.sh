@@ -15,12 +15,22 @@ set -euo pipefail
 
 T0=$(now)
 SUMMARY=()
+PYTHON="${PYTHON:-python3}"
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON to a Python 3.11 interpreter)"
+PYTHON_REAL=$(readlink -f "$(command -v "$PYTHON")")
 
 # --- 1. Debian packages ------------------------------------------------------------------------
 step_packages() {
     local t0 pkgs=() missing=() pkg
     t0=$(now)
     mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$ROOT/requirements/apt-packages.txt" | grep -v '^$')
+    # Debian's own python3 (not pyenv's) needs its headers to build libvirt-python and python3-venv
+    # for `python3 -m venv`.
+    if [[ "$PYTHON_REAL" == /usr/bin/* ]]; then
+        "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
+            pkgs+=(python3-dev)
+        "$PYTHON" -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
+    fi
     for pkg in "${pkgs[@]}"; do
         if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
             missing+=("$pkg")
@@ -61,10 +71,8 @@ step_account() {
 
 # --- 3. Python virtual environment -------------------------------------------------------------
 step_venv() {
-    local t0 python stamp want have=""
+    local t0 python="$PYTHON" stamp want have=""
     t0=$(now)
-    python="${PYTHON:-python3}"
-    command -v "$python" >/dev/null || die "$python not found (set PYTHON to a Python 3.11 interpreter)"
     "$python" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' ||
         die "$python is $("$python" -V 2>&1); ansible-core 2.19 and these pins need Python 3.11+"
     if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
