@@ -149,7 +149,7 @@ run_pytest_stage() {
 
 # --- sanity ------------------------------------------------------------------------------------
 stage_sanity() {
-    local t dest home pip_version pip_cache standin rc bad=()
+    local t dest home pip_version standin rc bad=()
     header "sanity: ansible-test sanity"
     t=$(now)
     # Ignore files must not exist or must be empty.
@@ -176,8 +176,9 @@ EOF
     standin="$home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
     mkdir -p "$(dirname "$standin")"
     cp "$ROOT/tests/harness/get_pip_standin.py" "$standin"
-    pip_cache="${PIP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pip}"  # keep using the user's pip cache
-    (cd "$dest" && HOME="$home" PIP_CACHE_DIR="$pip_cache" ansible-test sanity --local --python 3.11 --color no)
+    # ansible-test passes only HOME and PATH (+ a few) to pip: pip's settings must come from config
+    # files (/etc/pip.conf, ...), and its cache is $home/.cache/pip.
+    (cd "$dest" && HOME="$home" ansible-test sanity --local --python 3.11 --color no)
     rc=$?
     if [ "$rc" -eq 0 ]; then record PASS sanity "$t"; else record FAIL sanity "$t" "ansible-test exit code $rc"; fi
 }
