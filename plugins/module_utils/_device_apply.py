@@ -91,12 +91,16 @@ class DomainRun:
 
     # -- writing ------------------------------------------------------------------------------------
     def apply(self):
+        """Running guest first, then the definition: a hot-plug QEMU refuses leaves the definition as it
+        was, and a device hot-plugged into a free slot is persisted at that same address."""
         if self.check_mode:
             return self
+        if self.live_changes:
+            before = _device_engine.locate(self.connection.xml(self.dom))
+            for change in self.live_changes:
+                self._apply_live(change, before)
         if self.config_plan is not None and self.config_plan.changed:
             self._define()
-        for change in self.live_changes:
-            self._apply_live(change)
         return self
 
     def _define(self):
@@ -110,14 +114,14 @@ class DomainRun:
             # leave the domain as we found it rather than half-applied
             self.connection.define(original)
             raise ApplyError('libvirt did not keep the requested devices of %s, the definition was restored: %s'
-                             % (self.name, '; '.join(problems)))
+                             % (self.name, '; '.join(problems)), written=bool(self.live_changes))
         # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
         self.config_plan.after = _device_engine.gather(self.readback)
 
-    def _apply_live(self, change):
+    def _apply_live(self, change, persistent):
         try:
             if change.op == 'attach':
-                self.connection.attach_live(self.dom, _xml.to_string(self._with_config_address(change)))
+                self._attach_live(change, persistent)
             elif change.op == 'update':
                 self.connection.update_live(self.dom, _xml.to_string(change.new))
             else:
@@ -128,26 +132,29 @@ class DomainRun:
                 if not released:
                     raise ApplyError(
                         'domain %s: the guest did not release %s within %d x %d s (its OS must support hot-unplug '
-                        'and be running); the device is still attached to the running guest'
-                        % (self.name, change.label, self.detach_attempts, self.detach_timeout), written=True)
+                        'and be running); the device is still attached to the running guest and its definition '
+                        'was not changed' % (self.name, change.label, self.detach_attempts, self.detach_timeout),
+                        written=True)
         except ApplyError:
             raise
-        except Exception as exc:  # a libvirt failure after the persistent write: say what is where
-            persisted = ' (the persistent definition was already updated)' if self.readback else ''
-            raise ApplyError('domain %s: live %s of %s failed%s: %s' % (self.name, change.op, change.label,
-                                                                         persisted, exc), written=True)
+        except Exception as exc:  # a libvirt failure: say what is where
+            raise ApplyError('domain %s: live %s of %s failed, the persistent definition was not changed: %s'
+                             % (self.name, change.op, change.label, exc), written=True)
 
-    def _with_config_address(self, change):
-        """Hot-plug at the address the persistent definition gave the device: the guest sees the same
-        hardware now and after its next boot."""
+    def _attach_live(self, change, persistent):
+        """Hot-plug where the persistent definition already has the device, if it has it; else where QEMU
+        finds room, and give the persistent definition that same address."""
         element = copy.deepcopy(change.new)
-        if self.readback is None or change.verify_key is None or element.find('address') is not None:
-            return element
-        kept = _device_engine.locate(self.readback).get(change.verify_key)
-        address = kept.find('address') if kept is not None else None
-        if address is not None:
-            element.append(copy.deepcopy(address))
-        return element
+        known = persistent.get(change.verify_key) if change.verify_key is not None else None
+        if element.find('address') is None and known is not None and known.find('address') is not None:
+            element.append(copy.deepcopy(known.find('address')))
+        self.connection.attach_live(self.dom, _xml.to_string(element))
+        planned = self.config_plan.change_for(change.verify_key) if self.config_plan is not None else None
+        if planned is None or planned.new is None or planned.new.find('address') is not None:
+            return
+        plugged = _device_engine.locate(self.connection.xml(self.dom, inactive=False)).get(change.verify_key)
+        if plugged is not None and plugged.find('address') is not None:
+            planned.new.append(copy.deepcopy(plugged.find('address')))
 
     def restart(self, timeout):
         """Graceful shutdown and start, for restart=if_required."""

@@ -211,7 +211,7 @@ class Plan:
 
     def __init__(self):
         self.changes = []
-        self.new_xml = None
+        self.tree = None      # the planned domain definition (an element), written out by new_xml
         self.before = []
         self.after = []
         self.implicit = []
@@ -221,6 +221,13 @@ class Plan:
     @property
     def changed(self):
         return bool(self.changes)
+
+    @property
+    def new_xml(self):
+        return _xml.to_string(self.tree) if self.changed else None
+
+    def change_for(self, key):
+        return next((change for change in self.changes if key is not None and change.verify_key == key), None)
 
     @property
     def commands(self):
@@ -330,8 +337,7 @@ def plan(domain_xml, declared, state):
 
     result.after = [describe(el) for el in device_elements(devices)]
     result.after_text = shown(devices)
-    if result.changed:
-        result.new_xml = _xml.to_string(domain)
+    result.tree = domain
     return result
 
 
