@@ -80,10 +80,29 @@ def new_definition(params):
     features = _xml.child(domain, 'features', create=True)
     _xml.child(features, 'acpi', create=True)
     _xml.child(features, 'apic', create=True)
+    _xml.child(domain, 'devices', create=True)
+    return _xml.to_string(domain)
+
+
+def free_root_ports(domain_xml):
+    """How many pcie-root-port controllers have nothing plugged in (a q35 guest hot-plugs PCIe devices
+    only into empty ports; libvirt fills the ports it is given with the guest's own devices first)."""
+    domain = _xml.parse(domain_xml, 'domain XML')
+    ports = {int(el.get('index')) for el in domain.iterfind('devices/controller')
+             if el.get('type') == 'pci' and el.get('model') == 'pcie-root-port' and el.get('index') is not None}
+    used = set()
+    for address in domain.iterfind('devices/*/address'):
+        if address.get('type') == 'pci' and address.get('bus') is not None:
+            used.add(int(address.get('bus'), 0))
+    return len(ports - used)
+
+
+def with_root_ports(domain_xml, count):
+    """The definition with ``count`` more (unaddressed) pcie-root-port controllers; libvirt numbers them."""
+    domain = _xml.parse(domain_xml, 'domain XML')
     devices = _xml.child(domain, 'devices', create=True)
-    for index in range(1, (params.get('pcie_root_ports') or 0) + 1):
-        # spare root ports: a q35 guest can only hot-plug PCIe devices into empty ports
-        devices.append(_xml.new_element('controller', {'type': 'pci', 'index': str(index), 'model': 'pcie-root-port'}))
+    for _ in range(count):
+        devices.append(_xml.new_element('controller', {'type': 'pci', 'model': 'pcie-root-port'}))
     return _xml.to_string(domain)
 
 

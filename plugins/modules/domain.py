@@ -60,8 +60,10 @@ options:
     default: x86_64
   pcie_root_ports:
     description:
-      - For a new q35 guest, how many spare C(pcie-root-port) controllers to add so devices can be
-        hot-plugged later.
+      - For a q35 guest, how many B(free) C(pcie-root-port) controllers it keeps, so PCIe devices can be
+        hot-plugged later (each needs an empty port). Ports are added until that many are empty;
+        libvirt gives the guest's own devices ports first, so this counts what is left for hot-plug.
+      - On a running guest the new ports appear after its next boot (RV(restart_required)).
     type: int
     default: 0
   state:
@@ -105,6 +107,10 @@ domain:
   returned: when the domain exists after the run
   type: dict
   sample: {name: web01, uuid: 3f0c..., memory_mib: 2048, vcpus: 2, machine: pc-q35-7.2, firmware: efi, active: false}
+restart_required:
+  description: Whether a running guest sees the change only after its next boot.
+  returned: always
+  type: bool
 commands:
   description: What was (or would be) done, in order.
   returned: always
@@ -125,6 +131,7 @@ class DomainRunner:
         self.params = module.params
         self.connection = _common.connect(module)
         self.commands = []
+        self.was_active = False
         self.before = None
         self.after = None
 
@@ -144,8 +151,9 @@ class DomainRunner:
             dom = self.create()
             active = False
         else:
-            self.update(dom)
             active = self.connection.is_active(dom)
+            self.was_active = active
+            self.update(dom)
         if state == 'running' and not active:
             self.do('start', self.connection.start, dom)
             active = True
@@ -160,9 +168,11 @@ class DomainRunner:
         xml = _domain_spec.new_definition(self.params)
         dom = self.do('define', self.connection.define, xml)
         if dom is not None:
+            self.ensure_root_ports(dom, self.connection.xml(dom))
             self.after = _domain_spec.settings_of(self.connection.xml(dom))
             return dom
         # check mode: predict what libvirt will store (it canonicalizes machine aliases)
+        self.ensure_root_ports(None, xml)
         self.after = _domain_spec.settings_of(xml)
         aliases = _domain_spec.machine_aliases(self.connection.capabilities())
         self.after['machine'] = aliases.get(self.params['machine'] or 'pc', self.params['machine'])
@@ -178,10 +188,28 @@ class DomainRunner:
         except _domain_spec.DomainSpecError as exc:
             self.module.fail_json(msg=str(exc))
         if changes:
-            self.do('define', self.connection.define, _domain_spec.apply_changes(current_xml, changes))
+            current_xml = _domain_spec.apply_changes(current_xml, changes)
+            self.do('define', self.connection.define, current_xml)
             for setting, (_old, new) in changes.items():
                 current[{'memory': 'memory_mib'}.get(setting, setting)] = new
+        self.ensure_root_ports(dom, current_xml)
         self.after = current
+
+    def ensure_root_ports(self, dom, xml):
+        """Add pcie-root-ports until pcie_root_ports of them are empty (two rounds at most: libvirt may
+        move a device onto a new port when it re-addresses)."""
+        wanted = self.params['pcie_root_ports']
+        for _round in range(2):
+            missing = wanted - _domain_spec.free_root_ports(xml)
+            if missing <= 0:
+                return
+            xml = _domain_spec.with_root_ports(xml, missing)
+            if self.do('define', self.connection.define, xml) is None:
+                return  # check mode: one define predicted
+            xml = self.connection.xml(dom)
+        if _domain_spec.free_root_ports(xml) < wanted:
+            self.module.fail_json(msg='pcie_root_ports: libvirt kept only %d free ports of %d asked'
+                                  % (_domain_spec.free_root_ports(xml), wanted))
 
     def stop(self, dom):
         self.commands.append('shutdown')
@@ -234,7 +262,8 @@ def main():
         runner.run()
     except LibvirtFailure as exc:
         module.fail_json(msg=str(exc), commands=runner.commands)
-    result = {'changed': bool(runner.commands), 'commands': runner.commands}
+    result = {'changed': bool(runner.commands), 'commands': runner.commands,
+              'restart_required': bool(runner.commands) and runner.was_active and params['state'] != 'absent'}
     if runner.after is not None:
         result['domain'] = runner.after
     if module._diff:
