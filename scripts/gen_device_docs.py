@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -57,8 +56,6 @@ def _device_options(kinds, all_kinds):
     for kind in all_kinds():
         for option, field in kind.fields.items():
             entry = options.setdefault(option, {'description': [], 'type': field.value_type})
-            if field.secret:
-                entry['no_log'] = True
             where = 'O(config[].kind=%s)' % kind.name
             if kind.label != kind.name:  # a family member: hostdev type=usb
                 where += ' with O(config[].type=%s)' % kind.label.split('=', 1)[1]

@@ -360,7 +360,6 @@ options:
         description:
         - 'For O(config[].kind=graphics): Console password. Never shown in results; changed live on a running guest.'
         type: str
-        no_log: true
       stats_period:
         description:
         - 'For O(config[].kind=memballoon): Seconds between guest memory statistics updates.'
@@ -806,7 +805,6 @@ options:
             - 'For O(config[].kind=graphics): Console password. Never shown in results; changed live on a running
               guest.'
             type: str
-            no_log: true
           stats_period:
             description:
             - 'For O(config[].kind=memballoon): Seconds between guest memory statistics updates.'

@@ -101,7 +101,7 @@ def with_root_ports(domain_xml, count):
     """The definition with ``count`` more (unaddressed) pcie-root-port controllers; libvirt numbers them."""
     domain = _xml.parse(domain_xml, 'domain XML')
     devices = _xml.child(domain, 'devices', create=True)
-    for _ in range(count):
+    for _port in range(count):
         devices.append(_xml.new_element('controller', {'type': 'pci', 'model': 'pcie-root-port'}))
     return _xml.to_string(domain)
 

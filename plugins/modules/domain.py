@@ -60,10 +60,14 @@ options:
     default: x86_64
   pcie_root_ports:
     description:
-      - For a q35 guest, how many B(free) C(pcie-root-port) controllers it keeps, so PCIe devices can be
-        hot-plugged later (each needs an empty port). Ports are added until that many are empty;
-        libvirt gives the guest's own devices ports first, so this counts what is left for hot-plug.
-      - On a running guest the new ports appear after its next boot (RV(restart_required)).
+      - For a new q35 guest, how many B(free) C(pcie-root-port) controllers it gets, so PCIe devices can be
+        hot-plugged later (each needs an empty port). libvirt gives the guest's own devices ports first; this
+        counts what is left for hot-plug right after creation.
+      - Devices added to the definition later take free ports too. An existing domain is not topped up (that
+        would change it on every run that follows a device change); declare extra ports with
+        M(virtdev.libvirt.domain_devices) (O(virtdev.libvirt.domain_devices#module:config[].kind=controller),
+        O(virtdev.libvirt.domain_devices#module:config[].model=pcie-root-port) and an index) to keep a fixed
+        layout.
     type: int
     default: 0
   state:
@@ -192,7 +196,6 @@ class DomainRunner:
             self.do('define', self.connection.define, current_xml)
             for setting, (_old, new) in changes.items():
                 current[{'memory': 'memory_mib'}.get(setting, setting)] = new
-        self.ensure_root_ports(dom, current_xml)
         self.after = current
 
     def ensure_root_ports(self, dom, xml):

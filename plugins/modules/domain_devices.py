@@ -191,7 +191,7 @@ changed:
   returned: always
   type: bool
 before:
-  description: The devices before the run, in the option format (with RV(before[].class)).
+  description: The devices before the run, in the option format, each with its C(class).
   returned: when O(domain) is used with merged, replaced, overridden or deleted
   type: list
   elements: dict

@@ -73,7 +73,7 @@ def domain_xml(name, machine, kernel, initrd, console_log, root_ports=8):
     controllers = ''
     if machine == 'q35':
         controllers = "<controller type='pci' index='0' model='pcie-root'/>"
-        controllers += ''.join("<controller type='pci' model='pcie-root-port'/>" for _ in range(root_ports))
+        controllers += ''.join("<controller type='pci' model='pcie-root-port'/>" for _port in range(root_ports))
         controllers += "<controller type='pci' model='pcie-to-pci-bridge'/>"
     return f"""<domain type='qemu'>
   <name>{name}</name>

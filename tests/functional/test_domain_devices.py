@@ -12,6 +12,9 @@ import subprocess
 
 import pytest
 
+SMALL_GUEST = ("<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory>"
+               "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>")
+
 # Realistic guests as virt-install writes them (Debian package virtinst), one per common profile.
 VIRT_INSTALL_PROFILES = {
     'linux-pc-virtio': ['--machine', 'pc', '--osinfo', 'linux2022', '--disk', 'path={image},format=qcow2,bus=virtio',
@@ -89,8 +92,7 @@ def _definition_file(root, name):
 
 
 def test_check_mode_and_no_change_runs_write_nothing(embed_uri, run_module, virsh, tmp_path):
-    virsh(embed_uri, 'define', '{xml}', xml="<domain type='qemu'><name>nw</name><memory unit='MiB'>64</memory>"
-                                           "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>")
+    virsh(embed_uri, 'define', '{xml}', xml=SMALL_GUEST % 'nw')
     config = [{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio'}, {'kind': 'rng'}]
     args = {'uri': embed_uri, 'domain': 'nw', 'config': config}
     path = _definition_file(str(tmp_path), 'nw')
@@ -118,8 +120,7 @@ def test_libvirtd_not_running_is_a_clear_error(run_module, tmp_path):
 
 
 def test_read_only_connection_is_refused_and_changes_nothing(libvirtd_uri, libvirtd_dir, run_module, virsh):
-    virsh(libvirtd_uri, 'define', '{xml}', xml="<domain type='qemu'><name>ro</name><memory unit='MiB'>64</memory>"
-                                              "<os><type arch='x86_64' machine='pc'>hvm</type></os></domain>")
+    virsh(libvirtd_uri, 'define', '{xml}', xml=SMALL_GUEST % 'ro')
     try:
         before = virsh(libvirtd_uri, 'dumpxml', '--inactive', 'ro')
         read_only = 'qemu:///system?socket=%s/libvirt-sock-ro' % libvirtd_dir

@@ -62,8 +62,8 @@ def test_gpu_with_its_audio_function_is_accepted_and_alone_is_reported(libvirtd_
     name = guest('pf-gpu')
     alone = converge(run_module, libvirtd_uri, name, root, [{'kind': 'hostdev', 'address': '0000:01:00.0'}])
     assert alone['failed'] is True and '0000:01:00.1' in alone['msg']   # the group's other member
-    both = converge(run_module, libvirtd_uri, name, root, [{'kind': 'hostdev', 'address': '0000:01:00.0'},
-                                                          {'kind': 'hostdev', 'address': '0000:01:00.1'}])
+    gpu_and_audio = [{'kind': 'hostdev', 'address': '0000:01:00.0'}, {'kind': 'hostdev', 'address': '0000:01:00.1'}]
+    both = converge(run_module, libvirtd_uri, name, root, gpu_and_audio)
     assert both.get('failed') is not True, both
     assert both['changed'] is True and [c['op'] for c in both['commands']] == ['attach', 'attach']
 
