@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _xml
 
 
 class SpecError(ValueError):
@@ -189,22 +189,12 @@ class Text(Field):
             _xml.prune_empty(element, self.path)
 
 
-PCI_ADDRESS_RE = re.compile(
-    r'^(?:(?P<domain>[0-9a-f]{4,8}):)?(?P<bus>[0-9a-f]{1,2}):(?P<slot>[0-9a-f]{1,2})\.(?P<function>[0-9a-f]+)$')
-
-
 def normalize_pci_address(value, where):
-    """'0000:01:00.0' style, domain 4+ hex digits (5-digit domains exist on big hosts), slot <= 1f."""
-    text = str(value).strip().lower()
-    match = PCI_ADDRESS_RE.match(text)
-    hint = 'expected DDDD:BB:SS.F with bus <= ff, slot <= 1f, function <= 7'
-    if not match:
-        raise SpecError(where, '%r is not a PCI address (%s)' % (value, hint))
-    slot, function = int(match.group('slot'), 16), int(match.group('function'), 16)
-    if slot > 0x1f or function > 7:
-        raise SpecError(where, '%r is not a PCI address (%s)' % (value, hint))
-    return '%04x:%02x:%02x.%x' % (int(match.group('domain') or '0', 16), int(match.group('bus'), 16),
-                                  slot, function)
+    """'0000:01:00.0' style (the host model's rules: 4 to 8 hex-digit domains, slot <= 1f, function <= 7)."""
+    try:
+        return _host_pci.normalize_pci_address(value)
+    except ValueError as exc:
+        raise SpecError(where, str(exc))
 
 
 class PciAddress(Field):
@@ -297,11 +287,10 @@ class HexId(Field):
     def normalize(self, value, where):
         if value is None:
             return self.default
-        text = str(value).strip().lower()
-        text = text[2:] if text.startswith('0x') else text
-        if not text or len(text) > 4 or any(char not in '0123456789abcdef' for char in text):
-            raise SpecError(where, '%r is not a 16-bit hex id (like 0x046d)' % (value,))
-        return '0x%04x' % int(text, 16)
+        try:
+            return _host_pci.normalize_id(value, 'the id')
+        except ValueError as exc:
+            raise SpecError(where, str(exc))
 
     def from_text(self, text):
         try:
