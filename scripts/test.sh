@@ -125,6 +125,8 @@ export ANSIBLE_INVENTORY_UNPARSED_WARNING=false
 export ANSIBLE_NOCOLOR=1
 export VIRTDEV_QEMU_CAPS_CACHE="$CAPS_CACHE"
 export PYTHONDONTWRITEBYTECODE=1
+# In CI a missing test bed is a failure, not a skip (tests/kernel/conftest.py).
+if [ "${CI:-}" = true ]; then export VIRTDEV_TESTBED_REQUIRED="${VIRTDEV_TESTBED_REQUIRED:-1}"; fi
 cd "$ROOT" || die "cannot cd to $ROOT"
 
 want() { [[ " ${ONLY[*]} " == *" $1 "* ]]; }
