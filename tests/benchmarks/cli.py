@@ -87,6 +87,10 @@ def parser():
     p.add_argument('--markdown', help='write the report here (e.g. docs/performance.md)')
     p.add_argument('--png', help='write the plot here (needs matplotlib in --plot-python)')
     p.add_argument('--plot-python', default=tl.peers_python_default(), help='interpreter with matplotlib')
+    p.add_argument('--from-json', metavar='FILE',
+                   help='do not run the benchmark: rewrite the report and plot from these saved results (with --profile N, '
+                        'redo only the cProfile section)')
+    p.add_argument('--notes', metavar='FILE', help='Markdown inserted after the targets table (analysis of this run)')
     p.add_argument('--command-line', default=None, help=argparse.SUPPRESS)
     return p
 
@@ -109,11 +113,19 @@ def main(argv=None):
                        profile_n=(args.profile if args.profile is not None else (middle if full else None)) or None)
     workdir = args.workdir or tempfile.mkdtemp(prefix='vdb-', dir='/tmp')  # short: libvirtd socket path limit
     try:
-        results = runner.run_plan(plan, workdir, args.python, args.peers_python, args.caps_cache)
+        if args.from_json:
+            with open(args.from_json, encoding='utf-8') as handle:
+                results = json.load(handle)
+            if args.profile:
+                ctx = runner.tl.Context(workdir, args.python, args.peers_python)
+                results['profile'] = runner.profile_module(ctx, args.profile, results['devices'], workdir,
+                                                           args.caps_cache, print)
+        else:
+            results = runner.run_plan(plan, workdir, args.python, args.peers_python, args.caps_cache)
+            results['command'] = args.command_line or 'python -m tests.benchmarks ' + ' '.join(argv)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    results['command'] = args.command_line or 'python -m tests.benchmarks ' + ' '.join(argv)
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as handle:
             json.dump(results, handle, indent=1)
@@ -128,6 +140,10 @@ def main(argv=None):
             print('plot failed: %s' % proc.stderr.strip(), file=sys.stderr)
     if args.markdown:
         with open(args.markdown, 'w', encoding='utf-8') as handle:
-            handle.write(report.markdown(results, png=os.path.basename(args.png) if args.png else None))
+            notes = ''
+            if args.notes:
+                with open(args.notes, encoding='utf-8') as notes_file:
+                    notes = notes_file.read().strip()
+            handle.write(report.markdown(results, png=os.path.basename(args.png) if args.png else None, notes=notes))
     print(report.summary(results))
     return 0
