@@ -109,9 +109,12 @@ RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/virtdev-test.XXXXXX")
 LIBVIRTD_DIR="$RUN_DIR/libvirtd"
 CAPS_CACHE="$STATE/qemu-caps"
 cleanup() {
-    if [ -d "$LIBVIRTD_DIR" ]; then
-        "$VENV/bin/python" "$ROOT/tests/harness/libvirtd.py" stop "$LIBVIRTD_DIR" >/dev/null 2>&1 || true
-    fi
+    # every private libvirtd started below RUN_DIR (integration's, and pytest sessions' that did not
+    # get to their teardown) is stopped by PID before the directory goes
+    local pidfile
+    while IFS= read -r pidfile; do
+        "$VENV/bin/python" "$ROOT/tests/harness/libvirtd.py" stop "$(dirname "$pidfile")" >/dev/null 2>&1 || true
+    done < <(find "$RUN_DIR" -name libvirtd.pid 2>/dev/null)
     rm -rf "$RUN_DIR"
 }
 trap cleanup EXIT
@@ -140,7 +143,7 @@ run_pytest_stage() {
         record SKIP "$name" "$t" "no $dir directory"
         return
     fi
-    python -m pytest -p no:cacheprovider -q -rfEs --timeout="$timeout" "$dir"
+    python -m pytest -p no:cacheprovider -q -rfEs --timeout="$timeout" --basetemp="$RUN_DIR/pytest-$name" "$dir"
     rc=$?
     case "$rc" in
     0) record PASS "$name" "$t" ;;

@@ -64,8 +64,9 @@ def seed_capabilities(source_dir, target_dir):
             continue
         if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(source):
             continue
-        shutil.copy2(source, target + '.tmp')
-        os.replace(target + '.tmp', target)
+        partial = '%s.%d.tmp' % (target, os.getpid())  # several test runs may share a cache
+        shutil.copy2(source, partial)
+        os.replace(partial, target)
         copied += 1
     return copied
 
