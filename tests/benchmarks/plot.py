@@ -29,7 +29,7 @@ def main(argv):
         results = json.load(handle)
     m = results['devices']
     fig, axes = plt.subplots(2, 2, figsize=(13, 9), sharex=True)
-    colors = dict(zip([key for key, _ in TOOLS], plt.get_cmap('tab10').colors))
+    colors = dict(zip([key for key, _label in TOOLS], plt.get_cmap('tab10').colors))
     for ax, (scenario, title) in zip(axes.flat, SCENARIOS):
         for key, label in TOOLS:
             for backend, style in STYLES.items():

@@ -142,7 +142,7 @@ def run_tool(ctx, backend, load, tool, sample, repeat, log):
     fixed = None
     if sample < len(load.guests):
         # the same tool on zero guests: what does not grow with N (interpreter, ansible-playbook, ...)
-        fixed = min(tool.run(ctx, backend.uri, 'first', {}).wall for _ in range(2))
+        fixed = min(tool.run(ctx, backend.uri, 'first', {}).wall for _attempt in range(2))
     for scenario in wl.SCENARIOS:
         if scenario == 'check' and not tool.check_mode:
             rows.append({'scenario': scenario, 'skipped': 'no check mode'})
@@ -163,7 +163,8 @@ def run_tool(ctx, backend, load, tool, sample, repeat, log):
         rewritten = sum(1 for g in load.guests if before[g] != after[g])
         expected = declared if scenario != 'check' else {g: [] for g in guests}
         good, problem = check_correct(backend, expected)
-        row = {'scenario': scenario, 'wall': run.wall, 'cpu': run.cpu, 'load': os.getloadavg()[0], 'walls': sorted(r[0].wall for r in runs), 'rss_kb': run.rss_kb,
+        row = {'scenario': scenario, 'wall': run.wall, 'cpu': run.cpu, 'load': os.getloadavg()[0],
+               'walls': sorted(r[0].wall for r in runs), 'rss_kb': run.rss_kb,
                'changed': run.changed, 'calls': run.calls, 'total_calls': run.total_calls, 'writes': run.writes,
                'processes': run.processes, 'rewritten': rewritten, 'correct': good, 'checked': len(guests),
                'problem': problem, 'error': run.error, 'sample': sample, 'fixed': fixed}
@@ -182,7 +183,7 @@ def run_tool(ctx, backend, load, tool, sample, repeat, log):
 
 def measure_startup(ctx, repeat=3):
     walls = []
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         run = tl.STARTUP.run(ctx, 'test:///default', 'first', {})
         if run.error:
             raise RuntimeError('the start-up playbook failed: %s' % run.error)
@@ -288,8 +289,8 @@ def profile_module(ctx, size, devices, workdir, caps_cache, log, top=12):
             ours = sorted(((f, v) for f, v in entries.items() if '/plugins/' in f[0] or f[2] in (
                 'XMLDesc', 'defineXMLFlags', 'lookupByName', 'lookupByUUIDString', 'virConnectOpen')),
                 key=lambda kv: kv[1][3], reverse=True)[:top]
-            lines = ['### %s, N=%d, M=%d, embed: %.2f s under cProfile' % (wl.SCENARIO_TITLES[scenario], size, devices,
-                                                                       total), '',
+            title = '### %s, N=%d, M=%d, embed: %.2f s under cProfile' % (wl.SCENARIO_TITLES[scenario], size, devices, total)
+            lines = [title, '',
                      '| own time: function | calls | own s | cumulative s |', '|---|---:|---:|---:|']
             lines += ['| %s | %d | %.3f | %.3f |' % (_where(f), v[1], v[2], v[3]) for f, v in own]
             lines += ['', '| cumulative: collection code and libvirt calls | calls | own s | cumulative s |',

@@ -176,9 +176,8 @@ class AnsibleTool(Tool):
         if scenario == 'check':
             command.append('--check')
         run = Run()
-        run.wall, (run.rss_kb, run.cpu), proc = timed(command, ctx.env(BENCH_RESULT_FILE=result,
-                                                            ANSIBLE_COLLECTIONS_PATH=self.collections(ctx)),
-                                            ctx.path('time'))
+        env = ctx.env(BENCH_RESULT_FILE=result, ANSIBLE_COLLECTIONS_PATH=self.collections(ctx))
+        run.wall, (run.rss_kb, run.cpu), proc = timed(command, env, ctx.path('time'))
         try:
             with open(result, encoding='utf-8') as handle:
                 tasks = json.load(handle)['tasks']

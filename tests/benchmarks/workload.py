@@ -293,9 +293,9 @@ def compare(expected, actual):
             missing.append(item)
     parts = []
     if missing:
-        parts.append('missing %s' % ' '.join(str(x) for x in missing[0][:3]) + (' (+%d)' % (len(missing) - 1)
-                                                                               if len(missing) > 1 else ''))
+        more = ' (+%d)' % (len(missing) - 1) if len(missing) > 1 else ''
+        parts.append('missing %s%s' % (' '.join(str(x) for x in missing[0][:3]), more))
     if remaining:
-        parts.append('extra %s' % ' '.join(str(x) for x in remaining[0][:3]) + (' (+%d)' % (len(remaining) - 1)
-                                                                             if len(remaining) > 1 else ''))
+        more = ' (+%d)' % (len(remaining) - 1) if len(remaining) > 1 else ''
+        parts.append('extra %s%s' % (' '.join(str(x) for x in remaining[0][:3]), more))
     return '; '.join(parts)
