@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -98,7 +99,7 @@ def test_private_libvirtd_runs_guests_and_keeps_its_state_private(libvirtd_uri, 
 def test_libvirtd_start_stop_cli(tmp_path, libvirtd_dir):
     directory = str(tmp_path / 'd')
     script = os.path.join(os.path.dirname(libvirtd.__file__), 'libvirtd.py')
-    started = subprocess.run(['python3', script, 'start', directory, '--seed-from', libvirtd_dir],
+    started = subprocess.run([sys.executable, script, 'start', directory, '--seed-from', libvirtd_dir],
                              capture_output=True, text=True, check=False, timeout=180)
     try:
         assert started.returncode == 0, started.stderr
@@ -108,7 +109,7 @@ def test_libvirtd_start_stop_cli(tmp_path, libvirtd_dir):
                                  text=True, check=False, timeout=60)
         assert version.returncode == 0 and 'QEMU' in version.stdout, version.stderr
     finally:
-        stopped = subprocess.run(['python3', script, 'stop', directory], capture_output=True, text=True,
+        stopped = subprocess.run([sys.executable, script, 'stop', directory], capture_output=True, text=True,
                                  check=False, timeout=120)
     assert stopped.returncode == 0, stopped.stderr
     assert 'stopped libvirtd' in stopped.stdout
