@@ -48,6 +48,7 @@ class DomainRun:
         self.active = False
         self.config_plan = None
         self.live_plan = None
+        self.inactive_xml = None
         self.readback = None
         self.restarted = False
 
@@ -59,7 +60,8 @@ class DomainRun:
             raise ApplyError('domain %s is not running: apply=%s changes a running guest (use apply=auto or '
                              'config to change only its definition)' % (self.name, self.apply_mode))
         if self.apply_mode != 'live':
-            self.config_plan = _device_engine.plan(self.connection.xml(self.dom), self.declared, self.state)
+            self.inactive_xml = self.connection.xml(self.dom)
+            self.config_plan = _device_engine.plan(self.inactive_xml, self.declared, self.state)
         if self.active:
             self.live_plan = _device_engine.plan(self.connection.xml(self.dom, inactive=False), self.declared,
                                                  self.state)
@@ -104,7 +106,7 @@ class DomainRun:
         return self
 
     def _define(self):
-        original = self.connection.xml(self.dom)
+        original = self.inactive_xml  # hot-plugging does not touch the persistent definition
         if self.connection.find(self.dom.UUIDString()) is None:
             raise ApplyError('domain %s disappeared while the task ran; nothing was written' % self.name)
         self.connection.define(self.config_plan.new_xml)
@@ -183,9 +185,12 @@ class DomainRun:
                 command.update(live=True, config=False)
                 commands.append(command)
         shown = self.config_plan if self.config_plan is not None else self.live_plan
-        return {'domain': self.name, 'changed': self.changed, 'before': shown.before, 'after': shown.after,
-                'commands': commands, 'implicit': shown.implicit, 'restart_required': bool(self.waiting),
-                'waiting_for_restart': self.waiting, 'restarted': self.restarted}
+        result = {'domain': self.name, 'changed': self.changed, 'before': shown.before, 'commands': commands,
+                  'implicit': shown.implicit, 'restart_required': bool(self.waiting),
+                  'waiting_for_restart': self.waiting, 'restarted': self.restarted}
+        if self.changed:  # as the network resource modules do: after only when something changed
+            result['after'] = shown.after
+        return result
 
     def diff(self):
         shown = self.config_plan if self.config_plan is not None else self.live_plan

@@ -143,12 +143,11 @@ def describe(element):
     return result
 
 
-def shown(devices):
-    """The <devices> section as text for a diff, secrets removed."""
-    view = _xml.copy(devices)
-    for element in list(view):
-        if isinstance(element.tag, str):
-            view.replace(element, redact(element))
+def shown(elements):
+    """Device elements as a <devices> section for a diff, secrets removed."""
+    view = _xml.new_element('devices')
+    for element in elements:
+        view.append(_xml.copy(redact(element)))
     return _xml.to_string(view)
 
 
@@ -209,14 +208,44 @@ class Change:
 class Plan:
     """What a state does to one domain: the new XML (or None), changes, before/after views."""
 
-    def __init__(self):
+    def __init__(self, existing, devices):
         self.changes = []
         self.tree = None      # the planned domain definition (an element), written out by new_xml
-        self.before = []
-        self.after = []
         self.implicit = []
-        self.before_text = ''
-        self.after_text = ''
+        self._existing = existing   # device elements before the plan
+        self._devices = devices     # the <devices> element after the plan
+        self._described = {}        # id(element) -> option view; unchanged devices are described once
+        self._after = None
+
+    def _describe(self, element):
+        view = self._described.get(id(element))
+        if view is None:
+            view = self._described[id(element)] = describe(element)
+        return view
+
+    @property
+    def before(self):
+        """The devices before, in option format (computed when asked: a no-change run rarely needs it)."""
+        return [self._describe(element) for element in self._existing]
+
+    @property
+    def after(self):
+        if self._after is None:
+            self._after = [self._describe(element) for element in device_elements(self._devices)]
+        return self._after
+
+    @after.setter
+    def after(self, value):
+        self._after = value
+
+    @property
+    def before_text(self):
+        """The devices before, as XML for a diff (secrets removed)."""
+        return shown(self._existing)
+
+    @property
+    def after_text(self):
+        return shown(device_elements(self._devices))
 
     @property
     def changed(self):
@@ -292,9 +321,7 @@ def plan(domain_xml, declared, state):
     domain = _xml.parse(domain_xml, 'domain XML')
     devices = devices_of(domain)
     existing = device_elements(devices)
-    result = Plan()
-    result.before = [describe(el) for el in existing]
-    result.before_text = shown(devices)
+    result = Plan(existing, devices)
     by_key = _index(existing)
     by_tag = {}
     for element in existing:
@@ -329,14 +356,12 @@ def plan(domain_xml, declared, state):
             if id(element) in claimed or element.tag not in scope:
                 continue
             if is_implicit(element):
-                result.implicit.append(describe(element))
+                result.implicit.append(result._describe(element))  # pylint: disable=protected-access
                 continue
             devices.remove(element)
             result.changes.append(Change('detach', _existing_label(element), old=element,
                                          verify_key=_stable_key(element)))
 
-    result.after = [describe(el) for el in device_elements(devices)]
-    result.after_text = shown(devices)
     result.tree = domain
     return result
 

@@ -11,6 +11,7 @@ and no network access happens, so a crafted device string cannot pull in files o
 from __future__ import annotations
 
 import copy as copy_module
+import functools
 import traceback
 
 try:
@@ -72,6 +73,12 @@ def same(left, right, ignore=()):
     return canonical(left, ignore) == canonical(right, ignore)
 
 
+@functools.lru_cache(maxsize=None)
+def _parts(path):
+    """'target/model' -> ('target', 'model'); paths come from the kind table, so a cache is bounded."""
+    return tuple(part for part in path.split('/') if part)
+
+
 def child(element, path, create=False):
     """Return the child element at a slash-separated tag path ('' is the element itself).
 
@@ -79,7 +86,7 @@ def child(element, path, create=False):
     user input, so a plain path walk is enough (no XPath built from strings).
     """
     node = element
-    for tag in [part for part in path.split('/') if part]:
+    for tag in _parts(path):
         found = node.find(tag)
         if found is None:
             if not create:
@@ -91,7 +98,7 @@ def child(element, path, create=False):
 
 def prune_empty(element, path):
     """Remove now-empty elements along ``path`` (deepest first) after an attribute was cleared."""
-    parts = [part for part in path.split('/') if part]
+    parts = list(_parts(path))
     while parts:
         node = child(element, '/'.join(parts))
         if node is None or len(node) or node.attrib or (node.text or '').strip():

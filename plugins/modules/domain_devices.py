@@ -196,8 +196,10 @@ before:
   type: list
   elements: dict
 after:
-  description: The devices after the run, predicted in check mode.
-  returned: when O(domain) is used with merged, replaced, overridden or deleted
+  description:
+    - The devices after the run, predicted in check mode; on a real run read back from libvirt, so it also
+      shows what libvirt added (controllers, addresses).
+  returned: when something changed (O(domain) with merged, replaced, overridden or deleted)
   type: list
   elements: dict
 commands:
