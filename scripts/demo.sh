@@ -19,7 +19,7 @@ for arg in "$@"; do
     case "$arg" in
     --keep) KEEP=1 ;;
     --no-bootstrap) BOOTSTRAP=0 ;;
-    -h | --help) sed -n '2,9s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^# GNU/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) die "unknown argument: $arg (try --help)" ;;
     esac
 done

@@ -6,6 +6,7 @@
 #   kernel       pytest tests/kernel (real Debian kernel under QEMU TCG with an emulated IOMMU)
 #   sanity       ansible-test sanity on a copy of the collection (no ignore entries allowed)
 #   lint         ansible-lint (profile from .ansible-lint) over playbooks/, roles/, tests/integration/
+#   molecule     `molecule test` of every roles/*/molecule/* scenario (default driver, this host)
 #   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd
 #
 #   scripts/test.sh                          # bootstrap, then every stage
@@ -21,12 +22,12 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_STAGES=(unit functional kernel sanity lint integration)
+ALL_STAGES=(unit functional kernel sanity lint molecule integration)
 ONLY=()
 TARGETS=()
 BOOTSTRAP=1
 
-usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
+usage() { awk 'NR > 1 && /^# GNU/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -205,6 +206,30 @@ stage_lint() {
     if [ "$rc" -eq 0 ]; then record PASS lint "$t"; else record FAIL lint "$t" "ansible-lint exit code $rc"; fi
 }
 
+# --- molecule ----------------------------------------------------------------------------------
+stage_molecule() {
+    local t t1 found=0 config scenario_dir role_dir scenario rc
+    header "molecule: roles/*/molecule/*"
+    t=$(now)
+    for config in roles/*/molecule/*/molecule.yml; do
+        [ -f "$config" ] || continue
+        found=1
+        scenario_dir=$(dirname "$config")
+        role_dir=$(dirname "$(dirname "$scenario_dir")")
+        scenario=$(basename "$scenario_dir")
+        t1=$(now)
+        header "molecule/$(basename "$role_dir")/$scenario"
+        (cd "$role_dir" && NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 molecule test -s "$scenario")
+        rc=$?
+        if [ "$rc" -eq 0 ]; then
+            record PASS "molecule/$(basename "$role_dir")/$scenario" "$t1"
+        else
+            record FAIL "molecule/$(basename "$role_dir")/$scenario" "$t1" "molecule exit code $rc"
+        fi
+    done
+    [ "$found" -eq 1 ] || record SKIP molecule "$t" "no roles/*/molecule/*/molecule.yml"
+}
+
 # --- integration -------------------------------------------------------------------------------
 target_has_alias() { # target alias
     local file="tests/integration/targets/$1/aliases"
@@ -280,6 +305,7 @@ want functional && run_pytest_stage functional tests/functional 900
 want kernel && run_pytest_stage kernel tests/kernel 900
 want sanity && stage_sanity
 want lint && stage_lint
+want molecule && stage_molecule
 want integration && stage_integration
 
 summary

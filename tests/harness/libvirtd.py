@@ -243,7 +243,10 @@ def start(directory, timeout=120, seed_from=None):
                                 % (proc.returncode, _tail(paths['console']), _tail(paths['libvirtd_log'])))
         if os.path.exists(paths['socket']):
             # 'version' goes through the QEMU driver, so it also waits for the first QEMU probe.
-            last = _virsh(uri, 'version', timeout=max(1, int(deadline - time.monotonic())))
+            try:
+                last = _virsh(uri, 'version', timeout=max(1, int(deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                break
             if last.returncode == 0:
                 return uri
         time.sleep(0.2)
