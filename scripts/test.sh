@@ -155,7 +155,7 @@ run_pytest_stage() {
 
 # --- sanity ------------------------------------------------------------------------------------
 stage_sanity() {
-    local t dest home pip_version standin rc bad=()
+    local t dest home pyver pip_version standin rc bad=()
     header "sanity: ansible-test sanity"
     t=$(now)
     # Ignore files must not exist or must be empty.
@@ -172,10 +172,12 @@ stage_sanity() {
     # downloads from a host this machine cannot reach; a local stand-in in its cache dir is used
     # instead. HOME is private to this checkout so nothing is written to the user's ~/.ansible.
     home="$STATE/ansible-test-home"
-    pip_version=$(python - <<'EOF'
+    pyver=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    pip_version=$(python - "$pyver" <<'EOF'
+import sys
 from ansible_test._internal.python_requirements import get_venv_packages
 class Python:  # the only attribute get_venv_packages reads
-    version = '3.11'
+    version = sys.argv[1]
 print(get_venv_packages(Python())['pip'])
 EOF
     ) || pip_version=24.2
@@ -184,7 +186,7 @@ EOF
     cp "$ROOT/tests/harness/get_pip_standin.py" "$standin"
     # ansible-test passes only HOME and PATH (+ a few) to pip: pip's settings must come from config
     # files (/etc/pip.conf, ...), and its cache is $home/.cache/pip.
-    (cd "$dest" && HOME="$home" ansible-test sanity --local --python 3.11 --color no)
+    (cd "$dest" && HOME="$home" ansible-test sanity --local --python "$pyver" --color no)
     rc=$?
     if [ "$rc" -eq 0 ]; then record PASS sanity "$t"; else record FAIL sanity "$t" "ansible-test exit code $rc"; fi
 }
