@@ -222,6 +222,11 @@ def _is_vfio_driver(driver):
                                    or driver.endswith('-vfio-pci'))
 
 
+def is_vfio_driver(driver):
+    """Whether ``driver`` is vfio-pci or a vfio-pci variant driver (``mlx5_vfio_pci``)."""
+    return _is_vfio_driver(driver)
+
+
 def group_member_viable(driver):
     """Whether a group member with this driver keeps a vfio group viable."""
     return driver is None or _is_vfio_driver(driver) or driver in STUB_DRIVERS

@@ -19,7 +19,9 @@ Nothing is ever written outside ``root``. ``build(name, tmp_path)`` loads a fixt
 from __future__ import annotations
 
 import copy
+import errno
 import os
+import shutil
 
 import yaml
 
@@ -304,6 +306,21 @@ def _write_malformed(tree, spec):
         tree.link(entry['path'], entry['target'])
 
 
+def _write_system(tree, spec):
+    """Installed kernels (``lib/modules``), the running release and initramfs generator directories."""
+    for release, modules in (spec.get('kernels') or {}).items():
+        dep = ''.join('kernel/%s.ko: \n' % name for name in modules.get('modules', []))
+        builtin = ''.join('kernel/%s.ko\n' % name for name in modules.get('builtin', []))
+        aliases = ''.join('alias %s %s\n' % (pattern, module) for pattern, module in (modules.get('aliases') or {}).items())
+        tree.write('lib/modules/%s/modules.dep' % release, dep)
+        tree.write('lib/modules/%s/modules.builtin' % release, builtin)
+        tree.write('lib/modules/%s/modules.alias' % release, aliases)
+    if spec.get('osrelease'):
+        tree.attr('proc/sys/kernel/osrelease', spec['osrelease'])
+    for generator in spec.get('initramfs') or []:
+        tree.mkdir({'initramfs-tools': 'etc/initramfs-tools', 'dracut': 'etc/dracut.conf.d'}[generator])
+
+
 def write_tree(spec, root):
     """Write the machine ``spec`` (a dict, see fixtures/sysfs/README.md) below ``root``."""
     tree = Tree(root)
@@ -318,7 +335,325 @@ def write_tree(spec, root):
     _write_net(tree, spec, paths)
     _write_proc(tree, spec)
     _write_malformed(tree, spec)
+    _write_system(tree, spec)
     if spec.get('pci_ids'):
         with open(os.path.join(FIXTURES, spec['pci_ids']), encoding='utf-8') as handle:
             tree.write('usr/share/misc/pci.ids', handle.read())
     return root
+
+
+# -- a simulated kernel for the write side (vfio_bind, sriov_vfs, mdev) ------------------------------------
+
+def build_with_kernel(name, tmp_path, mutate=None):
+    """``build`` plus a ``FakeKernel`` over the tree: ``(root, kernel)``."""
+    spec = copy.deepcopy(load_spec(name))
+    if mutate is not None:
+        mutate(spec)
+    root = os.path.join(str(tmp_path), name)
+    write_tree(spec, root)
+    return root, FakeKernel(root, spec)
+
+
+def _oserror(code):
+    return OSError(code, os.strerror(code))
+
+
+class FakeKernel:
+    """What the kernel does when the attributes of a tree written by ``write_tree`` are written.
+
+    Tests put ``kernel.write`` in place of ``_host_prepare.write_attribute``. It understands the writes
+    host preparation makes, with the kernel's answers:
+
+    - ``driver_override``; ``drivers/X/unbind`` (ENODEV when not bound to X); ``drivers/X/bind`` (EBUSY
+      when bound, ENODEV when X does not match); ``drivers_probe``, which returns success even when no
+      driver takes the device (a bogus override). vfio-pci refuses bridges and devices without an IOMMU
+      group; a driver other than vfio-pci/pci-stub only takes the devices it is the host driver of (the
+      spec's ``host_driver``, else its ``driver`` when that is not vfio-pci). ``/dev/vfio/<group>``
+      appears while a member of the group is on vfio-pci.
+    - ``sriov_numvfs``: ENOENT without a PF driver, ERANGE above ``sriov_totalvfs``, EBUSY from one
+      non-zero count to another; VFs appear as PCI devices with ``physfn``/``virtfnN`` links and groups.
+    - ``mdev_supported_types/T/create`` (EEXIST for a UUID in use, EUSERS with no available instance)
+      and ``<mdev>/remove``.
+
+    ``fail_probe`` (addresses whose probe fails), ``swallow_probe`` (addresses whose ``drivers_probe``
+    write does nothing) inject failures. Unbinding from vfio-pci, or removing a VF, while the group is
+    open (``open_group``) would hang a real kernel: it raises AssertionError here. ``writes`` lists every
+    write as ``(path below root, value)``.
+    """
+
+    VFIO = 'vfio-pci'
+
+    def __init__(self, root, spec):
+        self.root = os.path.abspath(root)
+        self.tree = Tree(self.root)
+        self.spec = spec
+        self.writes = []
+        self.fail_probe = set()
+        self.swallow_probe = set()
+        self.native = {}
+        modules = (spec.get('iommu') or {}).get('modules', [])
+        for entry in spec.get('pci', []):
+            driver = entry.get('host_driver')
+            if driver is None and entry.get('driver') not in (None, self.VFIO, 'pci-stub'):
+                driver = entry['driver']
+            self.native[entry['address']] = driver
+        self.vf_driver = {}
+        for entry in spec.get('pci', []):
+            if entry.get('physfn') and self.native.get(entry['address']):
+                self.vf_driver.setdefault(entry['physfn'], self.native[entry['address']])
+        for entry in spec.get('pci', []):
+            sriov = entry.get('sriov') or {}
+            if sriov.get('vf_driver'):
+                self.vf_driver[entry['address']] = sriov['vf_driver']
+        drivers = {driver for driver in self.native.values() if driver} | set(self.vf_driver.values())
+        if 'vfio_pci' in modules:
+            drivers.add(self.VFIO)
+        if 'pci_stub' in modules:
+            drivers.add('pci-stub')
+        for driver in drivers:
+            self.tree.mkdir('sys/bus/pci/drivers/' + driver)
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _real(self, rel):
+        return os.path.join(self.root, rel)
+
+    def device_path(self, address):
+        """The device directory (relative) of ``address``, or None."""
+        link = self._real('sys/bus/pci/devices/' + address)
+        if not os.path.islink(link):
+            return None
+        return os.path.relpath(os.path.realpath(link), self.root)
+
+    def _read(self, rel):
+        try:
+            with open(self._real(rel), encoding='utf-8') as handle:
+                return handle.read().strip()
+        except OSError:
+            return None
+
+    def driver(self, address):
+        link = self._real(self.device_path(address) + '/driver')
+        return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+
+    def override(self, address):
+        value = self._read(self.device_path(address) + '/driver_override')
+        return None if value in (None, '', '(null)') else value
+
+    def group(self, address):
+        link = self._real(self.device_path(address) + '/iommu_group')
+        return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+
+    def group_open(self, group):
+        wanted = '/dev/vfio/%s' % group
+        proc = self._real('proc')
+        for pid in os.listdir(proc) if os.path.isdir(proc) else []:
+            fds = os.path.join(proc, pid, 'fd')
+            for fd in os.listdir(fds) if os.path.isdir(fds) else []:
+                if os.readlink(os.path.join(fds, fd)) == wanted:
+                    return True
+        return False
+
+    def open_group(self, group, pid=4242, comm='qemu-system-x86'):
+        """Simulate a running guest holding ``/dev/vfio/<group>`` open."""
+        self.tree.write('proc/%d/comm' % pid, comm + '\n')
+        link = self._real('proc/%d/fd/3' % pid)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink('/dev/vfio/%s' % group, link)
+
+    def close_group(self, pid=4242):
+        shutil.rmtree(self._real('proc/%d' % pid), ignore_errors=True)
+
+    def _accepts(self, address, driver):
+        path = self.device_path(address)
+        if address in self.fail_probe and driver != self.native.get(address):
+            return False
+        if driver == self.VFIO or driver.endswith(('_vfio_pci', '-vfio-pci')):
+            klass = self._read(path + '/class') or ''
+            return not klass.startswith('0x0604') and self.group(address) is not None
+        if driver == 'pci-stub':
+            return True
+        return self.native.get(address) == driver
+
+    def _attach(self, address, driver):
+        if not os.path.isdir(self._real('sys/bus/pci/drivers/' + driver)) or not self._accepts(address, driver):
+            return False
+        path = self.device_path(address)
+        self.tree.link(path + '/driver', 'sys/bus/pci/drivers/' + driver)
+        self.tree.link('sys/bus/pci/drivers/%s/%s' % (driver, address), path)
+        if driver == self.VFIO and self.group(address) is not None:
+            self.tree.write('dev/vfio/%s' % self.group(address), '')
+        return True
+
+    def _detach(self, address):
+        driver = self.driver(address)
+        path = self.device_path(address)
+        group = self.group(address)
+        if driver == self.VFIO and group is not None and self.group_open(group):
+            raise AssertionError('unbinding %s from vfio-pci while /dev/vfio/%s is open hangs a real kernel'
+                                 % (address, group))
+        os.unlink(self._real(path + '/driver'))
+        entry = self._real('sys/bus/pci/drivers/%s/%s' % (driver, address))
+        if os.path.lexists(entry):
+            os.unlink(entry)
+        if driver == self.VFIO and group is not None:
+            members = os.listdir(self._real('sys/kernel/iommu_groups/%s/devices' % group))
+            if not any(self.driver(member) == self.VFIO for member in members if self.device_path(member)):
+                node = self._real('dev/vfio/%s' % group)
+                if os.path.exists(node):
+                    os.unlink(node)
+
+    def probe(self, address):
+        if self.driver(address) is not None:
+            return
+        override = self.override(address)
+        candidate = override if override else self.native.get(address)
+        if candidate:
+            self._attach(address, candidate)
+
+    # -- the write entry point ---------------------------------------------------------------------------
+    def write(self, path, value):
+        full = os.path.abspath(path)
+        if not full.startswith(self.root + os.sep):
+            raise AssertionError('write outside the fixture tree: %s' % path)
+        rel = os.path.relpath(full, self.root)
+        self.writes.append((rel, value))
+        text = value.strip()
+        parts = rel.split('/')
+        if rel == 'sys/bus/pci/drivers_probe':
+            if self.device_path(text) is None:
+                raise _oserror(errno.ENODEV)
+            if text not in self.swallow_probe:
+                self.probe(text)
+            return
+        if len(parts) == 6 and parts[:4] == ['sys', 'bus', 'pci', 'drivers'] and parts[5] in ('bind', 'unbind'):
+            driver = parts[4]
+            if self.device_path(text) is None:
+                raise _oserror(errno.ENODEV)
+            if parts[5] == 'unbind':
+                if self.driver(text) != driver:
+                    raise _oserror(errno.ENODEV)
+                self._detach(text)
+                return
+            if self.driver(text) is not None:
+                raise _oserror(errno.EBUSY)
+            override = self.override(text)
+            matches = driver == override if override else driver in (self.native.get(text), 'pci-stub')
+            if not matches:
+                raise _oserror(errno.ENODEV)
+            if not self._attach(text, driver):
+                raise _oserror(errno.EINVAL)
+            return
+        name = parts[-1]
+        address = parts[-2] if len(parts) >= 2 else ''
+        if name == 'driver_override':
+            self.tree.attr(rel, text or '(null)')
+            return
+        if name == 'sriov_numvfs':
+            self._sriov(address, rel, text)
+            return
+        if name == 'create' and len(parts) >= 4 and parts[-3] == 'mdev_supported_types':
+            self._mdev_create(rel, text)
+            return
+        if name == 'remove' and len(parts) >= 2 and os.path.islink(self._real(os.path.dirname(rel) + '/mdev_type')):
+            if text != '1':
+                raise _oserror(errno.EINVAL)
+            self._mdev_remove(os.path.dirname(rel))
+            return
+        raise _oserror(errno.EACCES)
+
+    # -- SR-IOV --------------------------------------------------------------------------------------
+    def _vf_links(self, pf_path):
+        return sorted((int(name[6:]), name) for name in os.listdir(self._real(pf_path))
+                      if name.startswith('virtfn') and name[6:].isdigit())
+
+    def _sriov(self, pf, rel, text):
+        pf_path = os.path.dirname(rel)
+        try:
+            wanted = int(text)
+        except ValueError:
+            raise _oserror(errno.EINVAL)
+        current = int(self._read(rel) or 0)
+        total = int(self._read(pf_path + '/sriov_totalvfs') or 0)
+        if self.driver(pf) is None:
+            raise _oserror(errno.ENOENT)
+        if wanted == current:
+            return
+        if wanted > total:
+            raise _oserror(errno.ERANGE)
+        if current and wanted:
+            raise _oserror(errno.EBUSY)
+        if wanted == 0:
+            for _index, name in self._vf_links(pf_path):
+                vf_path = os.path.relpath(os.path.realpath(self._real(pf_path + '/' + name)), self.root)
+                vf = os.path.basename(vf_path)
+                group = self.group(vf)
+                if group is not None and self.group_open(group):
+                    raise AssertionError('removing VF %s while /dev/vfio/%s is open hangs a real kernel' % (vf, group))
+                if self.driver(vf):
+                    self._detach(vf)
+                if group is not None:
+                    os.unlink(self._real('sys/kernel/iommu_groups/%s/devices/%s' % (group, vf)))
+                os.unlink(self._real('sys/bus/pci/devices/' + vf))
+                shutil.rmtree(self._real(vf_path))
+                os.unlink(self._real(pf_path + '/' + name))
+        else:
+            self._create_vfs(pf, pf_path, wanted)
+        self.tree.attr(rel, wanted)
+
+    def _create_vfs(self, pf, pf_path, count):
+        entry = next(e for e in self.spec['pci'] if e['address'] == pf)
+        sriov = entry.get('sriov') or {}
+        domain, bus, slotfn = pf.split(':')
+        slot, function = slotfn.split('.')
+        pf_devfn = int(slot, 16) * 8 + int(function, 16)
+        offset = sriov.get('offset', 16 + 64 * int(function, 16))
+        stride = sriov.get('stride', 1)
+        groups = [int(name) for name in os.listdir(self._real('sys/kernel/iommu_groups')) if name.isdigit()]
+        next_group = max(groups or [0]) + 1
+        vf_device = sriov.get('vf_device', entry.get('device'))
+        for index in range(count):
+            devfn = pf_devfn + offset + index * stride
+            address = '%s:%s:%02x.%x' % (domain, bus, devfn // 8, devfn % 8)
+            path = '%s/%s' % (os.path.dirname(pf_path), address)
+            self.tree.mkdir(path)
+            self.tree.link('sys/bus/pci/devices/' + address, path)
+            for attribute, value in (('class', entry.get('class', '0x020000')), ('vendor', entry.get('vendor')),
+                                     ('device', vf_device), ('subsystem_vendor', entry.get('vendor')),
+                                     ('subsystem_device', '0x0000'), ('revision', '0x01'), ('numa_node', -1),
+                                     ('driver_override', '(null)'), ('reset_method', 'flr')):
+                self.tree.attr('%s/%s' % (path, attribute), value)
+            self.tree.write(path + '/config', '\0' * 64)
+            self.tree.link(path + '/physfn', pf_path)
+            self.tree.link('%s/virtfn%d' % (pf_path, index), path)
+            self.tree.link(path + '/iommu_group', 'sys/kernel/iommu_groups/%d' % next_group)
+            self.tree.link('sys/kernel/iommu_groups/%d/devices/%s' % (next_group, address), path)
+            next_group += 1
+            self.native[address] = self.vf_driver.get(pf)
+            self.probe(address)
+
+    # -- mediated devices ------------------------------------------------------------------------------
+    def _mdev_create(self, rel, text):
+        type_dir = os.path.dirname(rel)
+        parent_path = os.path.dirname(os.path.dirname(type_dir))
+        uuid = text.lower()
+        if os.path.lexists(self._real('sys/bus/mdev/devices/' + uuid)):
+            raise _oserror(errno.EEXIST)
+        available = int(self._read(type_dir + '/available_instances') or 0)
+        if available <= 0:
+            raise _oserror(errno.EUSERS)
+        path = '%s/%s' % (parent_path, uuid)
+        self.tree.mkdir(path)
+        self.tree.link(path + '/mdev_type', type_dir)
+        self.tree.link('%s/devices/%s' % (type_dir, uuid), path)
+        self.tree.link('sys/bus/mdev/devices/' + uuid, path)
+        self.tree.write(path + '/remove', '')
+        self.tree.attr(type_dir + '/available_instances', available - 1)
+
+    def _mdev_remove(self, path):
+        uuid = os.path.basename(path)
+        type_dir = os.path.relpath(os.path.realpath(self._real(path + '/mdev_type')), self.root)
+        os.unlink(self._real('%s/devices/%s' % (type_dir, uuid)))
+        os.unlink(self._real('sys/bus/mdev/devices/' + uuid))
+        shutil.rmtree(self._real(path))
+        available = int(self._read(type_dir + '/available_instances') or 0)
+        self.tree.attr(type_dir + '/available_instances', available + 1)

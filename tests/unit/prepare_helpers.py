@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Running the host preparation modules (vfio_bind, sriov_vfs, mdev) on fixture trees with a FakeKernel."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible.module_utils.common import warnings as ansible_warnings
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare
+from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import build_with_kernel
+
+
+def _reset_warnings():
+    """Warnings are collected process-wide by ansible-core; each in-process module run starts afresh."""
+    for name in ('_global_warnings', '_global_deprecations'):
+        collected = getattr(ansible_warnings, name, None)
+        if isinstance(collected, (dict, list)):
+            collected.clear()
+
+
+def run_module(capsys, module, check=False, diff=False, **params):
+    """Run ``module.main()`` as Ansible would; the JSON result with ``rc`` (0 or 1) added."""
+    _reset_warnings()
+    params['_ansible_check_mode'] = check
+    params['_ansible_diff'] = diff
+    with patch_module_args(params):
+        with pytest.raises(SystemExit) as exc:
+            module.main()
+    result = json.loads(capsys.readouterr().out)
+    result['rc'] = exc.value.code
+    return result
+
+
+def snapshot(root):
+    """Every file, link and directory below ``root`` with its content or target."""
+    state = {}
+    for directory, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = os.path.join(directory, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                state[rel] = ('link', os.readlink(path))
+            elif os.path.isdir(path):
+                state[rel] = ('dir',)
+            else:
+                with open(path, 'rb') as handle:
+                    state[rel] = ('file', handle.read(), os.stat(path).st_mode & 0o777)
+    return state
+
+
+def machine(tmp_path, monkeypatch, name, mutate=None):
+    """Write fixture ``name`` and put a FakeKernel behind every sysfs write: ``(root, kernel)``."""
+    root, kernel = build_with_kernel(name, tmp_path, mutate)
+    monkeypatch.setattr(_host_prepare, 'write_attribute', kernel.write)
+    return root, kernel
+
+
+def cycle(capsys, module, root, kernel, **params):
+    """check -> apply -> apply -> check: the first two change, the last two do not, check writes nothing.
+    Returns (checked, applied)."""
+    start = snapshot(root)
+    writes_before = len(kernel.writes)
+    checked = run_module(capsys, module, check=True, diff=True, root=root, **params)
+    assert checked['rc'] == 0, checked
+    assert checked['changed'] is True and checked['diff']
+    assert snapshot(root) == start, 'check mode wrote something'
+    assert len(kernel.writes) == writes_before, 'check mode wrote to sysfs'
+
+    applied = run_module(capsys, module, root=root, **params)
+    assert applied['rc'] == 0, applied
+    assert applied['changed'] is True and 'diff' not in applied
+    assert snapshot(root) != start
+    assert [(w['path'], w['value']) for w in applied['writes']] == \
+        [(w['path'], w['value']) for w in checked['writes']], 'check mode predicted other writes'
+    assert applied.get('files') == checked.get('files')
+    after_apply = snapshot(root)
+
+    again = run_module(capsys, module, root=root, **params)
+    assert again['rc'] == 0 and again['changed'] is False, again
+    assert again['writes'] == [] and again.get('files', []) == []
+    assert snapshot(root) == after_apply
+
+    rechecked = run_module(capsys, module, check=True, diff=True, root=root, **params)
+    assert rechecked['rc'] == 0 and rechecked['changed'] is False and 'diff' not in rechecked
+    return checked, applied
+
+
+def warnings(result):
+    """The warning texts of a result (ansible-core 2.19 returns them as structured events)."""
+    texts = []
+    for warning in result.get('warnings', []):
+        if isinstance(warning, dict):
+            warning = (warning.get('event') or {}).get('msg') or warning.get('msg') or str(warning)
+        texts.append(warning)
+    return texts
+
+
+def read(root, path):
+    try:
+        with open(os.path.join(root, path.lstrip('/')), encoding='utf-8') as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
