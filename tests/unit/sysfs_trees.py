@@ -376,7 +376,7 @@ class FakeKernel:
       and ``<mdev>/remove``.
 
     ``fail_probe`` (addresses whose probe fails), ``swallow_probe`` (addresses whose ``drivers_probe``
-    write does nothing) inject failures. Unbinding from vfio-pci, or removing a VF, while the group is
+    write does nothing) and ``fail_writes`` (``{(path below root, value): errno}``) inject failures. Unbinding from vfio-pci, or removing a VF, while the group is
     open (``open_group``) would hang a real kernel: it raises AssertionError here. ``writes`` lists every
     write as ``(path below root, value)``.
     """
@@ -390,6 +390,7 @@ class FakeKernel:
         self.writes = []
         self.fail_probe = set()
         self.swallow_probe = set()
+        self.fail_writes = {}
         self.native = {}
         modules = (spec.get('iommu') or {}).get('modules', [])
         for entry in spec.get('pci', []):
@@ -518,6 +519,8 @@ class FakeKernel:
         rel = os.path.relpath(full, self.root)
         self.writes.append((rel, value))
         text = value.strip()
+        if (rel, text) in self.fail_writes:
+            raise _oserror(self.fail_writes[(rel, text)])
         parts = rel.split('/')
         if rel == 'sys/bus/pci/drivers_probe':
             if self.device_path(text) is None:
