@@ -311,7 +311,8 @@ def _write_system(tree, spec):
     for release, modules in (spec.get('kernels') or {}).items():
         dep = ''.join('kernel/%s.ko: \n' % name for name in modules.get('modules', []))
         builtin = ''.join('kernel/%s.ko\n' % name for name in modules.get('builtin', []))
-        aliases = ''.join('alias %s %s\n' % (pattern, module) for pattern, module in (modules.get('aliases') or {}).items())
+        aliases = ''.join('alias %s %s\n' % (pattern, module)
+                          for pattern, module in (modules.get('aliases') or {}).items())
         tree.write('lib/modules/%s/modules.dep' % release, dep)
         tree.write('lib/modules/%s/modules.builtin' % release, builtin)
         tree.write('lib/modules/%s/modules.alias' % release, aliases)
@@ -376,9 +377,9 @@ class FakeKernel:
       and ``<mdev>/remove``.
 
     ``fail_probe`` (addresses whose probe fails), ``swallow_probe`` (addresses whose ``drivers_probe``
-    write does nothing) and ``fail_writes`` (``{(path below root, value): errno}``) inject failures. Unbinding from vfio-pci, or removing a VF, while the group is
-    open (``open_group``) would hang a real kernel: it raises AssertionError here. ``writes`` lists every
-    write as ``(path below root, value)``.
+    write does nothing) and ``fail_writes`` (``{(path below root, value): errno}``) inject failures.
+    Unbinding from vfio-pci, or removing a VF, while the group is open (``open_group``) would hang a real
+    kernel: it raises AssertionError here. ``writes`` lists every write as ``(path below root, value)``.
     """
 
     VFIO = 'vfio-pci'
