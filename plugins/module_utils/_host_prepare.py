@@ -1078,13 +1078,51 @@ def render_mdevctl(mdev_type, start, previous=None):
     return json.dumps(data, indent=2, sort_keys=False) + '\n'
 
 
+def plan_mdevctl_files(root, uuid, state, parent, mdev_type, autostart, definitions):
+    """FileChanges of the mdevctl-style definition of ``uuid`` (``/etc/mdevctl.d/PARENT/UUID``).
+
+    present: the file for ``parent`` says ``mdev_type`` and ``start`` auto/manual (attributes already there
+    are kept); absent: every definition of ``uuid`` (on ``parent`` only, when given) goes.
+    """
+    changes = []
+    if state == 'present':
+        path = '%s/%s/%s' % (MDEVCTL_DIR, parent, uuid)
+        before = read_text(root, path)
+        start = 'auto' if autostart else 'manual'
+        previous = None
+        if before is not None:
+            try:
+                previous = json.loads(before)
+            except ValueError:
+                previous = None
+        if isinstance(previous, dict) and previous.get('mdev_type') == mdev_type and previous.get('start') == start:
+            return changes
+        changes.append(FileChange(path, before, render_mdevctl(mdev_type, start,
+                                                               previous if isinstance(previous, dict) else None)))
+        return changes
+    for definition in definitions.get(uuid, []):
+        if parent is None or definition['parent'] == parent:
+            changes.append(FileChange(definition['path'], read_text(root, definition['path']), None))
+    return changes
+
+
+def remove_empty_parent(root, path):
+    """After an mdevctl definition went, remove its parent's directory when it is empty."""
+    _remove_empty_dirs(root, path, MDEVCTL_DIR)
+
+
 def nodedev_name(address):
     return 'pci_' + address.replace(':', '_').replace('.', '_')
 
 
 def render_nodedev_xml(parent, mdev_type, uuid):
-    """libvirt node device XML defining a mediated device (``virNodeDeviceDefineXML``)."""
+    """libvirt node device XML defining a mediated device (``virNodeDeviceDefineXML``).
+
+    libvirt names the device itself when defining it (the name given is ignored); the one written here is
+    the name it will choose, so the XML also validates against libvirt's schema, where ``name`` is required.
+    """
     device = _xml.new_element('device')
+    _xml.child(device, 'name', create=True).text = 'mdev_%s_%s' % (uuid.replace('-', '_'), nodedev_name(parent)[4:])
     _xml.child(device, 'parent', create=True).text = nodedev_name(parent)
     capability = _xml.new_element('capability', {'type': 'mdev'})
     device.append(capability)
@@ -1117,10 +1155,8 @@ def plan_mdev(host, sysfs, uuid, state, parent=None, mdev_type=None, defined=Non
                 plan.errors.append('uuid: %s is a mediated device on %s, not on parent %s; nothing was removed'
                                    % (uuid, existing.parent, parent))
             path = sysfs.sysroot.resolve('sys/bus/mdev/devices/' + uuid)
-            group = None
-            if path:
-                resolved = sysfs.sysroot.resolve(path + '/iommu_group')
-                group = os.path.basename(resolved) if resolved else None
+            target = sysfs.sysroot.readlink(path + '/iommu_group') if path else None
+            group = os.path.basename(target.rstrip('/')) if target else None
             users = vfio_group_users(sysfs.sysroot, group)
             if users:
                 plan.errors.append('uuid: mediated device %s is in use (IOMMU group %s open by %s); stop the guest '
