@@ -22,14 +22,16 @@ options:
     type: dict
     required: true
   networks:
-    description: NICs, each a C(source) dictionary (C({network: default}), C({bridge: br0}), ...), optionally
-      with C(mac) and C(model).
+    description:
+      - "NICs, each a C(source) dictionary (C({network: default}), C({bridge: br0}), ...), optionally
+        with C(mac) and C(model)."
     type: list
     elements: dict
     default: []
   disks:
-    description: Disks, each with one of C(file), C(block), C(volume) (+ C(pool)), and optionally C(format),
-      C(target), C(bus), C(device), C(readonly), C(cache).
+    description:
+      - Disks, each with one of C(file), C(block), C(volume) (+ C(pool)), and optionally C(format),
+        C(target), C(bus), C(device), C(readonly), C(cache).
     type: list
     elements: dict
     default: []
