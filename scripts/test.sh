@@ -3,6 +3,7 @@
 #
 #   unit         pytest tests/unit
 #   functional   pytest tests/functional (modules against the embedded driver and a private libvirtd)
+#   bench        pytest tests/benchmarks (the benchmark harness at tiny N: correctness, idempotence, no writes)
 #   kernel       pytest tests/kernel (real Debian kernel under QEMU TCG with an emulated IOMMU)
 #   sanity       ansible-test sanity on a copy of the collection (no ignore entries allowed)
 #   lint         ansible-lint (profile from .ansible-lint) over playbooks/, roles/, tests/integration/
@@ -22,7 +23,7 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_STAGES=(unit functional kernel sanity lint molecule integration)
+ALL_STAGES=(unit functional bench kernel sanity lint molecule integration)
 ONLY=()
 TARGETS=()
 BOOTSTRAP=1
@@ -304,6 +305,7 @@ stage_integration() {
 
 want unit && run_pytest_stage unit tests/unit 300
 want functional && run_pytest_stage functional tests/functional 900
+want bench && run_pytest_stage bench tests/benchmarks 600
 want kernel && run_pytest_stage kernel tests/kernel 900
 want sanity && stage_sanity
 want lint && stage_lint
