@@ -24,11 +24,7 @@ APPLY_MODES = ('auto', 'config', 'live', 'both')
 
 
 class ApplyError(Exception):
-    """The declaration cannot be applied as asked; nothing was written when ``written`` is False."""
-
-    def __init__(self, message, written=False):
-        super().__init__(message)
-        self.written = written
+    """The declaration cannot be applied as asked; the message says what was and was not written."""
 
 
 class DomainRun:
@@ -51,6 +47,7 @@ class DomainRun:
         self.inactive_xml = None
         self.readback = None
         self.restarted = False
+        self.written = False   # something of this domain was changed (reported even when a later step fails)
 
     # -- planning (reads only) ------------------------------------------------------------------
     def prepare(self):
@@ -110,13 +107,15 @@ class DomainRun:
         if self.connection.find(self.dom.UUIDString()) is None:
             raise ApplyError('domain %s disappeared while the task ran; nothing was written' % self.name)
         self.connection.define(self.config_plan.new_xml)
+        self.written = True
         self.readback = self.connection.xml(self.dom)
         problems = _device_engine.verify(self.config_plan, self.readback)
         if problems:
             # leave the domain as we found it rather than half-applied
             self.connection.define(original)
+            self.written = bool(self.live_changes)
             raise ApplyError('libvirt did not keep the requested devices of %s, the definition was restored: %s'
-                             % (self.name, '; '.join(problems)), written=bool(self.live_changes))
+                             % (self.name, '; '.join(problems)))
         # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
         self.config_plan.after = _device_engine.gather(self.readback)
 
@@ -126,22 +125,23 @@ class DomainRun:
                 self._attach_live(change, persistent)
             elif change.op == 'update':
                 self.connection.update_live(self.dom, _xml.to_string(change.new))
+                self.written = True
             else:
                 alias = change.old.find('alias')
                 released = self.connection.detach_live(
                     self.dom, _xml.to_string(change.old), alias.get('name') if alias is not None else None,
                     self.detach_timeout, self.detach_attempts)
+                self.written = self.written or released
                 if not released:
                     raise ApplyError(
                         'domain %s: the guest did not release %s within %d x %d s (its OS must support hot-unplug '
                         'and be running); the device is still attached to the running guest and its definition '
-                        'was not changed' % (self.name, change.label, self.detach_attempts, self.detach_timeout),
-                        written=True)
+                        'was not changed' % (self.name, change.label, self.detach_attempts, self.detach_timeout))
         except ApplyError:
             raise
         except Exception as exc:  # a libvirt failure: say what is where
             raise ApplyError('domain %s: live %s of %s failed, the persistent definition was not changed: %s'
-                             % (self.name, change.op, change.label, exc), written=True)
+                             % (self.name, change.op, change.label, exc))
 
     def _attach_live(self, change, persistent):
         """Hot-plug where the persistent definition already has the device, if it has it; else where QEMU
@@ -151,6 +151,7 @@ class DomainRun:
         if element.find('address') is None and known is not None and known.find('address') is not None:
             element.append(copy.deepcopy(known.find('address')))
         self.connection.attach_live(self.dom, _xml.to_string(element))
+        self.written = True
         planned = self.config_plan.change_for(change.verify_key) if self.config_plan is not None else None
         if planned is None or planned.new is None or planned.new.find('address') is not None:
             return
@@ -165,25 +166,18 @@ class DomainRun:
             return
         if not self.connection.shutdown(self.dom, timeout):
             raise ApplyError('domain %s did not shut down within %d s for the restart its new devices need; '
-                             'the definition is updated, the guest still runs' % (self.name, timeout), written=True)
+                             'the definition is updated, the guest still runs' % (self.name, timeout))
         self.connection.start(self.dom)
-        self.restarted = True
+        self.restarted = self.written = True
 
     # -- reporting ------------------------------------------------------------------------------------
     def result(self):
         live_labels = {change.label for change in self.live_changes}
-        commands = []
         config_changes = self.config_plan.changes if self.config_plan is not None else []
-        for change in config_changes:
-            command = change.command()
-            command['live'] = change.label in live_labels
-            commands.append(command)
+        commands = [change.command(live=change.label in live_labels) for change in config_changes]
         config_labels = {change.label for change in config_changes}
-        for change in self.live_changes:
-            if change.label not in config_labels:
-                command = change.command()
-                command.update(live=True, config=False)
-                commands.append(command)
+        commands += [change.command(live=True, config=False) for change in self.live_changes
+                     if change.label not in config_labels]
         shown = self.config_plan if self.config_plan is not None else self.live_plan
         result = {'domain': self.name, 'changed': self.changed, 'before': shown.before, 'commands': commands,
                   'implicit': shown.implicit, 'restart_required': bool(self.waiting),

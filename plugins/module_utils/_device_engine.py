@@ -184,7 +184,6 @@ class Change:
         self.new = new
         self.item = item
         self.verify_key = verify_key  # identity to check in libvirt's XML afterwards, if it has one
-        self.live = False             # set by the caller when the change is also applied to the running guest
 
     @property
     def tag(self):
@@ -200,9 +199,10 @@ class Change:
             return kind.live_update(kind.parse(self.old), kind.parse(self.new))
         return kind.hotplug(kind.parse(element))
 
-    def command(self):
+    def command(self, live=False, config=True):
+        """The user-facing record: ``{op, kind, key, live, config}`` (REFERENCE §2)."""
         return {'op': self.op, 'kind': self.tag, 'key': self.label.split(' ', 1)[1] if ' ' in self.label else '',
-                'live': self.live, 'config': True}
+                'live': live, 'config': config}
 
 
 class Plan:

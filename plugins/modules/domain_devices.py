@@ -367,7 +367,9 @@ class DomainDevices:
                 if params['restart'] == 'if_required':
                     run.restart(params['restart_timeout'])
         except (LibvirtFailure, ApplyError) as exc:
-            self.fail(str(exc), results=[run.result() for run in runs])
+            # what was done before the failure is reported as a change: the next run starts from there
+            self.fail(str(exc), changed=any(run.written for run in runs),
+                      results=[run.result() for run in runs])
         self.finish(runs)
 
     def check_host(self, runs):
