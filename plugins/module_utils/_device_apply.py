@@ -171,7 +171,12 @@ class DomainRun:
         self.restarted = self.written = True
 
     # -- reporting ------------------------------------------------------------------------------------
-    def result(self):
+    def result(self, compact=False):
+        """Per-domain result. ``compact`` (a many-domain manifest) leaves the device lists out of domains that
+        did not change: a host's no-change run then returns a few bytes per guest, not its whole inventory."""
+        if compact and not self.changed:
+            return {'domain': self.name, 'changed': False, 'commands': [], 'restart_required': bool(self.waiting),
+                    'waiting_for_restart': self.waiting, 'restarted': self.restarted}
         live_labels = {change.label for change in self.live_changes}
         config_changes = self.config_plan.changes if self.config_plan is not None else []
         commands = [change.command(live=change.label in live_labels) for change in config_changes]

@@ -239,7 +239,11 @@ libvirt_calls:
   type: dict
   sample: {lookup: 1, xml: 1}
 results:
-  description: Per domain, the keys above plus C(domain), when O(domains) is used.
+  description:
+    - Per domain, the keys above plus C(domain), when O(domains) is used.
+    - Domains that did not change have only C(domain), C(changed), C(commands), C(restart_required),
+      C(waiting_for_restart) and C(restarted), so that a no-change run over a whole host stays small; use
+      O(state=gathered) to read devices.
   returned: when O(domains) is used
   type: list
   elements: dict
@@ -389,7 +393,7 @@ class DomainDevices:
                       refusals=errors)
 
     def finish(self, runs):
-        results = [run.result() for run in runs]
+        results = [run.result(compact=self.params['domains'] is not None) for run in runs]
         outcome = {'changed': any(result['changed'] for result in results),
                    'libvirt_calls': dict(self.connection.calls)}
         if self.params['domains'] is not None:

@@ -41,6 +41,8 @@ attributes:
   diff_mode:
     support: full
     description: Shows every changed file before and after.
+extends_documentation_fragment:
+  - virtdev.libvirt.group_uri
 options:
   args:
     description:
@@ -329,6 +331,7 @@ def _reread(root, paths):
 def run_module():
     module = AnsibleModule(
         argument_spec=dict(
+            uri=dict(type='str'),  # accepted for the action group's module_defaults; unused
             args=dict(type='list', elements='str', required=True),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
             bootloader=dict(type='str', choices=['auto', 'grub', 'bls', 'systemd-boot'], default='auto'),

@@ -27,6 +27,8 @@ attributes:
   diff_mode:
     support: full
     description: Shows the VF count and the rules file before and after.
+extends_documentation_fragment:
+  - virtdev.libvirt.group_uri
 options:
   pf:
     description: The PF, as a PCI address C(DDDD:BB:SS.F) or as its network interface name (C(ens2f0)).
@@ -80,11 +82,6 @@ options:
         applied, they are returned in RV(skipped_commands).
     type: path
     default: /
-  uri:
-    description:
-      - "Not used by this module, which works on the host it runs on without libvirt. It is accepted so that
-        C(module_defaults: {group/virtdev.libvirt.libvirt: {uri: ...}}) can cover this module too."
-    type: str
 notes:
   - VFs given to guests are usually bound to vfio-pci with M(virtdev.libvirt.vfio_bind) afterwards, or used
     through C(<interface type='hostdev'>) with libvirt managing the binding.

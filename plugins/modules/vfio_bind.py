@@ -32,6 +32,8 @@ attributes:
   diff_mode:
     support: full
     description: Shows each device's driver and C(driver_override) before and after, and each changed file.
+extends_documentation_fragment:
+  - virtdev.libvirt.group_uri
 options:
   addresses:
     description:
@@ -113,11 +115,6 @@ options:
         tests). C(modprobe) and the initramfs update run only when it is C(/).
     type: path
     default: /
-  uri:
-    description:
-      - "Not used by this module, which works on the host it runs on without libvirt. It is accepted so that
-        C(module_defaults: {group/virtdev.libvirt.libvirt: {uri: ...}}) can cover this module too."
-    type: str
 notes:
   - Devices used by a running guest (their C(/dev/vfio/GROUP) is open) are never unbound (the kernel would
     block); stop the guest first.
