@@ -191,6 +191,11 @@ class DomainRun:
             result['after'] = shown.after
         return result
 
+    def release(self):
+        """Drop the XML trees once the domain's result is taken."""
+        self.config_plan = self.live_plan = None
+        self.inactive_xml = self.readback = None
+
     def diff(self):
         shown = self.config_plan if self.config_plan is not None else self.live_plan
         if not self.changed:

@@ -355,7 +355,7 @@ class DomainDevices:
         requests = self.requests()
         self.connection = _common.connect(self.module)
         params = self.params
-        runs = []
+        runs, results, diffs = [], [], []
         try:
             # read and plan every domain first: a bad one fails the task before any write
             for name, declared in requests:
@@ -366,15 +366,20 @@ class DomainDevices:
                 except SpecError as exc:
                     self.fail('%s (domain %s)' % (exc, name))
             self.check_host(runs)
+            compact = params['domains'] is not None
             for run in runs:
                 run.apply()
                 if params['restart'] == 'if_required':
                     run.restart(params['restart_timeout'])
+                # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
+                results.append(run.result(compact=compact))
+                diffs.append(run.diff() if self.module._diff else None)
+                run.release()
         except (LibvirtFailure, ApplyError) as exc:
             # what was done before the failure is reported as a change: the next run starts from there
             self.fail(str(exc), changed=any(run.written for run in runs),
-                      results=[run.result() for run in runs])
-        self.finish(runs)
+                      results=results + [run.result() for run in runs[len(results):]])
+        self.finish(results, [diff for diff in diffs if diff])
 
     def check_host(self, runs):
         """Passthrough guards for every host device the runs would assign (before any write)."""
@@ -392,8 +397,7 @@ class DomainDevices:
             self.fail('refused to assign host devices, nothing was changed: %s' % '; '.join(errors),
                       refusals=errors)
 
-    def finish(self, runs):
-        results = [run.result(compact=self.params['domains'] is not None) for run in runs]
+    def finish(self, results, diffs):
         outcome = {'changed': any(result['changed'] for result in results),
                    'libvirt_calls': dict(self.connection.calls)}
         if self.params['domains'] is not None:
@@ -401,10 +405,8 @@ class DomainDevices:
         else:
             outcome.update(results[0])
             outcome.pop('domain')
-        if self.module._diff:
-            diffs = [diff for diff in (run.diff() for run in runs) if diff]
-            if diffs:
-                outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
+        if diffs:
+            outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
         self.module.exit_json(**outcome)
 
 
