@@ -35,6 +35,7 @@ options:
         - interface
         - iommu
         - memballoon
+        - memory
         - panic
         - parallel
         - redirdev
@@ -139,6 +140,8 @@ options:
         - 'For O(config[].kind=iommu): vIOMMU model. One of V(intel), V(virtio), V(smmuv3). Required.'
         - 'For O(config[].kind=rng): RNG device model. One of V(virtio), V(virtio-transitional), V(virtio-non-transitional).
           Default V(virtio).'
+        - 'For O(config[].kind=memory): Memory device: virtio-pmem, virtio-mem (para-virtualized) or dimm, nvdimm
+          (emulated). One of V(dimm), V(nvdimm), V(virtio-pmem), V(virtio-mem). Required.'
         - 'For O(config[].kind=hostdev) with O(config[].type=mdev): mdev device API. One of V(vfio-pci), V(vfio-ccw),
           V(vfio-ap). Required.'
         type: str
@@ -289,6 +292,7 @@ options:
         - 'For O(config[].kind=parallel): Host path for file, unix and dev types.'
         - 'For O(config[].kind=console): Host path for file, unix and dev types.'
         - 'For O(config[].kind=channel): Host path for file, unix and dev types.'
+        - 'For O(config[].kind=memory): Backing file of a virtio-pmem or nvdimm device.'
         type: str
       source_mode:
         description:
@@ -396,6 +400,19 @@ options:
         description:
         - 'For O(config[].kind=rng): Rate limit period in ms.'
         type: int
+      access:
+        description:
+        - 'For O(config[].kind=memory): Whether writes reach the backing file (virtio-pmem, nvdimm need shared).
+          One of V(shared), V(private).'
+        type: str
+      size_mib:
+        description:
+        - 'For O(config[].kind=memory): Size in MiB. Required.'
+        type: int
+      node:
+        description:
+        - 'For O(config[].kind=memory): Guest NUMA node (dimm, nvdimm).'
+        type: int
       address:
         description:
         - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host PCI address DDDD:BB:SS.F. Required.'
@@ -411,6 +428,17 @@ options:
       rom_enabled:
         description:
         - 'For O(config[].kind=hostdev) with O(config[].type=pci): Expose an option ROM at all.'
+        type: bool
+      guest_address:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Where the guest sees the device (DDDD:BB:SS.F);
+          libvirt chooses when omitted. Give the functions of one host device the same guest slot to keep them one
+          multi-function device (a GPU and its audio function).'
+        type: str
+      multifunction:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): On function 0 of a guest slot shared by several
+          functions.'
         type: bool
       vendor:
         description:
@@ -471,6 +499,7 @@ options:
             - interface
             - iommu
             - memballoon
+            - memory
             - panic
             - parallel
             - redirdev
@@ -576,6 +605,8 @@ options:
             - 'For O(config[].kind=iommu): vIOMMU model. One of V(intel), V(virtio), V(smmuv3). Required.'
             - 'For O(config[].kind=rng): RNG device model. One of V(virtio), V(virtio-transitional), V(virtio-non-transitional).
               Default V(virtio).'
+            - 'For O(config[].kind=memory): Memory device: virtio-pmem, virtio-mem (para-virtualized) or dimm, nvdimm
+              (emulated). One of V(dimm), V(nvdimm), V(virtio-pmem), V(virtio-mem). Required.'
             - 'For O(config[].kind=hostdev) with O(config[].type=mdev): mdev device API. One of V(vfio-pci), V(vfio-ccw),
               V(vfio-ap). Required.'
             type: str
@@ -732,6 +763,7 @@ options:
             - 'For O(config[].kind=parallel): Host path for file, unix and dev types.'
             - 'For O(config[].kind=console): Host path for file, unix and dev types.'
             - 'For O(config[].kind=channel): Host path for file, unix and dev types.'
+            - 'For O(config[].kind=memory): Backing file of a virtio-pmem or nvdimm device.'
             type: str
           source_mode:
             description:
@@ -841,6 +873,19 @@ options:
             description:
             - 'For O(config[].kind=rng): Rate limit period in ms.'
             type: int
+          access:
+            description:
+            - 'For O(config[].kind=memory): Whether writes reach the backing file (virtio-pmem, nvdimm need shared).
+              One of V(shared), V(private).'
+            type: str
+          size_mib:
+            description:
+            - 'For O(config[].kind=memory): Size in MiB. Required.'
+            type: int
+          node:
+            description:
+            - 'For O(config[].kind=memory): Guest NUMA node (dimm, nvdimm).'
+            type: int
           address:
             description:
             - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host PCI address DDDD:BB:SS.F. Required.'
@@ -856,6 +901,17 @@ options:
           rom_enabled:
             description:
             - 'For O(config[].kind=hostdev) with O(config[].type=pci): Expose an option ROM at all.'
+            type: bool
+          guest_address:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Where the guest sees the device (DDDD:BB:SS.F);
+              libvirt chooses when omitted. Give the functions of one host device the same guest slot to keep them
+              one multi-function device (a GPU and its audio function).'
+            type: str
+          multifunction:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): On function 0 of a guest slot shared by several
+              functions.'
             type: bool
           vendor:
             description:

@@ -215,6 +215,8 @@ class PciAddress(Field):
         node = _xml.child(element, self.path)
         if node is None or any(node.get(part) is None for part in self.PARTS):
             return None
+        if self.pci_type and node.get('type') not in (None, 'pci'):
+            return None
         try:
             numbers = [int(node.get(part), 0) for part in self.PARTS]
         except ValueError:
@@ -225,7 +227,8 @@ class PciAddress(Field):
         node = _xml.child(element, self.path, create=True)
         domain, bus, rest = value.split(':')
         slot, function = rest.split('.')
-        node.attrib.clear()
+        for name in self.PARTS + ('type',):  # other attributes (multifunction) are other fields' business
+            node.attrib.pop(name, None)
         if self.pci_type:
             node.set('type', 'pci')
         node.set('domain', '0x' + domain)

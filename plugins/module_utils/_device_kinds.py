@@ -263,6 +263,51 @@ class GraphicsListen(Field):
             element.remove(node)
 
 
+class SizeMiB(Integer):
+    """``size_mib: 128`` → ``<size unit='MiB'>128</size>``; libvirt stores KiB, read back as MiB."""
+
+    UNITS_KIB = {'b': 1 / 1024, 'bytes': 1 / 1024, 'k': 1, 'kib': 1, 'kb': 1000 / 1024, 'm': 1024, 'mib': 1024,
+                 'mb': 1000 ** 2 / 1024, 'g': 1024 ** 2, 'gib': 1024 ** 2, 'gb': 1000 ** 3 / 1024}
+
+    def __init__(self, option, path, **kwargs):
+        super().__init__(option, path, None, **kwargs)
+
+    def read(self, element):
+        node = _xml.child(element, self.path)
+        if node is None or not (node.text or '').strip().isdigit():
+            return None
+        kib = int(node.text.strip()) * self.UNITS_KIB.get(node.get('unit', 'KiB').lower(), 1)
+        return int(kib // 1024)
+
+    def write(self, element, value):
+        if self.read(element) == value:
+            return  # libvirt keeps KiB; the same size in another unit is no change
+        node = _xml.child(element, self.path, create=True)
+        node.set('unit', 'MiB')
+        node.text = str(value)
+
+    def clear(self, element):
+        node = _xml.child(element, self.path)
+        if node is not None:
+            node.getparent().remove(node)
+
+
+class TextInteger(Text):
+    """A number as element text (``<node>0</node>``)."""
+
+    value_type = 'int'
+
+    def __init__(self, option, path, minimum=None, maximum=None, **kwargs):
+        super().__init__(option, path, **kwargs)
+        self.minimum, self.maximum = minimum, maximum
+
+    normalize = Integer.normalize
+
+    def read(self, element):
+        text = super().read(element)
+        return int(text) if text is not None and text.isdigit() else text
+
+
 # --- the table ---------------------------------------------------------------------------------------
 
 INTERFACE = Kind(
@@ -597,6 +642,25 @@ RNG = Kind(
     example={'kind': 'rng', 'backend': '/dev/urandom', 'rate_bytes': 1024, 'rate_period': 1000})
 
 
+MEMORY = Kind(
+    'memory', 'memory',
+    fields=[Field('model', '', 'model', choices=('dimm', 'nvdimm', 'virtio-pmem', 'virtio-mem'),
+                  description='Memory device: virtio-pmem, virtio-mem (para-virtualized) or dimm, nvdimm (emulated).'),
+            Field('access', '', 'access', choices=('shared', 'private'), libvirt_fills=True,
+                  description='Whether writes reach the backing file (virtio-pmem, nvdimm need shared).'),
+            Text('source_path', 'source/path', description='Backing file of a virtio-pmem or nvdimm device.'),
+            SizeMiB('size_mib', 'target/size', minimum=1, maximum=16 * 1024 * 1024, description='Size in MiB.'),
+            TextInteger('node', 'target/node', minimum=0, maximum=255, description='Guest NUMA node (dimm, nvdimm).')],
+    key=lambda spec: ('memory', spec.get('model'), spec.get('source_path')), repeatable=True,
+    device_class=_virtio_if('model', 'virtio-pmem', 'virtio-mem'),
+    hotplug=lambda spec: spec.get('model') in ('dimm', 'virtio-mem'),
+    required=('model', 'size_mib'),
+    description='A memory device: persistent memory (virtio-pmem, nvdimm) or hot-pluggable RAM (dimm, '
+                'virtio-mem); the domain needs <maxMemory slots=...> and a NUMA cell.',
+    example={'kind': 'memory', 'model': 'virtio-pmem', 'access': 'shared', 'source_path': '/var/lib/pmem/guest0',
+             'size_mib': 128})
+
+
 def _usb_key(spec):
     """vendor:product, plus bus.device when given (the same model plugged twice)."""
     if spec.get('address') is None and (spec.get('vendor') is None or spec.get('product') is None):
@@ -619,9 +683,16 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
               description='Let libvirt detach the device from its host driver and reattach it.'),
         Field('rom_file', 'rom', 'file', description='Option ROM image to expose instead of the device\'s own.'),
         YesNo('rom_enabled', 'rom', 'enabled', description='Expose an option ROM at all.'),
+        PciAddress('guest_address', 'address', pci_type=True, libvirt_fills=True,
+                   description='Where the guest sees the device (DDDD:BB:SS.F); libvirt chooses when omitted. '
+                               'Give the functions of one host device the same guest slot to keep them one '
+                               'multi-function device (a GPU and its audio function).'),
+        OnOff('multifunction', 'address', 'multifunction', libvirt_fills=True,
+              description='On function 0 of a guest slot shared by several functions.'),
     ], key=ident('pci', 'address'), required=('address',),
         description='A host PCI device (or SR-IOV VF) passed through with VFIO.',
-        example={'kind': 'hostdev', 'type': 'pci', 'address': '0000:65:00.0', 'managed': True}),
+        example={'kind': 'hostdev', 'type': 'pci', 'address': '0000:65:00.0', 'managed': True,
+                 'guest_address': '0000:00:10.0', 'multifunction': True}),
     _hostdev('usb', [
         HexId('vendor', 'source/vendor', 'id', description='USB vendor id, e.g. 0x046d.'),
         HexId('product', 'source/product', 'id', description='USB product id.'),
@@ -653,7 +724,7 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
 
 KINDS = {kind.name: kind for kind in (
     INTERFACE, DISK, CONTROLLER, VIDEO, SOUND, WATCHDOG, INPUT, SERIAL, PARALLEL, CONSOLE, CHANNEL, TPM, PANIC,
-    SMARTCARD, REDIRDEV, GRAPHICS, MEMBALLOON, VSOCK, FILESYSTEM, IOMMU, RNG, HOSTDEV)}
+    SMARTCARD, REDIRDEV, GRAPHICS, MEMBALLOON, VSOCK, FILESYSTEM, IOMMU, RNG, MEMORY, HOSTDEV)}
 KINDS_BY_TAG = {kind.tag: kind for kind in KINDS.values()}
 
 
@@ -674,7 +745,6 @@ ELEMENT_KEYS = {
     'hub': _attrs('@type'),
     'audio': _attrs('@id'),
     'shmem': _attrs('@name'),
-    'memory': _attrs('@model', 'target/size@unit'),
     'crypto': _attrs('@model', '@type'),
     'pstore': _attrs('@backend'),
     'redirfilter': _attrs(),
@@ -682,7 +752,7 @@ ELEMENT_KEYS = {
 # Elements of <devices> that are not devices: never matched, added or removed.
 NOT_DEVICES = frozenset(('emulator',))
 DEVICE_TAGS = frozenset(ELEMENT_KEYS) | frozenset(KINDS_BY_TAG)
-_TAG_CLASS = {'memory': VIRTIO}
+_TAG_CLASS = {}
 
 
 def kind_of_element(element):

@@ -51,18 +51,23 @@ EXTRA_EXAMPLES = [
     {'kind': 'memballoon', 'model': 'virtio', 'autodeflate': True},
     {'kind': 'tpm', 'model': 'tpm-tis', 'backend': 'passthrough', 'device_path': '/dev/tpm0'},
     {'kind': 'rng', 'backend': 'builtin'},
+    {'kind': 'memory', 'model': 'dimm', 'size_mib': 256, 'node': 0},
+    {'kind': 'hostdev', 'address': '0000:66:00.1', 'guest_address': '0000:00:10.1'},
 ]
 EXAMPLES = [kind.example for kind in all_kinds()] + EXTRA_EXAMPLES
 IDS = ['%02d-%s' % (index, example['kind']) for index, example in enumerate(EXAMPLES)]
 
 # A q35 guest that every example can be defined on: IOThreads for iothread options, shared memory for
-# virtiofs, a split I/O APIC for the intel vIOMMU, SPICE graphics for spicevmc channels.
+# virtiofs, a split I/O APIC for the intel vIOMMU, SPICE graphics for spicevmc channels, memory slots and
+# a NUMA cell for memory devices.
 BASE = """<domain type='qemu'>
   <name>{name}</name>
+  <maxMemory slots='4' unit='MiB'>4096</maxMemory>
   <memory unit='MiB'>256</memory>
   <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
   <vcpu>1</vcpu>
   <iothreads>2</iothreads>
+  <cpu><numa><cell id='0' cpus='0' memory='256' unit='MiB'/></numa></cpu>
   <os><type arch='x86_64' machine='q35'>hvm</type></os>
   <features><acpi/><apic/><ioapic driver='qemu'/></features>
   <devices><graphics type='spice' autoport='yes'/>{devices}</devices>

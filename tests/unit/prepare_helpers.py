@@ -12,6 +12,7 @@ import os
 import pytest
 
 from ansible.module_utils.common import warnings as ansible_warnings
+from ansible.module_utils import _internal as _ansible_internal
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare
@@ -31,9 +32,15 @@ def run_module(capsys, module, check=False, diff=False, **params):
     _reset_warnings()
     params['_ansible_check_mode'] = check
     params['_ansible_diff'] = diff
-    with patch_module_args(params):
-        with pytest.raises(SystemExit) as exc:
-            module.main()
+    # once any controller code is imported in this process (a filter plugin's test imports ansible.errors),
+    # module warnings would go to the controller's display instead of the result: run as on a target
+    controller, _ansible_internal.is_controller = _ansible_internal.is_controller, False
+    try:
+        with patch_module_args(params):
+            with pytest.raises(SystemExit) as exc:
+                module.main()
+    finally:
+        _ansible_internal.is_controller = controller
     result = json.loads(capsys.readouterr().out)
     result['rc'] = exc.value.code
     return result
