@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from testbed import REPO_ROOT
+from testbed import ANSIBLE_PLAYBOOK, ansible_playbook_lines
 
 GRUB = '''\
 GRUB_DEFAULT=0
@@ -69,8 +69,7 @@ PLAYBOOK = '''\
 
 @pytest.fixture(scope="module")
 def playbook_run(guest):
-    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    if not os.path.exists(ansible_playbook):
+    if not os.path.exists(ANSIBLE_PLAYBOOK):
         pytest.skip("ansible-playbook not found next to %s" % sys.executable)
     grub = guest.put("grub", GRUB)
     playbook = guest.put("playbook.yml", PLAYBOOK)
@@ -78,13 +77,9 @@ def playbook_run(guest):
         ": ansible-playbook -c local, kernel_cmdline x4 + copy",
         "set -e",
         "test ! -e /etc/default/grub.d || rm -rf /etc/default/grub.d",
-        "mkdir -p /etc/default /tmp/ac/ansible_collections/virtdev",
+        "mkdir -p /etc/default",
         "cp %s /etc/default/grub" % grub,
-        "ln -sfn %s /tmp/ac/ansible_collections/virtdev/libvirt" % REPO_ROOT,
-        "export ANSIBLE_COLLECTIONS_PATH=/tmp/ac ANSIBLE_LOCAL_TEMP=/tmp/ansible-local "
-        "ANSIBLE_REMOTE_TEMP=/tmp/ansible-remote ANSIBLE_NOCOLOR=1 ANSIBLE_PYTHON_INTERPRETER=%s"
-        % sys.executable,
-        "%s -c local -i localhost, %s" % (ansible_playbook, playbook),
+    ] + ansible_playbook_lines(playbook) + [
         "cat /etc/default/grub",
     ])
     result = guest.run(script, timeout=900)

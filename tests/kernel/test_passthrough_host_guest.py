@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from testbed import REPO_ROOT
+from testbed import ANSIBLE_PLAYBOOK, ansible_playbook_lines
 
 GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n'
 LONE_NIC = '0000:00:03.0'
@@ -65,8 +65,7 @@ PLAYBOOK = '''\
 
 @pytest.fixture(scope="module")
 def role_run(guest):
-    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    if not os.path.exists(ansible_playbook):
+    if not os.path.exists(ANSIBLE_PLAYBOOK):
         pytest.skip("ansible-playbook not found next to %s" % sys.executable)
     grub = guest.put("role-grub", GRUB)
     playbook = guest.put("role-playbook.yml", PLAYBOOK)
@@ -74,13 +73,9 @@ def role_run(guest):
     script = "\n".join([
         ": ansible-playbook -c local, passthrough_host role x3",
         "set -e",
-        "rm -rf /etc/default/grub.d; mkdir -p /etc/default /tmp/ac/ansible_collections/virtdev",
+        "rm -rf /etc/default/grub.d; mkdir -p /etc/default",
         "cp %s /etc/default/grub" % grub,
-        "ln -sfn %s /tmp/ac/ansible_collections/virtdev/libvirt" % REPO_ROOT,
-        "export ANSIBLE_COLLECTIONS_PATH=/tmp/ac ANSIBLE_LOCAL_TEMP=/tmp/ansible-local "
-        "ANSIBLE_REMOTE_TEMP=/tmp/ansible-remote ANSIBLE_NOCOLOR=1 ANSIBLE_PYTHON_INTERPRETER=%s"
-        % sys.executable,
-        "%s -c local -i localhost, %s" % (ansible_playbook, playbook),
+    ] + ansible_playbook_lines(playbook) + [
         "echo NIC-DRIVER=$(%s)" % (driver % LONE_NIC),
         "echo AHCI-DRIVER=$(%s)" % (driver % AHCI),
         "echo AHCI-OVERRIDE=$(cat /sys/bus/pci/devices/%s/driver_override)" % AHCI,

@@ -24,7 +24,7 @@ import sys
 
 import pytest
 
-from testbed import REPO_ROOT, Guest
+from testbed import ANSIBLE_PLAYBOOK, COLLECTION_LINK, REPO_ROOT, Guest, ansible_playbook_lines
 
 LONE = Guest.LONE_NIC
 BRIDGE = Guest.BRIDGE
@@ -100,8 +100,7 @@ def records(guest):
     script = '\n'.join([
         ': vfio_bind steps in one Python process',
         'set -e',
-        'mkdir -p /tmp/ac/ansible_collections/virtdev',
-        'ln -sfn %s /tmp/ac/ansible_collections/virtdev/libvirt' % REPO_ROOT,
+    ] + list(COLLECTION_LINK) + [
         'export PYTHONPATH=/tmp/ac',
         '%s %s %s /run/testbed/vfio-records.json'
         % (sys.executable, os.path.join(REPO_ROOT, 'tests', 'kernel', 'prepare_driver.py'), plan),
@@ -269,17 +268,13 @@ PLAYBOOK = '''\
 
 @pytest.fixture(scope='module')
 def playbook_run(guest, records):  # pylint: disable=redefined-outer-name,unused-argument
-    ansible_playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    if not os.path.exists(ansible_playbook):
+    if not os.path.exists(ANSIBLE_PLAYBOOK):
         pytest.skip('ansible-playbook not found next to %s' % sys.executable)
     playbook = guest.put('vfio-playbook.yml', PLAYBOOK % {'shared': SHARED0})
     script = '\n'.join([
         ': ansible-playbook -c local, vfio_bind x2',
         'set -e',
-        'export ANSIBLE_COLLECTIONS_PATH=/tmp/ac ANSIBLE_LOCAL_TEMP=/tmp/ansible-local '
-        'ANSIBLE_REMOTE_TEMP=/tmp/ansible-remote ANSIBLE_NOCOLOR=1 ANSIBLE_STDOUT_CALLBACK=ansible.builtin.minimal '
-        'ANSIBLE_PYTHON_INTERPRETER=%s' % sys.executable,
-        '%s -c local -i localhost, %s' % (ansible_playbook, playbook),
+    ] + ansible_playbook_lines(playbook, 'ANSIBLE_STDOUT_CALLBACK=ansible.builtin.minimal') + [
         'for a in %s %s; do basename "$(readlink /sys/bus/pci/devices/$a/driver)"; done' % (SHARED0, SHARED1),
     ])
     result = guest.run(script, timeout=900)

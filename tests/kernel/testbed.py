@@ -60,6 +60,25 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: Shell lines that make this checkout importable as ansible_collections.virtdev.libvirt in the guest.
+COLLECTION_LINK = (
+    "mkdir -p /tmp/ac/ansible_collections/virtdev",
+    "ln -sfn %s /tmp/ac/ansible_collections/virtdev/libvirt" % REPO_ROOT,
+)
+#: Where ansible-playbook of the interpreter running the tests lives (it runs in the guest's chroot too).
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+
+def ansible_playbook_lines(playbook: str, *env: str) -> list[str]:
+    """Shell lines that run ``playbook`` with ``-c local`` in the guest against this checkout's collection;
+    ``env`` adds ``NAME=value`` settings."""
+    settings = ["ANSIBLE_COLLECTIONS_PATH=/tmp/ac", "ANSIBLE_LOCAL_TEMP=/tmp/ansible-local",
+                "ANSIBLE_REMOTE_TEMP=/tmp/ansible-remote", "ANSIBLE_NOCOLOR=1",
+                "ANSIBLE_PYTHON_INTERPRETER=%s" % sys.executable] + list(env)
+    return list(COLLECTION_LINK) + ["export " + " ".join(settings),
+                                    "%s -c local -i localhost, %s" % (ANSIBLE_PLAYBOOK, playbook)]
+
+
 #: Modules loaded in the guest, in this order (with their dependency closures).
 GUEST_MODULES = (
     "virtio_pci",

@@ -46,6 +46,15 @@ def run_module(capsys, module, check=False, diff=False, **params):
     return result
 
 
+def expect_refused(capsys, module, root, kernel, **params):
+    """Run ``module``, expect a failure, and check that nothing was written: no sysfs write, no file changed."""
+    start = snapshot(root)
+    result = run_module(capsys, module, root=root, **params)
+    assert result['rc'] == 1, result
+    assert kernel.writes == [] and snapshot(root) == start
+    return result
+
+
 def snapshot(root):
     """Every file, link and directory below ``root`` with its content or target."""
     state = {}

@@ -19,7 +19,7 @@ import pytest
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _libvirt
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
 from ansible_collections.virtdev.libvirt.plugins.modules import mdev
-from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, machine, read, run_module, snapshot
+from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, expect_refused, machine, read, run_module
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import Tree
 
 IGPU, T4, SATA = '0000:00:02.0', '0000:01:00.0', '0000:00:17.0'
@@ -41,11 +41,7 @@ def available(root, parent, mdev_type):
 
 
 def refused(capsys, root, kernel, **params):
-    start = snapshot(root)
-    result = run(capsys, root=root, **params)
-    assert result['rc'] == 1, result
-    assert kernel.writes == [] and snapshot(root) == start
-    return result
+    return expect_refused(capsys, mdev, root, kernel, **params)
 
 
 def test_create_cycle(capsys, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ import os
 import pytest
 
 from ansible_collections.virtdev.libvirt.plugins.modules import sriov_vfs
-from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, machine, read, run_module, snapshot, \
+from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, expect_refused, machine, read, run_module, \
     warnings
 
 PF0, PF1, VF0, VF3, SATA = '0000:41:00.0', '0000:41:00.1', '0000:41:02.0', '0000:41:02.3', '0000:42:00.0'
@@ -38,11 +38,7 @@ def numvfs(root, pf):
 
 
 def refused(capsys, root, kernel, **params):
-    start = snapshot(root)
-    result = run(capsys, root=root, **params)
-    assert result['rc'] == 1, result
-    assert kernel.writes == [] and snapshot(root) == start
-    return result
+    return expect_refused(capsys, sriov_vfs, root, kernel, **params)
 
 
 def test_enable_vfs_by_interface_name(capsys, tmp_path, monkeypatch):

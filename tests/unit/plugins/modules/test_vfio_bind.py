@@ -15,7 +15,7 @@ import os
 import pytest
 
 from ansible_collections.virtdev.libvirt.plugins.modules import vfio_bind
-from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, machine, read, run_module, snapshot, warnings
+from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, expect_refused, machine, read, run_module, warnings
 
 GPU, GPU_AUDIO, BRIDGE, IGPU = '0000:01:00.0', '0000:01:00.1', '0000:00:01.0', '0000:00:02.0'
 NVME, XHCI, NIC_VFIO, CHIPSET_AUDIO, ONBOARD_NIC = '0000:02:00.0', '0000:00:14.0', '0000:03:00.0', '0000:00:1f.3', \
@@ -36,11 +36,8 @@ def vfio_node(root, group):
 
 def refused(capsys, root, kernel, **params):
     """Run, expect a failure, and check that nothing at all was written."""
-    start = snapshot(root)
-    result = run(capsys, root=root, **params)
-    assert result['rc'] == 1 and result['failed'] is True, result
-    assert result.get('changed', False) is False
-    assert kernel.writes == [] and snapshot(root) == start
+    result = expect_refused(capsys, vfio_bind, root, kernel, **params)
+    assert result['failed'] is True and result.get('changed', False) is False
     return result
 
 
