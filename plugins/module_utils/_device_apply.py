@@ -204,7 +204,7 @@ class DomainRun:
                 'before': shown.before_text + '\n', 'after': shown.after_text + '\n'}
 
 
-# -- passthrough preflight (REFERENCE §4) -----------------------------------------------------------
+# -- passthrough preflight (docs/host_devices.md) -----------------------------------------------------------
 
 def _assignment_requests(run):
     """The host devices a run would give its guest: hostdevs and SR-IOV interfaces it adds or changes."""

@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Reconcile a domain's devices with a declared list (pure: XML text in, plan out).
 
-The resource-module states (REFERENCE §2) are implemented here once for every kind; kinds only
+The resource-module states (docs/domain_devices.md, "States") are implemented here once for every kind; kinds only
 contribute their table row. Matching is by identity key through a dictionary, so the cost grows
 linearly with the number of devices.
 """
@@ -190,7 +190,7 @@ class Change:
         return (self.new if self.new is not None else self.old).tag
 
     def hotpluggable(self):
-        """Whether QEMU can take this change on a running guest (REFERENCE §3)."""
+        """Whether QEMU can take this change on a running guest (the kind table's hotplug column)."""
         element = self.new if self.new is not None else self.old
         kind = kind_of_element(element)
         if kind is None:
@@ -200,7 +200,7 @@ class Change:
         return kind.hotplug(kind.parse(element))
 
     def command(self, live=False, config=True):
-        """The user-facing record: ``{op, kind, key, live, config}`` (REFERENCE §2)."""
+        """The user-facing record: ``{op, kind, key, live, config}`` (the module's ``commands`` return value)."""
         return {'op': self.op, 'kind': self.tag, 'key': self.label.split(' ', 1)[1] if ' ' in self.label else '',
                 'live': live, 'config': config}
 

@@ -115,7 +115,7 @@ def test_bind_lone_nic_to_vfio_pci_and_back(guest):
 
 
 def test_bogus_driver_override_leaves_device_driverless(guest):
-    # The failure mode REFERENCE.md §4 warns about: drivers_probe "succeeds"
+    # The failure mode docs/host_preparation.md warns about: drivers_probe "succeeds"
     # but nothing binds; only the driver link tells the truth.
     address = BRIDGED[1]
     dev = "/sys/bus/pci/devices/" + address
