@@ -16,13 +16,11 @@ import hashlib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    DriverAttr, Field, Flag, HexId, Integer, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Variant,
-    YesNo,
+    DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Uuid,
+    Variant, YesNo,
 )
 
 EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'
-MAC_RE = r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$'
-UUID_RE = r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 # libvirt's own children of every device: never ours to set, never a reason for a change
 LIBVIRT_OWNED = ('address', 'alias')
 CHAR_TYPES = ('pty', 'file', 'unix', 'tcp', 'udp', 'null', 'stdio', 'dev', 'spicevmc', 'qemu-vdagent')
@@ -313,8 +311,8 @@ class TextInteger(Text):
 INTERFACE = Kind(
     'interface', 'interface',
     fields=[
-        Field('mac', 'mac', 'address', pattern=MAC_RE, pattern_hint='six colon-separated hex octets',
-              libvirt_fills=True, description='MAC address; when omitted a stable one is derived.'),
+        Mac('mac', 'mac', 'address', libvirt_fills=True,
+            description='MAC address (unicast, any case; stored lower case); when omitted a stable one is derived.'),
         Source('source', [
             Variant('network', 'network', [Field('network', 'source', 'network')]),
             Variant('bridge', 'bridge', [Field('bridge', 'source', 'bridge')]),
@@ -702,8 +700,8 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
         description='A host USB device passed through.',
         example={'kind': 'hostdev', 'type': 'usb', 'vendor': '0x046d', 'product': '0xc52b'}),
     _hostdev('mdev', [
-        Field('uuid', 'source/address', 'uuid', pattern=UUID_RE, pattern_hint='a lower-case UUID',
-              description='UUID of the mediated device; its identity.'),
+        Uuid('uuid', 'source/address', 'uuid', description='UUID of the mediated device (any case; stored lower '
+                                                            'case); its identity.'),
         Field('model', '', 'model', choices=('vfio-pci', 'vfio-ccw', 'vfio-ap'), description='mdev device API.'),
         OnOff('display', '', 'display', description='vGPU display (vfio-pci).'),
         OnOff('ramfb', '', 'ramfb', description='Boot display through ramfb (vfio-pci).'),
