@@ -36,8 +36,10 @@ class Field:
     value_type = 'str'
 
     def __init__(self, option, path, attr, choices=None, pattern=None, pattern_hint=None,
-                 default=None, libvirt_fills=False, secret=False, description=''):
+                 default=None, libvirt_fills=False, secret=False, absolute_path=False, description=''):
         self.option = option
+        # libvirt's schema takes only absolute paths here (absFilePath); '..' is refused as a traversal
+        self.absolute_path = absolute_path
         self.path = path
         self.attr = attr
         self.choices = tuple(choices) if choices else None
@@ -65,9 +67,15 @@ class Field:
             return self.default
         if self.value_type == 'str' and not isinstance(value, str):
             value = str(value)
+        if self.value_type == 'str' and value == '' and not self.secret:
+            raise SpecError(where, "'' is empty: libvirt's schema refuses it (leave the option out instead)")
+        if self.absolute_path and not value.startswith('/'):
+            raise SpecError(where, '%r is not an absolute path (libvirt takes only absolute paths here)' % (value,))
+        if self.absolute_path and '..' in value.split('/'):
+            raise SpecError(where, "%r contains '..': give the path without parent-directory steps" % (value,))
         if self.choices is not None and value not in self.choices:
             raise SpecError(where, '%r is not one of: %s' % (value, ', '.join(self.choices)))
-        if self.pattern is not None and not self.pattern.match(value):
+        if self.pattern is not None and not self.pattern.fullmatch(value):  # no "$" before a trailing newline
             raise SpecError(where, '%r is not valid (%s)' % (value, self.pattern_hint or self.pattern.pattern))
         return value
 

@@ -178,7 +178,7 @@ def describe_users(users):
 
 def check_driver_name(driver):
     """vfio-pci, pci-stub or a vfio-pci variant driver (``mlx5_vfio_pci``); ValueError otherwise."""
-    if not isinstance(driver, str) or not DRIVER_NAME_RE.match(driver):
+    if not isinstance(driver, str) or not DRIVER_NAME_RE.fullmatch(driver):
         raise ValueError('driver: %r is not a kernel driver name' % (driver,))
     if driver not in (VFIO_DRIVER, STUB_DRIVER) and not driver.endswith(('_vfio_pci', '-vfio-pci')):
         raise ValueError('driver: %r is not vfio-pci, pci-stub or a vfio-pci variant driver (NAME_vfio_pci)'
@@ -843,7 +843,7 @@ def resolve_pf(sysroot, host, pf):
         return normalize_pci_address(pf)
     except ValueError:
         pass
-    if not IFNAME_RE.match(pf):
+    if not IFNAME_RE.fullmatch(pf):
         raise ValueError('pf: %r is neither a PCI address (%s) nor a network interface name' % (pf, _host_pci.PCI_HINT))
     resolved = sysroot.resolve('sys/class/net/%s/device' % pf)
     if resolved is None or not _host_pci.PCI_NAME_RE.match(os.path.basename(resolved)):

@@ -250,6 +250,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     params = module.params
     for option, low, high in (('memory', 16, 16 * 1024 * 1024), ('vcpus', 1, 4096), ('pcie_root_ports', 0, 30),
                               ('shutdown_timeout', 0, 86400)):
