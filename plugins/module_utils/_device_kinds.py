@@ -701,8 +701,8 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
         description='A host USB device passed through.',
         example={'kind': 'hostdev', 'type': 'usb', 'vendor': '0x046d', 'product': '0xc52b'}),
     _hostdev('mdev', [
-        Uuid('uuid', 'source/address', 'uuid', description='UUID of the mediated device (any case; stored lower '
-                                                            'case); its identity.'),
+        Uuid('uuid', 'source/address', 'uuid',
+             description='UUID of the mediated device (any case; stored lower case); its identity.'),
         Field('model', '', 'model', choices=('vfio-pci', 'vfio-ccw', 'vfio-ap'), description='mdev device API.'),
         OnOff('display', '', 'display', description='vGPU display (vfio-pci).'),
         OnOff('ramfb', '', 'ramfb', description='Boot display through ramfb (vfio-pci).'),

@@ -262,9 +262,9 @@ CASES = [
          [ROUTE_NIC, 'host-critical'], module='vfio_bind'),
     Case('ph-sriov-pf-injection', 'passthrough_host', {'passthrough_host_sriov': [{'pf': '$(reboot)', 'num_vfs': 2}]},
          ["'$(reboot)'"], machine='sriov', module='sriov_vfs'),
-    Case('ph-mdev-uuid-traversal', 'passthrough_host', {'passthrough_host_mdevs': [
-        {'uuid': '../create', 'parent': '0000:00:02.0', 'mdev_type': 'i915-GVTg_V5_8'}]}, ['uuid', "'../create'"],
-         machine='mdev', module='mdev'),
+    Case('ph-mdev-uuid-traversal', 'passthrough_host',
+         {'passthrough_host_mdevs': [{'uuid': '../create', 'parent': '0000:00:02.0', 'mdev_type': 'i915-GVTg_V5_8'}]},
+         ['uuid', "'../create'"], machine='mdev', module='mdev'),
 ]
 
 RESULTS = collections.OrderedDict()   # ident -> (module, refused before any write)
@@ -350,8 +350,8 @@ def _params(case, root):
 
 
 @pytest.mark.parametrize('case', [_manifest_case(case) for case in CASES], ids=lambda case: case.ident)
-def test_hostile_input_is_refused_naming_field_and_value_and_nothing_is_written(case, capsys, tmp_path, monkeypatch,
-                                                                                   libvirt_writes, shared_desktop):
+def test_hostile_input_is_refused_naming_field_and_value_and_nothing_is_written(
+        case, capsys, tmp_path, monkeypatch, libvirt_writes, shared_desktop):
     root, sysfs_writes = _host(case, tmp_path, monkeypatch, shared_desktop)
     before = snapshot(root)
     try:
