@@ -396,3 +396,44 @@ def test_lone_surrogates_are_refused_by_the_string_check(value):
         _xml.check_text_tree({'config': [{'source': {'network': value}}]}, '')
     with pytest.raises(Exception, match='U\\+D'):
         _device_engine.declare([{'kind': 'xml', 'xml': "<watchdog model='%s'/>" % value}], 'g')
+
+
+INJECTION = "x'/><hostdev mode='subsystem' type='pci'><source><address bus='2'/></source></hostdev><y a='"
+
+
+def _string_options():
+    """(kind, option path, spec) for every string option of the kind table (and of its sources): each string an
+    attacker could try to break out of XML with."""
+    from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import all_kinds
+    from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import Source
+    for kind in all_kinds():
+        for option, field in kind.fields.items():
+            if isinstance(field, Source):
+                for variant in field.variants.values():
+                    for name, sub in variant.fields.items():
+                        if sub.value_type == 'str':
+                            source = {key: '/p' for key in (variant.selector,) + variant.needs}
+                            yield kind, '%s.%s' % (option, name), dict(
+                                kind.example, **{option: dict(source, **{name: INJECTION})})
+            elif field.value_type == 'str':
+                yield kind, option, dict(kind.example, **{option: INJECTION})
+
+
+@pytest.mark.parametrize('kind, option, spec', list(_string_options()),
+                         ids=lambda value: value.label if hasattr(value, 'label') else value if isinstance(value, str) else '')
+def test_xml_injection_through_any_string_is_refused_or_stays_text(kind, option, spec):
+    """A string that tries to close its attribute and add a hostdev is either refused naming the option, or stays the
+    value it was: the rendered device has no other element and reads back the same string."""
+    from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _xml
+    from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
+    try:
+        (item,) = _device_engine.declare([spec], 'guest')
+    except SpecError as exc:
+        assert str(exc).startswith('config[0].%s: ' % option) and repr(INJECTION)[:20] in str(exc), str(exc)
+        return
+    rendered = _xml.parse(_device_engine.render([item])[0])
+    assert rendered.find('.//hostdev') is None and rendered.find('.//y') is None
+    value = kind.parse(rendered)
+    for part in option.split('.'):
+        value = value[part]
+    assert value == INJECTION
