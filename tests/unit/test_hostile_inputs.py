@@ -11,7 +11,8 @@ changed below the fixture root, no sysfs write (the FakeKernel records them).
 Modules run in-process as Ansible runs them; libvirt is the in-process test driver loaded with
 ``fixtures/sysfs/libvirt-test-driver.xml`` (guest ``fw`` is shut off), the host is a fixture tree.
 With ``VIRTDEV_RELIABILITY_DIR`` set, the figures are written to ``hostile_inputs.json`` there
-(``{cases, modules: {name: count}, refused_before_write}``) for docs/reliability.md.
+(``{cases, modules: {name: count}, refused_before_write}``; the roles count under their own names, ``guest`` and
+``passthrough_host``) for docs/reliability.md.
 """
 
 from __future__ import annotations
