@@ -59,7 +59,7 @@ options:
     default: merged
   running_config:
     description:
-      - Domain XML text for O(state=parsed).
+      - Domain XML text for O(state=parsed). It is C(no_log): domain XML can carry console passwords.
     type: str
   apply:
     description:
@@ -291,7 +291,7 @@ def argument_spec():
             'config': {'type': 'list', 'elements': 'dict', 'options': devices},
         }},
         state={'type': 'str', 'default': 'merged', 'choices': list(_device_engine.STATES)},
-        running_config={'type': 'str'},
+        running_config={'type': 'str', 'no_log': True},  # domain XML: may carry console passwords
         apply={'type': 'str', 'default': 'auto', 'choices': list(APPLY_MODES)},
         restart={'type': 'str', 'default': 'never', 'choices': ['never', 'if_required']},
         restart_timeout={'type': 'int', 'default': 120},
@@ -422,6 +422,7 @@ def main():
         required_if=[('state', 'gathered', ('domain',)), ('state', 'parsed', ('running_config',))],
         supports_check_mode=True,
     )
+    _common.mask_secrets(module)
     _common.require_libraries(module, need_libvirt=module.params['state'] not in ('rendered', 'parsed'))
     runner = DomainDevices(module)
     state = module.params['state']
