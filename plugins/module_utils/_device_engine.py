@@ -310,6 +310,9 @@ def _loose_match(item, candidates_by_tag, claimed):
 def _updated_element(item, existing, reset):
     if item.kind is None:
         new = settle_secrets(copy.deepcopy(item.element), existing, item.where + '.xml')
+        kind = kind_of_element(new)
+        if kind is not None:
+            kind.keep_implied(new, existing)
         for tag in LIBVIRT_OWNED:
             theirs, ours = existing.find(tag), new.find(tag)
             if ours is None and theirs is not None:

@@ -125,6 +125,14 @@ class Kind:
             element.remove(child)
         return element
 
+    def keep_implied(self, new, existing):
+        """Give a raw-XML device libvirt's defaults that ``existing`` has and ``new`` does not mention (the
+        device would otherwise differ on every run, as libvirt adds them again)."""
+        for child in existing:
+            if _is_implied(child, self.implied) and new.find(child.tag) is None:
+                new.append(_xml.copy(child))
+        return new
+
     def lossless(self, element):
         """True when this kind's options describe the element completely (safe to show it typed); what
         libvirt adds by itself (addresses, aliases, implied defaults) does not count."""
