@@ -51,9 +51,15 @@ options:
         O(config). Devices libvirt re-adds by itself (PCI root, first USB controller, PS/2 inputs,
         memballoon) are reported in RV(implicit) instead of being removed.
       - V(deleted) removes the listed devices.
-      - V(gathered) returns the current devices in the option format (no change).
-      - V(rendered) returns the device XML O(config) would produce, without a connection.
+      - V(gathered) returns the current devices in the option format (no change). A console password shows
+        as C(********); given back, that value keeps the current password (see O(config[].password)).
+      - V(rendered) returns the device XML O(config) would produce, without a connection (passwords shown as
+        C(********)).
       - V(parsed) turns O(running_config) domain XML into the option format, without a connection.
+      - Under every state, what the option format does not show is kept: passwords are kept unless given
+        (or removed with an empty value), parts of a device no option describes are kept. Secrets never
+        appear in any result, diff, warning or error, in any escaped form. See C(docs/domain_devices.md),
+        "Adopting a guest".
     type: str
     choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
     default: merged
