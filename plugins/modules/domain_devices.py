@@ -56,10 +56,10 @@ options:
       - V(rendered) returns the device XML O(config) would produce, without a connection (passwords shown as
         C(********)).
       - V(parsed) turns O(running_config) domain XML into the option format, without a connection.
-      - Under every state, what the option format does not show is kept: passwords are kept unless given
+      - Under every state, what the option format does not show is kept. Passwords are kept unless given
         (or removed with an empty value), parts of a device no option describes are kept. Secrets never
-        appear in any result, diff, warning or error, in any escaped form. See C(docs/domain_devices.md),
-        "Adopting a guest".
+        appear in any result, diff, warning or error, in any escaped form. See the section Adopting a guest
+        of C(docs/domain_devices.md).
     type: str
     choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
     default: merged
