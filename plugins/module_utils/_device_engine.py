@@ -307,7 +307,7 @@ def _loose_match(item, candidates_by_tag, claimed):
     return None
 
 
-def _updated_element(item, existing, reset):
+def _updated_element(item, existing, reset, live=False):
     if item.kind is None:
         new = settle_secrets(copy.deepcopy(item.element), existing, item.where + '.xml')
         kind = kind_of_element(new)
@@ -326,7 +326,7 @@ def _updated_element(item, existing, reset):
     if item.mac_derived:
         spec.pop('mac')  # a matched NIC keeps the MAC it has
     new = copy.deepcopy(existing)
-    item.kind.apply(new, spec, reset=reset)
+    item.kind.apply(new, spec, reset=reset, live=live)
     return new
 
 
@@ -364,6 +364,7 @@ def _stable_key(element):
 def plan(domain_xml, declared, state):
     """Compute the plan for merged / replaced / overridden / deleted on one domain's XML."""
     domain = _xml.parse(domain_xml, 'domain XML')
+    live = domain.get('id') is not None  # only a running guest's definition has an id (libvirt's formatdomain)
     devices = devices_of(domain)
     existing = device_elements(devices)
     remember_secrets(existing)
@@ -390,7 +391,7 @@ def plan(domain_xml, declared, state):
             devices.append(new)
             result.changes.append(Change('attach', item.label, new=new, item=item, verify_key=item.key))
             continue
-        new = _updated_element(item, found, reset=state in ('replaced', 'overridden'))
+        new = _updated_element(item, found, reset=state in ('replaced', 'overridden'), live=live)
         if not _xml.same(new, found):
             devices.replace(found, new)
             result.changes.append(Change('update', item.label, old=found, new=new, item=item,

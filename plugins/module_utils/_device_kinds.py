@@ -38,7 +38,8 @@ class Kind:
     """
 
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
-                 loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=()):
+                 loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
+                 live_fills=()):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
@@ -58,6 +59,9 @@ class Kind:
         # children libvirt adds by itself that mean "the default" (graphics <listen type='address'/>):
         # (tag, attributes) pairs, ignored when deciding whether the options describe an element fully
         self.implied = implied
+        # options libvirt fills in the running guest's definition when they are absent from the persistent
+        # one (a graphics listen address from qemu.conf): replaced leaves them alone on the live side
+        self.live_fills = live_fills
         self.secret_fields = [field for field in fields if field.secret]
 
     def kind_for_spec(self, _spec):
@@ -92,14 +96,15 @@ class Kind:
                 result[option] = _secrets.PLACEHOLDER if field.secret and not secrets else value
         return result
 
-    def apply(self, element, spec, reset):
-        """Write ``spec`` onto ``element``. With ``reset`` (state replaced) unlisted options are cleared."""
+    def apply(self, element, spec, reset, live=False):
+        """Write ``spec`` onto ``element``. With ``reset`` (state replaced) unlisted options are cleared;
+        ``live``: the element is from a running guest's definition."""
         for name, value in self.fixed.items():
             element.set(name, value)
         for option, field in self.fields.items():
             if option in spec:
                 field.write(element, spec[option])
-            elif reset and not field.libvirt_fills:
+            elif reset and not field.libvirt_fills and not (live and option in self.live_fills):
                 field.clear(element)
         return element
 
@@ -320,6 +325,16 @@ class GraphicsListen(Field):
         # a bare <listen type='address'/> is libvirt's own default: leave it, or it comes back every run
         if node is not None and node.get('type') == 'address' and node.get('address') is not None:
             element.remove(node)
+
+
+class GraphicsPort(Integer):
+    """``port: -1`` with ``autoport``: QEMU picks the port at start; the running guest shows the one it got,
+    which is no difference from -1."""
+
+    def write(self, element, value):
+        if value == -1 and element.get('autoport') == 'yes' and element.get(self.attr) is not None:
+            return
+        super().write(element, value)
 
 
 class SizeMiB(Integer):
@@ -628,8 +643,8 @@ GRAPHICS = Kind(
     'graphics', 'graphics',
     fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
             GraphicsListen('listen', '', 'listen', description='Listen address.'),
-            Integer('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
-                    description='TCP port; -1 with autoport.'),
+            GraphicsPort('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
+                         description='TCP port; -1 with autoport.'),
             YesNo('autoport', '', 'autoport', libvirt_fills=True, description='Pick a free port at start.'),
             SecretAttr('password', '', 'passwd',
                        description="Console password (VNC: at most 8 characters). Never shown: results show "
@@ -638,7 +653,7 @@ GRAPHICS = Kind(
                                    "under every state. Changed live on a running guest." % _secrets.PLACEHOLDER)],
     key=ident('type', 'type'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('type',),
-    live_update=only_differ('password'), implied=(('listen', {'type': 'address'}),),
+    live_update=only_differ('password'), implied=(('listen', {'type': 'address'}),), live_fills=('listen',),
     description='A graphical console (VNC, SPICE).',
     example={'kind': 'graphics', 'type': 'vnc', 'listen': '127.0.0.1', 'autoport': True})
 

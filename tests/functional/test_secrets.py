@@ -275,3 +275,35 @@ def test_ansible_playbook_vvv_shows_no_secret(embed_uri, collection_pythonpath, 
         assert shown in output, shown
     assert_hidden(output)
     assert secure_secrets(virsh, embed_uri, 'vvv') == {'vnc': None}
+
+
+def test_a_running_guest_keeps_its_password_and_changes_it_live(libvirtd_uri, run_module, virsh):
+    """The running guest's definition has what QEMU chose (the VNC port, the listen address from qemu.conf):
+    feeding gathered back is still no change and no restart; a new or removed password goes live too. The
+    guest needs no OS for this: it only has to run (BIOS only, one TCG guest)."""
+    name, secret, new = 'sec-running', SECRETS['vnc'], NEW_SECRETS['vnc']
+    virsh(libvirtd_uri, 'define', '{xml}', xml=SMALL_GUEST % (name, "<graphics type='vnc' port='-1' autoport='yes' "
+                                                                    "passwd=%s/>" % quoteattr(secret)))
+    virsh(libvirtd_uri, 'start', name)
+
+    def both():
+        live = etree.fromstring(virsh(libvirtd_uri, 'dumpxml', '--security-info', name).encode())
+        return secure_secrets(virsh, libvirtd_uri, name)['vnc'], live.find('devices/graphics').get('passwd')
+
+    try:
+        gathered = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'})
+        for state in ('replaced', 'overridden', 'merged'):
+            for check_mode in (True, False):
+                result = converge(run_module, libvirtd_uri, name, state, gathered['gathered'], check_mode=check_mode)
+                assert result['changed'] is False and result['waiting_for_restart'] == [], (state, result)
+        assert both() == (secret, secret)
+
+        changed = predict_and_apply(run_module, libvirtd_uri, name, [{'kind': 'graphics', 'type': 'vnc',
+                                                                      'password': new}])
+        assert changed['commands'][0]['live'] is True and changed['waiting_for_restart'] == []
+        assert both() == (new, new)
+        predict_and_apply(run_module, libvirtd_uri, name, [{'kind': 'graphics', 'type': 'vnc', 'password': ''}])
+        assert both() == (None, None)
+    finally:
+        virsh(libvirtd_uri, 'destroy', name, check=False)
+        virsh(libvirtd_uri, 'undefine', name, check=False)

@@ -202,3 +202,22 @@ def test_rendered_and_parsed_show_the_placeholder():
 
 def test_graphics_password_option_is_no_log():
     assert GRAPHICS.fields['password'].secret
+
+
+# --- a running guest's definition: what QEMU chose is no difference ----------------------------------------
+
+RUNNING_VNC = ("<graphics type='vnc' port='5902' autoport='yes' listen='127.0.0.1' passwd=%s>"
+               "<listen type='address' address='127.0.0.1'/></graphics>" % quoteattr(SECRET))
+
+
+@pytest.mark.parametrize('state', ['merged', 'replaced', 'overridden'])
+def test_gathered_fed_back_to_a_running_guest_changes_nothing(state):
+    gathered = engine.gather(domain(WRITTEN_VNC))
+    running = domain(RUNNING_VNC).replace("<domain type='qemu'>", "<domain type='qemu' id='3'>")
+    assert not engine.plan(running, engine.declare(gathered, 'g'), state).changed
+
+
+def test_an_explicit_listen_is_still_reset_in_the_persistent_definition():
+    persistent = domain(RUNNING_VNC.replace("port='5902'", "port='-1'"))
+    result = engine.plan(persistent, engine.declare([{'kind': 'graphics', 'type': 'vnc'}], 'g'), 'replaced')
+    assert result.changed and 'listen' not in result.new_xml.split('<graphics')[1].split('>')[0]
