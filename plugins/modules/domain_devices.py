@@ -65,7 +65,7 @@ options:
     default: merged
   running_config:
     description:
-      - Domain XML text for O(state=parsed). It is C(no_log): domain XML can carry console passwords.
+      - Domain XML text for O(state=parsed). It is C(no_log) because domain XML can carry console passwords.
     type: str
   apply:
     description:
