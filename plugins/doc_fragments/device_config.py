@@ -364,7 +364,9 @@ options:
         type: bool
       password:
         description:
-        - 'For O(config[].kind=graphics): Console password. Never shown in results; changed live on a running guest.'
+        - 'For O(config[].kind=graphics): Console password (VNC: at most 8 characters). Never shown: results show
+          C(********) when a password is set, and that value given back keeps the current password; an empty string
+          removes it; omitted, the current password is kept under every state. Changed live on a running guest.'
         type: str
       stats_period:
         description:
@@ -839,8 +841,10 @@ options:
             type: bool
           password:
             description:
-            - 'For O(config[].kind=graphics): Console password. Never shown in results; changed live on a running
-              guest.'
+            - 'For O(config[].kind=graphics): Console password (VNC: at most 8 characters). Never shown: results
+              show C(********) when a password is set, and that value given back keeps the current password; an
+              empty string removes it; omitted, the current password is kept under every state. Changed live on
+              a running guest.'
             type: str
           stats_period:
             description:

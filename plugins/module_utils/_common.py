@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt, _secrets, _xml
 
 CONNECTION_ARGS = {
     'uri': {'type': 'str', 'default': 'qemu:///system', 'fallback': (env_fallback, ['LIBVIRT_DEFAULT_URI'])},
@@ -57,3 +57,20 @@ def check_strings(module):
                              secret)
     except _xml.XMLInputError as exc:
         module.fail_json(msg=str(exc))
+
+
+def mask_secrets(module):
+    """Make every output of ``module`` (result, failure, warnings, the echoed arguments) mask secrets in all
+    their escaped forms: the values of its no_log options and every secret the process read or was given
+    in raw XML (``_secrets.SEEN``). Ansible's own no_log masking sees only the raw option values."""
+    exit_json, fail_json, warn = module.exit_json, module.fail_json, module.warn
+
+    def masked(result):
+        result = dict(result)
+        result.setdefault('invocation', {'module_args': module.params})
+        return _secrets.mask(result, module.no_log_values)
+
+    module.exit_json = lambda **result: exit_json(**masked(result))
+    module.fail_json = lambda msg, **result: fail_json(**masked(dict(result, msg=msg)))
+    module.warn = lambda warning, **kwargs: warn(_secrets.mask(warning, module.no_log_values), **kwargs)
+    return module

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
     DEVICE_TAGS, KINDS, LIBVIRT_OWNED, NOT_DEVICES, derived_mac, element_class, element_key, kind_of_element, redact,
+    remember_secrets, secrets_of, settle_secrets,
 )
 
 STATES = ('merged', 'replaced', 'overridden', 'deleted', 'gathered', 'rendered', 'parsed')
@@ -106,12 +107,15 @@ def _declare_one(raw, here, domain_name, ordinals):
         if extra:
             raise SpecError(here, 'option(s) %s do not belong to kind xml (its options: xml)' % ', '.join(extra))
         element = _raw_xml_device(raw.get('xml'), here + '.xml')
+        remember_secrets([element])
         base, repeatable = element_key(element)
         return Declared(here, None, None, element, _ordinal(base, repeatable, ordinals))
     if kind_name not in KINDS:
         raise SpecError(here + '.kind', '%r is not one of: %s' % (kind_name, ', '.join(KIND_NAMES)))
     spec = KINDS[kind_name].normalize(raw, here)
     kind = KINDS[kind_name].kind_for_spec(spec)
+    for field in kind.secret_fields:
+        _secrets.remember(spec.get(field.option))
     mac_derived = kind.name == 'interface' and 'mac' not in spec
     if mac_derived:
         # stable across runs: the n-th NIC without MAC on a source always gets the same address
@@ -147,22 +151,42 @@ def device_elements(devices):
 
 
 def describe(element):
-    """An element in the module's option format: typed when the kind describes it fully, else xml."""
-    element = redact(element)
+    """An element in the module's option format: typed when the kind describes it fully, else xml.
+
+    A secret shows as the placeholder in both forms: fed back, it keeps the current secret.
+    """
     kind = kind_of_element(element)
     if kind is not None and kind.lossless(element):
         result = kind.parse(element, secrets=False)
     else:
-        result = {'kind': 'xml', 'xml': _xml.to_string(element, pretty=False)}
+        result = {'kind': 'xml', 'xml': _xml.to_string(redact(element), pretty=False)}
     result['class'] = element_class(element)
     return result
 
 
-def shown(elements):
-    """Device elements as a <devices> section for a diff, secrets removed."""
+def secret_notes(old, new):
+    """What happened to a device's secrets, for a diff: 'password removed', never a value."""
+    before, after = secrets_of(old) if old is not None else {}, secrets_of(new)
+    notes = []
+    for option in sorted(set(before) | set(after)):
+        if option not in after:
+            notes.append('%s removed' % option)
+        elif option not in before:
+            notes.append('%s set' % option)
+        elif before[option] != after[option]:
+            notes.append('%s changed' % option)
+    return notes
+
+
+def shown(elements, notes=None):
+    """Device elements as a <devices> section for a diff, secrets masked; ``notes`` (id(element) → texts)
+    become XML comments inside the element ('password removed')."""
     view = _xml.new_element('devices')
     for element in elements:
-        view.append(_xml.copy(redact(element)))
+        copied = _xml.copy(redact(element))
+        for note in (notes or {}).get(id(element), ()):
+            copied.append(_xml.comment(note))
+        view.append(copied)
     return _xml.to_string(view)
 
 
@@ -170,7 +194,9 @@ def gather(domain_xml):
     domain = _xml.parse(domain_xml, 'domain XML')
     if domain.tag != 'domain':
         raise _xml.XMLInputError('domain XML has root <%s>, expected <domain>' % domain.tag)
-    return [describe(el) for el in device_elements(devices_of(domain))]
+    elements = device_elements(devices_of(domain))
+    remember_secrets(elements)
+    return [describe(el) for el in elements]
 
 
 # --- implicit devices (libvirt re-adds them; overridden must not fight it) --------------------------
@@ -260,7 +286,11 @@ class Plan:
 
     @property
     def after_text(self):
-        return shown(device_elements(self._devices))
+        notes = {}
+        for change in self.changes:
+            if change.new is not None:
+                notes[id(change.new)] = secret_notes(change.old, change.new)
+        return shown(device_elements(self._devices), notes)
 
     @property
     def changed(self):
@@ -292,9 +322,12 @@ def _loose_match(item, candidates_by_tag, claimed):
     return None
 
 
-def _updated_element(item, existing, reset):
+def _updated_element(item, existing, reset, live=False):
     if item.kind is None:
-        new = copy.deepcopy(item.element)
+        new = settle_secrets(copy.deepcopy(item.element), existing, item.where + '.xml')
+        kind = kind_of_element(new)
+        if kind is not None:
+            kind.keep_implied(new, existing)
         for tag in LIBVIRT_OWNED:
             theirs, ours = existing.find(tag), new.find(tag)
             if ours is None and theirs is not None:
@@ -308,8 +341,20 @@ def _updated_element(item, existing, reset):
     if item.mac_derived:
         spec.pop('mac')  # a matched NIC keeps the MAC it has
     new = copy.deepcopy(existing)
-    item.kind.apply(new, spec, reset=reset)
+    item.kind.apply(new, spec, reset=reset, live=live)
     return new
+
+
+def _new_element(item):
+    """A declared device that matches none: a secret that says "keep the current one" has nothing to keep."""
+    if item.kind is None:
+        return settle_secrets(copy.deepcopy(item.element), None, item.where + '.xml')
+    for field in item.kind.secret_fields:
+        if item.spec.get(field.option) == _secrets.PLACEHOLDER:
+            raise SpecError('%s.%s' % (item.where, field.option),
+                            '%r means "keep the current %s", but %s matches no existing device; give the %s '
+                            'itself (or leave it out)' % (_secrets.PLACEHOLDER, field.option, item.label, field.option))
+    return copy.deepcopy(item.element)
 
 
 def _index(elements):
@@ -334,8 +379,10 @@ def _stable_key(element):
 def plan(domain_xml, declared, state):
     """Compute the plan for merged / replaced / overridden / deleted on one domain's XML."""
     domain = _xml.parse(domain_xml, 'domain XML')
+    live = domain.get('id') is not None  # only a running guest's definition has an id (libvirt's formatdomain)
     devices = devices_of(domain)
     existing = device_elements(devices)
+    remember_secrets(existing)
     result = Plan(existing, devices)
     by_key = _index(existing)
     by_tag = {}
@@ -355,11 +402,11 @@ def plan(domain_xml, declared, state):
                 result.changes.append(Change('detach', item.label, old=found, verify_key=_stable_key(found)))
             continue
         if found is None:
-            new = copy.deepcopy(item.element)
+            new = _new_element(item)
             devices.append(new)
             result.changes.append(Change('attach', item.label, new=new, item=item, verify_key=item.key))
             continue
-        new = _updated_element(item, found, reset=state in ('replaced', 'overridden'))
+        new = _updated_element(item, found, reset=state in ('replaced', 'overridden'), live=live)
         if not _xml.same(new, found):
             devices.replace(found, new)
             result.changes.append(Change('update', item.label, old=found, new=new, item=item,
@@ -407,8 +454,14 @@ def verify(result, readback_xml):
         if change.item is None or change.item.kind is None:
             continue
         kept = change.item.kind.parse(element)
+        secret = {field.option for field in change.item.kind.secret_fields}
         for option, value in change.item.spec.items():
             if option == 'mac' and change.item.mac_derived and option in kept:
+                continue
+            if option in secret:
+                if value != _secrets.PLACEHOLDER and kept.get(option) != (value or None):
+                    problems.append('%s (%s): libvirt did not keep the %s as asked (%s)' % (
+                        where, change.label, option, 'removed' if value == _secrets.REMOVE else 'set'))
                 continue
             if kept.get(option) != value:
                 problems.append('%s (%s): libvirt kept %s=%r, asked %r'
@@ -417,5 +470,5 @@ def verify(result, readback_xml):
 
 
 def render(declared):
-    """The device XML that ``config`` produces (state rendered)."""
-    return [_xml.to_string(item.element) for item in declared]
+    """The device XML that ``config`` produces (state rendered), secrets shown as the placeholder."""
+    return [_xml.to_string(redact(item.element)) for item in declared]

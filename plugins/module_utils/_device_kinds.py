@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
     DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Uuid,
     Variant, YesNo,
@@ -36,7 +36,8 @@ class Kind:
     """
 
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
-                 loose=(), repeatable=False, live_update=None, label=None, description='', example=None):
+                 loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
+                 live_fills=()):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
@@ -53,6 +54,13 @@ class Kind:
         self.required = required
         self.description = description
         self.example = example
+        # children libvirt adds by itself that mean "the default" (graphics <listen type='address'/>):
+        # (tag, attributes) pairs, ignored when deciding whether the options describe an element fully
+        self.implied = implied
+        # options libvirt fills in the running guest's definition when they are absent from the persistent
+        # one (a graphics listen address from qemu.conf): replaced leaves them alone on the live side
+        self.live_fills = live_fills
+        self.secret_fields = [field for field in fields if field.secret]
 
     def kind_for_spec(self, _spec):
         return self
@@ -69,7 +77,7 @@ class Kind:
                             % (', '.join(foreign), self.label, ', '.join(sorted(self.fields))))
         result = {'kind': self.name}
         for option, field in self.fields.items():
-            value = field.normalize(spec.get(option), '%s.%s' % (where, option))
+            value = _normalize_field(field, spec.get(option), '%s.%s' % (where, option))
             if value is None and option in self.required:
                 raise SpecError(where, '%s requires option %s' % (self.label, option))
             if value is not None:
@@ -77,24 +85,24 @@ class Kind:
         return result
 
     def parse(self, element, secrets=True):
-        """Read an element into this kind's option format (only options that are set)."""
+        """Read an element into this kind's option format (only options that are set). Without ``secrets``
+        a secret that is set shows as the placeholder (present, value hidden)."""
         result = {'kind': self.name}
         for option, field in self.fields.items():
-            if field.secret and not secrets:
-                continue
             value = field.read(element)
             if value is not None:
-                result[option] = value
+                result[option] = _secrets.PLACEHOLDER if field.secret and not secrets else value
         return result
 
-    def apply(self, element, spec, reset):
-        """Write ``spec`` onto ``element``. With ``reset`` (state replaced) unlisted options are cleared."""
+    def apply(self, element, spec, reset, live=False):
+        """Write ``spec`` onto ``element``. With ``reset`` (state replaced) unlisted options are cleared;
+        ``live``: the element is from a running guest's definition."""
         for name, value in self.fixed.items():
             element.set(name, value)
         for option, field in self.fields.items():
             if option in spec:
                 field.write(element, spec[option])
-            elif reset and not field.libvirt_fills:
+            elif reset and not field.libvirt_fills and not (live and option in self.live_fills):
                 field.clear(element)
         return element
 
@@ -102,19 +110,74 @@ class Kind:
         return self.apply(_xml.new_element(self.tag, self.new_attrs), spec, reset=False)
 
     def redact(self, element):
-        """A copy without secrets, for anything shown to the user."""
-        secret = [field for field in self.fields.values() if field.secret]
-        if not secret:
+        """A copy whose secrets show as the placeholder, for anything shown to the user."""
+        present = [field for field in self.secret_fields if _secrets.is_real(field.read(element))]
+        if not present:
             return element
         element = _xml.copy(element)
-        for field in secret:
-            field.clear(element)
+        for field in present:
+            _secrets.remember(field.read(element))
+            field.show_placeholder(element)
         return element
 
+    def without_implied(self, element):
+        if not any(_is_implied(child, self.implied) for child in element):
+            return element
+        element = _xml.copy(element)
+        for child in [child for child in element if _is_implied(child, self.implied)]:
+            element.remove(child)
+        return element
+
+    def keep_implied(self, new, existing):
+        """Give a raw-XML device libvirt's defaults that ``existing`` has and ``new`` does not mention (the
+        device would otherwise differ on every run, as libvirt adds them again)."""
+        for child in existing:
+            if _is_implied(child, self.implied) and new.find(child.tag) is None:
+                new.append(_xml.copy(child))
+        return new
+
     def lossless(self, element):
-        """True when this kind's options describe the element completely (safe to show it typed)."""
+        """True when this kind's options describe the element completely (safe to show it typed); what
+        libvirt adds by itself (addresses, aliases, implied defaults) does not count."""
         rendered = self.render(self.parse(element))
-        return _xml.same(rendered, element, ignore=LIBVIRT_OWNED)
+        return _xml.same(self.without_implied(rendered), self.without_implied(element), ignore=LIBVIRT_OWNED)
+
+
+def _is_implied(child, implied):
+    return any(child.tag == tag and dict(child.attrib) == attrib and not len(child) for tag, attrib in implied)
+
+
+def _normalize_field(field, value, where):
+    """A field's normalized value; a secret's errors never quote it (they name the field only)."""
+    if not field.secret:
+        return field.normalize(value, where)
+    try:
+        return field.normalize(value, where)
+    except SpecError as exc:
+        masked = _secrets.Masker([value if isinstance(value, str) else str(value)]).text(str(exc))
+        raise SpecError(exc.where, masked[len(exc.where) + 2:]) from None
+
+
+class SecretAttr(Field):
+    """A secret in an attribute (a console ``passwd``). Never shown: read back it is the placeholder.
+
+    Written values: the placeholder keeps the current secret, ``''`` removes it, anything else sets it;
+    an omitted option keeps it too (it is ``libvirt_fills``, so ``replaced`` never clears it).
+    """
+
+    def __init__(self, option, path, attr, **kwargs):
+        super().__init__(option, path, attr, secret=True, **kwargs)
+
+    def write(self, element, value):
+        if value == _secrets.PLACEHOLDER:
+            return
+        if value == _secrets.REMOVE:
+            self.clear(element)
+            return
+        super().write(element, value)
+
+    def show_placeholder(self, element):
+        _xml.child(element, self.path).set(self.attr, _secrets.PLACEHOLDER)
 
 
 class KindFamily(Kind):
@@ -257,8 +320,19 @@ class GraphicsListen(Field):
     def clear(self, element):
         element.attrib.pop('listen', None)
         node = _xml.child(element, 'listen')
-        if node is not None and node.get('type') == 'address':
+        # a bare <listen type='address'/> is libvirt's own default: leave it, or it comes back every run
+        if node is not None and node.get('type') == 'address' and node.get('address') is not None:
             element.remove(node)
+
+
+class GraphicsPort(Integer):
+    """``port: -1`` with ``autoport``: QEMU picks the port at start; the running guest shows the one it got,
+    which is no difference from -1."""
+
+    def write(self, element, value):
+        if value == -1 and element.get('autoport') == 'yes' and element.get(self.attr) is not None:
+            return
+        super().write(element, value)
 
 
 class SizeMiB(Integer):
@@ -568,14 +642,17 @@ GRAPHICS = Kind(
     'graphics', 'graphics',
     fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
             GraphicsListen('listen', '', 'listen', description='Listen address.'),
-            Integer('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
-                    description='TCP port; -1 with autoport.'),
+            GraphicsPort('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
+                         description='TCP port; -1 with autoport.'),
             YesNo('autoport', '', 'autoport', libvirt_fills=True, description='Pick a free port at start.'),
-            Field('password', '', 'passwd', secret=True,
-                  description='Console password. Never shown in results; changed live on a running guest.')],
+            SecretAttr('password', '', 'passwd',
+                       description="Console password (VNC: at most 8 characters). Never shown: results show "
+                                   "C(%s) when a password is set, and that value given back keeps the current "
+                                   "password; an empty string removes it; omitted, the current password is kept "
+                                   "under every state. Changed live on a running guest." % _secrets.PLACEHOLDER)],
     key=ident('type', 'type'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('type',),
-    live_update=only_differ('password'),
+    live_update=only_differ('password'), implied=(('listen', {'type': 'address'}),), live_fills=('listen',),
     description='A graphical console (VNC, SPICE).',
     example={'kind': 'graphics', 'type': 'vnc', 'listen': '127.0.0.1', 'autoport': True})
 
@@ -783,9 +860,48 @@ def element_class(element):
 
 
 def redact(element):
-    """The element without secrets (graphics passwords), for results and diffs."""
+    """The element with its secrets (graphics passwords) shown as the placeholder, for results and diffs."""
     kind = kind_of_element(element)
     return kind.redact(element) if kind is not None else element
+
+
+def secrets_of(element):
+    """{option: value} of the secrets an element carries (raw attribute values, placeholder included)."""
+    kind = kind_of_element(element)
+    if kind is None or not kind.secret_fields:
+        return {}
+    found = {field.option: field.read(element) for field in kind.secret_fields}
+    return {option: value for option, value in found.items() if value is not None}
+
+
+def remember_secrets(elements):
+    """Note every secret the elements carry, so that outputs mask them (see _secrets)."""
+    for element in elements:
+        for value in secrets_of(element).values():
+            _secrets.remember(value)
+
+
+def settle_secrets(new, existing, where):
+    """Resolve the secrets of a raw-XML device about to replace ``existing`` (None: a new device).
+
+    As for the typed option: a secret attribute that is absent or the placeholder keeps the current
+    secret, an empty one removes it, any other value sets it. The placeholder on a device that has no
+    secret is an error: a console would otherwise silently lose its password.
+    """
+    kind = kind_of_element(new)
+    for field in kind.secret_fields if kind is not None else ():
+        given = field.read(new)
+        current = field.read(existing) if existing is not None else None
+        if given == _secrets.REMOVE:
+            field.clear(new)
+        elif given in (None, _secrets.PLACEHOLDER) and current is not None:
+            _xml.child(new, field.path, create=True).set(field.attr, current)
+        elif given == _secrets.PLACEHOLDER:
+            raise SpecError(where, 'the %s %r means "keep the current %s", but %s has none; give the %s itself '
+                            '(or leave it out)' % (field.option, _secrets.PLACEHOLDER, field.option,
+                                                   'this new device' if existing is None else 'the device',
+                                                   field.option))
+    return new
 
 
 def all_kinds():

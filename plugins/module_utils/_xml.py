@@ -158,3 +158,8 @@ def copy(element):
 
 def new_element(tag, attrib=None):
     return etree.Element(tag, attrib or {})
+
+
+def comment(text):
+    """An XML comment node (notes in a diff view); '--' cannot appear inside one."""
+    return etree.Comment(' %s ' % text.replace('--', '- -'))

@@ -51,15 +51,21 @@ options:
         O(config). Devices libvirt re-adds by itself (PCI root, first USB controller, PS/2 inputs,
         memballoon) are reported in RV(implicit) instead of being removed.
       - V(deleted) removes the listed devices.
-      - V(gathered) returns the current devices in the option format (no change).
-      - V(rendered) returns the device XML O(config) would produce, without a connection.
+      - V(gathered) returns the current devices in the option format (no change). A console password shows
+        as C(********); given back, that value keeps the current password (see O(config[].password)).
+      - V(rendered) returns the device XML O(config) would produce, without a connection (passwords shown as
+        C(********)).
       - V(parsed) turns O(running_config) domain XML into the option format, without a connection.
+      - Under every state, what the option format does not show is kept. Passwords are kept unless given
+        (or removed with an empty value), parts of a device no option describes are kept. Secrets never
+        appear in any result, diff, warning or error, in any escaped form. See the section Adopting a guest
+        of C(docs/domain_devices.md).
     type: str
     choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
     default: merged
   running_config:
     description:
-      - Domain XML text for O(state=parsed).
+      - Domain XML text for O(state=parsed). It is C(no_log) because domain XML can carry console passwords.
     type: str
   apply:
     description:
@@ -291,7 +297,7 @@ def argument_spec():
             'config': {'type': 'list', 'elements': 'dict', 'options': devices},
         }},
         state={'type': 'str', 'default': 'merged', 'choices': list(_device_engine.STATES)},
-        running_config={'type': 'str'},
+        running_config={'type': 'str', 'no_log': True},  # domain XML: may carry console passwords
         apply={'type': 'str', 'default': 'auto', 'choices': list(APPLY_MODES)},
         restart={'type': 'str', 'default': 'never', 'choices': ['never', 'if_required']},
         restart_timeout={'type': 'int', 'default': 120},
@@ -422,6 +428,7 @@ def main():
         required_if=[('state', 'gathered', ('domain',)), ('state', 'parsed', ('running_config',))],
         supports_check_mode=True,
     )
+    _common.mask_secrets(module)
     _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     _common.require_libraries(module, need_libvirt=module.params['state'] not in ('rendered', 'parsed'))
     runner = DomainDevices(module)
