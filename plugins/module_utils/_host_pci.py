@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_root, _xml
 
 PCI_NAME_RE = re.compile(r'^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$')
 _PCI_LOOSE_RE = re.compile(
@@ -237,8 +237,6 @@ def group_member_viable(driver):
 class SysRoot:
     """Read-only access to files below ``root``; symlinks are resolved without leaving it."""
 
-    MAX_LINKS = 40
-
     def __init__(self, root='/'):
         self.root = os.path.abspath(root)
 
@@ -296,36 +294,9 @@ class SysRoot:
         """The real path (relative to root, no leading slash) of ``relative``; None when dangling.
 
         Absolute link targets are taken relative to the root and ``..`` stops at the root, so a fixture
-        tree (or a chroot) is never left.
+        tree (or a chroot) is never left (``_host_root``, the same rule as for writes).
         """
-        pending = [part for part in relative.split('/') if part]
-        done = []
-        hops = 0
-        while pending:
-            part = pending.pop(0)
-            if part == '.':
-                continue
-            if part == '..':
-                if done:
-                    done.pop()
-                continue
-            full = os.path.join(self.root, *(done + [part]))
-            if os.path.islink(full):
-                hops += 1
-                if hops > self.MAX_LINKS:
-                    return None
-                try:
-                    target = os.readlink(full)
-                except OSError:
-                    return None
-                if target.startswith('/'):
-                    done = []
-                pending = [piece for piece in target.split('/') if piece] + pending
-                continue
-            if not os.path.lexists(full):
-                return None
-            done.append(part)
-        return '/'.join(done)
+        return _host_root.resolve(self.root, relative)
 
 
 # -- the model ---------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import re
 import tempfile
 import time
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _host_root, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._host_pci import (
     AssignmentCheck, IGNORE, SysRoot, UUID_RE, assess_pci, normalize_pci_address)
 
@@ -75,7 +75,7 @@ def write_attribute(path, value):
     Nothing is created: a missing attribute is an error. Tests replace this function with a simulated
     kernel (``tests/unit/sysfs_trees.FakeKernel``).
     """
-    fd = os.open(path, os.O_WRONLY)
+    fd = os.open(path, os.O_WRONLY | getattr(os, 'O_NOFOLLOW', 0))
     try:
         os.write(fd, value.encode('utf-8'))
     finally:
@@ -97,22 +97,17 @@ class Sysfs:
         self.writes = []
 
     def full(self, relative):
-        """The full path of ``relative`` with links resolved inside root (the last part need not exist)."""
-        relative = relative.lstrip('/')
-        if self.root == '/':
-            return '/' + relative
-        head, tail = os.path.split(relative)
-        resolved = self.sysroot.resolve(head) if head else ''
-        if resolved is None:
-            return os.path.join(self.root, relative)
-        return os.path.join(self.root, resolved, tail) if resolved else os.path.join(self.root, tail)
+        """The full path of ``relative`` with every link resolved inside root (the last part need not
+        exist); PrepareError naming the path when it cannot stay inside root."""
+        return under(self.root, '/' + relative.lstrip('/'))
 
     def write(self, relative, value):
+        full = self.full(relative)  # refused before it is recorded or written when it leaves root
         self.writes.append({'path': '/' + relative.lstrip('/'), 'value': value})
         if self.dry_run:
             return
         try:
-            write_attribute(self.full(relative), value)
+            write_attribute(full, value)
         except OSError as exc:
             raise PrepareError('writing %r to /%s failed: %s' % (value.strip(), relative.lstrip('/'), _os_error(exc)))
 
@@ -569,13 +564,27 @@ class FileChange:
 
 
 def under(root, path):
-    return os.path.join(root, path.lstrip('/')) if root != '/' else path
+    """The real path of ``path`` (absolute on the target) below ``root``, links resolved inside it
+    (``_host_root.real_path``); PrepareError naming the path when it would leave root."""
+    try:
+        return _host_root.real_path(root, path)
+    except _host_root.OutsideRoot as exc:
+        raise PrepareError(str(exc))
+
+
+def file_path(root, path):
+    """Where a managed file lives: its directory resolved inside root, its own name as it is (a link
+    there is replaced or removed, never followed)."""
+    return os.path.join(under(root, os.path.dirname(path)), os.path.basename(path))
 
 
 def read_text(root, path):
+    """The text of one of our files below root (None when missing); a file that is itself a symbolic
+    link is refused (the directories on the way may be links: they are resolved inside root)."""
+    last = file_path(root, path)
+    if os.path.islink(last):
+        raise PrepareError('%s is a symbolic link; refusing to manage it' % last)
     full = under(root, path)
-    if os.path.islink(full):
-        raise PrepareError('%s is a symbolic link; refusing to manage it' % full)
     try:
         with open(full, 'rb') as handle:
             return handle.read().decode('utf-8')
@@ -597,7 +606,7 @@ class FileWriter:
     def apply(self, change):
         if not change.changed:
             return
-        full = under(self.root, change.path)
+        full = file_path(self.root, change.path)
         self.done.append(change)
         if change.after is None:
             if os.path.lexists(full):
@@ -620,15 +629,16 @@ class FileWriter:
     def rollback(self):
         problems = []
         for change in reversed(self.done):
-            full = under(self.root, change.path)
+            full = change.path
             try:
+                full = file_path(self.root, change.path)
                 if change.before is None:
                     if os.path.lexists(full):
                         os.unlink(full)
                 else:
                     with open(full, 'wb') as handle:
                         handle.write(change.before.encode('utf-8'))
-            except OSError as exc:
+            except (OSError, PrepareError) as exc:
                 problems.append('could not restore %s: %s' % (full, exc))
         self.done = []
         return problems
