@@ -148,26 +148,10 @@ class Sysfs:
             time.sleep(0.05 if settle is None else settle)
 
 
-# -- who holds a vfio group open ---------------------------------------------------------------------------
+# -- who holds a vfio group open: one reading, in _host_pci ------------------------------------------------
 
-def vfio_group_users(sysroot, group):
-    """Processes (``[{'pid', 'comm'}]``) that hold ``/dev/vfio/<group>`` open, from ``proc/*/fd`` under root."""
-    if group is None:
-        return []
-    wanted = '/dev/vfio/%s' % group
-    users = []
-    for pid in sysroot.listdir('proc'):
-        if not pid.isdigit():
-            continue
-        for fd in sysroot.listdir('proc/%s/fd' % pid):
-            if sysroot.readlink('proc/%s/fd/%s' % (pid, fd)) == wanted:
-                users.append({'pid': int(pid), 'comm': sysroot.read('proc/%s/comm' % pid) or '?'})
-                break
-    return sorted(users, key=lambda user: user['pid'])
-
-
-def describe_users(users):
-    return ', '.join('pid %d (%s)' % (user['pid'], user['comm']) for user in users)
+vfio_group_users = _host_pci.vfio_group_users
+describe_users = _host_pci.describe_users
 
 
 # -- vfio_bind: plan --------------------------------------------------------------------------------------
@@ -262,25 +246,26 @@ def plan_bind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, for
         wanted.append((label, address, True))
     if whole_group:
         for label, address, _requested in list(wanted):
-            for member in host.group_members(address):
-                dev = host.pci.get(member)
-                if member in seen or dev is None or not dev.endpoint:
+            for member in host.bindable_peers(address):
+                if member in seen:
                     continue
                 seen[member] = label
                 wanted.append(('%s (%s) whole_group member' % (label, address), member, False))
     together = [address for _label, address, _requested in wanted]
     for label, address, requested in wanted:
         shown = '%s (%s)' % (label, address) if requested else '%s %s' % (label, address)
+        dev = host.pci.get(address)
+        before = {'driver': dev.driver, 'driver_override': dev.driver_override} if dev is not None else None
+        after = {'driver': driver, 'driver_override': driver}
         for finding in assess_pci(host, address, together):
             severity = IGNORE if finding.guard in _BIND_IGNORED_GUARDS else None
             if finding.guard == 'group' and whole_group:
                 severity = IGNORE  # cannot happen: the members are in together
+            if finding.guard == 'group_open' and before == after:
+                severity = IGNORE  # already bound: nothing is unbound, a running guest may keep it
             plan.check.add(shown, finding.guard, finding.message, force, severity)
-        dev = host.pci.get(address)
         if dev is None:
             continue
-        before = {'driver': dev.driver, 'driver_override': dev.driver_override}
-        after = {'driver': driver, 'driver_override': driver}
         plan.actions.append(DeviceAction(address, shown, requested, dev.iommu_group, before, after))
     if not sysfs.driver_registered(driver) and any(action.changed for action in plan.actions):
         plan.need_driver_load = True
@@ -301,9 +286,8 @@ def plan_unbind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, h
         wanted.append(('%s (%s)' % (label, address), address, True))
     if whole_group:
         for label, address, _requested in list(wanted):
-            for member in host.group_members(address):
-                dev = host.pci.get(member)
-                if member in seen or dev is None or not dev.endpoint:
+            for member in host.bindable_peers(address):
+                if member in seen:
                     continue
                 seen.add(member)
                 wanted.append(('%s whole_group member %s' % (label, member), member, False))
@@ -317,11 +301,11 @@ def plan_unbind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, h
         before = {'driver': dev.driver, 'driver_override': dev.driver_override}
         if on_driver:
             after = {'driver': host_driver, 'driver_override': None}
-            users = vfio_group_users(sysfs.sysroot, dev.iommu_group)
+            users = host.open_by(dev.iommu_group)
             if users:
-                plan.check.add(label, 'in_use_live', 'IOMMU group %s is open by %s: a running guest uses it; stop it '
-                               'first (unbinding now would hang in the kernel)' % (dev.iommu_group, describe_users(users)),
-                               False)
+                plan.check.add(label, 'group_open', 'IOMMU group %s is held open by %s: a running guest uses it; stop '
+                               'it first (unbinding now would hang in the kernel)'
+                               % (dev.iommu_group, describe_users(users)), False)
         else:
             after = dict(before)
         plan.actions.append(DeviceAction(address, label, requested, dev.iommu_group, before, after))
@@ -1005,7 +989,7 @@ def plan_sriov(host, sysfs, address, num_vfs):
         writes.append((sysfs.device(address) + '/sriov_numvfs', str(num_vfs)))
         for vf in dev.vfs:
             vf_dev = host.pci.get(vf)
-            users = vfio_group_users(sysfs.sysroot, vf_dev.iommu_group if vf_dev else None)
+            users = host.open_by(vf_dev.iommu_group if vf_dev else None)
             if users:
                 errors.append('num_vfs: VF %s is in use (IOMMU group %s open by %s); changing the VF count would '
                               'remove it from a running guest' % (vf, vf_dev.iommu_group, describe_users(users)))
@@ -1164,10 +1148,8 @@ def plan_mdev(host, sysfs, uuid, state, parent=None, mdev_type=None, defined=Non
             if parent is not None and existing.parent != parent:
                 plan.errors.append('uuid: %s is a mediated device on %s, not on parent %s; nothing was removed'
                                    % (uuid, existing.parent, parent))
-            path = sysfs.sysroot.resolve('sys/bus/mdev/devices/' + uuid)
-            target = sysfs.sysroot.readlink(path + '/iommu_group') if path else None
-            group = os.path.basename(target.rstrip('/')) if target else None
-            users = vfio_group_users(sysfs.sysroot, group)
+            group = existing.iommu_group
+            users = host.open_by(group)
             if users:
                 plan.errors.append('uuid: mediated device %s is in use (IOMMU group %s open by %s); stop the guest '
                                    'first' % (uuid, group, describe_users(users)))

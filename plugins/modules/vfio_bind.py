@@ -284,8 +284,14 @@ def run_module():
         plan = prep.plan_unbind(host, sysfs, addresses, driver, params['whole_group'], params['host_driver'])
     devices = [action.as_dict() for action in plan.actions]
     if plan.errors:
-        module.fail_json(msg='refused, nothing was changed: %s' % '; '.join(plan.errors), errors=plan.errors,
-                         guard_warnings=plan.warnings, devices=devices, changed=False)
+        groups = []
+        for _label, address in addresses:
+            text = _host_pci.describe_group(host, address)
+            if text and text not in groups:
+                groups.append(text)
+        module.fail_json(msg='refused, nothing was changed: %s%s' % ('; '.join(plan.errors),
+                                                                    ''.join('; %s' % text for text in groups)),
+                         errors=plan.errors, guard_warnings=plan.warnings, devices=devices, changed=False)
 
     commands = []
     if state == 'bound' and plan.need_driver_load:
