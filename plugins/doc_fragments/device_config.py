@@ -60,7 +60,8 @@ options:
         type: str
       mac:
         description:
-        - 'For O(config[].kind=interface): MAC address; when omitted a stable one is derived.'
+        - 'For O(config[].kind=interface): MAC address (unicast, any case; stored lower case); when omitted a stable
+          one is derived.'
         type: str
       source:
         description:
@@ -450,7 +451,8 @@ options:
         type: str
       uuid:
         description:
-        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): UUID of the mediated device; its identity. Required.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): UUID of the mediated device (any case; stored
+          lower case); its identity. Required.'
         type: str
       display:
         description:
@@ -524,7 +526,8 @@ options:
             type: str
           mac:
             description:
-            - 'For O(config[].kind=interface): MAC address; when omitted a stable one is derived.'
+            - 'For O(config[].kind=interface): MAC address (unicast, any case; stored lower case); when omitted
+              a stable one is derived.'
             type: str
           source:
             description:
@@ -923,8 +926,8 @@ options:
             type: str
           uuid:
             description:
-            - 'For O(config[].kind=hostdev) with O(config[].type=mdev): UUID of the mediated device; its identity.
-              Required.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=mdev): UUID of the mediated device (any case; stored
+              lower case); its identity. Required.'
             type: str
           display:
             description:

@@ -13,7 +13,8 @@ description:
   - Turns short lists of networks, disks and host devices plus a profile (NIC model, disk bus, fixed
     devices) into the O(virtdev.libvirt.domain_devices#module:config) list of the
     M(virtdev.libvirt.domain_devices) module. Used by the P(virtdev.libvirt.guest#role) role.
-  - Disks without a C(target) get the profile's prefix and the next free letter (vdb, vdc, ...).
+  - Disks without a C(target) get the profile's prefix and the next free name as the Linux kernel names
+    disks (vdb, vdc, ... vdz, vdaa, vdab, ...).
 author:
   - virtdev.libvirt maintainers (@virtdev)
 options:
@@ -57,6 +58,8 @@ _value:
   elements: dict
 '''
 
+import itertools
+
 from ansible.errors import AnsibleFilterError
 
 SOURCE_KEYS = ('network', 'bridge', 'direct', 'user', 'hostdev')
@@ -74,14 +77,25 @@ def _nic(network, profile, index):
     return nic
 
 
+def disk_letters(number):
+    """The letters of the ``number``-th disk (0 -> a, 25 -> z, 26 -> aa, 701 -> zz, 702 -> aaa), as the Linux
+    kernel names disks (sd_format_disk_name): vdz is followed by vdaa."""
+    letters = ''
+    number += 1
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        letters = chr(ord('a') + remainder) + letters
+    return letters
+
+
 def _disk(disk, profile, index, used):
     if not isinstance(disk, dict) or not any(key in disk for key in DISK_SOURCE_KEYS + ('device',)):
         raise AnsibleFilterError('disks[%d]: %r needs one of %s' % (index, disk, ', '.join(DISK_SOURCE_KEYS)))
     target = disk.get('target')
     if not target:
         # vda is the boot disk of most images: generated names start at the second letter
-        target = next(profile['disk_prefix'] + letter for letter in 'bcdefghijklmnopqrstuvwxyz'
-                      if profile['disk_prefix'] + letter not in used)
+        target = next(profile['disk_prefix'] + disk_letters(number) for number in itertools.count(1)
+                      if profile['disk_prefix'] + disk_letters(number) not in used)
     used.add(target)
     result = {'kind': 'disk', 'target': target, 'bus': disk.get('bus', profile['disk_bus'])}
     source = {key: disk[key] for key in DISK_SOURCE_KEYS + ('pool',) if key in disk}

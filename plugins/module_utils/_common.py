@@ -29,3 +29,31 @@ def connect(module, readonly=False):
         return _libvirt.Connection(module.params['uri'], readonly=readonly)
     except _libvirt.LibvirtFailure as exc:
         module.fail_json(msg=str(exc))
+
+
+def _no_log_paths(argument_spec, prefix=''):
+    """Option paths ('config.password') whose values are secrets."""
+    paths = set()
+    for name, spec in (argument_spec or {}).items():
+        path = '%s.%s' % (prefix, name) if prefix else name
+        if spec.get('no_log'):
+            paths.add(path)
+        paths |= _no_log_paths(spec.get('options'), path)
+    return paths
+
+
+def check_strings(module):
+    """Fail, naming the option and the value, when any string parameter holds a character that XML (and so
+    libvirt and the files the host modules write) cannot carry: NUL, other control characters, lone
+    surrogates. Run first in every module, before anything is read or written."""
+    secrets = _no_log_paths(module.argument_spec)
+
+    def secret(where):
+        plain = '.'.join(part.split('[')[0] for part in where.split('.'))  # config[2].password -> config.password
+        return plain in secrets
+
+    try:
+        _xml.check_text_tree({key: value for key, value in module.params.items() if not key.startswith('_')}, '',
+                             secret)
+    except _xml.XMLInputError as exc:
+        module.fail_json(msg=str(exc))

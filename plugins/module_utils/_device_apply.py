@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _host_pci, _xml
-from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import kind_of_element
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _host_pci, _ids, _xml
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
 
@@ -207,28 +206,15 @@ class DomainRun:
 # -- passthrough preflight (docs/host_devices.md) -----------------------------------------------------------
 
 def _assignment_requests(run):
-    """The host devices a run would give its guest: hostdevs and SR-IOV interfaces it adds or changes."""
+    """The host devices a run would give its guest: hostdevs and SR-IOV interfaces it adds or changes, typed
+    or raw XML alike, their addresses read the way libvirt reads them (``_host_pci.requests_of_element``;
+    an address that cannot be read raises IdError, which refuses the run)."""
     requests = []
     for plan in (run.config_plan, run.live_plan):
         for change in (plan.changes if plan is not None else ()):
-            if change.op == 'detach':
-                continue
-            element = change.new
-            where = change.item.where if change.item is not None else change.label
-            kind = kind_of_element(element)
-            spec = kind.parse(element) if kind is not None else {}
-            if element.tag == 'hostdev' and spec.get('type') == 'pci' and spec.get('address'):
-                requests.append({'type': 'pci', 'address': spec['address'], 'managed': spec.get('managed', True),
-                                 'where': where})
-            elif element.tag == 'hostdev' and spec.get('type') == 'usb':
-                bus, _sep, device = (spec.get('address') or '').partition('.')
-                requests.append({'type': 'usb', 'vendor': spec.get('vendor'), 'product': spec.get('product'),
-                                 'bus': int(bus) if bus else None, 'device': int(device) if device else None,
-                                 'where': where})
-            elif element.tag == 'hostdev' and spec.get('type') == 'mdev':
-                requests.append({'type': 'mdev', 'uuid': spec['uuid'], 'where': where})
-            elif element.tag == 'interface' and 'hostdev' in spec.get('source', {}):
-                requests.append({'type': 'sriov_vf', 'address': spec['source']['hostdev'], 'where': where})
+            if change.op != 'detach':
+                where = change.item.where if change.item is not None else change.label
+                requests.extend(_host_pci.requests_of_element(change.new, where))
     unique = {}
     for request in requests:  # the same device in the config and the live plan is one request
         unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where')), request)
@@ -241,7 +227,14 @@ def preflight(connection, runs, host_root, force):
     Returns (errors, warnings). Runs that assign nothing cost nothing: sysfs and the other domains are
     read only when some run adds or changes a passthrough device.
     """
-    wanted = [(run, _assignment_requests(run)) for run in runs]
+    wanted, unreadable = [], []
+    for run in runs:
+        try:
+            wanted.append((run, _assignment_requests(run)))
+        except _ids.IdError as exc:  # a guard is never skipped because an address was not understood
+            unreadable.append('domain %s: %s [guard address]' % (run.name, exc))
+    if unreadable:
+        return unreadable, []
     if not any(requests for _run, requests in wanted):
         return [], []
     host = _host_pci.read_host(host_root)
@@ -250,7 +243,10 @@ def preflight(connection, runs, host_root, force):
         live = connection.xml(dom, inactive=False) if connection.is_active(dom) else None
         config = connection.xml(dom) if connection.is_persistent(dom) else None
         domains.append({'name': dom.name(), 'live_xml': live, 'config_xml': config})
-    usage = _host_pci.usage_from_domains(domains)
+    try:
+        usage = _host_pci.usage_from_domains(domains)
+    except ValueError as exc:  # another guest's XML we cannot read: its devices cannot be ruled out
+        return ['cannot tell which host devices other domains use: %s' % exc], []
     errors, warnings = [], []
     for run, requests in wanted:
         if not requests:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
     DEVICE_TAGS, KINDS, LIBVIRT_OWNED, NOT_DEVICES, derived_mac, element_class, element_key, kind_of_element, redact,
@@ -62,7 +62,22 @@ def _raw_xml_device(text, where):
     if element.tag not in DEVICE_TAGS:
         raise SpecError(where, '<%s> is not a libvirt device element (expected one of: %s)'
                         % (element.tag, ', '.join(sorted(DEVICE_TAGS))))
+    if element.tag == 'interface':
+        _raw_interface_mac(element, where)
     return element
+
+
+def _raw_interface_mac(element, where):
+    """A raw-XML NIC is identified by its MAC (like a typed one): it must have one, and it is written the way
+    libvirt stores it (lower case), so the device libvirt keeps is found again after the define."""
+    mac = element.find('mac')
+    if mac is None or mac.get('address') is None:
+        raise SpecError(where, "an <interface> given as XML needs <mac address='...'/>: the MAC is its identity "
+                        '(kind: interface derives a stable one when it is left out)')
+    try:
+        mac.set('address', _ids.parse_mac(mac.get('address'), None, trailing_blank=True))
+    except _ids.IdError as exc:
+        raise SpecError(where + ' <mac address>', exc.reason)
 
 
 def declare(config, domain_name, where='config'):

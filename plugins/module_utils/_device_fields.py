@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _xml
 
 
 class SpecError(ValueError):
@@ -36,8 +36,10 @@ class Field:
     value_type = 'str'
 
     def __init__(self, option, path, attr, choices=None, pattern=None, pattern_hint=None,
-                 default=None, libvirt_fills=False, secret=False, description=''):
+                 default=None, libvirt_fills=False, secret=False, absolute_path=False, description=''):
         self.option = option
+        # libvirt's schema takes only absolute paths here (absFilePath); '..' is refused as a traversal
+        self.absolute_path = absolute_path
         self.path = path
         self.attr = attr
         self.choices = tuple(choices) if choices else None
@@ -65,9 +67,15 @@ class Field:
             return self.default
         if self.value_type == 'str' and not isinstance(value, str):
             value = str(value)
+        if self.value_type == 'str' and value == '' and not self.secret:
+            raise SpecError(where, "'' is empty: libvirt's schema refuses it (leave the option out instead)")
+        if self.absolute_path and not value.startswith('/'):
+            raise SpecError(where, '%r is not an absolute path (libvirt takes only absolute paths here)' % (value,))
+        if self.absolute_path and '..' in value.split('/'):
+            raise SpecError(where, "%r contains '..': give the path without parent-directory steps" % (value,))
         if self.choices is not None and value not in self.choices:
             raise SpecError(where, '%r is not one of: %s' % (value, ', '.join(self.choices)))
-        if self.pattern is not None and not self.pattern.match(value):
+        if self.pattern is not None and not self.pattern.fullmatch(value):  # no "$" before a trailing newline
             raise SpecError(where, '%r is not valid (%s)' % (value, self.pattern_hint or self.pattern.pattern))
         return value
 
@@ -190,11 +198,43 @@ class Text(Field):
 
 
 def normalize_pci_address(value, where):
-    """'0000:01:00.0' style (the host model's rules: 4 to 8 hex-digit domains, slot <= 1f, function <= 7)."""
+    """'0000:01:00.0' style (``_ids.parse_pci``: 4 to 8 hex-digit domains, slot <= 1f, function <= 7)."""
     try:
-        return _host_pci.normalize_pci_address(value)
-    except ValueError as exc:
-        raise SpecError(where, str(exc))
+        return _ids.pci_text(value, None)
+    except _ids.IdError as exc:
+        raise SpecError(where, exc.reason)
+
+
+class Identifier(Field):
+    """A MAC address or UUID: normalized by ``_ids`` the way libvirt reads it (``52:54:00:AA:BB:CC`` is
+    stored as ``52:54:00:aa:bb:cc``), so the identity a user writes and the one libvirt keeps are equal."""
+
+    def __init__(self, option, path, attr, parse, hint, **kwargs):
+        super().__init__(option, path, attr, pattern_hint=hint, **kwargs)
+        self.parse = parse
+
+    def normalize(self, value, where):
+        if value is None:
+            return self.default
+        try:
+            return self.parse(value, None)
+        except _ids.IdError as exc:
+            raise SpecError(where, exc.reason)
+
+    def from_text(self, text):
+        try:
+            return self.parse(text, None)
+        except _ids.IdError:
+            return text
+
+
+def Mac(option, path, attr, **kwargs):
+    return Identifier(option, path, attr, lambda text, field: _ids.parse_mac(text, field, trailing_blank=True),
+                      'six colon-separated hex octets, unicast', **kwargs)
+
+
+def Uuid(option, path, attr, **kwargs):
+    return Identifier(option, path, attr, _ids.parse_uuid, 'a UUID', **kwargs)
 
 
 class PciAddress(Field):
@@ -213,15 +253,12 @@ class PciAddress(Field):
 
     def read(self, element):
         node = _xml.child(element, self.path)
-        if node is None or any(node.get(part) is None for part in self.PARTS):
+        if node is None or (self.pci_type and node.get('type') not in (None, 'pci')):
             return None
-        if self.pci_type and node.get('type') not in (None, 'pci'):
+        try:  # as libvirt reads it: base-0 numbers, missing parts 0
+            return str(_ids.pci_from_attrs(node.attrib, self.option))
+        except _ids.IdError:
             return None
-        try:
-            numbers = [int(node.get(part), 0) for part in self.PARTS]
-        except ValueError:
-            return None
-        return '%04x:%02x:%02x.%x' % tuple(numbers)
 
     def write(self, element, value):
         node = _xml.child(element, self.path, create=True)
@@ -266,9 +303,10 @@ class NumberTuple(Field):
         node = _xml.child(element, self.path)
         if node is None or any(node.get(part) is None for part in self.parts):
             return None
-        try:
-            return self.separator.join(str(int(node.get(part), 0)) for part in self.parts)
-        except ValueError:
+        try:  # libvirt reads these attributes in base 0 ('010' is 8)
+            return self.separator.join(str(_ids.c_uint(node.get(part), self.option, limit=_ids.ULLONG_MAX))
+                                       for part in self.parts)
+        except _ids.IdError:
             return None
 
     def write(self, element, value):
@@ -291,14 +329,14 @@ class HexId(Field):
         if value is None:
             return self.default
         try:
-            return _host_pci.normalize_id(value, 'the id')
-        except ValueError as exc:
-            raise SpecError(where, str(exc))
+            return _ids.hex_id(value, None)
+        except _ids.IdError as exc:
+            raise SpecError(where, exc.reason)
 
     def from_text(self, text):
-        try:
-            return '0x%04x' % int(text, 16)
-        except ValueError:
+        try:  # libvirt reads id='1133' as decimal (0x046d)
+            return _ids.usb_id_from_attr(text, None)
+        except _ids.IdError:
             return text
 
 

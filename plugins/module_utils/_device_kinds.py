@@ -16,13 +16,11 @@ import hashlib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    DriverAttr, Field, Flag, HexId, Integer, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Variant,
-    YesNo,
+    DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Uuid,
+    Variant, YesNo,
 )
 
 EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'
-MAC_RE = r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$'
-UUID_RE = r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 # libvirt's own children of every device: never ours to set, never a reason for a change
 LIBVIRT_OWNED = ('address', 'alias')
 CHAR_TYPES = ('pty', 'file', 'unix', 'tcp', 'udp', 'null', 'stdio', 'dev', 'spicevmc', 'qemu-vdagent')
@@ -313,8 +311,8 @@ class TextInteger(Text):
 INTERFACE = Kind(
     'interface', 'interface',
     fields=[
-        Field('mac', 'mac', 'address', pattern=MAC_RE, pattern_hint='six colon-separated hex octets',
-              libvirt_fills=True, description='MAC address; when omitted a stable one is derived.'),
+        Mac('mac', 'mac', 'address', libvirt_fills=True,
+            description='MAC address (unicast, any case; stored lower case); when omitted a stable one is derived.'),
         Source('source', [
             Variant('network', 'network', [Field('network', 'source', 'network')]),
             Variant('bridge', 'bridge', [Field('bridge', 'source', 'bridge')]),
@@ -354,8 +352,8 @@ DISK = Kind(
         Field('device', '', 'device', choices=('disk', 'cdrom', 'floppy', 'lun'), default='disk',
               description='What the guest sees.'),
         Source('source', [
-            Variant('file', 'file', [Field('file', 'source', 'file')]),
-            Variant('block', 'block', [Field('block', 'source', 'dev')]),
+            Variant('file', 'file', [Field('file', 'source', 'file', absolute_path=True)]),
+            Variant('block', 'block', [Field('block', 'source', 'dev', absolute_path=True)]),
             Variant('volume', 'volume', [Field('volume', 'source', 'volume'), Field('pool', 'source', 'pool')],
                     needs=('pool',)),
         ], description='Backing store: exactly one of file, block, or volume together with pool.'),
@@ -372,7 +370,8 @@ DISK = Kind(
                 description='virtio-blk: IOThread that serves the disk (the domain must define it).'),
         Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000,
                 description='Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'),
-        Text('serial', 'serial', description='Serial number the guest sees.'),
+        Text('serial', 'serial', pattern=r'^[A-Za-z0-9_.+\- ]+$', pattern_hint='letters, digits, _ . + - and blanks',
+             description='Serial number the guest sees.'),
         Flag('readonly', 'readonly', description='Present the disk read-only.'),
     ],
     key=ident('target', 'target'),
@@ -605,7 +604,7 @@ FILESYSTEM = Kind(
     'filesystem', 'filesystem',
     fields=[Field('driver', 'driver', 'type', choices=('virtiofs', 'path', 'handle', 'loop', 'nbd', 'ploop'),
                   description='virtiofs, or path (9p).'),
-            Source('source', [Variant('dir', 'mount', [Field('dir', 'source', 'dir')])],
+            Source('source', [Variant('dir', 'mount', [Field('dir', 'source', 'dir', absolute_path=True)])],
                    description='Host directory to share: dir.'),
             Field('target', 'target', 'dir', description='Mount tag in the guest; the identity.'),
             Field('accessmode', '', 'accessmode', choices=('passthrough', 'mapped', 'squash'), libvirt_fills=True,
@@ -648,7 +647,7 @@ MEMORY = Kind(
                   description='Memory device: virtio-pmem, virtio-mem (para-virtualized) or dimm, nvdimm (emulated).'),
             Field('access', '', 'access', choices=('shared', 'private'), libvirt_fills=True,
                   description='Whether writes reach the backing file (virtio-pmem, nvdimm need shared).'),
-            Text('source_path', 'source/path', description='Backing file of a virtio-pmem or nvdimm device.'),
+            Text('source_path', 'source/path', absolute_path=True, description='Backing file of a virtio-pmem or nvdimm device.'),
             SizeMiB('size_mib', 'target/size', minimum=1, maximum=16 * 1024 * 1024, description='Size in MiB.'),
             TextInteger('node', 'target/node', minimum=0, maximum=255, description='Guest NUMA node (dimm, nvdimm).')],
     key=lambda spec: ('memory', spec.get('model'), spec.get('source_path')), repeatable=True,
@@ -681,7 +680,7 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
         PciAddress('address', 'source/address', description='Host PCI address DDDD:BB:SS.F.'),
         YesNo('managed', '', 'managed', default=True,
               description='Let libvirt detach the device from its host driver and reattach it.'),
-        Field('rom_file', 'rom', 'file', description='Option ROM image to expose instead of the device\'s own.'),
+        Field('rom_file', 'rom', 'file', absolute_path=True, description='Option ROM image to expose instead of the device\'s own.'),
         YesNo('rom_enabled', 'rom', 'enabled', description='Expose an option ROM at all.'),
         PciAddress('guest_address', 'address', pci_type=True, libvirt_fills=True,
                    description='Where the guest sees the device (DDDD:BB:SS.F); libvirt chooses when omitted. '
@@ -702,8 +701,8 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
         description='A host USB device passed through.',
         example={'kind': 'hostdev', 'type': 'usb', 'vendor': '0x046d', 'product': '0xc52b'}),
     _hostdev('mdev', [
-        Field('uuid', 'source/address', 'uuid', pattern=UUID_RE, pattern_hint='a lower-case UUID',
-              description='UUID of the mediated device; its identity.'),
+        Uuid('uuid', 'source/address', 'uuid', description='UUID of the mediated device (any case; stored lower '
+                                                            'case); its identity.'),
         Field('model', '', 'model', choices=('vfio-pci', 'vfio-ccw', 'vfio-ap'), description='mdev device API.'),
         OnOff('display', '', 'display', description='vGPU display (vfio-pci).'),
         OnOff('ramfb', '', 'ramfb', description='Boot display through ramfb (vfio-pci).'),

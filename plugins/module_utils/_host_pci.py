@@ -29,16 +29,14 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_root, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_root, _ids, _xml
 
-PCI_NAME_RE = re.compile(r'^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$')
-_PCI_LOOSE_RE = re.compile(
-    r'^(?:(?P<domain>[0-9a-f]+):)?(?P<bus>[0-9a-f]+):(?P<slot>[0-9a-f]+)\.(?P<function>[0-9a-f]+)$')
+# identifiers are read in one place, the way libvirt reads them (_ids); the names stay for callers
+PCI_NAME_RE = _ids.PCI_NAME_RE
 USB_DEVICE_RE = re.compile(r'^(?:usb\d+|\d+-\d+(?:\.\d+)*)$')
-UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
-HEX_ID_RE = re.compile(r'^(?:0x)?[0-9a-f]{1,4}$')
+UUID_RE = _ids.CANONICAL_UUID_RE  # how sysfs names a mediated device
 
-PCI_HINT = 'expected DDDD:BB:SS.F (domain 4 to 8 hex digits, bus <= ff, slot <= 1f, function <= 7)'
+PCI_HINT = _ids.PCI_HINT
 
 # -- data tables -------------------------------------------------------------------------------------
 
@@ -185,44 +183,14 @@ class Finding:
 # -- addresses -------------------------------------------------------------------------------------------
 
 def normalize_pci_address(text):
-    """'DDDD:BB:SS.F' or 'BB:SS.F' (domain 0000) -> canonical lower-case 'dddd:bb:ss.f'.
-
-    Domains of 4 to 8 hex digits are accepted (hosts with Intel VMD have 10000:...). Raises ValueError
-    naming the value for anything else.
-    """
-    if not isinstance(text, str):
-        raise ValueError('PCI address %r is not a string (%s)' % (text, PCI_HINT))
-    value = text.strip().lower()
-    match = _PCI_LOOSE_RE.match(value)
-    if not match:
-        raise ValueError('%r is not a PCI address (%s)' % (text, PCI_HINT))
-    domain = match.group('domain')
-    if domain is not None and not 4 <= len(domain) <= 8:
-        raise ValueError('%r is not a PCI address: the domain %r must have 4 to 8 hex digits' % (text, domain))
-    numbers = {}
-    for part, limit in (('bus', 0xff), ('slot', 0x1f), ('function', 7)):
-        digits = match.group(part)
-        number = int(digits, 16)
-        if len(digits) > 2 or number > limit:
-            raise ValueError('%r is not a PCI address: %s %s is greater than %x' % (text, part, digits, limit))
-        numbers[part] = number
-    return '%04x:%02x:%02x.%x' % (int(domain or '0', 16), numbers['bus'], numbers['slot'], numbers['function'])
+    """'DDDD:BB:SS.F' or 'BB:SS.F' (domain 0000) -> canonical lower-case 'dddd:bb:ss.f'; ValueError naming
+    the value otherwise (``_ids.parse_pci``)."""
+    return _ids.pci_text(text, None)
 
 
 def normalize_id(value, what):
     """'0x8086' / '8086' / 32902 -> '0x8086' (libvirt's spelling); ValueError naming ``what`` otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError('%s %r is not a hex id like 0x8086' % (what, value))
-    if isinstance(value, int):
-        if not 0 <= value <= 0xffff:
-            raise ValueError('%s %r is not a 16-bit id' % (what, value))
-        return '0x%04x' % value
-    text = str(value).strip().lower()
-    if not HEX_ID_RE.match(text):
-        raise ValueError('%s %r is not a hex id like 0x8086' % (what, value))
-    return '0x%04x' % int(text[2:] if text.startswith('0x') else text, 16)
+    return _ids.hex_id(value, what)
 
 
 def _class_role(class_code):
@@ -1257,66 +1225,28 @@ def verdict(host, address, usage=None):
 
 # -- domain usage ------------------------------------------------------------------------------------
 
-def _attr_int(element, name):
-    value = element.get(name) if element is not None else None
-    try:
-        return int(value, 0) if value is not None else None
-    except ValueError:
-        try:
-            return int(value, 16)
-        except ValueError:
-            return None
+def hostdev_keys(element, where='hostdev'):
+    """Identity keys of the host devices an element uses (``_ids.hostdev_keys``: read as libvirt reads them,
+    IdError when an address cannot be read)."""
+    return _ids.hostdev_keys(element, where)
 
 
-def _pci_of(address):
-    parts = [_attr_int(address, name) for name in ('domain', 'bus', 'slot', 'function')]
-    if address is None or any(part is None for part in parts):
-        return None
-    return '%04x:%02x:%02x.%x' % tuple(parts)
-
-
-def hostdev_keys(element):
-    """Identity keys of the host device a ``<hostdev>`` or ``<interface type='hostdev'>`` uses.
-
-    ('pci', 'dddd:bb:ss.f'), ('usb', '0xvvvv:0xpppp'), ('usb-address', 'bus.device'), ('mdev', uuid).
-    """
-    keys = []
-    source = element.find('source')
-    if source is None:
-        return keys
-    if element.tag == 'interface':
-        if element.get('type') == 'hostdev':
-            address = source.find('address')
-            if address is not None and address.get('type', 'pci') == 'pci':
-                pci = _pci_of(address)
-                if pci:
-                    keys.append(('pci', pci))
-        return keys
-    if element.tag != 'hostdev' or element.get('mode', 'subsystem') != 'subsystem':
-        return keys
-    kind = element.get('type')
-    if kind == 'pci':
-        pci = _pci_of(source.find('address'))
-        if pci:
-            keys.append(('pci', pci))
-    elif kind == 'usb':
-        vendor, product = source.find('vendor'), source.find('product')
-        if vendor is not None and product is not None:
-            try:
-                keys.append(('usb', '%s:%s' % (normalize_id(vendor.get('id'), 'vendor'),
-                                               normalize_id(product.get('id'), 'product'))))
-            except ValueError:
-                pass
-        address = source.find('address')
-        bus, device = _attr_int(address, 'bus'), _attr_int(address, 'device')
-        if bus is not None and device is not None:
-            keys.append(('usb-address', '%d.%d' % (bus, device)))
-    elif kind == 'mdev':
-        address = source.find('address')
-        uuid = address.get('uuid') if address is not None else None
-        if uuid:
-            keys.append(('mdev', uuid.lower()))
-    return keys
+def requests_of_element(element, where):
+    """The ``check_assignment`` requests for the host devices a device element would take (none for other
+    devices). Addresses are read as libvirt reads them; IdError (naming ``where``) when one cannot be."""
+    keys = dict(hostdev_keys(element, where))
+    if 'pci' in keys:
+        kind = 'sriov_vf' if element.tag == 'interface' else 'pci'
+        return [{'type': kind, 'address': keys['pci'], 'managed': element.get('managed', 'no') == 'yes',
+                 'where': where}]
+    if 'usb' in keys or 'usb-address' in keys:
+        vendor, _sep, product = keys.get('usb', ':').partition(':')
+        bus, _sep, device = keys.get('usb-address', '.').partition('.')
+        return [{'type': 'usb', 'vendor': vendor or None, 'product': product or None,
+                 'bus': int(bus) if bus else None, 'device': int(device) if device else None, 'where': where}]
+    if 'mdev' in keys:
+        return [{'type': 'mdev', 'uuid': keys['mdev'], 'where': where}]
+    return []
 
 
 def usage_from_domains(domains):
@@ -1335,12 +1265,11 @@ def usage_from_domains(domains):
             if not text:
                 continue
             root = _xml.parse(text, 'the %s XML of domain %s' % (flag, name))
-            for element in root.iterfind('devices/hostdev'):
-                for key in hostdev_keys(element):
-                    seen.setdefault(key, set()).add(flag)
-            for element in root.iterfind('devices/interface'):
-                for key in hostdev_keys(element):
-                    seen.setdefault(key, set()).add(flag)
+            for tag in ('hostdev', 'interface'):
+                for index, element in enumerate(root.iterfind('devices/' + tag)):
+                    where = 'the %s XML of domain %s: <%s> #%d' % (flag, name, tag, index + 1)
+                    for key in hostdev_keys(element, where):
+                        seen.setdefault(key, set()).add(flag)
         for key, flags in seen.items():
             usage.setdefault(key, []).append({'domain': name, 'live': 'live' in flags, 'config': 'config' in flags})
     return usage
@@ -1424,10 +1353,7 @@ def _normalize_request(request):
         for field in ('bus', 'device'):
             value = request.get(field)
             if value is not None:
-                try:
-                    value = int(str(value), 0)
-                except ValueError:
-                    raise ValueError('USB %s %r is not a number' % (field, request.get(field)))
+                value = _ids.c_uint(str(value), 'USB %s' % field)
             result[field] = value
         if (result['vendor'] is None) != (result['product'] is None):
             raise ValueError('USB vendor and product go together (vendor %r, product %r)'
@@ -1438,10 +1364,7 @@ def _normalize_request(request):
         if result['vendor'] is None and result['bus'] is None:
             raise ValueError('a USB request needs vendor and product, or bus and device')
     elif kind == 'mdev':
-        uuid = str(request.get('uuid') or '').strip().lower()
-        if not UUID_RE.match(uuid):
-            raise ValueError('mdev uuid %r is not a UUID' % request.get('uuid'))
-        result['uuid'] = uuid
+        result['uuid'] = _ids.parse_uuid(request.get('uuid'), 'mdev uuid')
         result['model'] = request.get('model')
     else:
         raise ValueError('request type %r is not one of pci, usb, mdev, sriov_vf' % kind)
@@ -1712,15 +1635,9 @@ def host_facts(host, usage=None):
 
 # -- libvirt's node devices ----------------------------------------------------------------------------
 
-NODEDEV_PCI_NAME_RE = re.compile(r'^pci_([0-9a-f]{4,8})_([0-9a-f]{2})_([0-9a-f]{2})_([0-7])$')
-
-
 def address_of_nodedev_name(name):
     """'pci_0000_01_00_0' -> '0000:01:00.0'; None for other names."""
-    match = NODEDEV_PCI_NAME_RE.match(name or '')
-    if not match:
-        return None
-    return '%s:%s:%s.%s' % match.groups()
+    return _ids.pci_of_nodedev_name(name)
 
 
 def parse_node_device(text):

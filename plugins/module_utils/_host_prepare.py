@@ -34,7 +34,7 @@ import re
 import tempfile
 import time
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _host_root, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _host_root, _ids, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._host_pci import (
     AssignmentCheck, IGNORE, SysRoot, UUID_RE, assess_pci, normalize_pci_address)
 
@@ -43,7 +43,6 @@ VFIO_DRIVER = 'vfio-pci'
 STUB_DRIVER = 'pci-stub'
 DRIVER_NAME_RE = re.compile(r'^[a-z0-9][a-z0-9_-]{0,63}$')
 IFNAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$')
-MAC_RE = re.compile(r'^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$')
 
 # persistence files (paths below root)
 UDEV_VFIO_RULES = '/etc/udev/rules.d/40-virtdev-vfio-pci.rules'
@@ -158,7 +157,7 @@ describe_users = _host_pci.describe_users
 
 def check_driver_name(driver):
     """vfio-pci, pci-stub or a vfio-pci variant driver (``mlx5_vfio_pci``); ValueError otherwise."""
-    if not isinstance(driver, str) or not DRIVER_NAME_RE.match(driver):
+    if not isinstance(driver, str) or not DRIVER_NAME_RE.fullmatch(driver):
         raise ValueError('driver: %r is not a kernel driver name' % (driver,))
     if driver not in (VFIO_DRIVER, STUB_DRIVER) and not driver.endswith(('_vfio_pci', '-vfio-pci')):
         raise ValueError('driver: %r is not vfio-pci, pci-stub or a vfio-pci variant driver (NAME_vfio_pci)'
@@ -838,7 +837,7 @@ def resolve_pf(sysroot, host, pf):
         return normalize_pci_address(pf)
     except ValueError:
         pass
-    if not IFNAME_RE.match(pf):
+    if not IFNAME_RE.fullmatch(pf):
         raise ValueError('pf: %r is neither a PCI address (%s) nor a network interface name' % (pf, _host_pci.PCI_HINT))
     resolved = sysroot.resolve('sys/class/net/%s/device' % pf)
     if resolved is None or not _host_pci.PCI_NAME_RE.match(os.path.basename(resolved)):
@@ -870,12 +869,7 @@ def normalize_vf_settings(vfs, num_vfs):
         entry = {'index': index}
         mac = item.get('mac')
         if mac is not None:
-            text = str(mac).strip().lower().replace('-', ':')
-            if not MAC_RE.match(text):
-                raise ValueError('%s.mac: %r is not a MAC address like 52:54:00:12:34:56' % (where, mac))
-            if int(text[:2], 16) & 1:
-                raise ValueError('%s.mac: %r is a multicast address; a VF needs a unicast MAC' % (where, mac))
-            entry['mac'] = text
+            entry['mac'] = _ids.parse_mac(str(mac).strip().replace('-', ':'), '%s.mac' % where)
         vlan = item.get('vlan')
         if vlan is not None:
             if not isinstance(vlan, int) or isinstance(vlan, bool) or not 0 <= vlan <= 4095:
@@ -1033,10 +1027,7 @@ def apply_sriov(sysfs, plan, timeout=10.0):
 # -- mediated devices --------------------------------------------------------------------------------------
 
 def normalize_uuid(value, field='uuid'):
-    text = str(value or '').strip().lower()
-    if not UUID_RE.match(text):
-        raise ValueError('%s: %r is not a UUID like 8c1bd7f6-5c0f-4c8b-9b7e-2f2a3b4c5d6e' % (field, value))
-    return text
+    return _ids.parse_uuid(value, field)
 
 
 def mdevctl_definitions(root):

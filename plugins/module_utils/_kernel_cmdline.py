@@ -48,6 +48,12 @@ _ASSIGN_RE = re.compile(
 )
 
 
+# The kernel keeps at most COMMAND_LINE_SIZE bytes of its command line, the terminating NUL included
+# (Documentation/admin-guide/kernel-parameters.rst; x86 and arm64: 2048, arch/x86/include/asm/setup.h);
+# what does not fit is cut off at boot, so an argument past it would silently not take effect.
+COMMAND_LINE_SIZE = 2048
+
+
 class CmdlineError(Exception):
     """Bad input, or a file that cannot be edited safely. The message is meant for the user."""
 
@@ -89,6 +95,10 @@ def parse_arg(value, where='args'):
         raise CmdlineError('%s: %r is not a string' % (where, value))
     if value == '' or value.strip() == '':
         raise CmdlineError('%s: empty kernel argument %r' % (where, value))
+    if len(value.encode('utf-8', 'surrogatepass')) >= COMMAND_LINE_SIZE:
+        raise CmdlineError('%s: kernel argument %r... (%d bytes) is longer than the kernel command line can be '
+                           '(COMMAND_LINE_SIZE %d bytes, the final NUL included)'
+                           % (where, value[:40], len(value.encode('utf-8', 'surrogatepass')), COMMAND_LINE_SIZE))
     if any(ch.isspace() for ch in value):
         raise CmdlineError(
             '%s: kernel argument %r contains whitespace; give one argument per list item '
@@ -125,6 +135,10 @@ def parse_args(values, state='present'):
                     'args: %r and %r set the same parameter to different values' % (previous.text, arg.text))
         seen.setdefault(arg.norm, arg)
         result.append(arg)
+    total = len(' '.join(arg.text for arg in result).encode('utf-8', 'surrogatepass'))
+    if state == 'present' and total >= COMMAND_LINE_SIZE:
+        raise CmdlineError('args: together %d bytes, more than the kernel command line can hold (COMMAND_LINE_SIZE '
+                           '%d bytes, the final NUL included)' % (total, COMMAND_LINE_SIZE))
     return result
 
 

@@ -11,10 +11,11 @@ the "no write on a no-change run" tests read ``Connection.calls``).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import traceback
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
 
 try:
     import libvirt
@@ -25,7 +26,6 @@ except ImportError:  # pragma: no cover - reported through missing_required_lib
     HAS_LIBVIRT = False
     LIBVIRT_IMPORT_ERROR = traceback.format_exc()
 
-UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
 WRITE_CALLS = frozenset(('define', 'undefine', 'start', 'shutdown', 'destroy', 'attach', 'detach', 'update',
                          'nodedev_define', 'nodedev_undefine', 'nodedev_set_autostart'))
 
@@ -110,7 +110,7 @@ class Connection:
         """Find a domain by name or UUID; raise DomainNotFound with the URI in the message."""
         try:
             self.calls['lookup'] = self.calls.get('lookup', 0) + 1
-            if UUID_RE.match(name_or_uuid):
+            if _ids.is_uuid(name_or_uuid):
                 try:
                     return self._conn.lookupByUUIDString(name_or_uuid)
                 except libvirt.libvirtError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import functools
+import re
 import traceback
 
 try:
@@ -28,6 +29,37 @@ class XMLInputError(ValueError):
     """Raised for XML text that is not well formed or not what the caller expects."""
 
 
+# what XML 1.0 cannot carry (https://www.w3.org/TR/xml/#charsets): C0 controls but tab, newline and carriage
+# return; lone UTF-16 surrogates; U+FFFE and U+FFFF. lxml refuses them with a message that names no field.
+_NOT_XML_CHAR = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
+
+
+def text_problem(text):
+    """Why ``text`` cannot be put into XML (naming the character), or None."""
+    match = _NOT_XML_CHAR.search(text)
+    if match is None:
+        return None
+    char = match.group()
+    return 'contains U+%04X at position %d, which XML (and so libvirt) cannot carry' % (ord(char), match.start())
+
+
+def check_text_tree(value, where, secret=lambda where: False):
+    """Raise XMLInputError naming the field and the value for the first string in ``value`` (nested dicts and
+    lists) that XML cannot carry. ``secret(where)`` hides the value of no_log fields."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem:
+            shown = '(value hidden)' if secret(where) else repr(value)
+            raise XMLInputError('%s: %s %s' % (where, shown, problem))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text_tree(key, where, secret)
+            check_text_tree(item, '%s.%s' % (where, key) if where else str(key), secret)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_text_tree(item, '%s[%d]' % (where, index), secret)
+
+
 def _parser():
     return etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True,
                            huge_tree=False, remove_comments=False)
@@ -37,6 +69,9 @@ def parse(text, what='XML'):
     """Parse text into an element; raise XMLInputError naming ``what`` on any problem."""
     if not isinstance(text, str) or not text.strip():
         raise XMLInputError('%s is empty' % what)
+    problem = text_problem(text)
+    if problem:
+        raise XMLInputError('%s %s' % (what, problem))
     try:
         root = etree.fromstring(text.strip().encode('utf-8'), _parser())
     except etree.XMLSyntaxError as exc:

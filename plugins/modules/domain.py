@@ -125,8 +125,8 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _domain_spec
-from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import UUID_RE, LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _domain_spec, _ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 
 
 class DomainRunner:
@@ -250,13 +250,17 @@ def main():
         ),
         supports_check_mode=True,
     )
+    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     params = module.params
     for option, low, high in (('memory', 16, 16 * 1024 * 1024), ('vcpus', 1, 4096), ('pcie_root_ports', 0, 30),
                               ('shutdown_timeout', 0, 86400)):
         if params[option] is not None and not low <= params[option] <= high:
             module.fail_json(msg='%s: %r is out of range (%d..%d)' % (option, params[option], low, high))
-    if params['uuid'] and not UUID_RE.match(params['uuid']):
-        module.fail_json(msg='uuid: %r is not a UUID' % params['uuid'])
+    if params['uuid']:
+        try:
+            params['uuid'] = _ids.parse_uuid(params['uuid'], 'uuid')
+        except _ids.IdError as exc:
+            module.fail_json(msg=str(exc))
     if not params['name'] or '/' in params['name']:
         module.fail_json(msg='name: %r is not a valid domain name (empty or contains "/")' % params['name'])
 

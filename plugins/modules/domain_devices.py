@@ -422,6 +422,7 @@ def main():
         required_if=[('state', 'gathered', ('domain',)), ('state', 'parsed', ('running_config',))],
         supports_check_mode=True,
     )
+    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     _common.require_libraries(module, need_libvirt=module.params['state'] not in ('rendered', 'parsed'))
     runner = DomainDevices(module)
     state = module.params['state']

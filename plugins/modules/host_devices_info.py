@@ -439,6 +439,7 @@ def read_libvirt(module, conn):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     params = module.params
     _common.require_libraries(module, need_libvirt=params['libvirt'])
     root = params['root']

@@ -225,6 +225,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _kernel_cmdline as core
 
 
@@ -344,6 +345,7 @@ def run_module():
         ),
         supports_check_mode=True,
     )
+    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     params = module.params
     root = os.path.abspath(params['root'])
     state = params['state']

@@ -222,6 +222,7 @@ def run_module():
     argument_spec.update(_common.CONNECTION_ARGS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[('state', 'present', ('parent', 'mdev_type'))])
+    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     params = module.params
     root = os.path.abspath(params['root'])
     state = params['state']

@@ -221,7 +221,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _host_pci
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
 
 
@@ -261,6 +261,7 @@ def run_module():
         ),
         supports_check_mode=True,
     )
+    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     params = module.params
     root = os.path.abspath(params['root'])
     state = params['state']

@@ -62,3 +62,14 @@ def test_bad_entries_name_themselves(args, message):
         guest_devices(profile, *args)
     with pytest.raises(AnsibleFilterError, match='the profile needs'):
         guest_devices({}, [])
+
+
+def test_disk_names_go_on_past_26_disks_as_linux_names_them(profiles):
+    from ansible_collections.virtdev.libvirt.plugins.filter.guest_devices import disk_letters
+    assert [disk_letters(n) for n in (0, 1, 25, 26, 27, 51, 52, 701, 702)] == \
+        ['a', 'b', 'z', 'aa', 'ab', 'az', 'ba', 'zz', 'aaa']
+    disks = [{'file': '/srv/d%d.qcow2' % n} for n in range(30)]
+    config = guest_devices(profiles['virtio'], [], disks, [])
+    targets = [entry['target'] for entry in config if entry['kind'] == 'disk']
+    assert targets[:2] == ['vdb', 'vdc'] and targets[24:] == ['vdz', 'vdaa', 'vdab', 'vdac', 'vdad', 'vdae']
+    assert len(_device_engine.declare(config, 'guest')) == len(config)   # every generated name is valid

@@ -246,7 +246,7 @@ BAD_INPUT = [
     ([{'kind': 'gpu'}], "config[0].kind: 'gpu' is not one of"),
     ([{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'ne2k'}], "config[0].model: 'ne2k' is not one of"),
     ([{'kind': 'interface', 'source': {'network': 'default'}, 'mac': '52:54:00:zz:00:01'}],
-     "config[0].mac: '52:54:00:zz:00:01' is not valid"),
+     "config[0].mac: '52:54:00:zz:00:01' is not a MAC address"),
     ([{'kind': 'hostdev', 'address': '01:00'}], "config[0].address: '01:00' is not a PCI address"),
     ([{'kind': 'hostdev', 'address': '0000:01:20.0'}], "'0000:01:20.0' is not a PCI address"),
     ([{'kind': 'hostdev', 'address': '0000:01:00.8'}], "'0000:01:00.8' is not a PCI address"),

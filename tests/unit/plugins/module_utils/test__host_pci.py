@@ -577,7 +577,7 @@ def test_pinned_ids_must_match(trees):
         'requests[0] (pci 0000:01:00.0): the subsystem product id is 0x8591 on this host, not 0x0001 as configured '
         '[guard ids]']
     bad = check(trees['desktop'], [{'type': 'pci', 'address': GPU, 'vendor': 'nvidia'}])
-    assert bad.errors == ["requests[0] (pci 0000:01:00.0): vendor 'nvidia' is not a hex id like 0x8086 "
+    assert bad.errors == ["requests[0] (pci 0000:01:00.0): vendor: 'nvidia' is not a hex id like 0x8086 "
                           "[guard address]"]
 
 
@@ -689,7 +689,7 @@ def test_mdev_requests(trees):
     full = check(host, [{'type': 'mdev', 'uuid': '11111111-2222-3333-4444-555555555555', 'model': 'nvidia-223'}])
     assert 'no parent device offers type nvidia-223' in full.errors[0]
     bad = check(host, [{'type': 'mdev', 'uuid': 'not-a-uuid'}])
-    assert bad.errors == ["requests[0] (mdev not-a-uuid): mdev uuid 'not-a-uuid' is not a UUID [guard address]"]
+    assert bad.errors == ["requests[0] (mdev not-a-uuid): mdev uuid: 'not-a-uuid' is not a UUID like 8c1bd7f6-5c0f-4c8b-9b7e-2f2a3b4c5d6e [guard address]"]
 
 
 def test_mdev_and_its_parent_are_exclusive(trees):

@@ -96,7 +96,7 @@ def test_bad_pf_or_count(capsys, tmp_path, monkeypatch, pf, num_vfs, words):
 @pytest.mark.parametrize('vfs, words', [
     ([{'index': 4}], 'vfs[0].index: VF 4 does not exist with num_vfs 4 (VFs are numbered 0 to 3)'),
     ([{'index': 0, 'mac': 'nope'}], "vfs[0].mac: 'nope' is not a MAC address"),
-    ([{'index': 0, 'mac': '01:00:5e:00:00:01'}], 'is a multicast address'),
+    ([{'index': 0, 'mac': '01:00:5e:00:00:01'}], 'is a multicast MAC address'),
     ([{'index': 0, 'vlan': 4096}], 'vfs[0].vlan: 4096 is not a VLAN id from 0 (none) to 4095'),
     ([{'index': 1}, {'index': 1, 'trust': True}], 'vfs[1].index: VF 1 is listed twice'),
 ])
