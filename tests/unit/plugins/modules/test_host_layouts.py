@@ -268,3 +268,24 @@ def test_ovs_bridge_without_ports_is_a_reported_problem(capsys, tmp_path):
     assert any('the default route goes through vmbr0, which leads to no PCI network device' in problem
                for problem in result['problems']), result['problems']
     assert os.path.isdir(root)
+
+
+def test_btrfs_multi_device_root_and_a_swap_file(tmp_path):
+    """/ on a btrfs RAID1 over two NVMe drives: both controllers are refused, although /proc/mounts names one;
+    a swap file on the third drive's filesystem refuses that controller too."""
+    from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import build
+
+    def mutate(spec):
+        spec['udev'] = {}
+        spec['mounts'] = ['/dev/nvme0n1p3 / btrfs rw', '/dev/nvme2n1p1 /srv ext4 rw']
+        spec['btrfs'] = {'0e5c4a7d-1111-2222-3333-444455556666': ['nvme0n1p3', 'nvme1n1p3']}
+        spec['swaps'] = ['/srv/swapfile']
+    host = _host_pci.read_host(build('proxmox_zfs_ovs', tmp_path, mutate))
+    assert host.problems == []
+    assert host.critical['0000:01:00.0'] == ['the controller of / (btrfs on /dev/nvme0n1p3)']
+    assert host.critical['0000:02:00.0'] == ['the controller of / (btrfs on /dev/nvme0n1p3)']
+    assert host.critical['0000:03:00.0'] == ['the controller of swap file /srv/swapfile (ext4 on /dev/nvme2n1p1)']
+    assert host.mounted['0000:03:00.0'] == ['the controller of /srv (ext4 on /dev/nvme2n1p1)']
+    # refused outright, so the mount warning is not repeated
+    guards = [finding.guard for finding in _host_pci.assess_pci(host, '0000:03:00.0')]
+    assert 'host_critical' in guards and 'host_mounted' not in guards
