@@ -289,3 +289,20 @@ def test_btrfs_multi_device_root_and_a_swap_file(tmp_path):
     # refused outright, so the mount warning is not repeated
     guards = [finding.guard for finding in _host_pci.assess_pci(host, '0000:03:00.0')]
     assert 'host_critical' in guards and 'host_mounted' not in guards
+
+
+def test_multipath_root_protects_every_path(tmp_path):
+    """/ on a multipath device over two HBAs (dm-multipath, like LVM, md and dm-crypt, lists its paths as
+    slaves): both controllers are refused."""
+    from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import build
+
+    def mutate(spec):
+        spec['pci'].append({'address': '0000:5f:00.0', 'class': '0x010700', 'vendor': '0x1000', 'device': '0x0097',
+                            'group': 27, 'driver': 'mpt3sas'})
+        spec['block'].append({'name': 'sdb', 'device': '0000:5f:00.0', 'subpath': 'host1/target1:0:0/1:0:0:0'})
+        spec['dm'] = [{'name': 'dm-0', 'dm_name': 'mpatha', 'slaves': ['sda', 'sdb']}]
+        spec['mounts'] = ['/dev/mapper/mpatha / xfs rw']
+    host = _host_pci.read_host(build('xeon_acs_sriov', tmp_path, mutate))
+    assert host.problems == []
+    assert host.critical['0000:5e:00.0'] == host.critical['0000:5f:00.0'] == \
+        ['the controller of / (xfs on /dev/mapper/mpatha)']
