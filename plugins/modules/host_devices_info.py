@@ -333,6 +333,22 @@ iommu_groups:
   returned: always
   type: list
   elements: dict
+  contains:
+    group:
+      description: The group number.
+      type: int
+    type:
+      description: The group's C(type) in sysfs (V(DMA), V(identity)...), when the kernel shows it.
+      type: str
+    devices:
+      description: Its PCI devices.
+      type: list
+      elements: str
+    held_by:
+      description: Guests holding the group, each C(domain) (a guest name, or C(pid N (comm)) for a process
+        that is not a named guest) and C(live) (running).
+      type: list
+      elements: dict
 mdev_types:
   description: All mediated device types offered on the host (see RV(pci_devices[].mdev_types)).
   returned: always

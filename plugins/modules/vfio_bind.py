@@ -290,8 +290,8 @@ def run_module():
             text = _host_pci.describe_group(host, address)
             if text and text not in groups:
                 groups.append(text)
-        module.fail_json(msg='refused, nothing was changed: %s%s' % ('; '.join(plan.errors),
-                                                                    ''.join('; %s' % text for text in groups)),
+        message = '; '.join(plan.errors + groups)
+        module.fail_json(msg='refused, nothing was changed: %s' % message,
                          errors=plan.errors, guard_warnings=plan.warnings, devices=devices, changed=False)
 
     commands = []

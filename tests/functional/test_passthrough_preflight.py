@@ -119,8 +119,8 @@ HOSTDEV_43 = """<hostdev mode='subsystem' type='pci' managed='yes'>
 <source><address domain='0x0000' bus='0x43' slot='0x00' function='0x0'/></source></hostdev>"""
 
 
-def test_group_peer_in_another_guests_definition_is_a_warning_naming_both(libvirtd_uri, run_module, virsh, guest,
-                                                                           tmp_path):
+def test_group_peer_in_another_guests_definition_is_a_warning_naming_both(
+        libvirtd_uri, run_module, virsh, guest, tmp_path):
     """The EPYC server's two V100s share IOMMU group 10: train-1's definition has one, train-2 asks for the
     other. Neither runs: a warning naming both guests (only one can run at a time), check mode writes nothing."""
     root = sysfs_trees.build('epyc_gpu', tmp_path, lambda spec: spec.update(processes=[]))

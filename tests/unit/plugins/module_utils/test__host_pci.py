@@ -732,8 +732,8 @@ def test_host_facts(trees):
     assert gpu['iommu_group_members'] == ['0000:00:01.0', GPU, GPU_AUDIO]
     assert (gpu['vendor_name'], gpu['class_name'], gpu['verdict']) == \
         ('NVIDIA Corporation', 'VGA compatible controller', 'needs_preparation')
-    assert facts['iommu_groups'][1] == {'group': 1, 'type': 'identity', 'devices': ['0000:00:01.0', GPU, GPU_AUDIO],
-                                         'held_by': []}
+    assert facts['iommu_groups'][1] == {
+        'group': 1, 'type': 'identity', 'devices': ['0000:00:01.0', GPU, GPU_AUDIO], 'held_by': []}
     usb = {entry['name']: entry for entry in facts['usb_devices']}
     assert usb['1-3']['verdict'] == 'refused' and usb['usb1']['verdict'] == 'refused' and \
         usb['1-1']['verdict'] == 'ready'
