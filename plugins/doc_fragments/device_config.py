@@ -68,8 +68,9 @@ options:
         - 'For O(config[].kind=interface): Where the NIC is plugged: exactly one of network (a libvirt network,
           also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev (an
           SR-IOV VF by PCI address, passed through). Required.'
-        - 'For O(config[].kind=disk): Backing store: exactly one of file, block, or volume together with pool.'
-        - 'For O(config[].kind=filesystem): Host directory to share: dir. Required.'
+        - 'For O(config[].kind=disk): Backing store: exactly one of file, block (absolute paths), or volume with
+          pool.'
+        - 'For O(config[].kind=filesystem): Host directory to share: dir (an absolute path). Required.'
         type: dict
         suboptions:
           network:
@@ -222,7 +223,7 @@ options:
         type: int
       serial:
         description:
-        - 'For O(config[].kind=disk): Serial number the guest sees.'
+        - 'For O(config[].kind=disk): Serial number the guest sees (letters, digits, _ . + - and blanks).'
         type: str
       readonly:
         description:
@@ -293,7 +294,7 @@ options:
         - 'For O(config[].kind=parallel): Host path for file, unix and dev types.'
         - 'For O(config[].kind=console): Host path for file, unix and dev types.'
         - 'For O(config[].kind=channel): Host path for file, unix and dev types.'
-        - 'For O(config[].kind=memory): Backing file of a virtio-pmem or nvdimm device.'
+        - 'For O(config[].kind=memory): Backing file (absolute path) of a virtio-pmem or nvdimm device.'
         type: str
       source_mode:
         description:
@@ -423,8 +424,8 @@ options:
         type: str
       rom_file:
         description:
-        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Option ROM image to expose instead of the device''s
-          own.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Option ROM image (absolute path) to expose instead
+          of the device''s own.'
         type: str
       rom_enabled:
         description:
@@ -534,8 +535,9 @@ options:
             - 'For O(config[].kind=interface): Where the NIC is plugged: exactly one of network (a libvirt network,
               also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev
               (an SR-IOV VF by PCI address, passed through). Required.'
-            - 'For O(config[].kind=disk): Backing store: exactly one of file, block, or volume together with pool.'
-            - 'For O(config[].kind=filesystem): Host directory to share: dir. Required.'
+            - 'For O(config[].kind=disk): Backing store: exactly one of file, block (absolute paths), or volume
+              with pool.'
+            - 'For O(config[].kind=filesystem): Host directory to share: dir (an absolute path). Required.'
             type: dict
             suboptions:
               network:
@@ -690,7 +692,7 @@ options:
             type: int
           serial:
             description:
-            - 'For O(config[].kind=disk): Serial number the guest sees.'
+            - 'For O(config[].kind=disk): Serial number the guest sees (letters, digits, _ . + - and blanks).'
             type: str
           readonly:
             description:
@@ -766,7 +768,7 @@ options:
             - 'For O(config[].kind=parallel): Host path for file, unix and dev types.'
             - 'For O(config[].kind=console): Host path for file, unix and dev types.'
             - 'For O(config[].kind=channel): Host path for file, unix and dev types.'
-            - 'For O(config[].kind=memory): Backing file of a virtio-pmem or nvdimm device.'
+            - 'For O(config[].kind=memory): Backing file (absolute path) of a virtio-pmem or nvdimm device.'
             type: str
           source_mode:
             description:
@@ -898,8 +900,8 @@ options:
             type: str
           rom_file:
             description:
-            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Option ROM image to expose instead of the
-              device''s own.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Option ROM image (absolute path) to expose
+              instead of the device''s own.'
             type: str
           rom_enabled:
             description:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _host_pci, _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _host_pci, _ids, _schema, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
 
@@ -105,7 +106,13 @@ class DomainRun:
         original = self.inactive_xml  # hot-plugging does not touch the persistent definition
         if self.connection.find(self.dom.UUIDString()) is None:
             raise ApplyError('domain %s disappeared while the task ran; nothing was written' % self.name)
-        self.connection.define(self.config_plan.new_xml)
+        try:
+            self.connection.define(self.config_plan.new_xml)
+        except LibvirtFailure as exc:  # a schema rejection is told per device and option (_schema)
+            explained = _schema.explain_plan(self.name, self.config_plan, str(exc))
+            if explained:
+                raise ApplyError(explained) from exc
+            raise
         self.written = True
         self.readback = self.connection.xml(self.dom)
         problems = _device_engine.verify(self.config_plan, self.readback)

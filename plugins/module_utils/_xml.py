@@ -43,14 +43,24 @@ def text_problem(text):
     return 'contains U+%04X at position %d, which XML (and so libvirt) cannot carry' % (ord(char), match.start())
 
 
+def excerpt(text, limit=80):
+    """``repr(text)``, or for a long text the part around its first bad character (a message stays readable
+    and does not repeat a whole document)."""
+    if len(text) <= limit:
+        return repr(text)
+    match = _NOT_XML_CHAR.search(text)
+    start = max(0, (match.start() if match else 0) - limit // 2)
+    before, after = '...' if start else '', '...' if start + limit < len(text) else ''
+    return '%s%r%s (%d characters)' % (before, text[start:start + limit], after, len(text))
+
+
 def check_text_tree(value, where, secret=lambda where: False):
     """Raise XMLInputError naming the field and the value for the first string in ``value`` (nested dicts and
     lists) that XML cannot carry. ``secret(where)`` hides the value of no_log fields."""
     if isinstance(value, str):
         problem = text_problem(value)
         if problem:
-            shown = '(value hidden)' if secret(where) else repr(value)
-            raise XMLInputError('%s: %s %s' % (where, shown, problem))
+            raise XMLInputError('%s: %s %s' % (where, '(value hidden)' if secret(where) else excerpt(value), problem))
     elif isinstance(value, dict):
         for key, item in value.items():
             check_text_tree(key, where, secret)

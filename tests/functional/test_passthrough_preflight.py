@@ -115,6 +115,26 @@ def test_no_checks_for_guests_without_passthrough(libvirtd_uri, run_module, gues
     assert result['changed'] is True and 'host_devices' not in str(result.get('libvirt_calls'))
 
 
+@pytest.mark.parametrize('device_xml, address', [
+    # the default-route NIC and the root disk's controller, written the ways libvirt reads them
+    ("<hostdev mode='subsystem' type='pci' managed='yes'><source><address slot='037' function='6'/></source>"
+     "</hostdev>", '0000:00:1f.6'),                                   # octal slot, no domain, no bus
+    ("<interface type='hostdev' managed='yes'><mac address='52:54:00:00:aa:02'/><source>"
+     "<address type='pci' bus='0' slot='31' function='6'/></source></interface>", '0000:00:1f.6'),   # decimal
+    ("<hostdev mode='subsystem' type='pci' managed='yes'><source><address bus='2'/></source></hostdev>",
+     '0000:02:00.0'),                                                 # only the bus: libvirt fills 0 elsewhere
+])
+def test_raw_xml_addresses_reach_the_guards_in_every_notation(device_xml, address, libvirtd_uri, run_module, virsh,
+                                                              guest, tmp_path):
+    root = sysfs_trees.build('desktop', tmp_path)
+    name = guest('pf-notation')
+    before = virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
+    result = converge(run_module, libvirtd_uri, name, root, [{'kind': 'xml', 'xml': device_xml}])
+    assert result['failed'] is True, result
+    assert address in result['msg'] and 'guard host_critical' in result['msg'], result['msg']
+    assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
+
+
 HOSTDEV_43 = """<hostdev mode='subsystem' type='pci' managed='yes'>
 <source><address domain='0x0000' bus='0x43' slot='0x00' function='0x0'/></source></hostdev>"""
 

@@ -277,3 +277,28 @@ def test_xml_with_entities_is_not_expanded():
     evil = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><watchdog model="&e;"/>'
     with pytest.raises(SpecError):
         engine.declare([{'kind': 'xml', 'xml': evil}], 'g')
+
+
+def test_upper_case_macs_and_uuids_are_accepted_and_stored_as_libvirt_stores_them():
+    typed, raw, mdev = engine.declare([
+        {'kind': 'interface', 'source': {'network': 'default'}, 'mac': '52:54:00:AA:BB:0C'},
+        {'kind': 'xml', 'xml': "<interface type='bridge'><mac address='52:54:00:AA:BB:D'/><source bridge='br0'/>"
+                               "</interface>"},
+        {'kind': 'hostdev', 'type': 'mdev', 'model': 'vfio-pci', 'uuid': 'C2177883F1BB47F0914D32A22E3A8804'}], 'g')
+    assert typed.spec['mac'] == '52:54:00:aa:bb:0c' and typed.key == ('interface', 'mac', '52:54:00:aa:bb:0c')
+    assert raw.element.find('mac').get('address') == '52:54:00:aa:bb:0d'
+    assert raw.key == ('interface', 'mac', '52:54:00:aa:bb:0d')
+    assert mdev.spec['uuid'] == 'c2177883-f1bb-47f0-914d-32a22e3a8804'
+
+
+def test_a_raw_xml_nic_without_mac_is_refused_up_front():
+    with pytest.raises(SpecError, match=r"config\[0\]\.xml: an <interface> given as XML needs <mac address"):
+        engine.declare([{'kind': 'xml', 'xml': "<interface type='network'><source network='default'/></interface>"}],
+                       'g')
+
+
+def test_raw_xml_hostdev_in_another_notation_is_the_same_device():
+    with pytest.raises(SpecError, match=r'config\[1\]: declares the same device as config\[0\]'):
+        engine.declare([{'kind': 'hostdev', 'address': '0000:00:1f.6'},
+                        {'kind': 'xml', 'xml': "<hostdev mode='subsystem' type='pci'><source>"
+                                               "<address slot='037' function='6'/></source></hostdev>"}], 'g')

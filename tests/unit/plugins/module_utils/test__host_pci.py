@@ -814,3 +814,30 @@ def test_usage_given_as_domain_names_is_taken_as_running(trees):
     result = check(trees['sriov'], [{'type': 'pci', 'address': VF1}], usage, force=True)
     assert result.errors == ['requests[0] (pci 0000:41:02.1): it is assigned to running domain other '
                              '[guard in_use_live]']
+
+
+@pytest.mark.parametrize('device_xml, requests', [
+    ("<hostdev mode='subsystem' type='pci' managed='yes'><source><address slot='037' function='6'/></source></hostdev>",
+     [{'type': 'pci', 'address': '0000:00:1f.6', 'managed': True, 'where': 'config[0]'}]),
+    ("<hostdev mode='subsystem' type='pci'><source><address bus='2'/></source></hostdev>",   # libvirt: unmanaged
+     [{'type': 'pci', 'address': '0000:02:00.0', 'managed': False, 'where': 'config[0]'}]),
+    ("<interface type='hostdev' managed='yes'><source><address type='pci' bus='0x41' slot='2' function='1'/>"
+     "</source></interface>", [{'type': 'sriov_vf', 'address': '0000:41:02.1', 'managed': True, 'where': 'config[0]'}]),
+    ("<hostdev mode='subsystem' type='usb'><source><vendor id='1133'/><product id='0xc31c'/></source></hostdev>",
+     [{'type': 'usb', 'vendor': '0x046d', 'product': '0xc31c', 'bus': None, 'device': None, 'where': 'config[0]'}]),
+    ("<hostdev mode='subsystem' type='usb'><source><address bus='010' device='6'/></source></hostdev>",
+     [{'type': 'usb', 'vendor': None, 'product': None, 'bus': 8, 'device': 6, 'where': 'config[0]'}]),
+    ("<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='8C1BD7F65C0F4C8B9B7E2F2A3B4C5D6E'/>"
+     "</source></hostdev>", [{'type': 'mdev', 'uuid': '8c1bd7f6-5c0f-4c8b-9b7e-2f2a3b4c5d6e', 'where': 'config[0]'}]),
+    ("<watchdog model='i6300esb'/>", []),
+])
+def test_requests_of_element_read_addresses_as_libvirt_does(device_xml, requests):
+    from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+    assert hp.requests_of_element(_xml.parse(device_xml), 'config[0]') == requests
+
+
+def test_usage_from_domains_refuses_what_it_cannot_read_naming_the_domain():
+    xml = ("<domain><name>odd</name><devices><hostdev mode='subsystem' type='pci'><source><address bus='08'/>"
+           "</source></hostdev></devices></domain>")
+    with pytest.raises(ValueError, match=r"the config XML of domain odd: <hostdev> #1 <source><address>@bus: '08'"):
+        hp.usage_from_domains([{'name': 'odd', 'config_xml': xml}])

@@ -215,8 +215,8 @@ def test_c_uint_bases_and_limits():
 def test_option_forms():
     assert _ids.pci_text('01:00.0') == '0000:01:00.0'
     assert _ids.pci_text(' 10000:3B:1F.7 ') == '10000:3b:1f.7'
-    assert _ids.parse_pci('0000:65:00.0').attributes() == {'domain': '0x0000', 'bus': '0x65', 'slot': '0x00',
-                                                            'function': '0x0'}
+    assert _ids.parse_pci('0000:65:00.0').attributes() == {
+        'domain': '0x0000', 'bus': '0x65', 'slot': '0x00', 'function': '0x0'}
     assert _ids.hex_id('046D', 'v') == _ids.hex_id(0x46d, 'v') == _ids.hex_id('0x46d', 'v') == '0x046d'
     assert _ids.pci_of_nodedev_name('pci_0000_01_00_1') == '0000:01:00.1'
     assert _ids.pci_of_nodedev_name('usb_1_2') is None

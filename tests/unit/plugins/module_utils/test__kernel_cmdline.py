@@ -373,3 +373,15 @@ def test_non_utf8_file_is_refused(tmp_path):
         handle.write(b'GRUB_CMDLINE_LINUX="\xff"\n')
     with pytest.raises(core.CmdlineError, match='not valid UTF-8'):
         core.plan(root, 'grub', args('iommu=pt'), 'present')
+
+
+def test_arguments_up_to_the_kernel_command_line_size_only():
+    longest = 'x=' + 'v' * (core.COMMAND_LINE_SIZE - 3)          # 2047 bytes: with the final NUL, it fits
+    assert core.parse_arg(longest).text == longest
+    with pytest.raises(core.CmdlineError, match=r"args\[0\]: kernel argument 'x=vvv.*\(2048 bytes\)"):
+        core.parse_arg(longest + 'v', 'args[0]')
+    half = 'a=' + 'v' * 1020                                     # two of them fit, three do not
+    assert len(core.parse_args([half, 'b' + half[1:]])) == 2
+    with pytest.raises(core.CmdlineError, match='args: together 3068 bytes'):
+        core.parse_args([half, 'b' + half[1:], 'c' + half[1:]])
+    assert len(core.parse_args([half, 'b' + half[1:], 'c' + half[1:]], state='absent')) == 3   # removing is fine
