@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_root, _ids, _xml
 
 # identifiers are read in one place, the way libvirt reads them (_ids); the names stay for callers
 PCI_NAME_RE = _ids.PCI_NAME_RE
@@ -62,11 +62,19 @@ PCI_CLASSES = {
 NOT_ENDPOINT_ROLES = frozenset((BRIDGE,))
 CRITICAL_ROLES = frozenset((HOST_BRIDGE, CHIPSET))
 
-# mounts whose block device's controller the host cannot lose
-CRITICAL_MOUNTS = ('/', '/boot', '/boot/efi', '/usr')
-# root filesystems without a local block device (nothing to protect, nothing to report)
-NON_BLOCK_FILESYSTEMS = ('tmpfs', 'overlay', 'rootfs', 'ramfs', 'nfs', 'nfs4', 'cifs', 'virtiofs', '9p', 'zfs',
-                         'fuse', 'squashfs')
+# mounts whose block device's controller the host cannot lose: refused (host_critical); every other mounted
+# filesystem on a local block device gives a warning (host_mounted); active swap is refused (pages the kernel
+# swapped out would be lost)
+CRITICAL_MOUNTS = ('/', '/boot', '/boot/efi', '/efi', '/usr', '/var')
+# filesystems without a local block device (nothing to protect, nothing to report)
+NON_BLOCK_FILESYSTEMS = ('tmpfs', 'overlay', 'rootfs', 'ramfs', 'nfs', 'nfs4', 'cifs', 'smb3', 'virtiofs', '9p',
+                         'fuse', 'squashfs', 'proc', 'sysfs', 'devtmpfs', 'devpts', 'cgroup', 'cgroup2', 'securityfs',
+                         'pstore', 'efivarfs', 'bpf', 'debugfs', 'tracefs', 'configfs', 'fusectl', 'mqueue',
+                         'hugetlbfs', 'autofs', 'binfmt_misc', 'rpc_pipefs', 'nsfs', 'ceph', 'glusterfs')
+# USB interface classes of the devices a person uses the host with (HID: keyboards, mice)
+INPUT_INTERFACE_CLASSES = ('03',)
+# the kernel datapath device every Open vSwitch port hangs under (lower_* links)
+OVS_DATAPATH = 'ovs-system'
 
 # drivers a device may be bound to and still belong to a viable group
 VFIO_DRIVERS = ('vfio-pci',)
@@ -123,6 +131,18 @@ GUARDS = {guard.name: guard for guard in (
     Guard('bind', PREPARE, UNMANAGED_ERROR, True,
           'the device is bound to vfio-pci (libvirt does it for managed hostdevs)'),
     Guard('sriov_pf', PREPARE, WARNING, True, 'an SR-IOV PF given to a guest has no VFs enabled'),
+    Guard('group_open', REFUSE, ERROR, False,
+          'no running guest holds the IOMMU group of the device or of one of its mediated devices open '
+          '(/dev/vfio/N): unbinding it would block in the kernel until that guest stops'),
+    Guard('group_held_live', REFUSE, ERROR, False,
+          'no other endpoint of its IOMMU group is assigned to another running guest (libvirt refuses to share '
+          'a group across guests)'),
+    Guard('group_held_config', WARN, WARNING, True,
+          "no other endpoint of its IOMMU group is in another guest's definition (only one of the two guests can "
+          'run at a time)'),
+    Guard('host_mounted', WARN, WARNING, True,
+          'it holds no mounted filesystem other than the critical ones (unmount it before it leaves the host)'),
+    Guard('host_input', WARN, WARNING, True, "it carries none of the host's keyboards and mice (USB HID devices)"),
     Guard('in_use_live', None, ERROR, False, 'not assigned to another running domain'),
     Guard('in_use_config', None, ERROR, True,
           "not in another domain's persistent definition (forced: only one of them can run at a time)"),
@@ -205,8 +225,6 @@ def group_member_viable(driver):
 class SysRoot:
     """Read-only access to files below ``root``; symlinks are resolved without leaving it."""
 
-    MAX_LINKS = 40
-
     def __init__(self, root='/'):
         self.root = os.path.abspath(root)
 
@@ -264,36 +282,9 @@ class SysRoot:
         """The real path (relative to root, no leading slash) of ``relative``; None when dangling.
 
         Absolute link targets are taken relative to the root and ``..`` stops at the root, so a fixture
-        tree (or a chroot) is never left.
+        tree (or a chroot) is never left (``_host_root``, the same rule as for writes).
         """
-        pending = [part for part in relative.split('/') if part]
-        done = []
-        hops = 0
-        while pending:
-            part = pending.pop(0)
-            if part == '.':
-                continue
-            if part == '..':
-                if done:
-                    done.pop()
-                continue
-            full = os.path.join(self.root, *(done + [part]))
-            if os.path.islink(full):
-                hops += 1
-                if hops > self.MAX_LINKS:
-                    return None
-                try:
-                    target = os.readlink(full)
-                except OSError:
-                    return None
-                if target.startswith('/'):
-                    done = []
-                pending = [piece for piece in target.split('/') if piece] + pending
-                continue
-            if not os.path.lexists(full):
-                return None
-            done.append(part)
-        return '/'.join(done)
+        return _host_root.resolve(self.root, relative)
 
 
 # -- the model ---------------------------------------------------------------------------------------
@@ -353,10 +344,11 @@ class MdevType:
 
 
 class MdevDevice:
-    def __init__(self, uuid, parent, type_id):
+    def __init__(self, uuid, parent, type_id, iommu_group=None):
         self.uuid = uuid
         self.parent = parent
         self.type_id = type_id
+        self.iommu_group = iommu_group  # a mediated device has an IOMMU group of its own
 
     def as_dict(self):
         return {'uuid': self.uuid, 'parent': self.parent, 'type': self.type_id}
@@ -372,7 +364,12 @@ class UsbDevice:
         self.device_class = None
         self.speed = None
         self.controller = None  # PCI address of the host controller
+        self.interface_classes = []
         self.problems = []
+
+    @property
+    def input_device(self):
+        return any(cls in INPUT_INTERFACE_CLASSES for cls in self.interface_classes)
 
     @property
     def root_hub(self):
@@ -401,8 +398,11 @@ class Host:
         self.mdevs = {}
         self.iommu = {}
         self.cmdline = ''
-        self.critical = {}  # PCI address -> reasons
+        self.critical = {}  # PCI address -> reasons (refused: host_critical)
+        self.mounted = {}  # PCI address -> reasons (warned: host_mounted)
+        self.inputs = {}  # PCI address of a USB controller -> the host's input devices behind it
         self.critical_usb = {}  # USB device name -> reasons
+        self.group_users = {}  # IOMMU group number (str) -> processes holding /dev/vfio/N open
         self.problems = []
 
     def device(self, address):
@@ -426,6 +426,21 @@ class Host:
 
     def mdevs_of(self, address):
         return sorted(uuid for uuid, mdev in self.mdevs.items() if mdev.parent == address)
+
+    def bindable_peers(self, address):
+        """The other members of ``address``'s IOMMU group that the kernel needs on vfio-pci/pci-stub or
+        unbound for the group to be viable: endpoints. PCI bridges (any driver is fine for them) and host
+        bridges (no driver; libvirt and the kernel never bind them) are left out."""
+        peers = []
+        for member in self.group_members(address):
+            dev = self.pci.get(member)
+            if member != address and dev is not None and dev.endpoint and dev.role != HOST_BRIDGE:
+                peers.append(member)
+        return peers
+
+    def open_by(self, group):
+        """Processes holding ``/dev/vfio/<group>`` open (a running guest), as dicts (pid, comm, guest)."""
+        return list(self.group_users.get(str(group), [])) if group is not None else []
 
 
 def _int(text, base=10):
@@ -538,6 +553,8 @@ def _read_groups(sysroot, host):
         for member in sysroot.listdir('%s/%s/devices' % (base, name)):
             if PCI_NAME_RE.match(member):
                 members.append(member)
+            elif UUID_RE.match(member):
+                continue  # a mediated device: its group is its own (see MdevDevice.iommu_group)
             else:
                 host.problems.append('IOMMU group %s: member %r is not a PCI device; ignored' % (name, member))
         host.groups[int(name)] = sorted(members)
@@ -585,8 +602,10 @@ def _read_mdevs(sysroot, host):
                                  % (base, uuid))
             continue
         type_path = sysroot.resolve(path + '/mdev_type')
+        group = os.path.basename((sysroot.readlink(path + '/iommu_group') or '').rstrip('/')) or None
         parent = os.path.basename(os.path.dirname(path))
-        host.mdevs[uuid] = MdevDevice(uuid, parent, os.path.basename(type_path) if type_path else None)
+        host.mdevs[uuid] = MdevDevice(uuid, parent, os.path.basename(type_path) if type_path else None,
+                                      int(group) if group and group.isdigit() else None)
 
 
 def _read_usb(sysroot, host):
@@ -613,6 +632,8 @@ def _read_usb(sysroot, host):
         usb.bus = _int(sysroot.read(path + '/busnum'))
         usb.device = _int(sysroot.read(path + '/devnum'))
         usb.controller = _nearest(path, PCI_NAME_RE)
+        usb.interface_classes = [sysroot.read('%s/%s/bInterfaceClass' % (path, entry)) or ''
+                                 for entry in sysroot.listdir(path) if entry.startswith(name + ':')]
         host.problems.extend(usb.problems)
         host.usb[name] = usb
 
@@ -673,6 +694,56 @@ def _read_iommu(sysroot, host):
         'modules': {module: sysroot.isdir('sys/module/' + module) for module in VFIO_MODULES},
         'cmdline': {key: params[key] for key in CMDLINE_KEYS if key in params},
     }
+
+
+# -- who holds a vfio group open ------------------------------------------------------------------------
+
+def _guest_name(arguments):
+    """The guest name QEMU was started with (``-name guest=NAME,...`` as libvirt writes it, or ``-name NAME``)."""
+    for index, argument in enumerate(arguments[:-1]):
+        if argument == '-name':
+            value = arguments[index + 1]
+            for part in value.split(','):
+                if part.startswith('guest='):
+                    return part[len('guest='):]
+            return value.split(',', 1)[0] or None
+    return None
+
+
+def read_group_users(sysroot):
+    """{group (str): [{'pid', 'comm', 'guest'}]} for every ``/dev/vfio/N`` some process holds open, from
+    ``proc/*/fd`` below root. ``guest`` is the QEMU guest name (None when the process is not a named guest)."""
+    users = {}
+    for pid in sysroot.listdir('proc'):
+        if not pid.isdigit():
+            continue
+        groups = set()
+        for fd in sysroot.listdir('proc/%s/fd' % pid):
+            target = sysroot.readlink('proc/%s/fd/%s' % (pid, fd)) or ''
+            if target.startswith('/dev/vfio/') and target[len('/dev/vfio/'):].isdigit():
+                groups.add(target[len('/dev/vfio/'):])
+        if not groups:
+            continue
+        arguments = (sysroot.read('proc/%s/cmdline' % pid) or '').split('\0')
+        user = {'pid': int(pid), 'comm': sysroot.read('proc/%s/comm' % pid) or '?', 'guest': _guest_name(arguments)}
+        for group in groups:
+            users.setdefault(group, []).append(user)
+    for group in users:
+        users[group].sort(key=lambda user: user['pid'])
+    return users
+
+
+def vfio_group_users(sysroot, group):
+    """The processes (``[{'pid', 'comm', 'guest'}]``) holding ``/dev/vfio/<group>`` open."""
+    if group is None:
+        return []
+    return read_group_users(sysroot).get(str(group), [])
+
+
+def describe_users(users):
+    """'guest web (pid 4242 qemu-system-x86)' for each user."""
+    return ', '.join(('guest %s (pid %d %s)' % (user['guest'], user['pid'], user['comm'])) if user.get('guest')
+                     else 'pid %d (%s)' % (user['pid'], user['comm']) for user in users)
 
 
 # -- host-critical devices ---------------------------------------------------------------------------
@@ -740,34 +811,123 @@ def _block_controllers(sysroot, path, seen=None):
     return pci, usb
 
 
-def _mark_mounts(sysroot, host):
+def _mounts(sysroot):
+    """[(mountpoint, source, fstype)] from proc/mounts; a later mount over the same point hides the earlier."""
     mounts = {}
     for line in sysroot.lines('proc/mounts'):
         fields = line.split()
         if len(fields) >= 3:
             mounts[_unescape_mount(fields[1])] = (_unescape_mount(fields[0]), fields[2])
-    for mountpoint in CRITICAL_MOUNTS:
-        if mountpoint not in mounts:
-            continue
-        source, fstype = mounts[mountpoint]
-        path = _block_path(sysroot, source)
+    return [(point, source, fstype) for point, (source, fstype) in mounts.items()]
+
+
+def _udev_properties(sysroot, block_path):
+    """The udev database properties (E:KEY=VALUE) of a block device, from run/udev/data/bMAJ:MIN."""
+    number = sysroot.read(block_path + '/dev')
+    properties = {}
+    for line in sysroot.lines('run/udev/data/b%s' % number) if number else []:
+        if line.startswith('E:') and '=' in line:
+            key, _sep, value = line[2:].partition('=')
+            properties[key] = value
+    return properties
+
+
+def _zfs_members(sysroot, pool):
+    """sysfs paths of the block devices udev labels as members of ZFS pool ``pool``."""
+    members = []
+    for name in sysroot.listdir('sys/class/block'):
+        path = sysroot.resolve('sys/class/block/' + name)
         if path is None:
-            if source.startswith('/dev/') or (mountpoint == '/' and fstype not in NON_BLOCK_FILESYSTEMS):
-                host.problems.append('the block device of %s (%s) was not found under sys/class/block; its '
-                                     'controller is not known' % (mountpoint, source))
             continue
-        pci, usb = _block_controllers(sysroot, path)
+        properties = _udev_properties(sysroot, path)
+        if properties.get('ID_FS_TYPE') == 'zfs_member' and properties.get('ID_FS_LABEL') == pool:
+            members.append(path)
+    return members
+
+
+def _btrfs_members(sysroot, path):
+    """sysfs paths of every device of the btrfs filesystem that has the block device at ``path``."""
+    name = os.path.basename(path)
+    for fsid in sysroot.listdir('sys/fs/btrfs'):
+        devices = sysroot.listdir('sys/fs/btrfs/%s/devices' % fsid)
+        if name in devices:
+            return [resolved for resolved in (sysroot.resolve('sys/class/block/' + device) for device in devices)
+                    if resolved]
+    return [path]
+
+
+def _backing_paths(sysroot, source, fstype):
+    """sysfs paths of the block devices a filesystem lives on ([] when none is found)."""
+    if fstype == 'zfs':
+        return _zfs_members(sysroot, source.split('/', 1)[0])
+    path = _block_path(sysroot, source)
+    if path is None:
+        return []
+    return _btrfs_members(sysroot, path) if fstype == 'btrfs' else [path]
+
+
+def _containing_mount(mounts, path):
+    """The mount (point, source, fstype) a file lives on: the longest mount point above it."""
+    best = None
+    for mount in mounts:
+        point = mount[0].rstrip('/') + '/'
+        if (path + '/').startswith(point) and (best is None or len(mount[0]) > len(best[0])):
+            best = mount
+    return best
+
+
+def _host_storage(sysroot):
+    """[(what, source, fstype, critical)] for every mounted local filesystem and active swap."""
+    mounts = _mounts(sysroot)
+    used = []
+    for point, source, fstype in sorted(mounts):
+        if fstype in NON_BLOCK_FILESYSTEMS or fstype == 'swap':
+            continue
+        used.append((point, source, fstype, point in CRITICAL_MOUNTS))
+    for line in sysroot.lines('proc/swaps')[1:]:
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        name = _unescape_mount(fields[0])
+        if fields[1] == 'file':
+            mount = _containing_mount(mounts, name)
+            if mount is not None:
+                used.append(('swap file %s' % name, mount[1], mount[2], True))
+        else:
+            used.append(('active swap', name, 'swap', True))
+    return used
+
+
+def _mark_mounts(sysroot, host):
+    """Refuse the controllers behind the critical mounts and swap, warn about those behind other mounts."""
+    for what, source, fstype, critical in _host_storage(sysroot):
+        paths = _backing_paths(sysroot, source, fstype)
+        if not paths:
+            if critical or source.startswith('/dev/') or fstype == 'zfs':
+                hint = (' (no block device with udev ID_FS_TYPE=zfs_member and ID_FS_LABEL=%s under run/udev/data)'
+                        % source.split('/', 1)[0]) if fstype == 'zfs' else ''
+                host.problems.append('the block devices behind %s (%s on %s) were not found%s; their controllers '
+                                     'are not known and not protected' % (what, fstype, source, hint))
+            continue
+        pci, usb = {}, set()
+        for path in paths:
+            more_pci, more_usb = _block_controllers(sysroot, path)
+            for address, kind in more_pci.items():
+                if pci.get(address) != 'controller':
+                    pci[address] = kind
+            usb |= more_usb
+        target = host.critical if critical else host.mounted
         for address in sorted(pci):
             dev = host.pci.get(address)
             if dev is not None and not dev.endpoint:
                 continue  # bridges on the way are refused as bridges anyway
-            if pci[address] == 'controller':
-                reason = 'the controller of %s (%s on %s)' % (mountpoint, fstype, source)
-            else:
-                reason = 'upstream of the controller of %s (%s on %s)' % (mountpoint, fstype, source)
-            host.critical.setdefault(address, []).append(reason)
-        for name in sorted(usb):
-            host.critical_usb.setdefault(name, []).append('the USB device holding %s (%s)' % (mountpoint, source))
+            where = 'the controller of' if pci[address] == 'controller' else 'upstream of the controller of'
+            reason = '%s %s (%s on %s)' % (where, what, fstype, source)
+            if reason not in target.get(address, []):
+                target.setdefault(address, []).append(reason)
+        if critical:
+            for name in sorted(usb):
+                host.critical_usb.setdefault(name, []).append('the USB device holding %s (%s)' % (what, source))
 
 
 def _default_route_ifaces(sysroot):
@@ -784,32 +944,69 @@ def _default_route_ifaces(sysroot):
     return ifaces
 
 
-def _net_devices(sysroot, iface, seen):
-    """PCI devices below a network interface, through bonds, bridges and VLANs."""
+def _lower_interfaces(sysroot, iface, path):
+    """The interfaces ``iface`` sends through: bond slaves and VLAN/macvlan lowers (``lower_*``), Linux
+    bridge ports (``brif/``), and for an Open vSwitch internal port (a virtual interface with none of these
+    while the ``ovs-system`` datapath exists) every port of the datapath: sysfs does not show which OVS
+    bridge a port belongs to, so all of them are taken."""
+    lowers = [entry.split('_', 1)[1] for entry in sysroot.listdir(path) if entry.startswith(('lower_', 'slave_'))]
+    lowers += sysroot.listdir(path + '/brif')
+    if lowers or iface == OVS_DATAPATH:
+        return lowers, None
+    datapath = sysroot.resolve('sys/class/net/' + OVS_DATAPATH)
+    if datapath is None:
+        return [], None
+    ports = [entry.split('_', 1)[1] for entry in sysroot.listdir(datapath) if entry.startswith('lower_')]
+    return [port for port in ports if port != iface], 'a port of the Open vSwitch datapath %s' % OVS_DATAPATH
+
+
+def _net_devices(sysroot, iface, seen, via=None):
+    """{PCI address: how} below a network interface, through bonds, bridges, VLANs and Open vSwitch."""
     if iface in seen:
-        return set()
+        return {}
     seen.add(iface)
     path = sysroot.resolve('sys/class/net/' + iface)
     if path is None:
-        return set()
-    found = set()
+        return {}
     controller = _nearest(path, PCI_NAME_RE)
     if controller:
-        found.add(controller)
-        return found
-    lowers = [entry.split('_', 1)[1] for entry in sysroot.listdir(path)
-              if entry.startswith(('lower_', 'slave_'))]
-    lowers += sysroot.listdir(path + '/brif')
+        return {controller: via}
+    found = {}
+    lowers, how = _lower_interfaces(sysroot, iface, path)
     for lower in lowers:
-        found |= _net_devices(sysroot, lower, seen)
+        for address, detail in _net_devices(sysroot, lower, seen, how or via).items():
+            found.setdefault(address, detail)
     return found
+
+
+def _mark_network(sysroot, host):
+    for iface in _default_route_ifaces(sysroot):
+        found = _net_devices(sysroot, iface, set())
+        aggregate = any(sysroot.isdir('sys/class/net/%s/%s' % (iface, kind)) for kind in ('bridge', 'bonding')) \
+            or sysroot.resolve('sys/class/net/' + OVS_DATAPATH) is not None
+        if not found and aggregate:  # a bridge or bond without ports; tunnels and VPNs have no NIC to protect
+            host.problems.append('the default route goes through %s, which leads to no PCI network device (through '
+                                 'bonds, VLANs, bridges, Open vSwitch); the NIC it uses is not known and not protected'
+                                 % iface)
+        for address in sorted(found):
+            reason = 'the network device of the default route (%s)' % iface
+            if found[address]:
+                reason = 'the network device of the default route (%s, %s)' % (iface, found[address])
+            host.critical.setdefault(address, []).append(reason)
+
+
+def _mark_inputs(host):
+    for name in sorted(host.usb):
+        usb = host.usb[name]
+        if usb.input_device and usb.controller:
+            label = ' '.join(part for part in (usb.manufacturer, usb.product_name) if part) or 'input device'
+            host.inputs.setdefault(usb.controller, []).append('%s (%s)' % (name, label))
 
 
 def _mark_critical(sysroot, host):
     _mark_mounts(sysroot, host)
-    for iface in _default_route_ifaces(sysroot):
-        for address in sorted(_net_devices(sysroot, iface, set())):
-            host.critical.setdefault(address, []).append('the network device of the default route (%s)' % iface)
+    _mark_network(sysroot, host)
+    _mark_inputs(host)
     for dev in host.pci.values():
         if dev.boot_vga:
             host.critical.setdefault(dev.address, []).append('the boot VGA device (boot_vga=1): the host console')
@@ -830,6 +1027,7 @@ def read_host(root='/', pci_ids=None):
     _read_mdevs(sysroot, host)
     _read_usb(sysroot, host)
     _read_iommu(sysroot, host)
+    host.group_users = read_group_users(sysroot)
     _mark_critical(sysroot, host)
     if pci_ids is not None:
         for dev in host.pci.values():
@@ -849,6 +1047,29 @@ def _describe(host, address):
     return '%s (%s, driver %s)' % (address, dev.class_label, dev.driver or 'none')
 
 
+def describe_group(host, address):
+    """'IOMMU group 10: 0000:43:00.0 (3D controller, driver vfio-pci), ...' for the group of ``address``."""
+    dev = host.pci.get(address)
+    if dev is None or dev.iommu_group is None:
+        return None
+    return 'IOMMU group %d: %s' % (dev.iommu_group, ', '.join(_describe(host, member)
+                                                              for member in host.group_members(address)))
+
+
+def group_holders(host, number, usage=None):
+    """Who holds IOMMU group ``number``: [{'domain', 'live'}] from domain usage of its members and the guests
+    (or processes) holding ``/dev/vfio/N`` open."""
+    holders = {}
+    for member in host.groups.get(number, []):
+        for use in used_by(usage or {}, ('pci', member)):
+            entry = holders.setdefault(use['domain'], {'domain': use['domain'], 'live': False})
+            entry['live'] = entry['live'] or bool(use['live'])
+    for user in host.open_by(number):
+        name = user.get('guest') or 'pid %d (%s)' % (user['pid'], user['comm'])
+        holders.setdefault(name, {'domain': name, 'live': True})['live'] = True
+    return [holders[name] for name in sorted(holders)]
+
+
 def _iommu_off_message(host):
     kind = host.iommu.get('kind')
     hint = IOMMU_ENABLE_HINT.get(kind, 'enable the IOMMU in firmware and on the kernel command line')
@@ -857,11 +1078,14 @@ def _iommu_off_message(host):
     return 'the IOMMU is off: no groups under /sys/kernel/iommu_groups%s; %s' % (told, hint)
 
 
-def assess_pci(host, address, together=()):
+def assess_pci(host, address, together=(), usage=None, domain_name=None):
     """The guard findings for giving PCI device ``address`` to a guest, with ``together`` going along.
 
-    ``together`` holds the addresses requested at the same time: group members among them do not make
-    the group unviable. Domain usage is not looked at here (see ``check_assignment``).
+    The one verdict model: ``verdict`` (the report), ``check_assignment`` (the guards of domain_devices)
+    and the host-preparation plans (vfio_bind) all judge a device here. ``together`` holds the addresses
+    requested at the same time: group members among them do not make the group unviable. ``usage`` (from
+    ``usage_from_domains``) adds who holds the rest of the group; ``domain_name`` is the guest the device
+    is for (its own uses do not count).
     """
     together = set(together) | {address}
     dev = host.pci.get(address)
@@ -884,12 +1108,10 @@ def assess_pci(host, address, together=()):
     elif dev.iommu_group is None:
         findings.append(Finding('iommu', 'has no IOMMU group although the IOMMU is on'))
     else:
-        for member in host.groups.get(dev.iommu_group, []):
+        for member in host.bindable_peers(address):
             if member in together:
                 continue
             other = host.pci.get(member)
-            if other is None or not other.endpoint:
-                continue  # bridges do not take part in group viability
             if member in host.critical:
                 findings.append(Finding('group_critical', 'shares IOMMU group %d with %s, which is host-critical: %s'
                                         % (dev.iommu_group, _describe(host, member),
@@ -929,6 +1151,50 @@ def assess_pci(host, address, together=()):
     if host.iommu.get('acs_override'):
         findings.append(Finding('acs_override', 'pcie_acs_override is on the kernel command line: the IOMMU '
                                 'groups do not show the real isolation'))
+    if address not in host.critical:
+        for reason in host.mounted.get(address, []):
+            findings.append(Finding('host_mounted', 'holds a mounted filesystem: %s; unmount it before the device '
+                                    'leaves the host' % reason))
+    if host.inputs.get(address):
+        findings.append(Finding('host_input', "carries the host's input devices %s: the host loses them when the "
+                                'controller leaves it' % ', '.join(host.inputs[address])))
+    findings += _held_findings(host, dev, together, usage or {}, domain_name)
+    return findings
+
+
+def _held_findings(host, dev, together, usage, domain_name):
+    """Who else holds the device's IOMMU group: guests that have a group peer (running: refused, defined:
+    warned) and processes holding the group of the device or of its mediated devices open."""
+    findings = []
+    this = 'guest %s' % domain_name if domain_name else 'a guest'
+    explained = {domain_name} if domain_name else set()
+    explained.update(use['domain'] for use in used_by(usage, ('pci', dev.address)) if use['live'])
+    for member in host.bindable_peers(dev.address):
+        if member in together:
+            continue
+        for use in used_by(usage, ('pci', member), exclude=domain_name):
+            if use['live']:
+                explained.add(use['domain'])
+                findings.append(Finding('group_held_live', 'shares IOMMU group %d with %s, which running guest %s '
+                                        'holds: libvirt refuses to start %s with a device of the same group while %s '
+                                        'runs' % (dev.iommu_group, _describe(host, member), use['domain'], this,
+                                                  use['domain'])))
+            else:
+                findings.append(Finding('group_held_config', 'shares IOMMU group %d with %s, which is in the definition '
+                                        'of guest %s: %s and %s cannot run at the same time'
+                                        % (dev.iommu_group, _describe(host, member), use['domain'], this,
+                                           use['domain'])))
+    users = [user for user in host.open_by(dev.iommu_group) if user.get('guest') not in explained]
+    if users:
+        findings.append(Finding('group_open', 'its IOMMU group %d is held open by %s (a running guest)'
+                                % (dev.iommu_group, describe_users(users))))
+    for uuid in host.mdevs_of(dev.address):
+        mdev = host.mdevs[uuid]
+        users = [user for user in host.open_by(mdev.iommu_group) if user.get('guest') != domain_name]
+        if users:
+            findings.append(Finding('group_open', 'its mediated device %s is held by %s: the device cannot leave '
+                                    'its driver %s until that guest stops (the unbind would block)'
+                                    % (uuid, describe_users(users), dev.driver or 'none')))
     return findings
 
 
@@ -951,9 +1217,9 @@ def summarize(findings):
     return READY, reasons, steps, warnings
 
 
-def verdict(host, address):
-    """{'verdict', 'reasons', 'steps', 'warnings'} for passing ``address`` alone to a guest."""
-    status, reasons, steps, warnings = summarize(assess_pci(host, address))
+def verdict(host, address, usage=None):
+    """{'verdict', 'reasons', 'steps', 'warnings'} for passing ``address`` alone to a new guest."""
+    status, reasons, steps, warnings = summarize(assess_pci(host, address, usage=usage))
     return {'verdict': status, 'reasons': reasons, 'steps': steps, 'warnings': warnings}
 
 
@@ -1133,7 +1399,7 @@ def _usage_findings(usage, key, domain_name, what):
 
 def _pci_request_findings(host, request, together, usage, domain_name, mdev_parents):
     address = request['address']
-    findings = assess_pci(host, address, together)
+    findings = assess_pci(host, address, together, usage, domain_name)
     dev = host.pci.get(address)
     if dev is None:
         return findings
@@ -1288,7 +1554,7 @@ def check_assignment(host, requests, domain_name, usage, force=False):
 
 def pci_facts(host, dev, usage=None):
     usage = usage or {}
-    judged = verdict(host, dev.address)
+    judged = verdict(host, dev.address, usage)
     names = dev.names or {}
     sriov = None
     if dev.sriov_totalvfs is not None or dev.vfs:
@@ -1339,7 +1605,8 @@ def host_facts(host, usage=None):
     """Plain data (lists, dicts, strings) describing the host, for modules and the report renderers."""
     usage = usage or {}
     pci = [pci_facts(host, host.pci[address], usage) for address in sorted(host.pci)]
-    groups = [{'group': number, 'type': host.group_types.get(number), 'devices': members}
+    groups = [{'group': number, 'type': host.group_types.get(number), 'devices': members,
+               'held_by': group_holders(host, number, usage)}
               for number, members in sorted(host.groups.items())]
     mdev_types = [mdev_type.as_dict() for dev in sorted(host.pci.values(), key=lambda d: d.address)
                   for mdev_type in dev.mdev_types]

@@ -34,7 +34,7 @@ import re
 import tempfile
 import time
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _host_root, _ids, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._host_pci import (
     AssignmentCheck, IGNORE, SysRoot, UUID_RE, assess_pci, normalize_pci_address)
 
@@ -74,7 +74,7 @@ def write_attribute(path, value):
     Nothing is created: a missing attribute is an error. Tests replace this function with a simulated
     kernel (``tests/unit/sysfs_trees.FakeKernel``).
     """
-    fd = os.open(path, os.O_WRONLY)
+    fd = os.open(path, os.O_WRONLY | getattr(os, 'O_NOFOLLOW', 0))
     try:
         os.write(fd, value.encode('utf-8'))
     finally:
@@ -96,22 +96,17 @@ class Sysfs:
         self.writes = []
 
     def full(self, relative):
-        """The full path of ``relative`` with links resolved inside root (the last part need not exist)."""
-        relative = relative.lstrip('/')
-        if self.root == '/':
-            return '/' + relative
-        head, tail = os.path.split(relative)
-        resolved = self.sysroot.resolve(head) if head else ''
-        if resolved is None:
-            return os.path.join(self.root, relative)
-        return os.path.join(self.root, resolved, tail) if resolved else os.path.join(self.root, tail)
+        """The full path of ``relative`` with every link resolved inside root (the last part need not
+        exist); PrepareError naming the path when it cannot stay inside root."""
+        return under(self.root, '/' + relative.lstrip('/'))
 
     def write(self, relative, value):
+        full = self.full(relative)  # refused before it is recorded or written when it leaves root
         self.writes.append({'path': '/' + relative.lstrip('/'), 'value': value})
         if self.dry_run:
             return
         try:
-            write_attribute(self.full(relative), value)
+            write_attribute(full, value)
         except OSError as exc:
             raise PrepareError('writing %r to /%s failed: %s' % (value.strip(), relative.lstrip('/'), _os_error(exc)))
 
@@ -152,26 +147,10 @@ class Sysfs:
             time.sleep(0.05 if settle is None else settle)
 
 
-# -- who holds a vfio group open ---------------------------------------------------------------------------
+# -- who holds a vfio group open: one reading, in _host_pci ------------------------------------------------
 
-def vfio_group_users(sysroot, group):
-    """Processes (``[{'pid', 'comm'}]``) that hold ``/dev/vfio/<group>`` open, from ``proc/*/fd`` under root."""
-    if group is None:
-        return []
-    wanted = '/dev/vfio/%s' % group
-    users = []
-    for pid in sysroot.listdir('proc'):
-        if not pid.isdigit():
-            continue
-        for fd in sysroot.listdir('proc/%s/fd' % pid):
-            if sysroot.readlink('proc/%s/fd/%s' % (pid, fd)) == wanted:
-                users.append({'pid': int(pid), 'comm': sysroot.read('proc/%s/comm' % pid) or '?'})
-                break
-    return sorted(users, key=lambda user: user['pid'])
-
-
-def describe_users(users):
-    return ', '.join('pid %d (%s)' % (user['pid'], user['comm']) for user in users)
+vfio_group_users = _host_pci.vfio_group_users
+describe_users = _host_pci.describe_users
 
 
 # -- vfio_bind: plan --------------------------------------------------------------------------------------
@@ -266,25 +245,26 @@ def plan_bind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, for
         wanted.append((label, address, True))
     if whole_group:
         for label, address, _requested in list(wanted):
-            for member in host.group_members(address):
-                dev = host.pci.get(member)
-                if member in seen or dev is None or not dev.endpoint:
+            for member in host.bindable_peers(address):
+                if member in seen:
                     continue
                 seen[member] = label
                 wanted.append(('%s (%s) whole_group member' % (label, address), member, False))
     together = [address for _label, address, _requested in wanted]
     for label, address, requested in wanted:
         shown = '%s (%s)' % (label, address) if requested else '%s %s' % (label, address)
+        dev = host.pci.get(address)
+        before = {'driver': dev.driver, 'driver_override': dev.driver_override} if dev is not None else None
+        after = {'driver': driver, 'driver_override': driver}
         for finding in assess_pci(host, address, together):
             severity = IGNORE if finding.guard in _BIND_IGNORED_GUARDS else None
             if finding.guard == 'group' and whole_group:
                 severity = IGNORE  # cannot happen: the members are in together
+            if finding.guard == 'group_open' and before == after:
+                severity = IGNORE  # already bound: nothing is unbound, a running guest may keep it
             plan.check.add(shown, finding.guard, finding.message, force, severity)
-        dev = host.pci.get(address)
         if dev is None:
             continue
-        before = {'driver': dev.driver, 'driver_override': dev.driver_override}
-        after = {'driver': driver, 'driver_override': driver}
         plan.actions.append(DeviceAction(address, shown, requested, dev.iommu_group, before, after))
     if not sysfs.driver_registered(driver) and any(action.changed for action in plan.actions):
         plan.need_driver_load = True
@@ -305,9 +285,8 @@ def plan_unbind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, h
         wanted.append(('%s (%s)' % (label, address), address, True))
     if whole_group:
         for label, address, _requested in list(wanted):
-            for member in host.group_members(address):
-                dev = host.pci.get(member)
-                if member in seen or dev is None or not dev.endpoint:
+            for member in host.bindable_peers(address):
+                if member in seen:
                     continue
                 seen.add(member)
                 wanted.append(('%s whole_group member %s' % (label, member), member, False))
@@ -321,11 +300,11 @@ def plan_unbind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, h
         before = {'driver': dev.driver, 'driver_override': dev.driver_override}
         if on_driver:
             after = {'driver': host_driver, 'driver_override': None}
-            users = vfio_group_users(sysfs.sysroot, dev.iommu_group)
+            users = host.open_by(dev.iommu_group)
             if users:
-                plan.check.add(label, 'in_use_live', 'IOMMU group %s is open by %s: a running guest uses it; stop it '
-                               'first (unbinding now would hang in the kernel)' % (dev.iommu_group, describe_users(users)),
-                               False)
+                plan.check.add(label, 'group_open', 'IOMMU group %s is held open by %s: a running guest uses it; stop '
+                               'it first (unbinding now would hang in the kernel)'
+                               % (dev.iommu_group, describe_users(users)), False)
         else:
             after = dict(before)
         plan.actions.append(DeviceAction(address, label, requested, dev.iommu_group, before, after))
@@ -568,13 +547,27 @@ class FileChange:
 
 
 def under(root, path):
-    return os.path.join(root, path.lstrip('/')) if root != '/' else path
+    """The real path of ``path`` (absolute on the target) below ``root``, links resolved inside it
+    (``_host_root.real_path``); PrepareError naming the path when it would leave root."""
+    try:
+        return _host_root.real_path(root, path)
+    except _host_root.OutsideRoot as exc:
+        raise PrepareError(str(exc))
+
+
+def file_path(root, path):
+    """Where a managed file lives: its directory resolved inside root, its own name as it is (a link
+    there is replaced or removed, never followed)."""
+    return os.path.join(under(root, os.path.dirname(path)), os.path.basename(path))
 
 
 def read_text(root, path):
+    """The text of one of our files below root (None when missing); a file that is itself a symbolic
+    link is refused (the directories on the way may be links: they are resolved inside root)."""
+    last = file_path(root, path)
+    if os.path.islink(last):
+        raise PrepareError('%s is a symbolic link; refusing to manage it' % last)
     full = under(root, path)
-    if os.path.islink(full):
-        raise PrepareError('%s is a symbolic link; refusing to manage it' % full)
     try:
         with open(full, 'rb') as handle:
             return handle.read().decode('utf-8')
@@ -596,7 +589,7 @@ class FileWriter:
     def apply(self, change):
         if not change.changed:
             return
-        full = under(self.root, change.path)
+        full = file_path(self.root, change.path)
         self.done.append(change)
         if change.after is None:
             if os.path.lexists(full):
@@ -619,15 +612,16 @@ class FileWriter:
     def rollback(self):
         problems = []
         for change in reversed(self.done):
-            full = under(self.root, change.path)
+            full = change.path
             try:
+                full = file_path(self.root, change.path)
                 if change.before is None:
                     if os.path.lexists(full):
                         os.unlink(full)
                 else:
                     with open(full, 'wb') as handle:
                         handle.write(change.before.encode('utf-8'))
-            except OSError as exc:
+            except (OSError, PrepareError) as exc:
                 problems.append('could not restore %s: %s' % (full, exc))
         self.done = []
         return problems
@@ -989,7 +983,7 @@ def plan_sriov(host, sysfs, address, num_vfs):
         writes.append((sysfs.device(address) + '/sriov_numvfs', str(num_vfs)))
         for vf in dev.vfs:
             vf_dev = host.pci.get(vf)
-            users = vfio_group_users(sysfs.sysroot, vf_dev.iommu_group if vf_dev else None)
+            users = host.open_by(vf_dev.iommu_group if vf_dev else None)
             if users:
                 errors.append('num_vfs: VF %s is in use (IOMMU group %s open by %s); changing the VF count would '
                               'remove it from a running guest' % (vf, vf_dev.iommu_group, describe_users(users)))
@@ -1145,10 +1139,8 @@ def plan_mdev(host, sysfs, uuid, state, parent=None, mdev_type=None, defined=Non
             if parent is not None and existing.parent != parent:
                 plan.errors.append('uuid: %s is a mediated device on %s, not on parent %s; nothing was removed'
                                    % (uuid, existing.parent, parent))
-            path = sysfs.sysroot.resolve('sys/bus/mdev/devices/' + uuid)
-            target = sysfs.sysroot.readlink(path + '/iommu_group') if path else None
-            group = os.path.basename(target.rstrip('/')) if target else None
-            users = vfio_group_users(sysfs.sysroot, group)
+            group = existing.iommu_group
+            users = host.open_by(group)
             if users:
                 plan.errors.append('uuid: mediated device %s is in use (IOMMU group %s open by %s); stop the guest '
                                    'first' % (uuid, group, describe_users(users)))

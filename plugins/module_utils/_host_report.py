@@ -141,8 +141,9 @@ def render_markdown(facts, title=None):
         lines += _md_table(MDEV_COLUMNS, [_mdev_row(entry) for entry in facts['mdev_types']]) + ['']
     if facts.get('iommu_groups'):
         lines += ['## IOMMU groups', '']
-        lines += _md_table(('Group', 'Type', 'Devices'), [
-            (group['group'], group.get('type') or '', ', '.join(group['devices'])) for group in facts['iommu_groups']
+        lines += _md_table(('Group', 'Type', 'Devices', 'Held by'), [
+            (group['group'], group.get('type') or '', ', '.join(group['devices']),
+             _used_by({'used_by': group.get('held_by')})) for group in facts['iommu_groups']
         ]) + ['']
     if facts.get('problems'):
         lines += ['## Problems found while reading the host', '']

@@ -24,6 +24,8 @@ import glob
 import os
 import re
 
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_root
+
 BOOTLOADERS = ('grub', 'bls', 'systemd-boot')
 GRUB_VARIABLES = ('GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT')
 
@@ -284,8 +286,12 @@ def reboot_required(proc_tokens, args, state):
 
 
 def under(root, path):
-    """``path`` (absolute, as on the target system) inside ``root``."""
-    return os.path.join(root, path.lstrip('/'))
+    """``path`` (absolute, as on the target system) inside ``root``: every link on the way resolved
+    inside it (``_host_root.real_path``); CmdlineError naming the path when it would leave root."""
+    try:
+        return _host_root.real_path(root, path)
+    except _host_root.OutsideRoot as exc:
+        raise CmdlineError(str(exc))
 
 
 def _read(root, path):
@@ -541,7 +547,7 @@ def grub_scope(root, grub_file, variable, required=True):
     if main_text is None and required:
         raise CmdlineError('%s not found' % under(root, GRUB_MAIN))
     paths = [GRUB_MAIN] + sorted(
-        '/' + os.path.relpath(path, root).replace(os.sep, '/')
+        '%s/%s' % (GRUB_DROPIN_DIR, os.path.basename(path))
         for path in glob.glob(os.path.join(under(root, GRUB_DROPIN_DIR), '*.cfg')))
     if grub_file not in paths:
         paths.append(grub_file)
@@ -585,7 +591,7 @@ def bls_entries(root, directory):
     paths = sorted(glob.glob(os.path.join(under(root, directory), '*.conf')), reverse=True)
     entries = []
     for real in paths:
-        path = '/' + os.path.relpath(real, root).replace(os.sep, '/')
+        path = '%s/%s' % (directory.rstrip('/'), os.path.basename(real))
         entries.append(BlsEntry(path, _read(root, path)))
     return entries
 

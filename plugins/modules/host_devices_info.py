@@ -17,9 +17,14 @@ description:
     group viable), V(needs_preparation) with the steps (bind it to vfio-pci, bind the rest of its group,
     disable its VFs...) or V(refused) with the reasons (not an endpoint, host-critical, IOMMU off, group
     shared with a host-critical device...).
-  - Host-critical devices are the controller behind C(/), C(/boot), C(/boot/efi) and C(/usr) (through
-    LVM, dm-crypt and md), the network device of the default route (through bridges, bonds and VLANs),
-    the boot VGA device, host bridges, ISA bridges, SMBus controllers and IOMMU functions.
+  - Host-critical devices (refused) are the controllers behind C(/), C(/boot), C(/boot/efi), C(/efi), C(/usr),
+    C(/var) and active swap (through LVM, dm-crypt, md, multipath, btrfs multi-device and ZFS pool members
+    found by udev), the network devices of the default route (through bridges, bonds, VLANs and Open
+    vSwitch), the boot VGA device, host bridges, ISA bridges, SMBus controllers and IOMMU functions. A
+    controller behind any other mounted filesystem, or carrying the host's USB keyboards and mice, gets a
+    warning. A critical filesystem whose devices cannot be found is reported in RV(problems).
+  - A device whose IOMMU group (or one of whose mediated devices) a running guest holds is V(refused); the
+    group's holders are in RV(iommu_groups[].held_by).
   - Optionally lists which libvirt domains use each device, live or in their persistent definition, and
     libvirt's node devices (including mediated devices defined in libvirt but not started).
   - Can render the inventory as Markdown and HTML tables and the IOMMU groups as a Graphviz DOT graph.
@@ -320,10 +325,30 @@ usb_devices:
   type: list
   elements: dict
 iommu_groups:
-  description: IOMMU groups with C(group), C(type) and C(devices).
+  description: IOMMU groups with C(group), C(type), C(devices) and C(held_by), the guests that hold the group
+    (C(domain) and C(live)), from the domains using one of its devices and the processes holding
+    C(/dev/vfio/N) open. One group cannot be shared across guests; a device whose group another running guest
+    holds is V(refused) (guard C(group_held_live)), one whose group is only in another guest's definition is
+    warned about (guard C(group_held_config)).
   returned: always
   type: list
   elements: dict
+  contains:
+    group:
+      description: The group number.
+      type: int
+    type:
+      description: The group's C(type) in sysfs (V(DMA), V(identity)...), when the kernel shows it.
+      type: str
+    devices:
+      description: Its PCI devices.
+      type: list
+      elements: str
+    held_by:
+      description: Guests holding the group, each C(domain) (a guest name, or C(pid N (comm)) for a process
+        that is not a named guest) and C(live) (running).
+      type: list
+      elements: dict
 mdev_types:
   description: All mediated device types offered on the host (see RV(pci_devices[].mdev_types)).
   returned: always

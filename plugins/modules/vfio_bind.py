@@ -285,8 +285,14 @@ def run_module():
         plan = prep.plan_unbind(host, sysfs, addresses, driver, params['whole_group'], params['host_driver'])
     devices = [action.as_dict() for action in plan.actions]
     if plan.errors:
-        module.fail_json(msg='refused, nothing was changed: %s' % '; '.join(plan.errors), errors=plan.errors,
-                         guard_warnings=plan.warnings, devices=devices, changed=False)
+        groups = []
+        for _label, address in addresses:
+            text = _host_pci.describe_group(host, address)
+            if text and text not in groups:
+                groups.append(text)
+        message = '; '.join(plan.errors + groups)
+        module.fail_json(msg='refused, nothing was changed: %s' % message,
+                         errors=plan.errors, guard_warnings=plan.warnings, devices=devices, changed=False)
 
     commands = []
     if state == 'bound' and plan.need_driver_load:

@@ -133,3 +133,38 @@ def test_raw_xml_addresses_reach_the_guards_in_every_notation(device_xml, addres
     assert result['failed'] is True, result
     assert address in result['msg'] and 'guard host_critical' in result['msg'], result['msg']
     assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
+
+
+HOSTDEV_43 = """<hostdev mode='subsystem' type='pci' managed='yes'>
+<source><address domain='0x0000' bus='0x43' slot='0x00' function='0x0'/></source></hostdev>"""
+
+
+def test_group_peer_in_another_guests_definition_is_a_warning_naming_both(
+        libvirtd_uri, run_module, virsh, guest, tmp_path):
+    """The EPYC server's two V100s share IOMMU group 10: train-1's definition has one, train-2 asks for the
+    other. Neither runs: a warning naming both guests (only one can run at a time), check mode writes nothing."""
+    root = sysfs_trees.build('epyc_gpu', tmp_path, lambda spec: spec.update(processes=[]))
+    first = guest('train-1')
+    virsh(libvirtd_uri, 'attach-device', first, '{xml}', '--config', xml=HOSTDEV_43)
+    second = guest('train-2')
+    before = virsh(libvirtd_uri, 'dumpxml', '--inactive', second)
+    result = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': second, 'host_root': root,
+                                           'config': [{'kind': 'hostdev', 'address': '0000:44:00.0'}]},
+                        check_mode=True)
+    assert result.get('failed') is not True and result['changed'] is True, result
+    warnings = str(result.get('warnings'))  # ansible-core 2.19 wraps each warning in a summary dict
+    assert 'guest train-1: guest train-2 and train-1 cannot run at the same time [guard group_held_config]' \
+        in warnings, result
+    assert virsh(libvirtd_uri, 'dumpxml', '--inactive', second) == before
+
+
+def test_amd_dummy_host_bridge_does_not_block_its_group(libvirtd_uri, run_module, guest, tmp_path):
+    """B450 APU board: the FCH SATA controller shares its group with a PCIe Dummy Host Bridge (no driver)
+    and a GPP bridge; given with the group's other endpoint it is accepted (check mode)."""
+    root = sysfs_trees.build('b450_apu', tmp_path)
+    name = guest('fch-sata')
+    config = [{'kind': 'hostdev', 'address': '0000:04:00.0'}, {'kind': 'hostdev', 'address': '0000:04:00.3'}]
+    result = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'host_root': root, 'config': config},
+                        check_mode=True)
+    assert result.get('failed') is not True and result['changed'] is True, result
+    assert 'group_critical' not in str(result.get('warnings')) and 'refused' not in str(result), result

@@ -80,6 +80,11 @@ def steps():
         {'name': 'release', 'release': SHARED1},
         # everything back to e1000e
         module('unbind_all', {'addresses': [LONE, SHARED0], 'whole_group': True, 'state': 'unbound'}),
+        # a group peer without a driver keeps the group viable (the kernel's rule): no force, no whole_group
+        {'name': 'peer_unbound', 'sh': 'echo %s > /sys/bus/pci/drivers/e1000e/unbind' % SHARED1},
+        module('unbound_peer', {'addresses': [SHARED0]}),
+        module('unbound_peer_release', {'addresses': [SHARED0], 'state': 'unbound'}),
+        {'name': 'peer_back', 'sh': 'echo %s > /sys/bus/pci/drivers_probe' % SHARED1},
         # a list where the third device's probe binds nothing: the first two are rolled back
         module('rollback', {'addresses': [LONE, SHARED0, SHARED1]}, swallow_probe=[SHARED1]),
         # persistence: the rule and the initramfs hook, the (stand-in) initramfs update, a boot replay
@@ -181,11 +186,23 @@ def test_group_viability_from_the_kernel(records):
     assert whole['view'][SHARED1]['viable'] is True
 
 
+def test_unbound_group_peer_is_viable(records):
+    """The peer has no driver: vfio_bind binds the device alone, and the kernel agrees the group is viable;
+    the PCI bridge in the group (no driver) is never touched."""
+    record = records['unbound_peer']
+    assert record['result']['changed'] is True and errors(record) == []
+    assert [d['address'] for d in record['result']['devices']] == [SHARED0]
+    assert (record['view'][SHARED0]['driver'], record['view'][SHARED1]['driver']) == ('vfio-pci', None)
+    assert record['view'][SHARED0]['viable'] is True
+    assert records['peer_back']['view'][SHARED1]['driver'] == 'e1000e'
+    assert records['peer_back']['view'][SHARED0]['driver'] == 'e1000e'
+
+
 def test_group_in_use_is_not_unbound(records):
     held = records['unbind_held']
     assert held['result']['failed'] is True
     [error] = errors(held)
-    assert 'is open by pid %d' % records['_pid'] in error and error.endswith('[guard in_use_live]')
+    assert 'is held open by pid %d' % records['_pid'] in error and error.endswith('[guard group_open]')
     assert held['view'][SHARED1]['driver'] == 'vfio-pci'
 
 

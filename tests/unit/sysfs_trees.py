@@ -169,6 +169,9 @@ def _write_mdevs(tree, spec, paths):
         tree.link(path + '/mdev_type', type_dir)
         tree.link('%s/devices/%s' % (type_dir, mdev['uuid']), path)
         tree.link('sys/bus/mdev/devices/' + mdev['uuid'], path)
+        if mdev.get('group') is not None:  # the mdev's own IOMMU group (vfio-mdev gives each one)
+            tree.link(path + '/iommu_group', 'sys/kernel/iommu_groups/%s' % mdev['group'])
+            tree.link('sys/kernel/iommu_groups/%s/devices/%s' % (mdev['group'], mdev['uuid']), path)
 
 
 def _usb_paths(spec, paths):
@@ -219,11 +222,19 @@ def _write_block(tree, spec, paths, usb_paths):
         block_paths[dm['name']] = path
         tree.attr(path + '/dm/name', dm['dm_name'])
         tree.link('dev/mapper/' + dm['dm_name'], 'dev/' + dm['name'])
-    for name, path in block_paths.items():
+    udev = spec.get('udev') or {}
+    for number, (name, path) in enumerate(sorted(block_paths.items())):
         tree.mkdir(path + '/slaves')
         tree.mkdir(path + '/holders')
         tree.link('sys/class/block/' + name, path)
         tree.write('dev/' + name, '')
+        tree.attr(path + '/dev', '259:%d' % number)
+        if name in udev:  # the udev database entry, as udevd writes it
+            tree.write('run/udev/data/b259:%d' % number,
+                       ''.join('E:%s=%s\n' % (key, value) for key, value in sorted(udev[name].items())))
+    for fsid, names in (spec.get('btrfs') or {}).items():
+        for name in names:
+            tree.link('sys/fs/btrfs/%s/devices/%s' % (fsid, name), block_paths[name])
     for dm in spec.get('dm', []):
         for slave in dm.get('slaves', []):
             tree.link('%s/slaves/%s' % (block_paths[dm['name']], slave), block_paths[slave])
@@ -273,6 +284,22 @@ def _write_proc(tree, spec):
     # the kernel's unreachable default on lo, which is not a default route of any NIC
     v6.append('%s 00 %s 00 %s ffffffff 00000001 00000000 00200200 %8s\n' % (zeros, zeros, zeros, 'lo'))
     tree.write('proc/net/ipv6_route', ''.join(v6))
+    if spec.get('swaps'):
+        lines = ['Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n']
+        for name in spec['swaps']:
+            kind = 'partition' if name.startswith('/dev/') else 'file'
+            lines.append('%s\t\t\t\t%s\t8388604\t\t0\t\t-2\n' % (name, kind))
+        tree.write('proc/swaps', ''.join(lines))
+    for process in spec.get('processes') or []:  # e.g. a running guest holding /dev/vfio/N open
+        pid = process['pid']
+        tree.write('proc/%d/comm' % pid, process.get('comm', 'qemu-system-x86') + '\n')
+        arguments = [process.get('comm', 'qemu-system-x86')]
+        if process.get('guest'):
+            arguments += ['-name', 'guest=%s,debug-threads=on' % process['guest']]
+        tree.write('proc/%d/cmdline' % pid, '\0'.join(arguments) + '\0')
+        for index, group in enumerate(process.get('groups', [])):
+            tree.mkdir('proc/%d/fd' % pid)
+            os.symlink('/dev/vfio/%s' % group, os.path.join(tree.root, 'proc/%d/fd/%d' % (pid, 20 + index)))
     interrupts = spec.get('interrupts')
     if interrupts is not None:
         kind = 'IR-PCI-MSI' if interrupts == 'remapped' else 'PCI-MSI'
@@ -455,12 +482,15 @@ class FakeKernel:
                     return True
         return False
 
-    def open_group(self, group, pid=4242, comm='qemu-system-x86'):
-        """Simulate a running guest holding ``/dev/vfio/<group>`` open."""
+    def open_group(self, group, pid=4242, comm='qemu-system-x86', guest=None):
+        """Simulate a running guest (QEMU started with ``-name guest=GUEST`` as libvirt does) holding
+        ``/dev/vfio/<group>`` open."""
         self.tree.write('proc/%d/comm' % pid, comm + '\n')
-        link = self._real('proc/%d/fd/3' % pid)
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink('/dev/vfio/%s' % group, link)
+        if guest is not None:
+            self.tree.write('proc/%d/cmdline' % pid, '\0'.join([comm, '-name', 'guest=%s,debug-threads=on' % guest, '']))
+        fds = self._real('proc/%d/fd' % pid)
+        os.makedirs(fds, exist_ok=True)
+        os.symlink('/dev/vfio/%s' % group, os.path.join(fds, str(3 + len(os.listdir(fds)))))
 
     def close_group(self, pid=4242):
         shutil.rmtree(self._real('proc/%d' % pid), ignore_errors=True)

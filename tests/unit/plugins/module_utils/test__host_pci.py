@@ -169,8 +169,13 @@ def test_unknown_root_block_device_is_reported(tmp_path):
     def mutate(spec):
         spec['mounts'] = ['/dev/sdz1 / ext4 rw', 'rpool/ROOT /usr zfs rw']
     host = host_of('iommu_off', tmp_path, mutate)
-    assert host.problems == ['the block device of / (/dev/sdz1) was not found under sys/class/block; its '
-                             'controller is not known']
+    # a root whose backing devices cannot be found is a reported problem, ZFS included (issue: never silence)
+    assert host.problems == [
+        'the block devices behind / (ext4 on /dev/sdz1) were not found; their controllers are not known and not '
+        'protected',
+        'the block devices behind /usr (zfs on rpool/ROOT) were not found (no block device with udev '
+        'ID_FS_TYPE=zfs_member and ID_FS_LABEL=rpool under run/udev/data); their controllers are not known and not '
+        'protected']
     assert '0000:00:17.0' not in host.critical
 
 
@@ -425,8 +430,8 @@ def test_every_guard_has_a_complete_row():
         assert guard.verdict in (hp.REFUSE, hp.PREPARE, hp.WARN, None)
         assert guard.assignment in (hp.ERROR, hp.WARNING, hp.IGNORE, hp.UNMANAGED_ERROR)
     never = sorted(name for name, guard in hp.GUARDS.items() if not guard.overridable)
-    assert never == ['address', 'ambiguous', 'duplicate', 'endpoint', 'exists', 'ids', 'in_use_live',
-                     'mdev_parent', 'pf_vf', 'sriov', 'sysfs']
+    assert never == ['address', 'ambiguous', 'duplicate', 'endpoint', 'exists', 'group_held_live', 'group_open',
+                     'ids', 'in_use_live', 'mdev_parent', 'pf_vf', 'sriov', 'sysfs']
     with pytest.raises(KeyError):
         hp.Finding('no-such-guard', 'x')
 
@@ -727,7 +732,8 @@ def test_host_facts(trees):
     assert gpu['iommu_group_members'] == ['0000:00:01.0', GPU, GPU_AUDIO]
     assert (gpu['vendor_name'], gpu['class_name'], gpu['verdict']) == \
         ('NVIDIA Corporation', 'VGA compatible controller', 'needs_preparation')
-    assert facts['iommu_groups'][1] == {'group': 1, 'type': 'identity', 'devices': ['0000:00:01.0', GPU, GPU_AUDIO]}
+    assert facts['iommu_groups'][1] == {
+        'group': 1, 'type': 'identity', 'devices': ['0000:00:01.0', GPU, GPU_AUDIO], 'held_by': []}
     usb = {entry['name']: entry for entry in facts['usb_devices']}
     assert usb['1-3']['verdict'] == 'refused' and usb['usb1']['verdict'] == 'refused' and \
         usb['1-1']['verdict'] == 'ready'

@@ -53,9 +53,13 @@ def test_vfio_group_users(tmp_path):
     os.symlink('/dev/vfio/1', os.path.join(root, 'proc/100/fd/21'))
     os.symlink('/dev/null', os.path.join(root, 'proc/100/fd/0'))
     tree.write('proc/self/comm', 'x\n')
-    assert prep.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86'}]
+    assert prep.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': None}]
     assert prep.vfio_group_users(SysRoot(root), 8) == []
     assert prep.describe_users([{'pid': 100, 'comm': 'qemu-system-x86'}]) == 'pid 100 (qemu-system-x86)'
+    # libvirt starts QEMU with -name guest=NAME,...: the guest is named
+    tree.write('proc/100/cmdline', 'qemu-system-x86_64\0-name\0guest=web,debug-threads=on\0-S\0')
+    assert prep.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': 'web'}]
+    assert prep.describe_users(prep.vfio_group_users(SysRoot(root), 1)) == 'guest web (pid 100 qemu-system-x86)'
 
 
 @pytest.mark.parametrize('driver, ok', [

@@ -85,7 +85,9 @@ def test_markdown_tables(desktop):
     assert usb['1.2'] == ['1.2', '046d:c31c', 'Logitech USB Keyboard', '0000:00:14.0', 'ready', '', 'desk (defined)']
     assert usb['1.4'][4:6] == ['refused', 'the USB device holding /boot/efi (/dev/sdb1)']
     groups = {row[0]: row for row in md_rows(text, 'Group')}
-    assert groups['1'] == ['1', 'identity', '0000:00:01.0, 0000:01:00.0, 0000:01:00.1']
+    assert groups['1'] == ['1', 'identity', '0000:00:01.0, 0000:01:00.0, 0000:01:00.1', '']
+    held = [row for row in groups.values() if '0000:03:00.0' in row[2]]
+    assert [row[3] for row in held] == ['fw (running)']  # the group a running guest holds
     iommu = dict((row[0], row[1]) for row in md_rows(text, ' |'))
     assert iommu['IOMMU'] == 'on (intel, DMAR), 9 groups, passthrough mode'
     assert iommu['Interrupt remapping'] == 'yes' and iommu['IOMMU kernel parameters'] == 'intel_iommu=on iommu=pt'

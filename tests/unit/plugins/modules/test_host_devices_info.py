@@ -59,7 +59,8 @@ def test_without_libvirt(capsys, roots):
     assert result['iommu']['kind'] == 'intel' and result['iommu']['enabled'] is True
     assert result['host_critical']['0000:02:00.0'][0] == 'the controller of / (ext4 on /dev/mapper/vg-root)'
     assert [entry['name'] for entry in result['usb_devices']] == ['1-1', '1-2', '1-3', '1-4', '1-4.1', 'usb1']
-    assert result['iommu_groups'][0] == {'group': 0, 'type': 'identity', 'devices': ['0000:00:00.0']}
+    assert result['iommu_groups'][0] == {'group': 0, 'type': 'identity', 'devices': ['0000:00:00.0'],
+                                         'held_by': []}
     assert result['problems'] == []
 
 

@@ -279,11 +279,11 @@ def test_unbound_leaves_devices_of_other_drivers_alone(capsys, tmp_path, monkeyp
 
 def test_unbound_refused_while_a_guest_holds_the_group(capsys, tmp_path, monkeypatch):
     root, kernel = bound_gpu(capsys, tmp_path, monkeypatch)
-    kernel.open_group(1, pid=4242, comm='qemu-system-x86')
+    kernel.open_group(1, pid=4242, comm='qemu-system-x86', guest='win10')
     result = refused(capsys, root, kernel, addresses=[GPU_AUDIO], state='unbound')
     assert result['errors'] == [
-        'addresses[0] (0000:01:00.1): IOMMU group 1 is open by pid 4242 (qemu-system-x86): a running guest uses it; '
-        'stop it first (unbinding now would hang in the kernel) [guard in_use_live]']
+        'addresses[0] (0000:01:00.1): IOMMU group 1 is held open by guest win10 (pid 4242 qemu-system-x86): a running '
+        'guest uses it; stop it first (unbinding now would hang in the kernel) [guard group_open]']
     assert kernel.driver(GPU_AUDIO) == 'vfio-pci'
     kernel.close_group(4242)
     result = run(capsys, root=root, addresses=[GPU_AUDIO, GPU], state='unbound', timeout=0)
