@@ -432,7 +432,8 @@ def test_xml_injection_through_any_string_is_refused_or_stays_text(kind, option,
     except SpecError as exc:
         assert str(exc).startswith('config[0].%s: ' % option) and repr(INJECTION)[:20] in str(exc), str(exc)
         return
-    rendered = _xml.parse(_device_engine.render([item])[0])
+    # the element as it would be written to libvirt (state rendered masks secrets, so not its output)
+    rendered = _xml.parse(_xml.to_string(item.element))
     assert rendered.find('.//hostdev') is None and rendered.find('.//y') is None
     value = kind.parse(rendered)
     for part in option.split('.'):
