@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt, _xml
@@ -29,3 +31,8 @@ def connect(module, readonly=False):
         return _libvirt.Connection(module.params['uri'], readonly=readonly)
     except _libvirt.LibvirtFailure as exc:
         module.fail_json(msg=str(exc))
+
+
+def is_local_uri(uri):
+    """Whether libvirt at ``uri`` runs on this machine (no host name in the URI)."""
+    return not urlsplit(uri).hostname
