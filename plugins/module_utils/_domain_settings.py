@@ -738,7 +738,8 @@ def check(domain, given, host=None, will_run=False, domain_type=None, wanted=Non
     """Refuse combinations that libvirt or QEMU would reject (or that would do harm), naming the options.
 
     ``given`` is the set of top-level options the user gave (a rule is checked when it involves one of
-    them, so a hand-made guest is not refused for what the task does not touch); ``host`` is
+    them, so a hand-made guest is not refused for what the task does not touch); ``will_run``: the guest
+    is about to be started, so what would keep it from starting is checked whatever the task gives; ``host`` is
     ``{'hugepage_sizes': {size_kib: free_pages}}`` of the local host, or None when the host is remote.
     """
     problems = []
@@ -777,7 +778,7 @@ def check(domain, given, host=None, will_run=False, domain_type=None, wanted=Non
     if settings.get('nvram_template') and _on(domain, 'os', 'firmware', 'efi') and given & {'nvram_template', 'firmware'}:
         problems.append('nvram_template: libvirt refuses an NVRAM template together with firmware auto-selection '
                         '(firmware: efi); it applies to a definition with an explicit <loader>')
-    if backing.get('hugepages') and host is not None and 'memory_backing' in given:
+    if backing.get('hugepages') and host is not None and ('memory_backing' in given or will_run):
         problems.extend(_hugepage_problems(settings, host, will_run))
     if will_run and domain_type == 'qemu':
         problems.extend(_tcg_problems(settings))
@@ -876,6 +877,8 @@ def verify(settings, readback_xml, machine_aliases=None):
     for path, value in flatten(settings).items():
         if path == 'machine' and kept.get(path) in (value, (machine_aliases or {}).get(value)):
             continue
+        if value is False and kept.get(path) is None:
+            continue  # an element that means "on" (<hugepages/>) is absent: off
         if kept.get(path) != value and not (path == 'boot.order' and value == [] and kept.get(path) in (None, ['hd'])):
             problems.append('%s: libvirt kept %r, asked %r' % (path, kept.get(path), value))
     return problems

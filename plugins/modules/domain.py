@@ -312,7 +312,11 @@ class DomainRunner:
             self.module.fail_json(msg='refused, nothing was changed: %s' % '; '.join(problems), refusals=problems)
 
     def will_run(self, active):
-        return self.params['state'] == 'running' or (active and self.params['restart'] == 'if_required')
+        """Whether this run may start the guest (what keeps it from starting is refused up front)."""
+        if active:
+            return self.params['restart'] == 'if_required' and self.params['state'] != 'shutoff'
+        return self.params['state'] == 'running'
+
 
     def create(self):
         xml = _domain_spec.new_definition(self.params)
