@@ -38,10 +38,37 @@ options:
     description:
     - Firmware with the Microsoft keys pre-enrolled (what Windows 11 expects).
     - 'Group: Firmware.'
+  loader:
+    type: dict
+    description:
+    - An explicit firmware loader instead of auto-selection (hand-made and older guests); giving one to a BIOS guest
+      changes its firmware (see O(change_firmware)).
+    - 'Group: Firmware.'
+    suboptions:
+      path:
+        type: str
+        description:
+        - Host path of the firmware code, for example V(/usr/share/OVMF/OVMF_CODE_4M.fd).
+      readonly:
+        type: bool
+        description:
+        - The code is read-only (pflash UEFI code is).
+      type:
+        type: str
+        choices:
+        - rom
+        - pflash
+        description:
+        - V(pflash) for UEFI.
+      secure:
+        type: bool
+        description:
+        - Secure boot capable code (needs SMM).
   nvram_template:
     type: str
     description:
-    - UEFI variable store template (host path).
+    - UEFI variable store template (host path); libvirt takes it only with an explicit O(loader), not with O(firmware=efi)
+      auto-selection.
     - 'Group: Firmware.'
   memory:
     type: int

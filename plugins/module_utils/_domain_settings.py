@@ -525,8 +525,16 @@ ROWS = [
                                                         'O(features.smm=true)).'), 'Firmware'),
     Row(_firmware_feature('enrolled_keys', 'enrolled-keys', 'Firmware with the Microsoft keys pre-enrolled '
                                                             '(what Windows 11 expects).'), 'Firmware'),
-    Row(Field('nvram_template', 'os/nvram', 'template', description='UEFI variable store template (host path).'),
-        'Firmware'),
+    Row(Section('loader', 'os/loader', [
+        Text('path', '', description='Host path of the firmware code, for example V(/usr/share/OVMF/OVMF_CODE_4M.fd).'),
+        YesNo('readonly', '', 'readonly', description='The code is read-only (pflash UEFI code is).'),
+        Field('type', '', 'type', choices=('rom', 'pflash'), description='V(pflash) for UEFI.'),
+        YesNo('secure', '', 'secure', description='Secure boot capable code (needs SMM).'),
+    ], description='An explicit firmware loader instead of auto-selection (hand-made and older guests); giving '
+                   'one to a BIOS guest changes its firmware (see O(change_firmware)).'), 'Firmware'),
+    Row(Field('nvram_template', 'os/nvram', 'template',
+              description='UEFI variable store template (host path); libvirt takes it only with an explicit '
+                          'O(loader), not with O(firmware=efi) auto-selection.'), 'Firmware'),
     Row(Mebibytes('memory', 'memory', minimum=16, description='Maximum memory in MiB (also sets the current memory unless '
                                                   'O(current_memory) is given).'), 'Memory'),
     Row(Mebibytes('current_memory', 'currentMemory', description='Current memory in MiB (balloon target); '
@@ -651,7 +659,12 @@ def plan(domain_xml, settings, machine_aliases=None, change_firmware=False, crea
             value = {k: v for k, v in value.items() if k != 'order'}
         write_field(row.field, tree, value)
     _couple(tree, before, settings)
-    return Plan(tree, before, read(tree))
+    after = read(tree)
+    if not creating and not change_firmware and before.get('firmware') != after.get('firmware'):
+        raise SpecError('loader', 'would change the firmware of the existing domain from %s to %s, which changes '
+                        'what the guest boots; set change_firmware: true to do it anyway'
+                        % (before.get('firmware'), after.get('firmware')))
+    return Plan(tree, before, after)
 
 
 # What libvirt (9.0) writes into a definition by itself, for check mode's prediction of the read-back

@@ -264,8 +264,9 @@ class DomainRunner:
         """Record a command and run it unless in check mode."""
         self.commands.append(command)
         if not self.module.check_mode:
+            result = func(*args)
             self.written = True
-            return func(*args)
+            return result
         return None
 
     @property
@@ -447,7 +448,7 @@ class DomainRunner:
                 self.do('autostart', self.connection.set_autostart, dom, wanted)
         if self.after is not None:
             self.after['autostart'] = wanted
-        if self.before is not None and dom is not None:
+        if self.before:  # an existing domain (a new one had nothing before)
             self.before['autostart'] = current
 
     def ensure_root_ports(self, dom, xml):

@@ -275,3 +275,74 @@ def test_virtiofs_without_shared_memory_and_boot_order_with_device_boot_order(gu
     share.refused("boot.order: ['cdrom'] cannot be used together with per-device boot_order",
                   boot={'order': ['cdrom']})
     share.edit(['memory_backing.nosharepages'], memory_backing={'nosharepages': True})
+
+
+# one edit per setting group (and every live row): check mode must predict the real run exactly
+EVERY_SETTING = [
+    ({'secure_boot': True, 'enrolled_keys': True, 'features': {'smm': True}},
+     ['enrolled_keys', 'features.smm', 'secure_boot']),
+    ({'memory': 320}, ['current_memory', 'memory']),
+    ({'current_memory': 288}, ['current_memory']),
+    ({'vcpus': 4}, ['vcpus']),
+    ({'current_vcpus': 2}, ['current_vcpus']),
+    # a new type qemu guest has libvirt's <cpu mode='custom'><model fallback='forbid'>qemu64</model>
+    ({'cpu': {'mode': 'custom', 'model': 'Skylake-Client', 'fallback': 'forbid'}}, ['cpu.model']),
+    ({'cpu': {'topology': {'sockets': 1, 'cores': 2, 'threads': 2}}},
+     ['cpu.topology.cores', 'cpu.topology.dies', 'cpu.topology.sockets', 'cpu.topology.threads']),
+    ({'cpu': {'features': [{'name': 'vmx', 'policy': 'disable'}]}}, ['cpu.features[name=vmx].policy']),
+    ({'cpu': {'cache': {'mode': 'emulate', 'level': 3}}}, ['cpu.cache.level', 'cpu.cache.mode']),
+    ({'cpu': {'numa': [{'id': 0, 'cpus': '0-3', 'memory': 320}]}},
+     ['cpu.numa[id=0].cpus', 'cpu.numa[id=0].memory']),
+    ({'iothreads': 2}, ['iothreads']),
+    ({'cputune': {'vcpupin': [{'vcpu': 0, 'cpuset': '1'}], 'emulatorpin': '0', 'iothreadpin': [
+        {'iothread': 1, 'cpuset': '0'}]}},
+     ['cputune.emulatorpin', 'cputune.iothreadpin[iothread=1].cpuset', 'cputune.vcpupin[vcpu=0].cpuset']),
+    ({'numatune': {'mode': 'strict', 'nodeset': '0'}}, ['numatune.mode', 'numatune.nodeset']),
+    ({'memory_backing': {'nosharepages': True}}, ['memory_backing.nosharepages']),
+    ({'memory_backing': {'hugepages': True, 'hugepage_size': 2048}},
+     ['memory_backing.hugepage_size', 'memory_backing.hugepages']),
+    ({'boot': {'order': ['network', 'hd'], 'menu': True, 'menu_timeout': 3000}},
+     ['boot.menu', 'boot.menu_timeout', 'boot.order']),
+    ({'boot': {'smbios': 'sysinfo'}, 'sysinfo': {'system': {'manufacturer': 'ACME', 'serial': 'SN1'}}},
+     ['boot.smbios', 'sysinfo.system.manufacturer', 'sysinfo.system.serial']),
+    ({'features': {'pae': True, 'pmu': False, 'ioapic': 'qemu', 'vmport': False}},
+     ['features.ioapic', 'features.pae', 'features.pmu', 'features.vmport']),
+    ({'features': {'kvm': {'hidden': True, 'poll_control': True}}},
+     ['features.kvm.hidden', 'features.kvm.poll_control']),
+    ({'features': {'hyperv': {'mode': 'passthrough'}}}, ['features.hyperv.mode']),
+    ({'clock': {'offset': 'timezone', 'timezone': 'Europe/Paris'}}, ['clock.offset', 'clock.timezone']),
+    ({'clock': {'timers': [{'name': 'kvmclock', 'present': False}]}}, ['clock.timers[name=kvmclock].present']),
+    ({'on_poweroff': 'destroy', 'on_reboot': 'destroy', 'on_crash': 'coredump-destroy'},
+     ['on_crash', 'on_reboot']),
+    ({'title': 'T', 'description': 'D'}, ['description', 'title']),
+    ({'on_poweroff': 'restart', 'on_reboot': 'restart'}, ['on_poweroff', 'on_reboot']),
+    ({'firmware': 'bios', 'change_firmware': True}, ['enrolled_keys', 'firmware', 'secure_boot']),
+    ({'loader': {'path': '/usr/share/OVMF/OVMF_CODE_4M.fd', 'readonly': True, 'type': 'pflash'},
+      'nvram_template': '/usr/share/OVMF/OVMF_VARS_4M.fd', 'change_firmware': True},
+     ['firmware', 'loader.path', 'loader.readonly', 'loader.type', 'nvram_template']),
+]
+
+
+def test_check_mode_predicts_every_setting_exactly(guest):
+    every = guest('every')
+    created = every.run(type='qemu', machine='q35', memory=256, vcpus=2, firmware='efi')
+    predicted = every.run(check_mode=True, type='qemu', machine='q35', memory=256, vcpus=2, firmware='efi')
+    assert predicted['changed'] is False and created['changed'] is True
+    for args, expected in EVERY_SETTING:
+        every.edit(expected, **args)
+    covered = {path.split('.')[0].split('[')[0] for _args, paths in EVERY_SETTING for path in paths}
+    from ansible_collections.virtdev.libvirt.plugins.module_utils._domain_settings import TABLE
+    assert set(TABLE) - covered == {'machine'}   # the machine type is never changed in place
+
+
+def test_creation_is_predicted_exactly(guest):
+    new = guest('newborn')
+    args = dict(type='qemu', machine='q35', memory=256, vcpus=2, firmware='efi', secure_boot=True,
+                features={'smm': True, 'hyperv': {'relaxed': True}}, cpu={'mode': 'maximum'},
+                clock={'offset': 'localtime'}, title='new', autostart=True)
+    predicted = new.run(check_mode=True, diff=True, **args)
+    done = new.run(diff=True, **args)
+    for key in ('changed', 'commands', 'settings', 'diff'):
+        assert predicted[key] == done[key], (key, predicted[key], done[key])
+    assert done['commands'] == ['define', 'autostart'] and done['settings']['autostart'] is True
+    assert new.run(**args)['changed'] is False

@@ -217,3 +217,10 @@ def test_device_boot_order_against_a_chosen_boot_order_is_refused():
     chosen = HAND_MADE.replace("<boot dev='hd'/>", "<boot dev='cdrom'/><boot dev='hd'/>")
     with pytest.raises(SpecError, match=r'config\[0\].boot_order: the domain boots by <os> order \(cdrom, hd\)'):
         _device_engine.plan(chosen, declared, 'merged')
+
+
+def test_an_explicit_loader_that_changes_the_firmware_needs_change_firmware():
+    loader = {'path': '/usr/share/OVMF/OVMF_CODE_4M.fd', 'readonly': True, 'type': 'pflash'}
+    with pytest.raises(SpecError, match='loader: would change the firmware of the existing domain from bios to efi'):
+        plan(HAND_MADE, loader=loader)
+    assert S.plan(HAND_MADE, settings(loader=loader), change_firmware=True).after['firmware'] == 'efi'
