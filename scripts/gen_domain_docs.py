@@ -1,7 +1,7 @@
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Write plugins/doc_fragments/domain_settings.py from the domain settings table.
+"""Write plugins/doc_fragments/domain_settings.py and the settings part of docs/domain.md from the table.
 
 The domain-level options of virtdev.libvirt.domain are documented from the same table the code
 validates with (plugins/module_utils/_domain_settings.py). ``tests/unit/test_domain_docs.py`` fails
@@ -11,6 +11,7 @@ when the fragment is stale: run ``.venv/bin/python scripts/gen_domain_docs.py`` 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import yaml
@@ -21,6 +22,9 @@ sys.path.insert(0, HERE)
 from gen_device_docs import FOOTER, _make_importable, _NoAliases  # noqa: E402  pylint: disable=wrong-import-position
 
 FRAGMENT = os.path.join(HERE, '..', 'plugins', 'doc_fragments', 'domain_settings.py')
+GUIDE = os.path.join(HERE, '..', 'docs', 'domain.md')
+BEGIN, END = '<!-- BEGIN GENERATED SETTINGS -->', '<!-- END GENERATED SETTINGS -->'
+
 HEADER = '''# -*- coding: utf-8 -*-
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -44,14 +48,66 @@ def render():
     return HEADER + body + FOOTER
 
 
+def _lines(field, path, kind_names):
+    """One Markdown bullet per setting (nested settings by their dotted path)."""
+    from ansible_collections.virtdev.libvirt.plugins.module_utils._domain_settings import KeyedList, Section
+
+    if isinstance(field, Section):
+        lines = []
+        for name, sub in field.fields.items():
+            lines += _lines(sub, '%s.%s' % (path, name), kind_names)
+        return lines
+    if isinstance(field, KeyedList):
+        keys = [field.key_field.option] + list(field.fields)
+        head = '- `%s`: list of `{%s}` — %s' % (path, ', '.join(keys), field.description)
+        return [head] + ['  - `%s`: %s' % (name, sub.description) for name, sub in field.fields.items()]
+    kind = kind_names.get(type(field).__name__, field.value_type)
+    choices = ' (%s)' % ' \\| '.join(str(c) for c in field.choices) if field.choices else ''
+    return ['- `%s` (%s%s): %s' % (path, kind, choices, field.description)]
+
+
+def render_guide_section():
+    from ansible_collections.virtdev.libvirt.plugins.module_utils._domain_settings import ROWS
+
+    kind_names = {'Mebibytes': 'int, MiB', 'PageSize': 'int, KiB', 'BootOrder': 'list'}
+    groups = {}
+    for row in ROWS:
+        groups.setdefault(row.group, []).append(row)
+    out = [BEGIN, '']
+    for group, rows in groups.items():
+        out.append('### %s' % group)
+        out.append('')
+        for row in rows:
+            lines = _lines(row.field, row.option, kind_names)
+            if row.live:
+                lines[0] += ' *Live on a running guest.*'
+            if row.create_only:
+                lines[0] += ' *Set at creation.*'
+            out += lines
+        out.append('')
+    out.append(END)
+    # Ansible doc markup to Markdown: V(x), O(x), C(x) -> `x`
+    return re.sub(r'\b[VOC]\(([^()]*(?:\([^()]*\)[^()]*)*)\)', r'`\1`', '\n'.join(out))
+
+
+def _with_section(text, section):
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    return text[:start] + section + text[end:]
+
+
 def main():
     _make_importable()
     text = render()
+    with open(GUIDE, encoding='utf-8') as handle:
+        guide = handle.read()
+    new_guide = _with_section(guide, render_guide_section())
     if '--check' in sys.argv:
         with open(FRAGMENT, encoding='utf-8') as handle:
-            return 0 if handle.read() == text else 1
+            return 0 if handle.read() == text and guide == new_guide else 1
     with open(FRAGMENT, 'w', encoding='utf-8') as handle:
         handle.write(text)
+    with open(GUIDE, 'w', encoding='utf-8') as handle:
+        handle.write(new_guide)
     return 0
 
 

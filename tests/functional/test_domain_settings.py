@@ -202,7 +202,8 @@ def test_gpu_guest(guest, libvirtd_uri, collection_pythonpath, virsh):
     assert restarted['restarted'] is True and restarted['waiting_for_restart'] == [], restarted
     assert restarted['commands'][0] == 'define' and restarted['commands'][-1] == 'start'
     wait_running(gpu, seconds=4)
-    assert 'hv-vendor-id=Rebooted' in _qemu_cmdline('gpu1')
+    cmdline = _qemu_cmdline('gpu1')
+    assert 'hv-vendor-id=Rebooted' in cmdline and 'kvm=off' in cmdline, cmdline
 
 
 def _qemu_cmdline(name):
