@@ -217,7 +217,8 @@ options:
         type: int
       boot_order:
         description:
-        - 'For O(config[].kind=disk): Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'
+        - 'For O(config[].kind=disk): Boot priority. It replaces libvirt''s default <os><boot dev=''hd''/>; another
+          <os> boot order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'
         type: int
       serial:
         description:
@@ -683,7 +684,8 @@ options:
             type: int
           boot_order:
             description:
-            - 'For O(config[].kind=disk): Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'
+            - 'For O(config[].kind=disk): Boot priority. It replaces libvirt''s default <os><boot dev=''hd''/>;
+              another <os> boot order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'
             type: int
           serial:
             description:

@@ -363,8 +363,8 @@ options:
         - network
         - fd
         description:
-        - Boot devices in order (V(hd), V(cdrom), V(network), V(fd)). Not together with per-device boot_order (libvirt
-          refuses both).
+        - Boot devices in order (V(hd), V(cdrom), V(network), V(fd)); V([]) leaves booting to per-device boot_order
+          (libvirt refuses both together).
       menu:
         type: bool
         description:

@@ -25,7 +25,7 @@ import re
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    Bool, Field, Flag, Integer, OnOff, SpecError, Text, YesNo,
+    Field, Flag, Integer, OnOff, SpecError, Text, YesNo,
 )
 
 KIB_PER = {'b': 1 / 1024, 'bytes': 1 / 1024, 'kb': 1000 / 1024, 'k': 1, 'kib': 1, 'mb': 1000 ** 2 / 1024,
@@ -403,7 +403,7 @@ CPU = Section('cpu', 'cpu', [
         Integer('level', '', 'level', minimum=1, maximum=3, description='Emulated cache level.'),
     ], description='CPU cache information.'),
     KeyedList('features', '', 'feature', Field('name', '', 'name', pattern=r'^[a-z0-9_.-]+$',
-                                                  pattern_hint='a CPU feature name such as vmx'), [
+                                               pattern_hint='a CPU feature name such as vmx'), [
         Field('policy', '', 'policy', choices=('force', 'require', 'optional', 'disable', 'forbid'),
               description='What to do with the feature.'),
     ], description='CPU feature policies, each C({name, policy}), for example C({name: vmx, policy: require}).'),
@@ -420,8 +420,7 @@ CLOCK = Section('clock', 'clock', [
               description='What to do with missed ticks.'),
         YesNo('present', '', 'present', description='Whether the guest has the timer.'),
         Field('track', '', 'track', choices=('boot', 'guest', 'wall', 'realtime'), description='What the RTC follows.'),
-    ], description='Timers, each C({name, tickpolicy, present}); name one of %s.'
-                                           % ', '.join(TIMER_NAMES)),
+    ], description='Timers, each C({name, tickpolicy, present}); name one of %s.' % ', '.join(TIMER_NAMES)),
 ], description='Guest clock and timers.')
 
 MEMORY_BACKING = Section('memory_backing', 'memoryBacking', [
@@ -458,8 +457,8 @@ NUMATUNE = Section('numatune', 'numatune', [
 ], description='Host NUMA memory policy for the guest.')
 
 BOOT = Section('boot', 'os', [
-    BootOrder('order', description='Boot devices in order (V(hd), V(cdrom), V(network), V(fd)). Not together '
-                                    'with per-device boot_order (libvirt refuses both).'),
+    BootOrder('order', description='Boot devices in order (V(hd), V(cdrom), V(network), V(fd)); V([]) leaves '
+                                   'booting to per-device boot_order (libvirt refuses both together).'),
     YesNo('menu', 'bootmenu', 'enable', description='Show the firmware boot menu.'),
     Integer('menu_timeout', 'bootmenu', 'timeout', minimum=0, maximum=65535, description='Boot menu timeout in ms.'),
     Text('kernel', 'kernel', description='Direct kernel boot: path of the kernel on the host.'),
@@ -520,7 +519,7 @@ ROWS = [
     Row(Field('machine', 'os/type', 'machine', description='Machine type, for example V(q35) or V(pc).'),
         'Machine', create_only=True),
     Row(Firmware('firmware', description='V(bios) or V(efi) (UEFI through libvirt\'s firmware auto-selection, '
-                                          'needs Debian\'s C(ovmf) on the host).'), 'Firmware', create_only=True),
+                                         'needs Debian\'s C(ovmf) on the host).'), 'Firmware', create_only=True),
     Row(_firmware_feature('secure_boot', 'secure-boot', 'UEFI secure boot (needs O(firmware=efi) and, on q35, '
                                                         'O(features.smm=true)).'), 'Firmware'),
     Row(_firmware_feature('enrolled_keys', 'enrolled-keys', 'Firmware with the Microsoft keys pre-enrolled '
@@ -535,8 +534,9 @@ ROWS = [
     Row(Field('nvram_template', 'os/nvram', 'template',
               description='UEFI variable store template (host path); libvirt takes it only with an explicit '
                           'O(loader), not with O(firmware=efi) auto-selection.'), 'Firmware'),
-    Row(Mebibytes('memory', 'memory', minimum=16, description='Maximum memory in MiB (also sets the current memory unless '
-                                                  'O(current_memory) is given).'), 'Memory'),
+    Row(Mebibytes('memory', 'memory', minimum=16,
+                  description='Maximum memory in MiB (also sets the current memory unless O(current_memory) is given).'),
+        'Memory'),
     Row(Mebibytes('current_memory', 'currentMemory', description='Current memory in MiB (balloon target); '
                                                                  'changed live on a running guest.'), 'Memory',
         live='memory'),

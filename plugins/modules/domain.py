@@ -12,7 +12,7 @@ short_description: Ensure a libvirt guest is defined with its domain-level setti
 version_added: 0.1.0
 description:
   - Defines a libvirt domain if it is absent, keeps its domain-level settings (everything outside
-    C(<devices>): firmware and secure boot, boot order, features such as Hyper-V and KVM hidden, CPU
+    C(<devices>) - firmware and secure boot, boot order, features such as Hyper-V and KVM hidden, CPU
     model and topology, clock and timers, memory and huge pages, pinning, NUMA, lifecycle actions,
     SMBIOS strings) as declared, and starts, stops or undefines it.
   - Every setting is optional; an omitted setting leaves the guest's value alone. Only what a setting
@@ -317,7 +317,6 @@ class DomainRunner:
         if active:
             return self.params['restart'] == 'if_required' and self.params['state'] != 'shutoff'
         return self.params['state'] == 'running'
-
 
     def create(self):
         xml = _domain_spec.new_definition(self.params)

@@ -144,8 +144,8 @@ def test_windows11_guest(guest, libvirtd_uri, collection_pythonpath, tmp_path):
     assert changed == 2  # the settings (cpu mode, vpindex/synic/stimer off), start
     wait_running(win)
     live = win.xml(inactive=False)
-    assert "secure='yes'" in live and 'swtpm' in subprocess.run(['ps', '-eo', 'comm'], capture_output=True,
-                                                                   text=True, check=True).stdout
+    processes = subprocess.run(['ps', '-eo', 'comm'], capture_output=True, text=True, check=True).stdout
+    assert "secure='yes'" in live and 'swtpm' in processes
     changed, _out = play('windows11_guest.yml', libvirtd_uri, collection_pythonpath, win11_tcg=True,
                          win11_state='running', **common)
     assert changed == 0
@@ -252,7 +252,8 @@ def test_gathered_from_virt_install_guests_applies_as_a_no_op(profile, guest, li
     ({'vcpus': 'many'}, "argument 'vcpus' is of type"),
     ({'memory': 8}, 'memory: 8 is out of range'),
     ({'cpu': {'topology': {'cores': 0}}}, 'cpu.topology.cores: 0 is out of range'),
-    ({'clock': {'timers': [{'name': 'rtc', 'tickpolicy': 'later'}]}}, 'tickpolicy must be one of: delay, catchup, merge, discard, got: later found in clock -> timers'),
+    ({'clock': {'timers': [{'name': 'rtc', 'tickpolicy': 'later'}]}},
+     'tickpolicy must be one of: delay, catchup, merge, discard, got: later found in clock -> timers'),
     ({'firmware': 'efi'}, "firmware: 'efi' differs from the existing domain's 'bios'"),
 ])
 def test_bad_input_is_refused_naming_the_option_and_nothing_is_written(args, expected, guest, libvirtd_uri, virsh):

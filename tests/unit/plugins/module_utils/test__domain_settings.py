@@ -191,8 +191,8 @@ def test_host_hugepages_are_read_from_sysfs(tmp_path):
         (directory / 'free_hugepages').write_text('%d\n' % free)
     (tmp_path / 'proc').mkdir()
     (tmp_path / 'proc/meminfo').write_text('MemTotal: 1 kB\nHugepagesize:       2048 kB\n')
-    assert S.read_host_hugepages(str(tmp_path)) == {'hugepage_sizes': {2048: 3, 1048576: 0},
-                                                     'default_hugepage_size': 2048}
+    expected = {'hugepage_sizes': {2048: 3, 1048576: 0}, 'default_hugepage_size': 2048}
+    assert S.read_host_hugepages(str(tmp_path)) == expected
 
 
 def test_argument_spec_and_docs_come_from_the_table():
