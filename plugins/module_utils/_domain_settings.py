@@ -103,6 +103,19 @@ class Mebibytes(Field):
             node.getparent().remove(node)
 
 
+class CurrentVcpus(Integer):
+    """``<vcpu current='2'>4</vcpu>``; libvirt leaves ``current`` out when all vCPUs are online."""
+
+    def __init__(self, option, **kwargs):
+        super().__init__(option, 'vcpu', 'current', **kwargs)
+
+    def read(self, element):
+        value = super().read(element)
+        if value is None:
+            return IntText(self.option, 'vcpu').read(element)
+        return value
+
+
 class PageSize(Integer):
     """Huge page size in KiB on ``<page size= unit='KiB'/>``."""
 
@@ -541,7 +554,7 @@ ROWS = [
                                                                  'changed live on a running guest.'), 'Memory',
         live='memory'),
     Row(IntText('vcpus', 'vcpu', minimum=1, maximum=4096, description='Maximum number of vCPUs.'), 'CPU'),
-    Row(Integer('current_vcpus', 'vcpu', 'current', minimum=1, maximum=4096,
+    Row(CurrentVcpus('current_vcpus', minimum=1, maximum=4096,
                 description='vCPUs online at boot (up to O(vcpus)); changed live on a running guest.'), 'CPU',
         live='vcpus'),
     Row(CPU, 'CPU'),

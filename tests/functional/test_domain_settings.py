@@ -178,6 +178,7 @@ def test_gpu_guest(guest, libvirtd_uri, collection_pythonpath, virsh):
     gpu.edit(['features.hyperv.vendor_id'], features={'hyperv': {'vendor_id': 'NotAHypervsr'}})
     gpu.edit(['features.kvm.hint_dedicated'], features={'kvm': {'hint_dedicated': True}})
     gpu.edit(['cputune.vcpupin[vcpu=1].cpuset'], cputune={'vcpupin': [{'vcpu': 1, 'cpuset': '1'}]})
+    gpu.edit(['current_vcpus'], current_vcpus=1)   # one vCPU online at boot, the second hot-plugged below
     gpu.refused("features.hyperv.vendor_id: 'ThirteenChars' must be 1 to 12 characters",
                 features={'hyperv': {'vendor_id': 'ThirteenChars'}})
 
@@ -194,6 +195,9 @@ def test_gpu_guest(guest, libvirtd_uri, collection_pythonpath, virsh):
     titled = gpu.edit(['title'], title='GPU guest (live)')
     assert titled['commands'] == ['define', 'live title']
     assert virsh(libvirtd_uri, 'desc', '--live', '--title', 'gpu1').strip() == 'GPU guest (live)'
+    plugged = gpu.edit(['current_vcpus'], current_vcpus=2)
+    assert plugged['commands'] == ['define', 'live current_vcpus'] and plugged['restart_required'] is False
+    assert virsh(libvirtd_uri, 'vcpucount', '--live', '--active', 'gpu1').strip() == '2'
     ballooned = gpu.edit(['current_memory'], current_memory=448)
     assert ballooned['commands'] == ['define', 'live current_memory'] and ballooned['restart_required'] is False
     later = gpu.edit(['features.hyperv.vendor_id'], features={'hyperv': {'vendor_id': 'AfterReboot'}})
@@ -293,7 +297,7 @@ EVERY_SETTING = [
      ['enrolled_keys', 'features.smm', 'secure_boot']),
     ({'memory': 320}, ['current_memory', 'memory']),
     ({'current_memory': 288}, ['current_memory']),
-    ({'vcpus': 4}, ['vcpus']),
+    ({'vcpus': 4}, ['current_vcpus', 'vcpus']),
     ({'current_vcpus': 2}, ['current_vcpus']),
     # a new type qemu guest has libvirt's <cpu mode='custom'><model fallback='forbid'>qemu64</model>
     ({'cpu': {'mode': 'custom', 'model': 'Skylake-Client', 'fallback': 'forbid'}}, ['cpu.model']),
