@@ -555,7 +555,7 @@ ROWS = [
         live='memory'),
     Row(IntText('vcpus', 'vcpu', minimum=1, maximum=4096, description='Maximum number of vCPUs.'), 'CPU'),
     Row(CurrentVcpus('current_vcpus', minimum=1, maximum=4096,
-                description='vCPUs online at boot (up to O(vcpus)); changed live on a running guest.'), 'CPU',
+                     description='vCPUs online at boot (up to O(vcpus)); changed live on a running guest.'), 'CPU',
         live='vcpus'),
     Row(CPU, 'CPU'),
     Row(IntText('iothreads', 'iothreads', minimum=0, maximum=1024, description='Number of IOThreads.'), 'Tuning'),
