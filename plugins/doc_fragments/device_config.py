@@ -219,7 +219,8 @@ options:
         type: int
       boot_order:
         description:
-        - 'For O(config[].kind=disk): Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'
+        - 'For O(config[].kind=disk): Boot priority. It replaces libvirt''s default <os><boot dev=''hd''/>; another
+          <os> boot order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'
         type: int
       serial:
         description:
@@ -690,7 +691,8 @@ options:
             type: int
           boot_order:
             description:
-            - 'For O(config[].kind=disk): Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'
+            - 'For O(config[].kind=disk): Boot priority. It replaces libvirt''s default <os><boot dev=''hd''/>;
+              another <os> boot order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'
             type: int
           serial:
             description:

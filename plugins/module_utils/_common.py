@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt, _secrets, _xml
@@ -74,3 +76,8 @@ def mask_secrets(module):
     module.fail_json = lambda msg, **result: fail_json(**masked(dict(result, msg=msg)))
     module.warn = lambda warning, **kwargs: warn(_secrets.mask(warning, module.no_log_values), **kwargs)
     return module
+
+
+def is_local_uri(uri):
+    """Whether libvirt at ``uri`` runs on this machine (no host name in the URI)."""
+    return not urlsplit(uri).hostname

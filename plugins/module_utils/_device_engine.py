@@ -424,8 +424,29 @@ def plan(domain_xml, declared, state):
             result.changes.append(Change('detach', _existing_label(element), old=element,
                                          verify_key=_stable_key(element)))
 
+    if state != 'deleted':
+        _drop_default_boot(domain, declared)
     result.tree = domain
     return result
+
+
+def _drop_default_boot(domain, declared):
+    """Per-device boot order and ``<os><boot dev=...>`` exclude each other in libvirt. A lone
+    ``<boot dev='hd'/>`` is what libvirt writes when no boot order was given (every guest created
+    without one has it), so it gives way to a declared ``boot_order``; any other ``<os>`` boot order
+    was chosen by someone and is refused, naming the device."""
+    if not any(el.get('order') for el in domain.iterfind('devices/*/boot')):
+        return
+    boots = domain.findall('os/boot')
+    if not boots:
+        return
+    if [el.get('dev') for el in boots] == ['hd']:
+        boots[0].getparent().remove(boots[0])
+        return
+    asking = next((item.where for item in declared if item.spec and item.spec.get('boot_order')), 'config')
+    raise SpecError(asking + '.boot_order', 'the domain boots by <os> order (%s), which libvirt does not allow '
+                    'together with per-device boot order: set boot: {order: []} with virtdev.libvirt.domain first'
+                    % ', '.join(el.get('dev') for el in boots))
 
 
 def locate(domain_xml):

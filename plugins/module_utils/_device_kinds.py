@@ -443,7 +443,8 @@ DISK = Kind(
         Integer('iothread', 'driver', 'iothread', minimum=1, maximum=1024,
                 description='virtio-blk: IOThread that serves the disk (the domain must define it).'),
         Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000,
-                description='Boot priority. libvirt refuses it while the domain has <os><boot dev=...>.'),
+                description='Boot priority. It replaces libvirt\'s default <os><boot dev=\'hd\'/>; another <os> boot '
+                            'order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'),
         Text('serial', 'serial', pattern=r'^[A-Za-z0-9_.+\- ]+$', pattern_hint='letters, digits, _ . + - and blanks',
              description='Serial number the guest sees (letters, digits, _ . + - and blanks).'),
         Flag('readonly', 'readonly', description='Present the disk read-only.'),

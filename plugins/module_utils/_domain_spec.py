@@ -2,22 +2,18 @@
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Base settings of a domain (pure): build a new definition, or update the few settings we own.
+"""Base of a domain (pure): the skeleton of a new definition, its summary, and free PCIe root ports.
 
-Only memory and vCPUs are changed on an existing domain; machine type and firmware decide the guest's
-hardware layout, so a different value is refused rather than silently moving devices around.
+The domain-level settings themselves (memory, CPU, firmware, features, ...) are the table in
+``_domain_settings``.
 """
 
 from __future__ import annotations
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _domain_settings, _xml
 
 DEFAULT_MEMORY_MIB = 1024
 DEFAULT_VCPUS = 1
-
-
-class DomainSpecError(ValueError):
-    pass
 
 
 def machine_aliases(capabilities_xml):
@@ -32,31 +28,20 @@ def machine_aliases(capabilities_xml):
 
 
 def settings_of(domain_xml):
-    """The settings this module manages, read from a definition."""
+    """The domain's summary (the module's ``domain`` return value), read through the settings table."""
     domain = _xml.parse(domain_xml, 'domain XML')
-    memory = domain.find('memory')
-    kib = int(memory.text) * _unit_kib(memory.get('unit', 'KiB')) if memory is not None else None
-    vcpu = domain.find('vcpu')
+    settings = _domain_settings.read(domain)
     os_type = domain.find('os/type')
-    os_el = domain.find('os')
-    firmware = 'efi' if os_el is not None and (os_el.get('firmware') == 'efi' or os_el.find('loader') is not None
-                                               and 'OVMF' in (os_el.find('loader').text or '').upper()) else 'bios'
     return {
         'name': domain.findtext('name'),
         'uuid': domain.findtext('uuid'),
         'type': domain.get('type'),
-        'memory_mib': kib // 1024 if kib is not None else None,
-        'vcpus': int(vcpu.text) if vcpu is not None and vcpu.text else None,
-        'machine': os_type.get('machine') if os_type is not None else None,
+        'memory_mib': settings.get('memory'),
+        'vcpus': settings.get('vcpus'),
+        'machine': settings.get('machine'),
         'arch': os_type.get('arch') if os_type is not None else None,
-        'firmware': firmware,
+        'firmware': settings.get('firmware') or 'bios',
     }
-
-
-def _unit_kib(unit):
-    factors = {'b': 1 / 1024, 'bytes': 1 / 1024, 'kb': 1000 / 1024, 'k': 1, 'kib': 1, 'mb': 1000 ** 2 / 1024,
-               'm': 1024, 'mib': 1024, 'gb': 1000 ** 3 / 1024, 'g': 1024 ** 2, 'gib': 1024 ** 2}
-    return factors.get(unit.lower(), 1)
 
 
 def new_definition(params):
@@ -103,41 +88,4 @@ def with_root_ports(domain_xml, count):
     devices = _xml.child(domain, 'devices', create=True)
     for _port in range(count):
         devices.append(_xml.new_element('controller', {'type': 'pci', 'model': 'pcie-root-port'}))
-    return _xml.to_string(domain)
-
-
-def differences(current, params, aliases):
-    """{setting: (current, wanted)} for settings the user asked for that differ. Raises on immutable ones."""
-    changes = {}
-    if params.get('memory') is not None and current['memory_mib'] != params['memory']:
-        changes['memory'] = (current['memory_mib'], params['memory'])
-    if params.get('vcpus') is not None and current['vcpus'] != params['vcpus']:
-        changes['vcpus'] = (current['vcpus'], params['vcpus'])
-    machine = params.get('machine')
-    if machine and current['machine'] not in (machine, aliases.get(machine)):
-        raise DomainSpecError('machine: %r differs from the existing domain\'s %r; the machine type decides the '
-                              'guest\'s hardware layout and is not changed in place' % (machine, current['machine']))
-    firmware = params.get('firmware')
-    if firmware and firmware != current['firmware']:
-        raise DomainSpecError('firmware: %r differs from the existing domain\'s %r and is not changed in place'
-                              % (firmware, current['firmware']))
-    if params.get('uuid') and current['uuid'] and params['uuid'].lower() != current['uuid'].lower():
-        raise DomainSpecError('uuid: %r differs from the existing domain\'s %r' % (params['uuid'], current['uuid']))
-    return changes
-
-
-def apply_changes(domain_xml, changes):
-    """The definition with the changed settings written in, everything else untouched."""
-    domain = _xml.parse(domain_xml, 'domain XML')
-    if 'memory' in changes:
-        kib = str(changes['memory'][1] * 1024)
-        for tag in ('memory', 'currentMemory'):
-            node = _xml.child(domain, tag, create=(tag == 'memory'))
-            if node is not None:
-                node.set('unit', 'KiB')
-                node.text = kib
-    if 'vcpus' in changes:
-        vcpu = _xml.child(domain, 'vcpu', create=True)
-        vcpu.text = str(changes['vcpus'][1])
-        vcpu.attrib.pop('current', None)
     return _xml.to_string(domain)

@@ -27,7 +27,9 @@ except ImportError:  # pragma: no cover - reported through missing_required_lib
     LIBVIRT_IMPORT_ERROR = traceback.format_exc()
 
 WRITE_CALLS = frozenset(('define', 'undefine', 'start', 'shutdown', 'destroy', 'attach', 'detach', 'update',
-                         'nodedev_define', 'nodedev_undefine', 'nodedev_set_autostart'))
+                         'nodedev_define', 'nodedev_undefine', 'nodedev_set_autostart',
+                         'set_memory', 'set_vcpus', 'pin_vcpu', 'pin_emulator', 'pin_iothread', 'set_metadata',
+                         'set_autostart'))
 
 _event_loop_lock = threading.Lock()
 _event_loop_started = False
@@ -169,6 +171,45 @@ class Connection:
         flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
                  | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
         return self._call('undefine', 'undefine domain %s' % dom.name(), dom.undefineFlags, flags)
+
+    # -- domain settings a running guest takes live (virtdev.libvirt.domain) ------------------------
+    def set_memory_live(self, dom, kib):
+        """The balloon target of a running guest (its guest OS needs the virtio balloon driver to follow)."""
+        return self._call('set_memory', 'set the memory of running %s' % dom.name(), dom.setMemoryFlags, kib,
+                          libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def set_vcpus_live(self, dom, count):
+        return self._call('set_vcpus', 'set the vCPU count of running %s' % dom.name(), dom.setVcpusFlags, count,
+                          libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def host_cpus(self):
+        """Number of host CPUs (the length of a CPU map)."""
+        return self._call('host_cpus', 'read the host CPU count', self._conn.getCPUMap, 0)[0]
+
+    def pin_vcpu_live(self, dom, vcpu, cpumap):
+        return self._call('pin_vcpu', 'pin vCPU %d of %s' % (vcpu, dom.name()), dom.pinVcpuFlags, vcpu, cpumap,
+                          libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def pin_emulator_live(self, dom, cpumap):
+        return self._call('pin_emulator', 'pin the emulator of %s' % dom.name(), dom.pinEmulator, cpumap,
+                          libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def pin_iothread_live(self, dom, iothread, cpumap):
+        return self._call('pin_iothread', 'pin IOThread %d of %s' % (iothread, dom.name()), dom.pinIOThread,
+                          iothread, cpumap, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def set_metadata_live(self, dom, which, text):
+        """The title or description of a running guest (``which``: 'title' or 'description')."""
+        kind = {'title': libvirt.VIR_DOMAIN_METADATA_TITLE, 'description': libvirt.VIR_DOMAIN_METADATA_DESCRIPTION}
+        return self._call('set_metadata', 'set the %s of running %s' % (which, dom.name()), dom.setMetadata,
+                          kind[which], text or None, None, None, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def autostart(self, dom):
+        return bool(self._call('autostart', 'read the autostart flag of %s' % dom.name(), dom.autostart))
+
+    def set_autostart(self, dom, enabled):
+        return self._call('set_autostart', 'set the autostart flag of %s' % dom.name(), dom.setAutostart,
+                          1 if enabled else 0)
 
     # -- host devices (host_devices_info) ---------------------------------------------------------
     def is_persistent(self, dom):

@@ -120,33 +120,51 @@ def same(left, right, ignore=()):
 
 @functools.lru_cache(maxsize=None)
 def _parts(path):
-    """'target/model' -> ('target', 'model'); paths come from the kind table, so a cache is bounded."""
-    return tuple(part for part in path.split('/') if part)
+    """'target/model' -> (('target', None), ('model', None)); 'clock/timer[name=rtc]' selects the child
+    whose attribute has that value -> (('clock', None), ('timer', ('name', 'rtc'))). Paths come from
+    the tables, so a cache is bounded."""
+    parts = []
+    for part in path.split('/'):
+        if not part:
+            continue
+        tag, _bracket, selector = part.partition('[')
+        key = tuple(selector.rstrip(']').split('=', 1)) if selector else None
+        parts.append((tag, key))
+    return tuple(parts)
+
+
+def _find(node, tag, key):
+    if key is None:
+        return node.find(tag)
+    return next((el for el in node.iterchildren(tag) if el.get(key[0]) == key[1]), None)
 
 
 def child(element, path, create=False):
     """Return the child element at a slash-separated tag path ('' is the element itself).
 
-    With ``create`` the missing elements on the way are made. Tags come from our own tables, never from
+    A part ``tag[attr=value]`` picks the child with that attribute value (created with it). With
+    ``create`` the missing elements on the way are made. Tags come from our own tables, never from
     user input, so a plain path walk is enough (no XPath built from strings).
     """
     node = element
-    for tag in _parts(path):
-        found = node.find(tag)
+    for tag, key in _parts(path):
+        found = _find(node, tag, key)
         if found is None:
             if not create:
                 return None
-            found = etree.SubElement(node, tag)
+            found = etree.SubElement(node, tag, dict([key]) if key else {})
         node = found
     return node
 
 
 def prune_empty(element, path):
-    """Remove now-empty elements along ``path`` (deepest first) after an attribute was cleared."""
+    """Remove now-empty elements along ``path`` (deepest first) after an attribute was cleared; an
+    element that has only its selecting attribute (``<timer name='rtc'/>``) counts as empty."""
     parts = list(_parts(path))
     while parts:
-        node = child(element, '/'.join(parts))
-        if node is None or len(node) or node.attrib or (node.text or '').strip():
+        node = child(element, '/'.join(tag + ('[%s=%s]' % key if key else '') for tag, key in parts))
+        selector = {parts[-1][1][0]} if parts[-1][1] else set()
+        if node is None or len(node) or set(node.attrib) - selector or (node.text or '').strip():
             return
         node.getparent().remove(node)
         parts.pop()

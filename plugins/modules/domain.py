@@ -8,24 +8,40 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 module: domain
-short_description: Ensure a libvirt guest is defined, running or stopped, from a few base settings
+short_description: Ensure a libvirt guest is defined with its domain-level settings, running or stopped
 version_added: 0.1.0
 description:
-  - Defines a libvirt domain from base settings (memory, vCPUs, machine type, firmware) if it is
-    absent, updates memory and vCPUs of an existing one, and starts, stops or undefines it.
+  - Defines a libvirt domain if it is absent, keeps its domain-level settings (everything outside
+    C(<devices>) - firmware and secure boot, boot order, features such as Hyper-V and KVM hidden, CPU
+    model and topology, clock and timers, memory and huge pages, pinning, NUMA, lifecycle actions,
+    SMBIOS strings) as declared, and starts, stops or undefines it.
+  - Every setting is optional; an omitted setting leaves the guest's value alone. Only what a setting
+    owns is written, so metadata, namespaces (C(qemu:commandline)), features no option describes and
+    the devices are kept. One validated define per changed guest; the result is read back and compared,
+    and the old definition is restored when libvirt did not keep what was asked.
+  - On a running guest, the current memory (balloon target), the current vCPU count (within the
+    maximum), vCPU/emulator/IOThread pinning and the title and description change live too; every other
+    change is persistent and listed in RV(waiting_for_restart) (O(restart=if_required) restarts the
+    guest for it).
+  - Combinations that cannot work are refused before anything is written, naming the options (secure
+    boot without UEFI or without SMM on q35, a CPU topology that does not multiply to O(vcpus), huge
+    pages the local host does not offer, virtiofs without shared memory, a boot order together with
+    per-device boot order, settings QEMU refuses under TCG when the guest is to run).
+  - O(state=gathered) returns the settings of a guest in this module's option format (plus the parts
+    no option describes in RV(unmanaged)); fed back, it changes nothing. See C(docs/domain.md).
   - Devices are not this module's job; use M(virtdev.libvirt.domain_devices) for them.
-  - Everything else in an existing definition is kept as it is.
 author:
   - virtdev.libvirt maintainers (@virtdev)
 extends_documentation_fragment:
   - virtdev.libvirt.connection
+  - virtdev.libvirt.domain_settings
 attributes:
   check_mode:
     support: full
-    description: Reports what would change and makes no write call.
+    description: Reports what would change (RV(commands), RV(settings)) and makes no write call.
   diff_mode:
     support: full
-    description: Shows the managed settings before and after.
+    description: Shows the settings before and after, one line per setting.
 options:
   name:
     description: Name of the domain.
@@ -34,28 +50,13 @@ options:
   uuid:
     description: UUID for a new domain (libvirt generates one when omitted). An existing domain's UUID is never changed.
     type: str
-  memory:
-    description: Memory in MiB. Default V(1024) for a new domain; an existing domain keeps its value when omitted.
-    type: int
-  vcpus:
-    description: Number of virtual CPUs. Default V(1) for a new domain.
-    type: int
-  machine:
-    description:
-      - Machine type, for example V(pc) or V(q35) (aliases are resolved through the host capabilities).
-      - Only used when the domain is created; a different value on an existing domain is an error.
-    type: str
-  firmware:
-    description: V(bios) or V(efi) (UEFI, needs OVMF on the host). Only used when the domain is created.
-    type: str
-    choices: [bios, efi]
   type:
-    description: Domain type. V(qemu) runs under TCG emulation, V(kvm) needs hardware virtualization.
+    description: Domain type of a new domain. V(qemu) runs under TCG emulation, V(kvm) needs hardware virtualization.
     type: str
     choices: [kvm, qemu]
     default: kvm
   arch:
-    description: Guest architecture.
+    description: Guest architecture of a new domain.
     type: str
     default: x86_64
   pcie_root_ports:
@@ -70,18 +71,46 @@ options:
         layout.
     type: int
     default: 0
+  autostart:
+    description: Start the guest when the host (libvirtd) starts. Not changed when omitted.
+    type: bool
+  change_firmware:
+    description:
+      - Allow O(firmware) to differ from an existing guest's firmware and change it. Off by default because
+        it changes what the guest boots (a UEFI guest's boot entries live in its NVRAM; a BIOS guest's disk
+        may have no EFI system partition).
+    type: bool
+    default: false
   state:
     description:
-      - V(present) defines the domain; V(running) also starts it; V(shutoff) also stops it (graceful
-        shutdown, then forced off after O(shutdown_timeout)); V(absent) stops and undefines it (disk
-        images are kept).
+      - V(present) defines the domain and its settings; V(running) also starts it; V(shutoff) also stops it
+        (graceful shutdown, then forced off after O(shutdown_timeout)); V(absent) stops and undefines it
+        (disk images are kept).
+      - V(gathered) returns the guest's settings in the option format (RV(gathered)), changing nothing.
+      - V(parsed) turns O(running_config) domain XML into the option format (RV(parsed)) without a connection.
     type: str
-    choices: [present, absent, running, shutoff]
+    choices: [present, absent, running, shutoff, gathered, parsed]
     default: present
+  running_config:
+    description: Domain XML text for O(state=parsed).
+    type: str
+  restart:
+    description:
+      - V(if_required) restarts a running guest (graceful shutdown, then start) when a change waits for its
+        next boot; V(never) only reports it in RV(waiting_for_restart).
+    type: str
+    choices: [never, if_required]
+    default: never
   shutdown_timeout:
     description: Seconds to wait for a graceful shutdown before forcing the guest off.
     type: int
     default: 120
+notes:
+  - Under TCG (O(type=qemu)) QEMU has no host CPU to pass through and refuses the Hyper-V C(vpindex)
+    enlightenment (and C(synic)/C(stimer), which need it); the module refuses them when such a guest is to
+    run. Use O(cpu.mode=maximum) there. C(docs/guide_windows11.md) shows a KVM guest and its TCG variant.
+seealso:
+  - module: virtdev.libvirt.domain_devices
 '''
 
 EXAMPLES = r'''
@@ -93,6 +122,56 @@ EXAMPLES = r'''
     machine: q35
     firmware: efi
     pcie_root_ports: 4
+
+- name: A Windows 11 guest (docs/guide_windows11.md has the complete playbook)
+  virtdev.libvirt.domain:
+    name: win11
+    machine: q35
+    memory: 8192
+    vcpus: 4
+    firmware: efi
+    secure_boot: true
+    enrolled_keys: true
+    features:
+      acpi: true
+      apic: true
+      smm: true
+      hyperv: {relaxed: true, vapic: true, spinlocks: true, spinlocks_retries: 8191, vpindex: true,
+               synic: true, stimer: true, reset: true, frequencies: true}
+    cpu:
+      mode: host-passthrough
+      topology: {sockets: 1, dies: 1, cores: 2, threads: 2}
+    clock:
+      offset: localtime
+      timers:
+        - {name: rtc, tickpolicy: catchup}
+        - {name: hpet, present: false}
+        - {name: hypervclock, present: true}
+    boot:
+      order: [cdrom, hd]
+
+- name: A GPU passthrough guest's settings (docs/guide_gpu_passthrough.md)
+  virtdev.libvirt.domain:
+    name: gpu01
+    vcpus: 4
+    features:
+      kvm: {hidden: true}
+      hyperv: {vendor_id: 0123456789ab}
+    cpu:
+      mode: host-passthrough
+      topology: {sockets: 1, dies: 1, cores: 4, threads: 1}
+    memory_backing:
+      hugepages: true
+      hugepage_size: 2048
+    cputune:
+      vcpupin: [{vcpu: 0, cpuset: "2"}, {vcpu: 1, cpuset: "3"}, {vcpu: 2, cpuset: "4"}, {vcpu: 3, cpuset: "5"}]
+      emulatorpin: "0-1"
+
+- name: Read a guest's settings in this module's format
+  virtdev.libvirt.domain:
+    name: win11
+    state: gathered
+  register: win11_settings
 
 - name: Start it
   virtdev.libvirt.domain:
@@ -107,44 +186,100 @@ EXAMPLES = r'''
 
 RETURN = r'''
 domain:
-  description: The domain's settings after the run (predicted in check mode).
+  description: The domain's base settings after the run (predicted in check mode).
   returned: when the domain exists after the run
   type: dict
   sample: {name: web01, uuid: 3f0c..., memory_mib: 2048, vcpus: 2, machine: pc-q35-7.2, firmware: efi, active: false}
+settings:
+  description: The domain-level settings after the run, in the option format (as libvirt kept them; predicted in
+    check mode).
+  returned: when the domain exists after the run
+  type: dict
+  sample: {memory: 2048, vcpus: 2, firmware: efi, features: {acpi: true, smm: true}}
+gathered:
+  description: With O(state=gathered), the guest's settings in the option format (and C(autostart)).
+  returned: state is gathered
+  type: dict
+parsed:
+  description: With O(state=parsed), the settings of O(running_config) in the option format.
+  returned: state is parsed
+  type: dict
+unmanaged:
+  description: With O(state=gathered) or O(state=parsed), the parts of the definition outside C(<devices>) that no
+    option describes (kept as they are by every run), as element paths.
+  returned: state is gathered or parsed
+  type: list
+  elements: str
+  sample: [metadata, pm]
 restart_required:
-  description: Whether a running guest sees the change only after its next boot.
+  description: Whether a running guest sees part of the change only after its next boot.
   returned: always
   type: bool
-commands:
-  description: What was (or would be) done, in order.
+waiting_for_restart:
+  description: The settings (one path per setting) a running guest sees only after its next boot.
   returned: always
   type: list
   elements: str
-  sample: [define, start]
+  sample: [features.hyperv.vendor_id]
+restarted:
+  description: Whether the guest was restarted for the change (O(restart=if_required)).
+  returned: always
+  type: bool
+commands:
+  description: What was (or would be) done, in order. C(live <setting>) is a change made to the running guest.
+  returned: always
+  type: list
+  elements: str
+  sample: [define, live current_memory, start]
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _domain_spec, _ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _domain_settings, _domain_spec, _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+
+LOCAL_HOST_ROOT = '/'
+# a current value changes live only within a maximum that the running guest already has
+LIVE_WITHIN = {'current_memory': 'memory', 'current_vcpus': 'vcpus'}
 
 
 class DomainRunner:
-    def __init__(self, module):
+    def __init__(self, module, settings):
         self.module = module
         self.params = module.params
+        self.settings = settings          # normalized domain-level settings the user gave
         self.connection = _common.connect(module)
         self.commands = []
         self.was_active = False
-        self.before = None
-        self.after = None
+        self.before = None                # settings before (option format)
+        self.after = None                 # settings after (read back, or predicted in check mode)
+        self.summary = None               # the 'domain' return value
+        self.waiting = []
+        self.restarted = False
+        self.written = False
+        self._aliases = None
 
     def do(self, command, func, *args):
         """Record a command and run it unless in check mode."""
         self.commands.append(command)
         if not self.module.check_mode:
-            return func(*args)
+            result = func(*args)
+            self.written = True
+            return result
         return None
+
+    @property
+    def aliases(self):
+        if self._aliases is None:
+            self._aliases = _domain_spec.machine_aliases(self.connection.capabilities())
+        return self._aliases
+
+    def host(self):
+        """The local host's huge pages, or None when libvirt runs elsewhere (its pages are not ours to see)."""
+        if not _common.is_local_uri(self.params['uri']):
+            return None
+        return _domain_settings.read_host_hugepages(LOCAL_HOST_ROOT)
 
     def run(self):
         dom = self.connection.find(self.params['name'])
@@ -157,46 +292,163 @@ class DomainRunner:
         else:
             active = self.connection.is_active(dom)
             self.was_active = active
-            self.update(dom)
-        if state == 'running' and not active:
+            self.update(dom, active)
+        self.ensure_autostart(dom)
+        if active and self.waiting and self.params['restart'] == 'if_required' and state != 'shutoff':
+            self.stop(dom)
+            self.do('start', self.connection.start, dom)
+            self.restarted = True
+        elif state == 'running' and not active:
             self.do('start', self.connection.start, dom)
             active = True
         elif state == 'shutoff' and active:
             self.stop(dom)
             active = False
-        if self.after is not None:
-            self.after['active'] = active
+        if self.summary is not None:
+            self.summary['active'] = active
         return dom
+
+    def refuse(self, problems):
+        if problems:
+            self.module.fail_json(msg='refused, nothing was changed: %s' % '; '.join(problems), refusals=problems)
+
+    def will_run(self, active):
+        """Whether this run may start the guest (what keeps it from starting is refused up front)."""
+        if active:
+            return self.params['restart'] == 'if_required' and self.params['state'] != 'shutoff'
+        return self.params['state'] == 'running'
 
     def create(self):
         xml = _domain_spec.new_definition(self.params)
-        dom = self.do('define', self.connection.define, xml)
-        if dom is not None:
-            self.ensure_root_ports(dom, self.connection.xml(dom))
-            self.after = _domain_spec.settings_of(self.connection.xml(dom))
-            return dom
-        # check mode: predict what libvirt will store (it canonicalizes machine aliases)
-        self.ensure_root_ports(None, xml)
-        self.after = _domain_spec.settings_of(xml)
-        aliases = _domain_spec.machine_aliases(self.connection.capabilities())
-        self.after['machine'] = aliases.get(self.params['machine'] or 'pc', self.params['machine'])
-        return None
-
-    def update(self, dom):
-        current_xml = self.connection.xml(dom)
-        current = _domain_spec.settings_of(current_xml)
-        self.before = dict(current)
-        aliases = _domain_spec.machine_aliases(self.connection.capabilities()) if self.params['machine'] else {}
         try:
-            changes = _domain_spec.differences(current, self.params, aliases)
-        except _domain_spec.DomainSpecError as exc:
+            plan = _domain_settings.plan(xml, self.settings, creating=True)
+        except SpecError as exc:
             self.module.fail_json(msg=str(exc))
-        if changes:
-            current_xml = _domain_spec.apply_changes(current_xml, changes)
-            self.do('define', self.connection.define, current_xml)
-            for setting, (_old, new) in changes.items():
-                current[{'memory': 'memory_mib'}.get(setting, setting)] = new
-        self.after = current
+        self.refuse(_domain_settings.check(plan.tree, set(_domain_settings.TABLE), self.host(),
+                                           will_run=self.params['state'] == 'running',
+                                           domain_type=self.params['type'], wanted=self.settings))
+        self.before = {}
+        dom = self.do('define', self.connection.define, plan.new_xml)
+        if dom is None:  # check mode: predict what libvirt will keep
+            tree = _domain_settings.predicted_after(plan, True, self.params['type'], self.aliases)
+            self.ensure_root_ports(None, _xml.to_string(tree))
+            self.report(_xml.to_string(tree))
+            return None
+        self.ensure_root_ports(dom, self.connection.xml(dom))
+        readback = self.connection.xml(dom)
+        problems = _domain_settings.verify(self.settings, readback, self.aliases)
+        if problems:
+            self.connection.undefine(dom)
+            self.module.fail_json(msg='libvirt did not keep the requested settings, the new domain was removed '
+                                      'again: %s' % '; '.join(problems), changed=False)
+        self.report(readback)
+        return dom
+
+    def update(self, dom, active):
+        current_xml = self.connection.xml(dom)
+        try:
+            plan = _domain_settings.plan(current_xml, self.settings, self.aliases if self.settings.get('machine') else {},
+                                         change_firmware=self.params['change_firmware'])
+        except SpecError as exc:
+            self.module.fail_json(msg=str(exc))
+        if self.params['uuid'] and self.params['uuid'].replace('-', '').lower() != dom.UUIDString().replace('-', ''):
+            self.module.fail_json(msg='uuid: %r differs from the existing domain\'s %r'
+                                  % (self.params['uuid'], dom.UUIDString()))
+        domain_type = _xml.parse(current_xml).get('type')
+        self.refuse(_domain_settings.check(plan.tree, set(self.settings), self.host(), self.will_run(active),
+                                           domain_type, wanted=self.settings))
+        self.before = plan.before
+        if not plan.changed:
+            self.report(current_xml)
+            return
+        live, handled = self.live_calls(dom, plan) if active else ([], set())
+        if active:
+            self.waiting = _domain_settings.waiting_for_restart(plan, handled)
+        if self.module.check_mode:
+            self.commands.append('define')
+            self.commands.extend(command for command, _call in live)
+            self.report(_xml.to_string(_domain_settings.predicted_after(plan, False, domain_type, self.aliases)))
+            return
+        self.do('define', self.connection.define, plan.new_xml)
+        readback = self.connection.xml(dom)
+        problems = _domain_settings.verify(self.settings, readback, self.aliases)
+        if problems:
+            self.connection.define(current_xml)  # leave the domain as we found it rather than half-applied
+            self.module.fail_json(msg='libvirt did not keep the requested settings of %s, the definition was '
+                                      'restored: %s' % (self.params['name'], '; '.join(problems)),
+                                  changed=False, commands=self.commands)
+        for command, call in live:
+            try:
+                self.do(command, call)
+            except LibvirtFailure as exc:
+                self.module.fail_json(msg='%s: the definition is updated, but the running guest did not take it: %s'
+                                      % (command, exc), changed=True, commands=self.commands,
+                                      waiting_for_restart=self.waiting)
+        self.report(readback)
+
+    def live_calls(self, dom, plan):
+        """(command, call) for every changed setting a running guest takes live (the table's live column),
+        and the options so handled. The current memory and vCPU count change live only within a maximum
+        the running guest already has."""
+        calls, handled = [], set()
+        before, after = plan.before, plan.after
+        for option, _old, new in _domain_settings.live_changes(plan):
+            if LIVE_WITHIN.get(option) in plan.changed_options:
+                continue
+            handled.add(option)
+            if option == 'current_memory':
+                calls.append(('live current_memory', lambda v=new: self.connection.set_memory_live(dom, v * 1024)))
+            elif option == 'current_vcpus':
+                calls.append(('live current_vcpus', lambda v=new: self.connection.set_vcpus_live(dom, v)))
+            elif option in ('title', 'description'):
+                calls.append(('live ' + option,
+                              lambda o=option, v=new: self.connection.set_metadata_live(dom, o, v)))
+            elif option == 'cputune':
+                calls.extend(self.pinning_calls(dom, before.get('cputune') or {}, after.get('cputune') or {}))
+        return calls, handled
+
+    def pinning_calls(self, dom, old, new):
+        host_cpus = self.connection.host_cpus()
+
+        def mapped(cpuset, where):
+            try:
+                return _domain_settings.cpumap(cpuset, host_cpus)
+            except SpecError as exc:
+                self.module.fail_json(msg='%s: %s' % (where, str(exc).split(': ', 1)[1]))
+
+        calls = []
+        for listed, key, pin in (('vcpupin', 'vcpu', self.connection.pin_vcpu_live),
+                                 ('iothreadpin', 'iothread', self.connection.pin_iothread_live)):
+            was = {item[key]: item.get('cpuset') for item in old.get(listed) or []}
+            for item in new.get(listed) or []:
+                if was.get(item[key]) != item.get('cpuset') and item.get('cpuset'):
+                    cpus = mapped(item['cpuset'], 'cputune.%s[%s=%s]' % (listed, key, item[key]))
+                    calls.append(('live cputune.%s[%s=%s]' % (listed, key, item[key]),
+                                  lambda k=item[key], m=cpus, p=pin: p(dom, k, m)))
+        if new.get('emulatorpin') and new.get('emulatorpin') != old.get('emulatorpin'):
+            cpus = mapped(new['emulatorpin'], 'cputune.emulatorpin')
+            calls.append(('live cputune.emulatorpin', lambda m=cpus: self.connection.pin_emulator_live(dom, m)))
+        return calls
+
+    def report(self, xml):
+        settings, _unmanaged = _domain_settings.gather(xml)
+        self.after = settings
+        self.summary = _domain_spec.settings_of(xml)
+
+    def ensure_autostart(self, dom):
+        wanted = self.params['autostart']
+        if wanted is None:
+            return
+        current = self.connection.autostart(dom) if dom is not None else False
+        if current != wanted:
+            if dom is None:  # check mode of a new domain
+                self.commands.append('autostart')
+            else:
+                self.do('autostart', self.connection.set_autostart, dom, wanted)
+        if self.after is not None:
+            self.after['autostart'] = wanted
+        if self.before:  # an existing domain (a new one had nothing before)
+            self.before['autostart'] = current
 
     def ensure_root_ports(self, dom, xml):
         """Add pcie-root-ports until pcie_root_ports of them are empty (two rounds at most: libvirt may
@@ -218,6 +470,7 @@ class DomainRunner:
         self.commands.append('shutdown')
         if self.module.check_mode:
             return
+        self.written = True
         if not self.connection.shutdown(dom, self.params['shutdown_timeout']):
             self.commands.append('destroy')
             self.connection.destroy(dom)
@@ -225,35 +478,48 @@ class DomainRunner:
     def absent(self, dom):
         if dom is None:
             return None
-        self.before = _domain_spec.settings_of(self.connection.xml(dom))
+        self.before = _domain_settings.gather(self.connection.xml(dom))[0]
         if self.connection.is_active(dom):
             self.do('destroy', self.connection.destroy, dom)
         self.do('undefine', self.connection.undefine, dom)
         return None
 
+    def gathered(self):
+        dom = self.connection.lookup(self.params['name'])
+        settings, unmanaged = _domain_settings.gather(self.connection.xml(dom))
+        settings['autostart'] = self.connection.autostart(dom)
+        return settings, unmanaged
+
+
+def argument_spec():
+    spec = dict(_common.CONNECTION_ARGS)
+    spec.update(_domain_settings.argument_spec())
+    spec.update(
+        name={'type': 'str', 'required': True},
+        uuid={'type': 'str'},
+        type={'type': 'str', 'choices': ['kvm', 'qemu'], 'default': 'kvm'},
+        arch={'type': 'str', 'default': 'x86_64'},
+        pcie_root_ports={'type': 'int', 'default': 0},
+        autostart={'type': 'bool'},
+        change_firmware={'type': 'bool', 'default': False},
+        state={'type': 'str', 'choices': ['present', 'absent', 'running', 'shutoff', 'gathered', 'parsed'],
+               'default': 'present'},
+        running_config={'type': 'str'},
+        restart={'type': 'str', 'choices': ['never', 'if_required'], 'default': 'never'},
+        shutdown_timeout={'type': 'int', 'default': 120},
+    )
+    return spec
+
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            _common.CONNECTION_ARGS,
-            name={'type': 'str', 'required': True},
-            uuid={'type': 'str'},
-            memory={'type': 'int'},
-            vcpus={'type': 'int'},
-            machine={'type': 'str'},
-            firmware={'type': 'str', 'choices': ['bios', 'efi']},
-            type={'type': 'str', 'choices': ['kvm', 'qemu'], 'default': 'kvm'},
-            arch={'type': 'str', 'default': 'x86_64'},
-            pcie_root_ports={'type': 'int', 'default': 0},
-            state={'type': 'str', 'choices': ['present', 'absent', 'running', 'shutoff'], 'default': 'present'},
-            shutdown_timeout={'type': 'int', 'default': 120},
-        ),
+        argument_spec=argument_spec(),
+        required_if=[('state', 'parsed', ('running_config',))],
         supports_check_mode=True,
     )
     _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     params = module.params
-    for option, low, high in (('memory', 16, 16 * 1024 * 1024), ('vcpus', 1, 4096), ('pcie_root_ports', 0, 30),
-                              ('shutdown_timeout', 0, 86400)):
+    for option, low, high in (('pcie_root_ports', 0, 30), ('shutdown_timeout', 0, 86400)):
         if params[option] is not None and not low <= params[option] <= high:
             module.fail_json(msg='%s: %r is out of range (%d..%d)' % (option, params[option], low, high))
     if params['uuid']:
@@ -263,18 +529,39 @@ def main():
             module.fail_json(msg=str(exc))
     if not params['name'] or '/' in params['name']:
         module.fail_json(msg='name: %r is not a valid domain name (empty or contains "/")' % params['name'])
+    try:
+        settings = _domain_settings.normalize(params)
+    except SpecError as exc:
+        module.fail_json(msg=str(exc))
+    _common.require_libraries(module, need_libvirt=params['state'] != 'parsed')
+    if params['state'] == 'parsed':
+        try:
+            gathered, unmanaged = _domain_settings.gather(params['running_config'])
+        except _xml.XMLInputError as exc:
+            module.fail_json(msg='running_config: %s' % exc)
+        module.exit_json(changed=False, parsed=gathered, unmanaged=unmanaged)
 
-    runner = DomainRunner(module)
+    runner = DomainRunner(module, settings)
+    if params['state'] == 'gathered':
+        try:
+            gathered, unmanaged = runner.gathered()
+        except LibvirtFailure as exc:
+            module.fail_json(msg=str(exc))
+        module.exit_json(changed=False, gathered=gathered, unmanaged=unmanaged)
     try:
         runner.run()
     except LibvirtFailure as exc:
-        module.fail_json(msg=str(exc), commands=runner.commands)
+        module.fail_json(msg=str(exc), changed=runner.written, commands=runner.commands)
     result = {'changed': bool(runner.commands), 'commands': runner.commands,
-              'restart_required': bool(runner.commands) and runner.was_active and params['state'] != 'absent'}
-    if runner.after is not None:
-        result['domain'] = runner.after
+              'restart_required': bool(runner.waiting) and not runner.restarted,
+              'waiting_for_restart': [] if runner.restarted else runner.waiting, 'restarted': runner.restarted}
+    if runner.summary is not None:
+        result['domain'] = runner.summary
+    if runner.after is not None and params['state'] != 'absent':
+        result['settings'] = runner.after
     if module._diff:
-        result['diff'] = {'before': runner.before or {}, 'after': runner.after or {}}
+        result['diff'] = {'before': _domain_settings.flatten(runner.before or {}),
+                          'after': _domain_settings.flatten(runner.after or {}) if params['state'] != 'absent' else {}}
     module.exit_json(**result)
 
 
