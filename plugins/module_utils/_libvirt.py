@@ -27,7 +27,10 @@ except ImportError:  # pragma: no cover - reported through missing_required_lib
 
 UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
 WRITE_CALLS = frozenset(('define', 'undefine', 'start', 'shutdown', 'destroy', 'attach', 'detach', 'update',
-                         'nodedev_define', 'nodedev_undefine', 'nodedev_set_autostart'))
+                         'metadata', 'nodedev_define', 'nodedev_undefine', 'nodedev_set_autostart'))
+# virDomainState values by the names results use (libvirt-domain.h)
+STATE_NAMES = {0: 'nostate', 1: 'running', 2: 'running', 3: 'paused', 4: 'shutting_down', 5: 'shutoff',
+               6: 'crashed', 7: 'pmsuspended'}
 
 _event_loop_lock = threading.Lock()
 _event_loop_started = False
@@ -137,6 +140,11 @@ class Connection:
     def is_active(self, dom):
         return bool(self._call('is_active', 'read the state of %s' % dom.name(), dom.isActive))
 
+    def state(self, dom):
+        """The domain's state by name: running, paused, shutting_down, shutoff, crashed, pmsuspended."""
+        code, _reason = self._call('state', 'read the state of %s' % dom.name(), dom.state, 0)
+        return STATE_NAMES.get(code, 'nostate')
+
     def capabilities(self):
         return self._call('capabilities', 'read host capabilities', self._conn.getCapabilities)
 
@@ -154,13 +162,38 @@ class Connection:
 
     def shutdown(self, dom, timeout):
         """Ask the guest to shut down; wait up to ``timeout`` s. Returns True when it stopped."""
+        self.request_shutdown(dom)
+        return self.wait_shutoff(dom, timeout)
+
+    def request_shutdown(self, dom):
+        """Press the guest's power button (ACPI); a request the guest may honour, slowly, or ignore."""
         self._call('shutdown', 'shut down domain %s' % dom.name(), dom.shutdown)
+
+    def wait_shutoff(self, dom, timeout):
+        """Wait up to ``timeout`` s for the domain to stop. Returns True when it stopped."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not dom.isActive():
+            if not self._active_now(dom):
                 return True
             time.sleep(0.5)
-        return not dom.isActive()
+        return not self._active_now(dom)
+
+    @staticmethod
+    def _active_now(dom):
+        try:
+            return bool(dom.isActive())
+        except libvirt.libvirtError as exc:  # undefined while we waited: it is not running either
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise
+
+    def set_metadata(self, dom, key, namespace, element_xml, live):
+        """Set (``element_xml``) or remove (None) the domain's ``<metadata>`` element of ``namespace``, in
+        its persistent definition and, with ``live``, in the running guest's."""
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0)
+        return self._call('metadata', 'write the metadata of %s' % dom.name(), dom.setMetadata,
+                          libvirt.VIR_DOMAIN_METADATA_ELEMENT, element_xml, key if element_xml else None,
+                          namespace, flags)
 
     def destroy(self, dom):
         return self._call('destroy', 'stop domain %s' % dom.name(), dom.destroy)
@@ -200,11 +233,16 @@ class Connection:
                           device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def detach_live(self, dom, device_xml, alias, timeout, attempts):
-        """Hot-unplug and wait for the guest to release the device (DEVICE_REMOVED event).
+        """Hot-unplug a device and wait for the guest to release it; ``timeout`` is the total wait.
 
-        The detach call only asks the guest; a guest without hot-unplug support keeps the device and
-        libvirt later reports DEVICE_REMOVAL_FAILED or nothing at all. Each attempt re-sends the request
-        and waits ``timeout`` seconds. Returns True when the device left, False when it did not.
+        A hot-unplug is a request to the guest OS, which may honour it, slowly, or never (a guest without
+        hot-unplug support, a paused guest, Windows vetoing the eject). virDomainDetachDeviceAlias only
+        sends the request (it does not wait, unlike virDomainDetachDeviceFlags, which waits a few seconds
+        of its own inside every call), so ``timeout`` is all the time a device costs. The request is
+        re-sent ``attempts`` times, evenly over ``timeout``, for guests that missed the first one.
+
+        Returns 'released' (the device left), 'pending' (still attached: the request stays with the guest)
+        or 'guest_off' (the domain stopped meanwhile).
         """
         removed, failed = threading.Event(), threading.Event()
 
@@ -220,24 +258,35 @@ class Connection:
             self._conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None),
             self._conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, on_failed, None),
         ]
+        start = time.monotonic()
         try:
-            for _attempt in range(attempts):
+            for attempt in range(attempts):
                 failed.clear()
+                if not self._active_now(dom):
+                    return 'guest_off'
                 try:
-                    self._call('detach', 'hot-unplug %s from %s' % (alias, dom.name()), dom.detachDeviceFlags,
-                               device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                    if alias:
+                        self._call('detach', 'hot-unplug %s from %s' % (alias, dom.name()), dom.detachDeviceAlias,
+                                   alias, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                    else:  # a device without alias (never seen from the QEMU driver): the XML form
+                        self._call('detach', 'hot-unplug a device from %s' % dom.name(), dom.detachDeviceFlags,
+                                   device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
                 except LibvirtFailure as exc:
-                    # a second request while the first is pending, or the device already left
-                    if 'not found' in str(exc) or 'no device' in str(exc).lower():
-                        return True
-                    if 'already in the process of unplug' not in str(exc):
+                    message = str(exc)
+                    if not self._active_now(dom):
+                        return 'guest_off'
+                    if 'not found' in message or 'no device' in message.lower():
+                        return 'released'   # it left between our read and the request
+                    if 'already in the process of unplug' not in message:
                         raise
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline and not removed.is_set() and not failed.is_set():
+                slice_end = min(start + timeout * (attempt + 1) / attempts, start + timeout)
+                while time.monotonic() < slice_end and not removed.is_set() and not failed.is_set():
                     removed.wait(0.2)
-                if removed.is_set() or not self._has_alias(dom, alias):
-                    return True
-            return False
+                if not self._active_now(dom):
+                    return 'guest_off'
+                if removed.is_set() or (alias and not self._has_alias(dom, alias)):
+                    return 'released'
+            return 'pending'
         finally:
             for callback in callbacks:
                 try:
@@ -246,7 +295,12 @@ class Connection:
                     pass
 
     def _has_alias(self, dom, alias):
-        return ("<alias name='%s'/>" % alias) in dom.XMLDesc(0)
+        try:
+            return ("<alias name='%s'/>" % alias) in dom.XMLDesc(0)
+        except libvirt.libvirtError:
+            if not self._active_now(dom):
+                return False
+            raise
 
     # -- mediated device definitions (mdev) -------------------------------------------------------------
     def supports_node_device_define(self):

@@ -271,7 +271,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
-    APPLY_MODES, ApplyError, DomainRun, preflight,
+    APPLY_MODES, LIVE_REMOVAL_CLASSES, ApplyError, DomainRun, preflight,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
@@ -295,8 +295,9 @@ def argument_spec():
         apply={'type': 'str', 'default': 'auto', 'choices': list(APPLY_MODES)},
         restart={'type': 'str', 'default': 'never', 'choices': ['never', 'if_required']},
         restart_timeout={'type': 'int', 'default': 120},
-        detach_timeout={'type': 'int', 'default': 20},
+        detach_timeout={'type': 'int', 'default': 30},
         detach_attempts={'type': 'int', 'default': 3},
+        allow_live_removal={'type': 'list', 'elements': 'str', 'default': [], 'choices': list(LIVE_REMOVAL_CLASSES)},
         host_checks={'type': 'bool', 'default': True},
         host_root={'type': 'path', 'default': '/'},
         force={'type': 'bool', 'default': False},
@@ -362,23 +363,38 @@ class DomainDevices:
                 try:
                     runs.append(DomainRun(self.connection, name, declared, params['state'], params['apply'],
                                           self.module.check_mode, params['detach_timeout'],
-                                          params['detach_attempts']).prepare())
+                                          params['detach_attempts'], params['allow_live_removal']).prepare())
                 except SpecError as exc:
                     self.fail('%s (domain %s)' % (exc, name))
             self.check_host(runs)
             compact = params['domains'] is not None
             for run in runs:
-                run.apply()
-                if params['restart'] == 'if_required':
-                    run.restart(params['restart_timeout'])
+                try:
+                    run.apply()
+                    run.restart(params['restart'] == 'if_required', params['restart_timeout'])
+                finally:
+                    for warning in run.warnings:
+                        self.module.warn(warning)
+                    run.warnings = []
                 # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
                 results.append(run.result(compact=compact))
                 diffs.append(run.diff() if self.module._diff else None)
                 run.release()
         except (LibvirtFailure, ApplyError) as exc:
             # what was done before the failure is reported as a change: the next run starts from there
-            self.fail(str(exc), changed=any(run.written for run in runs),
-                      results=results + [run.result() for run in runs[len(results):]])
+            unfinished = runs[len(results):]
+            if unfinished:
+                try:  # a guest that is off because of our shutdown request is never left off
+                    unfinished[0].start_if_ours()
+                except (LibvirtFailure, ApplyError) as start_failure:
+                    exc = '%s; %s' % (exc, start_failure)
+            results += [run.result() for run in unfinished]
+            extra = {'results': results}
+            if params['domains'] is None and results:  # one domain: its keys at the top, as on success
+                extra = dict(results[0])
+                extra.pop('domain')
+            extra['changed'] = any(run.written for run in runs)
+            self.fail(str(exc), **extra)
         self.finish(results, [diff for diff in diffs if diff])
 
     def check_host(self, runs):
