@@ -269,15 +269,16 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
     APPLY_MODES, ApplyError, DomainRun, preflight,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
-from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import UUID_RE, LibvirtFailure
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
+ON_ERROR = ('stop', 'continue')
 
 
 def argument_spec():
@@ -285,9 +286,11 @@ def argument_spec():
     spec = dict(_common.CONNECTION_ARGS)
     spec.update(
         domain={'type': 'str', 'aliases': ['name']},
+        uuid={'type': 'str'},
         config={'type': 'list', 'elements': 'dict', 'options': devices},
         domains={'type': 'list', 'elements': 'dict', 'options': {
-            'domain': {'type': 'str', 'required': True},
+            'domain': {'type': 'str'},
+            'uuid': {'type': 'str'},
             'config': {'type': 'list', 'elements': 'dict', 'options': devices},
         }},
         state={'type': 'str', 'default': 'merged', 'choices': list(_device_engine.STATES)},
@@ -297,11 +300,29 @@ def argument_spec():
         restart_timeout={'type': 'int', 'default': 120},
         detach_timeout={'type': 'int', 'default': 20},
         detach_attempts={'type': 'int', 'default': 3},
+        on_error={'type': 'str', 'default': 'stop', 'choices': list(ON_ERROR)},
+        lock_timeout={'type': 'int', 'default': 300},
         host_checks={'type': 'bool', 'default': True},
         host_root={'type': 'path', 'default': '/'},
         force={'type': 'bool', 'default': False},
     )
     return spec
+
+
+class Request:
+    """One guest of the task: asked for by name or by UUID, with its validated devices."""
+
+    def __init__(self, name, uuid, config, where):
+        self.name = name
+        self.uuid = uuid.lower() if uuid else None
+        self.config = config or []
+        self.where = where
+        # validated now, before anything is read; a guest asked for by UUID is declared again under its
+        # real name once it is found (MACs derived from the name)
+        self.declared = _device_engine.declare(self.config, name or self.uuid, where)
+
+    def redeclare(self, name):
+        return _device_engine.declare(self.config, name, self.where)
 
 
 class DomainDevices:
@@ -316,25 +337,34 @@ class DomainDevices:
         self.module.fail_json(msg=msg, **extra)
 
     def requests(self):
-        """(domain, declared devices) pairs; every spec is validated before anything is read."""
+        """The guests of the task; every spec is validated before anything is read."""
         if self.params['domains'] is not None:
-            raw = [(entry['domain'], entry['config'], 'domains[%d].config' % index)
+            raw = [(entry['domain'], entry['uuid'], entry['config'], 'domains[%d]' % index)
                    for index, entry in enumerate(self.params['domains'])]
-            names = [name for name, _config, _where in raw]
-            duplicates = sorted({name for name in names if names.count(name) > 1})
-            if duplicates:
-                self.fail('domains: domain %s is listed more than once' % ', '.join(repr(n) for n in duplicates))
         else:
-            raw = [(self.params['domain'], self.params['config'], 'config')]
+            raw = [(self.params['domain'], self.params['uuid'], self.params['config'], None)]
+        for name, uuid, _config, where in raw:
+            prefix = where + '.' if where else ''
+            if where and (name is None) == (uuid is None):
+                self.fail('%s: give domain (a name) or uuid, %s' % (where, 'not both' if name else 'one of them'))
+            if uuid is not None and not UUID_RE.match(uuid):
+                self.fail('%suuid: %r is not a UUID' % (prefix, uuid))
+        for position, label in ((0, 'domain'), (1, 'uuid')):
+            values = [str(item[position]).lower() if position else item[position] for item in raw
+                      if item[position] is not None]
+            duplicates = sorted({value for value in values if values.count(value) > 1})
+            if duplicates:
+                self.fail('domains: %s %s is listed more than once' % (label, ', '.join(repr(v) for v in duplicates)))
         try:
-            return [(name, _device_engine.declare(config or [], name, where)) for name, config, where in raw]
+            return [Request(name, uuid, config, (where + '.config') if where else 'config')
+                    for name, uuid, config, where in raw]
         except SpecError as exc:
             self.fail(str(exc))
 
     # -- states without a connection --------------------------------------------------------------
     def rendered(self):
-        (_name, declared), = self.requests()
-        self.module.exit_json(changed=False, rendered=_device_engine.render(declared))
+        request, = self.requests()
+        self.module.exit_json(changed=False, rendered=_device_engine.render(request.declared))
 
     def parsed(self):
         try:
@@ -346,7 +376,10 @@ class DomainDevices:
     def gathered(self):
         self.connection = _common.connect(self.module)
         try:
-            dom = self.connection.lookup(self.params['domain'])
+            if self.params['uuid']:
+                dom = self.connection.lookup_uuid(self.params['uuid'])
+            else:
+                dom = self.connection.lookup(self.params['domain'])
             self.module.exit_json(changed=False, gathered=_device_engine.gather(self.connection.xml(dom)))
         except LibvirtFailure as exc:
             self.fail(str(exc))
@@ -355,59 +388,117 @@ class DomainDevices:
         requests = self.requests()
         self.connection = _common.connect(self.module)
         params = self.params
-        runs, results, diffs = [], [], []
+        runs = [DomainRun(self.connection, request.name, request.declared, params['state'], params['apply'],
+                          self.module.check_mode, params['detach_timeout'], params['detach_attempts'],
+                          uuid=request.uuid, redeclare=request.redeclare)
+                for request in requests]
+        # read and plan every domain first: with on_error=stop a bad one fails the task before any write
+        for run in runs:
+            if self.connection.lost:
+                run.fail('not read: the connection to libvirt was lost')
+                continue
+            try:
+                run.prepare()
+            except (SpecError, LibvirtFailure, ApplyError) as exc:
+                run.fail(exc)
+        refusals = self.check_host([run for run in runs if run.error is None])
+        halted = self.halted_before_writing(runs)
+        lock_dir = _guest_lock.lock_dir(params['uri'])
+        compact = params['domains'] is not None
+        results, diffs = [], []
+        for run in runs:
+            if run.error is None and halted is None:
+                halted = self.write(run, lock_dir)
+            elif run.error is None:
+                run.skipped = halted
+            # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
+            results.append(run.result(compact=compact))
+            diffs.append(run.diff() if self.module._diff else None)
+            run.release()
+        self.finish(runs, results, [diff for diff in diffs if diff], refusals)
+
+    def halted_before_writing(self, runs):
+        """With on_error=stop any failure while reading and planning means nothing is written."""
+        failed = [run.name for run in runs if run.error is not None]
+        if self.connection.lost:
+            return 'the connection to libvirt was lost'
+        if failed and self.params['on_error'] == 'stop':
+            return 'on_error=stop and %s failed before anything was written' % _names(failed)
+        return None
+
+    def write(self, run, lock_dir):
+        """Apply one guest under its lock; return why the guests after it must not be attempted, if so."""
         try:
-            # read and plan every domain first: a bad one fails the task before any write
-            for name, declared in requests:
-                try:
-                    runs.append(DomainRun(self.connection, name, declared, params['state'], params['apply'],
-                                          self.module.check_mode, params['detach_timeout'],
-                                          params['detach_attempts']).prepare())
-                except SpecError as exc:
-                    self.fail('%s (domain %s)' % (exc, name))
-            self.check_host(runs)
-            compact = params['domains'] is not None
-            for run in runs:
+            with run.locked(lock_dir, self.params['lock_timeout']):
                 run.apply()
-                if params['restart'] == 'if_required':
-                    run.restart(params['restart_timeout'])
-                # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
-                results.append(run.result(compact=compact))
-                diffs.append(run.diff() if self.module._diff else None)
-                run.release()
-        except (LibvirtFailure, ApplyError) as exc:
-            # what was done before the failure is reported as a change: the next run starts from there
-            self.fail(str(exc), changed=any(run.written for run in runs),
-                      results=results + [run.result() for run in runs[len(results):]])
-        self.finish(results, [diff for diff in diffs if diff])
+            if self.params['restart'] == 'if_required':
+                run.restart(self.params['restart_timeout'])
+        except (LibvirtFailure, ApplyError, _guest_lock.LockError) as exc:
+            run.fail(exc)
+            if self.connection.lost:
+                return 'the connection to libvirt was lost while domain %s was written' % run.name
+            if self.params['on_error'] == 'stop':
+                return 'on_error=stop and domain %s failed' % run.name
+        return None
 
     def check_host(self, runs):
-        """Passthrough guards for every host device the runs would assign (before any write)."""
-        if not self.params['host_checks']:
-            return
+        """Passthrough guards for every host device the runs would assign (before any write). Returns the
+        refusals; with on_error=stop any refusal fails the task, with continue only the refused guests fail."""
+        if not self.params['host_checks'] or not runs:
+            return []
         root = self.params['host_root']
         if not same_host(root, self.params['uri']):
             self.module.warn('host checks skipped: %s is not the machine this module runs on (its sysfs under %s '
                              'says nothing about that host)' % (self.params['uri'], root))
-            return
+            return []
         errors, warnings = preflight(self.connection, runs, root, self.params['force'])
         for warning in warnings:
             self.module.warn(warning)
-        if errors:
+        if errors and self.params['on_error'] == 'stop':
             self.fail('refused to assign host devices, nothing was changed: %s' % '; '.join(errors),
                       refusals=errors)
+        for run in runs:
+            if run.refusals:
+                run.fail('refused to assign host devices, nothing of it was written: %s' % '; '.join(run.refusals))
+        return errors
 
-    def finish(self, results, diffs):
+    def finish(self, runs, results, diffs, refusals):
         outcome = {'changed': any(result['changed'] for result in results),
                    'libvirt_calls': dict(self.connection.calls)}
         if self.params['domains'] is not None:
             outcome['results'] = results
         else:
             outcome.update(results[0])
-            outcome.pop('domain')
+            for key in ('domain', 'msg', 'failed'):
+                outcome.pop(key, None)
+        if refusals:
+            outcome['refusals'] = refusals
         if diffs:
             outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
+        failed = [run for run in runs if run.error is not None]
+        if failed:
+            self.fail(self.failure_message(runs, failed, results), **outcome)
         self.module.exit_json(**outcome)
+
+    def failure_message(self, runs, failed, results):
+        if self.params['domains'] is None:
+            return failed[0].error
+        written = [result['domain'] for result in results if result['outcome'] == 'written']
+        unknown = [result['domain'] for result in results if result['outcome'] == 'unknown']
+        skipped = [run.name for run in runs if run.skipped]
+        parts = ['%d of %d domains failed: %s' % (len(failed), len(runs), '; '.join(run.error for run in failed))]
+        parts.append('written: %s' % (_names(written) if written else 'none'))
+        if unknown:
+            parts.append('unknown whether written (the connection was lost mid-call): %s' % _names(unknown))
+        if skipped:
+            parts.append('not attempted: %s' % _names(skipped))
+        return '. '.join(parts)
+
+
+def _names(names, shown=20):
+    """'a, b, c' (and how many more)."""
+    text = ', '.join(names[:shown])
+    return text + (' and %d more' % (len(names) - shown) if len(names) > shown else '')
 
 
 def same_host(root, uri):
@@ -418,16 +509,18 @@ def same_host(root, uri):
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[('domain', 'domains'), ('config', 'domains')],
-        required_if=[('state', 'gathered', ('domain',)), ('state', 'parsed', ('running_config',))],
+        mutually_exclusive=[('domain', 'domains'), ('config', 'domains'), ('uuid', 'domains'), ('domain', 'uuid')],
+        required_if=[('state', 'gathered', ('domain', 'uuid'), True), ('state', 'parsed', ('running_config',))],
         supports_check_mode=True,
     )
     _common.require_libraries(module, need_libvirt=module.params['state'] not in ('rendered', 'parsed'))
     runner = DomainDevices(module)
     state = module.params['state']
-    if state in WRITING_STATES and not module.params['domain'] and module.params['domains'] is None:
-        module.fail_json(msg='domain: state=%s needs domain (or domains)' % state)
-    for option, low, high in (('restart_timeout', 0, 86400), ('detach_timeout', 1, 3600), ('detach_attempts', 1, 100)):
+    if state in WRITING_STATES and not (module.params['domain'] or module.params['uuid']) \
+            and module.params['domains'] is None:
+        module.fail_json(msg='domain: state=%s needs domain (or uuid, or domains)' % state)
+    for option, low, high in (('restart_timeout', 0, 86400), ('detach_timeout', 1, 3600), ('detach_attempts', 1, 100),
+                              ('lock_timeout', 0, 86400)):
         if not low <= module.params[option] <= high:
             module.fail_json(msg='%s: %r is out of range (%d..%d)' % (option, module.params[option], low, high))
     if state in WRITING_STATES:
