@@ -128,10 +128,10 @@ class DomainRun:
         if dom is None:
             raise ApplyError('domain %s was undefined while the task ran (after it was read); nothing of it was '
                              'written' % self.name)
-        if dom.name() != self.name:
+        if self.uuid is None and dom.name() != self.name:  # asked for by name: another name is another guest
             raise ApplyError('domain %s was renamed to %s while the task ran (after it was read); nothing of it was '
                              'written' % (self.name, dom.name()))
-        self.dom = dom
+        self.dom, self.name = dom, dom.name()
         assigned = _assignment_keys(self)
         self._read_and_plan()
         if not _assignment_keys(self) <= assigned:

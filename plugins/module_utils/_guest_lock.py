@@ -87,7 +87,7 @@ class GuestLock:
                 os.write(fd, ('%d\n' % os.getpid()).encode())
                 return self
             if time.monotonic() >= deadline:
-                raise LockError('domain %s: another run (%s) has held its lock %s for more than %d s; nothing of this '
+                raise LockError('domain %s: another run (%s) has held its lock %s for more than %g s; nothing of this '
                                 'domain was written' % (self.name, self._holder(), self.path, self.timeout))
             time.sleep(pause)
             pause = min(pause * 2, POLL_MAX)

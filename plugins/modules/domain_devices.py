@@ -17,6 +17,8 @@ description:
   - Changes are written to the domain's persistent definition with one validated define per domain;
     the result is read back and checked. Elements and attributes the module does not manage, and the
     guest-visible PCI addresses of existing devices, are kept.
+  - Concurrent runs do not lose each other's changes, and after any failure each domain's result says what
+    really happened to it (O(on_error), O(lock_timeout), RV(outcome); see C(docs/concurrency.md)).
   - On a running guest, changes that QEMU can take live are hot-plugged too (O(apply)); the others are
     reported as waiting for a restart, which O(restart=if_required) can perform.
   - An interface declared without O(config[].mac) gets a stable MAC derived from the domain name, its
@@ -36,10 +38,14 @@ attributes:
 options:
   domain:
     description:
-      - Name or UUID of the domain. Required unless O(domains) is used or O(state=rendered) or
-        O(state=parsed).
+      - Name of the domain; always taken as a name, never as a UUID (use O(uuid) for that). Required unless
+        O(uuid) or O(domains) is used or O(state=rendered) or O(state=parsed).
     type: str
     aliases: [name]
+  uuid:
+    description:
+      - UUID of the domain, to find it by UUID instead of by name. Mutually exclusive with O(domain).
+    type: str
   state:
     description:
       - V(merged) adds the listed devices and updates the listed options of matching ones; nothing else
@@ -99,6 +105,27 @@ options:
     description: How many times to ask the guest to release a device before giving up.
     type: int
     default: 3
+  on_error:
+    description:
+      - What a manifest (O(domains)) does when one domain fails.
+      - V(stop) reads and plans every domain first and writes nothing if any of them fails there (a missing
+        domain, a device that does not fit, a refused host device); a failure while writing stops the run at that
+        domain, and the domains after it are reported as not attempted.
+      - V(continue) applies every domain it can, records each failure in that domain's entry of RV(results), and
+        fails the task at the end, naming every failed domain and why.
+      - Either way each entry of RV(results) says what really happened to its domain (C(outcome), see RV(outcome)). A lost
+        connection to libvirt always stops the run.
+    type: str
+    choices: [stop, continue]
+    default: stop
+  lock_timeout:
+    description:
+      - Seconds to wait for another run of this collection on the same machine that is writing the same domain.
+      - Each domain is written under a per-domain lock (a lock file named by the domain's UUID; see
+        C(docs/concurrency.md)), so concurrent runs never lose each other's changes; the definition is also read
+        again just before it is written, and planned again if anything else changed it since.
+    type: int
+    default: 300
   host_checks:
     description:
       - Before a host device (PCI, USB, mdev) or an SR-IOV VF is assigned, check on this host that it exists,
@@ -174,6 +201,17 @@ EXAMPLES = r'''
     config:
       - {kind: hostdev, type: pci, address: "0000:01:00.0", managed: true}
 
+- name: Converge a host, going on past guests that fail (the task still fails at the end, naming them)
+  virtdev.libvirt.domain_devices:
+    on_error: continue
+    domains:
+      - domain: web01
+        config:
+          - {kind: rng, backend: /dev/urandom}
+      - uuid: 3f0c1a52-6a47-4a2b-8f7e-3d1e4a2b9c11
+        config:
+          - {kind: rng, backend: /dev/urandom}
+
 - name: Which guests still use emulated disks?
   virtdev.libvirt.domain_devices:
     domain: web01
@@ -187,9 +225,21 @@ EXAMPLES = r'''
 
 RETURN = r'''
 changed:
-  description: Whether any domain's devices changed (or would change, in check mode).
+  description:
+    - Whether any domain's devices changed (or would change, in check mode). After a failure, true only when
+      something was written (or may have been, RV(outcome=unknown)).
   returned: always
   type: bool
+outcome:
+  description:
+    - What really happened to the domain on this run (also in each entry of RV(results) for a manifest).
+    - V(written) when this run changed it (RV(commands) lists what took effect), V(not_written) when it did not
+      (check mode, nothing to do, or a failure before anything of it was written, including a definition libvirt
+      refused or that was restored), V(unknown) when the connection to libvirt broke while a write call was in
+      flight, so it may or may not have taken effect (RV(after) is then left out; run the task again).
+  returned: with merged, replaced, overridden or deleted
+  type: str
+  sample: written
 before:
   description: The devices before the run, in the option format, each with its C(class).
   returned: when O(domain) is used with merged, replaced, overridden or deleted
@@ -198,13 +248,13 @@ before:
 after:
   description:
     - The devices after the run, predicted in check mode; on a real run read back from libvirt, so it also
-      shows what libvirt added (controllers, addresses).
-  returned: when something changed (O(domain) with merged, replaced, overridden or deleted)
+      shows what libvirt added (controllers, addresses), also after a failure.
+  returned: when something changed and what is there is known (O(domain) with merged, replaced, overridden or deleted)
   type: list
   elements: dict
 commands:
   description:
-    - What was (or would be) done, one entry per device.
+    - What was (or would be, in check mode) done, one entry per device; after a failure only what took effect.
   returned: when O(domain) is used with merged, replaced, overridden or deleted
   type: list
   elements: dict
@@ -240,13 +290,21 @@ libvirt_calls:
   sample: {lookup: 1, xml: 1}
 results:
   description:
-    - Per domain, the keys above plus C(domain), when O(domains) is used.
-    - Domains that did not change have only C(domain), C(changed), C(commands), C(restart_required),
+    - Per domain, the keys above plus C(domain), when O(domains) is used; one entry per domain of O(domains), also
+      when the task fails.
+    - Domains that did not change have only C(domain), C(changed), C(outcome), C(commands), C(restart_required),
       C(waiting_for_restart) and C(restarted), so that a no-change run over a whole host stays small; use
       O(state=gathered) to read devices.
+    - A domain that failed also has C(failed=true) and C(msg) (naming the domain, and the device and option when
+      known); a domain that O(on_error=stop) left alone has C(msg) starting with C(not attempted).
   returned: when O(domains) is used
   type: list
   elements: dict
+  sample:
+    - {domain: web01, changed: true, outcome: written, commands: [{op: attach, kind: rng, key: virtio random,
+       live: false, config: true}], restart_required: false, waiting_for_restart: [], restarted: false}
+    - {domain: web02, changed: false, outcome: not_written, failed: true, commands: [], restart_required: false,
+       waiting_for_restart: [], restarted: false, msg: "domain 'web02' is not defined on qemu:///system"}
 gathered:
   description: The current devices in the option format.
   returned: when O(state=gathered)

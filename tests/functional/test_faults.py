@@ -162,7 +162,9 @@ def test_daemon_restarted_between_tasks(faultd, run_module, figures):
     assert [entry['domain'] for entry in changed['results'] if entry['changed']] == [guests.names[0]]
     figures.add('faults_injected')
     figures.add('guests_checked', len(guests.names))
-    figures.append('scenarios', {'name': 'libvirtd restarted between two tasks', 'guests': len(guests.names)})
+    figures.append('scenarios', {'name': 'libvirtd restarted between two tasks', 'guests': len(guests.names),
+                                 'checked': 'the next task reports no change and the definitions are unchanged; '
+                                            'a new change is written to exactly one guest'})
     guests.remove()
 
 
@@ -220,7 +222,9 @@ def test_guest_undefined_between_read_and_write(faultd, tmp_path, collection_pyt
     assert guests.definition(first) != old[first]
     figures.add('faults_injected')
     figures.add('guests_checked', 3)
-    figures.append('scenarios', {'name': 'guest undefined between read and write', 'guests': 3})
+    figures.append('scenarios', {'name': 'guest undefined between read and write', 'guests': 3,
+                                 'checked': 'not written, not re-created, the message names it; on_error=continue '
+                                            'writes the others'})
     guests.remove()
 
 
@@ -245,7 +249,9 @@ def test_guest_renamed_between_read_and_write(faultd, tmp_path, collection_pytho
     assert guests.definition(middle + '-new') == renamed['xml'].replace(middle, middle + '-new')
     figures.add('faults_injected')
     figures.add('guests_checked', 3)
-    figures.append('scenarios', {'name': 'guest renamed between read and write', 'guests': 3})
+    figures.append('scenarios', {'name': 'guest renamed between read and write', 'guests': 3,
+                                 'checked': 'not written (a name is a name), the message names both names; '
+                                            'on_error=stop reports the next guest as not attempted'})
     guests.undefine(middle + '-new')
     guests.remove()
 
@@ -266,7 +272,8 @@ def test_other_writer_between_read_and_write_is_kept(faultd, tmp_path, collectio
     assert [command['kind'] for command in by_domain(result)[middle]['commands']] == ['disk', 'interface', 'watchdog']
     figures.add('faults_injected')
     figures.add('guests_checked', 3)
-    figures.append('scenarios', {'name': 'another writer changed the guest between read and write', 'guests': 3})
+    figures.append('scenarios', {'name': 'another writer changed the guest between read and write', 'guests': 3,
+                                 'checked': 'planned again from the new definition: both changes are kept'})
     guests.remove()
 
 
@@ -297,7 +304,9 @@ def test_lock_of_a_dead_holder_is_free(faultd, tmp_path, collection_pythonpath, 
     assert result['rc'] == 0 and by_domain(result)[name]['outcome'] == 'written'
     figures.add('faults_injected', 2)
     figures.add('guests_checked', 2)
-    figures.append('scenarios', {'name': 'lock holder hangs (timeout), then dies (SIGKILL)', 'guests': 1})
+    figures.append('scenarios', {'name': 'lock holder hangs (timeout), then dies (SIGKILL)', 'guests': 1,
+                                 'checked': 'the timeout names the guest and the holder\'s PID and writes nothing; '
+                                            'the lock of a killed holder is free'})
     guests.remove()
 
 
@@ -322,7 +331,9 @@ def test_missing_guest_writes_nothing_or_only_the_others(libvirtd_uri, run_modul
     assert [entries[name]['outcome'] for name in guests.names] == ['written'] * 3
     assert continued['msg'].startswith("1 of 4 domains failed: domain 'no-such-guest' is not defined")
     figures.add('guests_checked', 6)
-    figures.append('scenarios', {'name': 'a missing guest in a manifest (on_error stop and continue)', 'guests': 4})
+    figures.append('scenarios', {'name': 'a missing guest in a manifest (on_error stop and continue)', 'guests': 4,
+                                 'checked': 'stop: nothing written and no guest reported changed; continue: the '
+                                            'others written, the task fails naming the missing guest'})
     guests.remove()
 
 
@@ -345,5 +356,8 @@ def test_libvirt_rejection_names_guest_and_device(libvirtd_uri, run_module, figu
     assert single['restart_required'] is False and single['commands'] == []
     assert single['msg'].startswith('domain %s: libvirt refused the new definition' % bad)
     figures.add('guests_checked', 4)
-    figures.append('scenarios', {'name': 'libvirt rejects one guest of a manifest at define', 'guests': 3})
+    figures.append('scenarios', {'name': 'libvirt rejects one guest of a manifest at define', 'guests': 3,
+                                 'checked': 'the message names the guest, the device and its config path; the '
+                                            'guest is unchanged; a single-domain failure still returns '
+                                            'restart_required'})
     guests.remove()
