@@ -22,16 +22,21 @@ in the result (``waiting_for_restart``, ``pending_unplug``) and converges at the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _host_pci, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _guest_lock, _host_pci, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
     PASSTHROUGH, element_class, kind_of_element,
 )
-from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
+# What a run really did to a guest (docs/concurrency.md): the result's ``outcome``.
+WRITTEN, NOT_WRITTEN, UNKNOWN = 'written', 'not_written', 'unknown'
+# Re-reads of a definition that keeps changing between our read and our define, before giving up.
+REPLANS = 5
 # What allow_live_removal may name: removals that can lose data (a disk the guest still writes to) or
 # take a host device away from a guest driver mid-use. Without consent they wait for the next restart.
 LIVE_REMOVAL_CLASSES = ('disk', 'passthrough')
@@ -46,6 +51,14 @@ LIVE_ORDER = {'detach': 0, 'update': 1, 'attach': 2}
 
 class ApplyError(Exception):
     """The declaration cannot be applied as asked; the message says what was and was not written."""
+
+
+def guest_message(name, exc):
+    """A failure's message, naming the guest once (docs/concurrency.md: every failure names its guest)."""
+    text = str(exc)
+    if text.startswith(('domain %s ' % name, 'domain %s:' % name, 'domain %r ' % name)):
+        return text
+    return 'domain %s: %s' % (name, text)
 
 
 def removal_class(element):
@@ -91,12 +104,22 @@ def restart_record(domain_xml):
 
 
 class DomainRun:
-    """Plan and apply one domain's declared devices."""
+    """Plan and apply one domain's declared devices, and book what was really done.
+
+    Bookkeeping (what the result reports after a success and after any failure): ``executed`` lists the
+    commands that took effect, in order; ``in_doubt`` names a write call whose connection broke before
+    libvirt answered; ``outcome`` is WRITTEN, NOT_WRITTEN or UNKNOWN from those. Every write call goes
+    through ``_write`` and every completed one is booked with ``_book``. On the running guest each planned
+    change ends in ``outcomes``: DONE, PENDING (an unplug the guest has not answered), FAILED or BLOCKED
+    (not taken), WITHHELD (a removal that needs allow_live_removal) or SKIPPED (the guest stopped).
+    """
 
     def __init__(self, connection, name, declared, state, apply_mode, check_mode, detach_timeout=30,
-                 detach_attempts=3, allow_live_removal=()):
+                 detach_attempts=3, uuid=None, redeclare=None, allow_live_removal=()):
         self.connection = connection
-        self.name = name
+        self.name = name if name is not None else uuid
+        self.uuid = uuid            # the guest was asked for by UUID (the uuid option), not by name
+        self.redeclare = redeclare  # name -> declared devices (derived MACs need the real name)
         self.declared = declared
         self.state = state
         self.apply_mode = apply_mode
@@ -106,47 +129,74 @@ class DomainRun:
         self.allow_live_removal = tuple(allow_live_removal or ())
         self.dom = None
         self.active = False
-        self.guest_state = None      # running, paused, shutoff, ...: as found, then as the run leaves it
+        self.guest_state = None     # running, paused, shutoff, ...: as found, then as the run leaves it
         self.config_plan = None
         self.live_plan = None
-        self.inactive_xml = None
+        self.inactive_xml = None    # the definition the config plan was made from
+        self.live_xml = None        # the live XML the live plan was made from
         self.readback = None
-        self.record = None           # a shutdown an earlier run requested and did not see through
-        self.live_changes = []       # the changes planned for the running guest (fixed when planned)
-        self.outcomes = {}           # id(live change) -> DONE, PENDING, FAILED, BLOCKED, WITHHELD or SKIPPED
-        self.reasons = {}            # id(live change) -> why it did not happen live
-        self.warnings = []
-        self.defined = False         # the definition was written
+        self.after = None           # devices really there after a failed write, when they could be read
+        self.record = None          # a shutdown an earlier run requested and did not see through
+        self.live_changes = []      # the changes planned for the running guest
+        self.outcomes = {}          # id(live change) -> DONE, PENDING, FAILED, BLOCKED, WITHHELD or SKIPPED
+        self.reasons = {}           # id(live change) -> why it did not happen live
+        self.plan_warnings = []     # what the plan tells (a paused guest, an address that must move)
+        self.warnings = []          # what the run found (devices the guest did not take or release)
+        self.defined = False        # the definition was written (and kept)
         self.restarted = False
         self.shutdown_pending = False
-        self.written = False   # something of this domain was changed (reported even when a later step fails)
+        self.replans = 0            # plans made again because the guest changed after it was read
+        self.executed = []          # commands that took effect
+        self.state_written = False  # the guest was stopped or started
+        self.in_doubt = None        # the write call whose effect is unknown (connection lost mid-call)
+        self.error = None           # why this guest failed, when it did
+        self.skipped = None         # why this guest was not attempted (an earlier failure stopped the run)
+        self.refusals = []          # host-device guards that refused this guest's assignments
 
     # -- planning (reads only) ------------------------------------------------------------------
     def prepare(self):
-        self.dom = self.connection.lookup(self.name)
-        self.active = self.connection.is_active(self.dom)
-        self.guest_state = self.connection.state(self.dom) if self.active else 'shutoff'
-        if self.apply_mode in ('live', 'both') and not self.running:
+        if self.uuid is not None:
+            self.dom = self.connection.lookup_uuid(self.uuid)
+            self.name = self.dom.name()
+            if self.redeclare is not None:
+                self.declared = self.redeclare(self.name)
+        else:
+            self.dom = self.connection.lookup(self.name)
+        self._read_and_plan()
+        return self
+
+    def _read_and_plan(self):
+        """Read the guest and plan against it; keep the plans when nothing changed since the last read."""
+        active = self.connection.is_active(self.dom)
+        guest_state = self.connection.state(self.dom) if active else 'shutoff'
+        if self.apply_mode in ('live', 'both') and guest_state != 'running':
             raise ApplyError('domain %s is %s: apply=%s changes a running guest (use apply=auto or config to '
-                             'change only its definition)' % (self.name, self.guest_state.replace('_', ' '),
+                             'change only its definition)' % (self.name, guest_state.replace('_', ' '),
                                                                self.apply_mode))
-        if self.apply_mode != 'live':
-            self.inactive_xml = self.connection.xml(self.dom)
-            self.config_plan = _device_engine.plan(self.inactive_xml, self.declared, self.state)
-            self.record = restart_record(self.inactive_xml)
-        if self.active:
-            self.live_plan = _device_engine.plan(self.connection.xml(self.dom, inactive=False), self.declared,
-                                                 self.state)
+        inactive = self.connection.xml(self.dom) if self.apply_mode != 'live' else None
+        live = self.connection.xml(self.dom, inactive=False) if active else None
+        planned = self.config_plan is not None or self.live_plan is not None
+        if planned and (active, guest_state, inactive, live) == (self.active, self.guest_state, self.inactive_xml,
+                                                                  self.live_xml):
+            return
+        self.replans += planned
+        self.active, self.guest_state, self.inactive_xml, self.live_xml = active, guest_state, inactive, live
+        self.config_plan = _device_engine.plan(inactive, self.declared, self.state) if inactive is not None else None
+        self.live_plan = _device_engine.plan(live, self.declared, self.state) if live is not None else None
+        self.record = restart_record(inactive) if inactive is not None else None
+        self.outcomes, self.reasons, self.plan_warnings = {}, {}, []
+        if self.live_plan is not None:
             self._withhold_destructive_removals()
             if self.config_plan is not None:
                 self._persist_at_live_addresses()
         self.live_changes = self._live_steps()
         if self.active and not self.running and self.apply_mode == 'auto' and self.live_plan.changes:
             # a paused guest answers no hot-plug request until it resumes: nothing to wait for now
-            self.warnings.append('domain %s is %s: only its definition is changed; the running guest keeps %s until '
-                                 'it runs again and a later run, or its restart, brings it in line'
-                                 % (self.name, self.guest_state.replace('_', ' '),
-                                    ', '.join(change.label for change in self.live_plan.changes)))
+            self.plan_warnings.append(
+                'domain %s is %s: only its definition is changed; the running guest keeps %s until it runs again '
+                'and a later run, or its restart, brings it in line' % (
+                    self.name, self.guest_state.replace('_', ' '),
+                    ', '.join(change.label for change in self.live_plan.changes)))
         if self.apply_mode in ('live', 'both'):
             cold = [change.label for change in self.live_plan.changes if not change.hotpluggable()]
             if cold:
@@ -157,7 +207,32 @@ class DomainRun:
                 raise ApplyError('domain %s: removing %s from the running guest needs allow_live_removal (%s); '
                                  'nothing was changed' % (self.name, ', '.join(withheld),
                                                           ', '.join(LIVE_REMOVAL_CLASSES)))
-        return self
+
+    @contextlib.contextmanager
+    def locked(self, lock_dir, timeout):
+        """Hold the guest's lock (docs/concurrency.md) while writing; on entry, check that the guest is still
+        the one planned and plan again if another run changed it since it was read. Check mode locks nothing."""
+        if self.check_mode:
+            yield self
+            return
+        with _guest_lock.GuestLock(lock_dir, self.dom.UUIDString(), self.name, timeout):
+            self._refresh()
+            yield self
+
+    def _refresh(self):
+        dom = self.connection.find_uuid(self.dom.UUIDString())
+        if dom is None:
+            raise ApplyError('domain %s was undefined while the task ran (after it was read); nothing of it was '
+                             'written' % self.name)
+        if self.uuid is None and dom.name() != self.name:  # asked for by name: another name is another guest
+            raise ApplyError('domain %s was renamed to %s while the task ran (after it was read); nothing of it was '
+                             'written' % (self.name, dom.name()))
+        self.dom, self.name = dom, dom.name()
+        assigned = _assignment_keys(self)
+        self._read_and_plan()
+        if not _assignment_keys(self) <= assigned:
+            raise ApplyError('domain %s changed while the task ran and now needs host devices assigned that the host '
+                             'checks did not see; nothing of it was written (run the task again)' % self.name)
 
     @property
     def running(self):
@@ -194,10 +269,10 @@ class DomainRun:
             if holder is None:
                 change.new.append(copy.deepcopy(address))
             else:
-                self.warnings.append('domain %s: %s is at %s on the running guest, where the definition has %s; it '
-                                     'gets another address in the definition and moves at the next boot'
-                                     % (self.name, change.label, dict(address.attrib),
-                                        _device_engine.describe_key(_device_engine.identity(holder) or ('',))))
+                self.plan_warnings.append(
+                    'domain %s: %s is at %s on the running guest, where the definition has another device; it gets '
+                    'another address in the definition and moves at the next boot'
+                    % (self.name, change.label, dict(address.attrib)))
 
     def _live_steps(self):
         """Changes to make on the running guest: hot-pluggable ones not withheld (none on a paused guest)."""
@@ -217,27 +292,56 @@ class DomainRun:
     @property
     def waiting(self):
         """Devices the running guest has otherwise than the definition; only a restart brings them in line
-        (a pending unplug may still complete by itself)."""
+        (a pending unplug may still complete by itself). None once the guest restarted or stopped."""
         if self.live_plan is None or self.restarted or not self.active:
             return []
         return [change.label for change in self.live_plan.changes if self._live_outcome(change) != DONE]
 
     @property
     def pending_unplug(self):
-        """Devices the guest was asked to release and still holds (none once it restarted or stopped)."""
+        """Devices the guest was asked to release and still holds."""
         if self.live_plan is None or self.restarted or not self.active:
             return []
         return [change.label for change in self.live_plan.changes if self.outcomes.get(id(change)) == PENDING]
 
     @property
     def changed(self):
-        if self.check_mode:
-            return bool((self.config_plan and self.config_plan.changed) or self.live_changes or self.restarted)
-        return self.written
+        """What the plans say would change (check mode reports this)."""
+        return bool((self.config_plan and self.config_plan.changed) or self.live_changes)
+
+    # -- bookkeeping of what really happened ------------------------------------------------------------
+    @property
+    def outcome(self):
+        if self.in_doubt is not None:
+            return UNKNOWN
+        return WRITTEN if self.executed or self.state_written else NOT_WRITTEN
+
+    @property
+    def written(self):
+        """Something of this guest was (or may have been) changed."""
+        return self.outcome != NOT_WRITTEN
+
+    @property
+    def reported_changed(self):
+        """``changed`` as reported: the prediction in check mode, what happened on a real run."""
+        return (self.changed or self.restarted) if self.check_mode else self.written
+
+    def _write(self, what, func, *args, **kwargs):
+        """Every write call goes through here: when the connection breaks before libvirt answers, nobody
+        knows whether the call took effect."""
+        try:
+            return func(*args, **kwargs)
+        except ConnectionLost:
+            self.in_doubt = what
+            raise
+
+    def _book(self, *commands):
+        """Record commands that took effect."""
+        self.executed.extend(commands)
 
     # -- writing ------------------------------------------------------------------------------------
     def apply(self):
-        """Running guest first, then the definition, written as declared whatever the guest did."""
+        """Running guest first, then the definition, written as declared whatever the guest did live."""
         if self.check_mode:
             return self
         if self.live_changes:
@@ -251,7 +355,7 @@ class DomainRun:
             self._report_live_leftovers()
         if self.config_plan is not None and self.config_plan.changed:
             self._define()
-        elif self.apply_mode == 'live' and self.written:
+        elif self.apply_mode == 'live' and self.executed:
             self.live_plan.after = _device_engine.gather(self.connection.xml(self.dom, inactive=False))
         if self.apply_mode in ('live', 'both'):
             missed = [change.label for change in self.live_changes if self.outcomes.get(id(change)) != DONE]
@@ -280,54 +384,86 @@ class DomainRun:
             self.warnings.append('domain %s stopped while the task ran; %s was not changed live, the definition '
                                  'has it as declared' % (self.name, ', '.join(c.label for c in by_outcome[SKIPPED])))
 
+    def _live_note(self):
+        done = [change.label for change in self.live_changes if self.outcomes.get(id(change)) == DONE]
+        return ' (the running guest was changed already: %s)' % ', '.join(done) if done else ''
+
     def _define(self):
-        original = self.inactive_xml  # hot-plugging does not touch the persistent definition
-        live_done = [change.label for change in self.live_changes if self.outcomes.get(id(change)) == DONE]
-        if self.connection.find(self.dom.UUIDString()) is None:
-            raise ApplyError('domain %s disappeared while the task ran; nothing was written%s'
-                             % (self.name, self._live_note(live_done)))
+        base = self._reread_definition()
+        if not self.config_plan.changed:
+            return  # another writer already made the definition what was declared
+        changes = self.config_plan.changes
         try:
-            self.connection.define(self.config_plan.new_xml)
+            self._write('define', self.connection.define, self.config_plan.new_xml)
+        except ConnectionLost:
+            raise
         except LibvirtFailure as exc:
-            raise ApplyError('%s; the definition of %s was not changed%s'
-                             % (exc, self.name, self._live_note(live_done)))
-        self.written = self.defined = True
+            raise ApplyError('domain %s: libvirt refused the new definition (%s); nothing of it was written%s: %s'
+                             % (self.name, _describe_changes(changes), self._live_note(), exc))
+        self._book(*[change.command(live=False) for change in changes])
+        self.defined = True
         self.readback = self.connection.xml(self.dom)
         problems = _device_engine.verify(self.config_plan, self.readback)
         if problems:
-            # leave the definition as we found it rather than half-applied
-            self.connection.define(original)
             self.defined = False
-            self.written = bool(live_done)
-            raise ApplyError('libvirt did not keep the requested devices of %s, the definition was restored: %s%s'
-                             % (self.name, '; '.join(problems), self._live_note(live_done)))
+            self._restore(base, problems)
         # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
         self.config_plan.after = _device_engine.gather(self.readback)
 
-    @staticmethod
-    def _live_note(live_done):
-        if not live_done:
-            return ''
-        return ' (the running guest was changed already: %s)' % ', '.join(live_done)
+    def _reread_definition(self):
+        """Compare before define: re-read the definition just before writing it; when it changed since it was
+        planned (a writer that does not take our lock: virsh, another controller), plan again from it.
+        Returns the definition the define replaces."""
+        for _attempt in range(REPLANS):
+            current = self.connection.xml(self.dom)
+            if current == self.inactive_xml:
+                return current
+            previous = self.config_plan
+            self.inactive_xml = current
+            self.config_plan = _device_engine.plan(current, self.declared, self.state)
+            self.replans += 1
+            _keep_hotplug_addresses(previous, self.config_plan)
+            if self.live_plan is not None:
+                self._persist_at_live_addresses()
+        raise ApplyError('domain %s: its definition changed %d times between reading and writing it (another tool '
+                         'is writing it); nothing of the definition was written' % (self.name, REPLANS))
+
+    def _restore(self, base, problems):
+        """Put back the definition this run replaced, but only if it is still the one this run wrote: a
+        change another writer made since must not be undone."""
+        summary = '; '.join(problems)
+        if self.connection.xml(self.dom) != self.readback:
+            raise ApplyError('libvirt did not keep the requested devices of %s (%s); the definition was not restored '
+                             'because another writer changed it after this run wrote it' % (self.name, summary))
+        self._write('restore', self.connection.define, base)
+        self.executed = [dict(command, config=False) for command in self.executed if command['live']]
+        self.readback = base
+        raise ApplyError('libvirt did not keep the requested devices of %s, the definition was restored: %s%s'
+                         % (self.name, summary, self._live_note()))
 
     def _apply_live(self, change, persistent):
+        """One live step; what the guest did is booked in ``outcomes``, never raised (the definition is
+        written whatever happens here), except a lost connection."""
         try:
             if change.op == 'attach':
                 self._attach_live(change, persistent)
             elif change.op == 'update':
-                self.connection.update_live(self.dom, _xml.to_string(change.new))
+                self._write('live update', self.connection.update_live, self.dom, _xml.to_string(change.new))
                 self._done(change)
             else:
                 alias = change.old.find('alias')
-                outcome = self.connection.detach_live(
-                    self.dom, _xml.to_string(change.old), alias.get('name') if alias is not None else None,
-                    self.detach_timeout, self.detach_attempts)
+                outcome = self._write('live detach', self.connection.detach_live,
+                                      self.dom, _xml.to_string(change.old),
+                                      alias.get('name') if alias is not None else None,
+                                      self.detach_timeout, self.detach_attempts)
                 if outcome == 'released':
                     self._done(change)
                 elif outcome == 'guest_off':
                     self._guest_stopped(change)
                 else:
                     self.outcomes[id(change)] = PENDING
+        except ConnectionLost:
+            raise
         except LibvirtFailure as exc:
             if not self.connection.is_active(self.dom):
                 self._guest_stopped(change)
@@ -337,7 +473,7 @@ class DomainRun:
 
     def _done(self, change):
         self.outcomes[id(change)] = DONE
-        self.written = True
+        self._book(change.command(live=True, config=False))
 
     def _guest_stopped(self, change):
         self.outcomes[id(change)] = SKIPPED
@@ -359,7 +495,7 @@ class DomainRun:
                                             % (dict(known.find('address').attrib), _device_engine.describe(holder)))
                 return
             element.append(copy.deepcopy(known.find('address')))
-        self.connection.attach_live(self.dom, _xml.to_string(element))
+        self._write('live attach', self.connection.attach_live, self.dom, _xml.to_string(element))
         self._done(change)
         planned = self.config_plan.change_for(change.verify_key) if self.config_plan is not None else None
         if planned is None or planned.new is None or planned.new.find('address') is not None:
@@ -368,8 +504,7 @@ class DomainRun:
         if plugged is None or plugged.find('address') is None:
             return
         devices = _device_engine.device_elements(_device_engine.devices_of(self.config_plan.tree))
-        holder = holder_of(plugged.find('address'), devices, besides=planned.new)
-        if holder is None:
+        if holder_of(plugged.find('address'), devices, besides=planned.new) is None:
             planned.new.append(copy.deepcopy(plugged.find('address')))
         else:
             self.warnings.append('domain %s: %s was hot-plugged at %s, which the definition gives to another '
@@ -379,14 +514,17 @@ class DomainRun:
     # -- restarts the module owns ---------------------------------------------------------------------
     def restart(self, wanted, timeout):
         """Restart when changes wait for it (``wanted``: restart=if_required), and finish a restart an earlier
-        run began: a guest that went off after our shutdown request is started whatever ``restart`` says."""
+        run began: a guest that went off after our shutdown request is started whatever ``restart`` says.
+
+        Once the power button is pressed the request cannot be withdrawn, so it is recorded in the
+        definition's metadata first: a guest that powers off after ``timeout`` (or after this process died)
+        is started by the next run."""
         if not self.active:
             if self.record is not None:
                 self._start_again()
             return
         if not self.running or self.apply_mode == 'live':
-            if self.record is not None:
-                self.shutdown_pending = True
+            self.shutdown_pending = self.record is not None
             if wanted and self.waiting and not self.running:
                 self.warnings.append('domain %s is %s: it was not restarted (restart_required stays true)'
                                      % (self.name, self.guest_state.replace('_', ' ')))
@@ -402,7 +540,8 @@ class DomainRun:
             self.restarted = True
             return
         self._set_record({'requested': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), 'timeout': str(timeout)})
-        self.connection.request_shutdown(self.dom)
+        self._write('shutdown', self.connection.request_shutdown, self.dom)
+        self.state_written = True
         if not self.connection.wait_shutoff(self.dom, timeout):
             self.shutdown_pending = True
             raise ApplyError(
@@ -410,14 +549,13 @@ class DomainRun:
                 '(restart_timeout); the definition is updated, the guest still runs and the shutdown stays pending: '
                 'the next run of this module starts the guest if it is off by then (recorded in its metadata)'
                 % (self.name, timeout))
-        self.active = False
-        self.guest_state = 'shutoff'
+        self.active, self.guest_state = False, 'shutoff'
         self._start_again()
 
     def start_if_ours(self):
         """After a failure elsewhere in the run: a guest that is off because of our shutdown request is started."""
-        if self.record is not None and not self.restarted and not self.check_mode \
-                and not self.connection.is_active(self.dom):
+        if self.record is not None and not self.restarted and not self.check_mode and self.dom is not None \
+                and not self.connection.lost and not self.connection.is_active(self.dom):
             self._start_again()
 
     def _start_again(self):
@@ -425,77 +563,106 @@ class DomainRun:
             self.restarted = True
             return
         try:
-            self.connection.start(self.dom)
+            self._write('start', self.connection.start, self.dom)
+        except ConnectionLost:
+            raise
         except LibvirtFailure as exc:
-            if self.record is None:
-                self._set_record({'requested': 'unknown', 'timeout': '0'})
             raise ApplyError('domain %s is off after the shutdown this module requested and did not start again: %s; '
                              'the next run of this module tries again' % (self.name, exc))
         self.active, self.guest_state = True, 'running'
-        self.restarted = self.written = True
-        self._set_record(None)
+        self.restarted = self.state_written = True
         self.shutdown_pending = False
+        self._set_record(None)
 
     def _set_record(self, attributes):
-        """Write (or remove, with None) the pending-shutdown record; it is in the definition, so it outlives
-        the guest stopping, and in the running guest's XML while it runs."""
-        element = None
-        if attributes is not None:
-            record = _xml.new_element('restart', attributes)
-            element = _xml.to_string(record)
-        self.connection.set_metadata(self.dom, RESTART_PREFIX, RESTART_NS, element, live=self.active)
+        """Write (or remove, with None) the pending-shutdown record: in the definition, which outlives the
+        guest stopping, and in the running guest's XML while it runs."""
+        element = _xml.to_string(_xml.new_element('restart', attributes)) if attributes is not None else None
+        self._write('metadata', self.connection.set_metadata, self.dom, RESTART_PREFIX, RESTART_NS, element,
+                    live=self.active)
         self.record = attributes
 
-    # -- reporting ------------------------------------------------------------------------------------
-    def _commands(self):
-        config_changes = self.config_plan.changes if self.config_plan is not None else []
-        live_by_key = {}
-        for change in self.live_plan.changes if self.live_plan is not None else ():
-            live_by_key[change.label] = change
-        config_done = self.defined or (self.check_mode and self.apply_mode != 'live')
-        commands = []
-        for change in config_changes:
-            live = live_by_key.get(change.label)
-            commands.append(self._command(change, live, config_done))
-        config_labels = {change.label for change in config_changes}
-        for change in live_by_key.values():
-            if change.label not in config_labels and (self._live_outcome(change) is not None):
-                commands.append(self._command(change, change, False))
-        return commands
+    # -- failures -------------------------------------------------------------------------------------
+    def fail(self, exc):
+        """This guest failed: keep the message (naming the guest) and read what is really there now."""
+        self.error = guest_message(self.name, exc)
+        if self.check_mode or self.outcome != WRITTEN or self.dom is None or self.connection.lost:
+            return
+        try:
+            inactive = self.apply_mode != 'live'
+            self.after = _device_engine.gather(self.connection.xml(self.dom, inactive=inactive))
+        except LibvirtFailure:
+            self.after = None
 
-    def _command(self, change, live, config):
-        command = change.command(live=live is not None and self._live_outcome(live) == DONE, config=config)
-        if live is not None and live.op == 'detach' and self.active and removal_class(live.old) is not None:
-            command['destructive'] = True
-        return command
+    # -- reporting ------------------------------------------------------------------------------------
+    def commands(self):
+        """Planned commands in check mode; on a real run the ones that took effect (live and/or config).
+        A removal that needs allow_live_removal is marked ``destructive`` (done live or withheld)."""
+        live_labels = {change.label for change in self.live_changes}
+        destructive = {change.label for change in (self.live_plan.changes if self.live_plan is not None else ())
+                       if change.op == 'detach' and removal_class(change.old) is not None}
+        config_changes = self.config_plan.changes if self.config_plan is not None else []
+        config_labels = {change.label for change in config_changes}
+        entries = [(change, change.command(live=change.label in live_labels)) for change in config_changes]
+        entries += [(change, change.command(live=True, config=False)) for change in self.live_changes
+                    if change.label not in config_labels]
+        planned = []
+        for change, command in entries:
+            if change.op == 'detach' and change.label in destructive:
+                command['destructive'] = True
+            planned.append(command)
+        if self.check_mode:
+            return planned
+        done = {}
+        for command in self.executed:
+            flags = done.setdefault((command['op'], command['kind'], command['key']), {'live': False, 'config': False})
+            flags['live'] = flags['live'] or command['live']
+            flags['config'] = flags['config'] or command['config']
+        return [dict(command, **done[(command['op'], command['kind'], command['key'])]) for command in planned
+                if (command['op'], command['kind'], command['key']) in done]
 
     def result(self, compact=False):
         """Per-domain result. ``compact`` (a many-domain manifest) leaves the device lists out of domains that
         did not change: a host's no-change run then returns a few bytes per guest, not its whole inventory."""
+        changed = self.reported_changed
         waiting = self.waiting
-        common = {'domain': self.name, 'changed': self.changed, 'restart_required': bool(waiting),
-                  'waiting_for_restart': waiting, 'pending_unplug': self.pending_unplug, 'restarted': self.restarted,
+        result = {'domain': self.name, 'changed': changed, 'outcome': self.outcome, 'commands': self.commands(),
+                  'restart_required': bool(waiting), 'waiting_for_restart': waiting,
+                  'pending_unplug': self.pending_unplug, 'restarted': self.restarted,
                   'shutdown_pending': self.shutdown_pending, 'guest_state': self.guest_state}
-        if compact and not self.changed:
-            common['commands'] = []
-            return common
+        if self.error is not None:
+            result.update(failed=True, msg=self.error)
+        elif self.skipped is not None:
+            result['msg'] = 'not attempted: %s' % self.skipped
         shown = self.config_plan if self.config_plan is not None else self.live_plan
-        result = dict(common, before=shown.before, commands=self._commands(), implicit=shown.implicit)
-        if self.changed:  # as the network resource modules do: after only when something changed
-            result['after'] = shown.after
+        if shown is None or (compact and not changed and self.error is None):
+            return result
+        result.update(before=shown.before, implicit=shown.implicit)
+        if changed:  # as the network resource modules do: after only when something changed
+            after = self._after(shown)
+            if after is not None:
+                result['after'] = after
         return result
+
+    def _after(self, shown):
+        """The devices after the run: predicted in check mode, read back on a real run, absent when unknown."""
+        if self.check_mode or (self.error is None and self.outcome == WRITTEN):
+            return shown.after
+        return self.after  # a failure: what fail() read, None when the outcome is unknown
 
     def release(self):
         """Drop the XML trees once the domain's result is taken."""
         self.config_plan = self.live_plan = None
-        self.inactive_xml = self.readback = None
+        self.inactive_xml = self.live_xml = self.readback = None
+        self.live_changes, self.outcomes = [], {}
 
     def diff(self):
+        """The <devices> before and after; removals that need consent are marked by a comment."""
         shown = self.config_plan if self.config_plan is not None else self.live_plan
-        if not self.changed or shown is None:
+        if not self.reported_changed or shown is None or self.error is not None:
             return None
         notes = []
-        for change in self.live_plan.changes if self.live_plan is not None and self.active else ():
+        for change in self.live_plan.changes if self.live_plan is not None else ():
             if change.op != 'detach' or removal_class(change.old) is None:
                 continue
             if self.outcomes.get(id(change)) == WITHHELD:
@@ -505,9 +672,31 @@ class DomainRun:
             else:
                 notes.append('<!-- %s: hot-unplugged from the running guest (destructive, allowed by '
                              'allow_live_removal) -->' % change.label)
-        after = '\n'.join(notes + [shown.after_text])
         return {'before_header': '%s devices' % self.name, 'after_header': '%s devices' % self.name,
-                'before': shown.before_text + '\n', 'after': after + '\n'}
+                'before': shown.before_text + '\n', 'after': '\n'.join(notes + [shown.after_text]) + '\n'}
+
+
+def _describe_changes(changes):
+    """'attach disk vdb (config[0]), ...': the devices a failed define was about."""
+    return ', '.join('%s %s%s' % (change.op, change.label, ' (%s)' % change.item.where if change.item else '')
+                     for change in changes)
+
+
+def _keep_hotplug_addresses(previous, replanned):
+    """A device hot-plugged before the definition was planned again keeps the address QEMU gave it."""
+    if previous is None:
+        return
+    for change in replanned.changes:
+        old = previous.change_for(change.verify_key)
+        if change.new is None or old is None or old.new is None:
+            continue
+        if change.new.find('address') is None and old.new.find('address') is not None:
+            change.new.append(copy.deepcopy(old.new.find('address')))
+
+
+def _assignment_keys(run):
+    return {tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where'))
+            for request in _assignment_requests(run)}
 
 
 # -- passthrough preflight (docs/host_devices.md) -----------------------------------------------------------
@@ -562,6 +751,7 @@ def preflight(connection, runs, host_root, force):
         if not requests:
             continue
         check = _host_pci.check_assignment(host, requests, run.name, usage, force=force)
+        run.refusals = list(check.errors)
         errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
         warnings.extend('domain %s: %s' % (run.name, warning) for warning in check.warnings)
         # two domains of one manifest asking for the same device collide as if it were defined already

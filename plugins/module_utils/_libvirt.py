@@ -44,6 +44,11 @@ class DomainNotFound(LibvirtFailure):
     pass
 
 
+class ConnectionLost(LibvirtFailure):
+    """The connection broke (the daemon died, the socket closed): a write in flight may or may not have
+    happened."""
+
+
 def _start_event_loop():
     """The embedded driver (and device-removed events) need an event loop running in this process."""
     global _event_loop_started
@@ -64,6 +69,11 @@ def _quiet(_ctx, _err):
     """libvirt prints every error to stderr by default; we report them ourselves."""
 
 
+def _connection_lost(exc):
+    """Errors of the RPC layer on an open connection mean the transport broke, not that libvirt refused."""
+    return exc.get_error_domain() == libvirt.VIR_FROM_RPC or exc.get_error_code() == libvirt.VIR_ERR_INVALID_CONN
+
+
 def _explain(exc, uri, action):
     code = exc.get_error_code()
     message = exc.get_error_message() or str(exc)
@@ -71,6 +81,8 @@ def _explain(exc, uri, action):
         return 'libvirt refused to %s: the connection to %s is read-only (%s)' % (action, uri, message)
     if code == libvirt.VIR_ERR_NO_CONNECT or 'Failed to connect socket' in message:
         return 'cannot connect to libvirt at %s: %s (is libvirtd running?)' % (uri, message)
+    if _connection_lost(exc):
+        return 'lost the connection to libvirt at %s while trying to %s: %s' % (uri, action, message)
     return 'libvirt failed to %s on %s: %s' % (action, uri, message)
 
 
@@ -83,6 +95,7 @@ class Connection:
         self.uri = uri
         self.readonly = readonly
         self.calls = {}
+        self.lost = False   # a call found the connection broken; later calls would fail the same way
         libvirt.registerErrorHandler(_quiet, None)
         _start_event_loop()
         try:
@@ -96,7 +109,13 @@ class Connection:
         try:
             return func(*args)
         except libvirt.libvirtError as exc:
-            raise LibvirtFailure(_explain(exc, self.uri, action))
+            raise self._failure(exc, action)
+
+    def _failure(self, exc, action):
+        if _connection_lost(exc):
+            self.lost = True
+            return ConnectionLost(_explain(exc, self.uri, action))
+        return LibvirtFailure(_explain(exc, self.uri, action))
 
     @property
     def write_calls(self):
@@ -109,25 +128,35 @@ class Connection:
             pass
 
     # -- reads -------------------------------------------------------------------------------
-    def lookup(self, name_or_uuid):
-        """Find a domain by name or UUID; raise DomainNotFound with the URI in the message."""
+    def lookup(self, name):
+        """Find a domain by its name (a name is never taken for a UUID); raise DomainNotFound."""
+        return self._lookup(self._conn.lookupByName, name, 'domain %r is not defined on %s' % (name, self.uri))
+
+    def lookup_uuid(self, uuid):
+        """Find a domain by its UUID; raise DomainNotFound."""
+        return self._lookup(self._conn.lookupByUUIDString, uuid, 'no domain with UUID %s is defined on %s'
+                            % (uuid, self.uri))
+
+    def _lookup(self, func, key, missing):
+        self.calls['lookup'] = self.calls.get('lookup', 0) + 1
         try:
-            self.calls['lookup'] = self.calls.get('lookup', 0) + 1
-            if UUID_RE.match(name_or_uuid):
-                try:
-                    return self._conn.lookupByUUIDString(name_or_uuid)
-                except libvirt.libvirtError as exc:
-                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                        raise
-            return self._conn.lookupByName(name_or_uuid)
+            return func(key)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise DomainNotFound('domain %r is not defined on %s' % (name_or_uuid, self.uri))
-            raise LibvirtFailure(_explain(exc, self.uri, 'look up domain %r' % name_or_uuid))
+                raise DomainNotFound(missing)
+            raise self._failure(exc, 'look up domain %r' % key)
 
-    def find(self, name_or_uuid):
+    def find(self, name):
+        """The domain named ``name``, or None."""
         try:
-            return self.lookup(name_or_uuid)
+            return self.lookup(name)
+        except DomainNotFound:
+            return None
+
+    def find_uuid(self, uuid):
+        """The domain with this UUID, or None."""
+        try:
+            return self.lookup_uuid(uuid)
         except DomainNotFound:
             return None
 
@@ -178,14 +207,13 @@ class Connection:
             time.sleep(0.5)
         return not self._active_now(dom)
 
-    @staticmethod
-    def _active_now(dom):
+    def _active_now(self, dom):
         try:
             return bool(dom.isActive())
         except libvirt.libvirtError as exc:  # undefined while we waited: it is not running either
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return False
-            raise
+            raise self._failure(exc, 'read the state of %s' % dom.name())
 
     def set_metadata(self, dom, key, namespace, element_xml, live):
         """Set (``element_xml``) or remove (None) the domain's ``<metadata>`` element of ``namespace``, in
@@ -297,10 +325,10 @@ class Connection:
     def _has_alias(self, dom, alias):
         try:
             return ("<alias name='%s'/>" % alias) in dom.XMLDesc(0)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as exc:
             if not self._active_now(dom):
                 return False
-            raise
+            raise self._failure(exc, 'read the XML of %s' % dom.name())
 
     # -- mediated device definitions (mdev) -------------------------------------------------------------
     def supports_node_device_define(self):

@@ -28,11 +28,14 @@ attributes:
     description: Shows the managed settings before and after.
 options:
   name:
-    description: Name of the domain.
+    description: Name of the domain. It is always taken as a name, never as a UUID.
     type: str
     required: true
   uuid:
-    description: UUID for a new domain (libvirt generates one when omitted). An existing domain's UUID is never changed.
+    description:
+      - UUID for a new domain (libvirt generates one when omitted). An existing domain's UUID is never changed.
+      - With an existing domain, the domain named O(name) must have this UUID, else the task fails and changes
+        nothing; so O(state=absent) with O(uuid) removes only that very guest.
     type: str
   memory:
     description: Memory in MiB. Default V(1024) for a new domain; an existing domain keeps its value when omitted.
@@ -147,8 +150,12 @@ class DomainRunner:
         return None
 
     def run(self):
-        dom = self.connection.find(self.params['name'])
+        dom = self.connection.find(self.params['name'])  # by name only: a name is never taken for a UUID
         state = self.params['state']
+        uuid = self.params['uuid']
+        if dom is not None and uuid and dom.UUIDString().lower() != uuid.lower():
+            self.module.fail_json(msg='uuid: domain %s has UUID %s, not %s; nothing was changed'
+                                  % (self.params['name'], dom.UUIDString(), uuid))
         if state == 'absent':
             return self.absent(dom)
         if dom is None:

@@ -4,8 +4,8 @@
 """Running guests that do not cooperate (docs/domain_devices.md, "Running guests").
 
 Real TCG guests under the private libvirtd, one at a time: a guest that never releases a device
-(``acpiphp.disable=1``), one that ignores the power button, one that honours it slowly, a paused guest,
-a guest shutting down, and a manifest with one stuck guest. For each: the persistent definition, the
+(``acpiphp.disable=1``), one that honours the power button slowly, a paused guest, a guest shutting down,
+and a manifest with one guest that ignores the power button (stuck) and one that is off. For each: the persistent definition, the
 live devices, the result keys and check mode agree; a cold boot gives the declared devices at their
 previous addresses; a re-run converges; no guest the module shut down is left off.
 """
@@ -159,45 +159,8 @@ def test_a_guest_that_vetoes_an_unplug_gets_the_declared_definition(guest, run_m
     assert converged['pending_unplug'] == []
 
 
-def test_a_guest_that_ignores_the_power_button_is_not_left_off(guest, run_module):
-    vm = guest('deaf', cmdline='virtdev_power=ignore')
-    args = {'uri': vm['uri'], 'domain': vm['name'], 'config': SOUND, 'restart': 'if_required',
-            'restart_timeout': 4}
-
-    predicted = ok(run_module('domain_devices', args, check_mode=True))
-    assert predicted['restarted'] is True and predicted['restart_required'] is False
-
-    stuck = run_module('domain_devices', args)
-    assert stuck['failed'] is True and 'did not power off within 4 s' in stuck['msg'], stuck['msg']
-    assert 'the shutdown stays pending' in stuck['msg']
-    assert stuck['changed'] is True and stuck['shutdown_pending'] is True and stuck['restarted'] is False
-    assert stuck['restart_required'] is True and stuck['waiting_for_restart'] == ['sound model ich9']
-    assert state(vm) == 'running'
-    persistent = domain(vm, True)
-    assert persistent.find('devices/sound').get('model') == 'ich9'
-    assert restart_recorded(vm)
-
-    # restart: never still says a shutdown of ours is pending, and does not fail
-    quiet = ok(run_module('domain_devices', dict(args, restart='never')))
-    assert quiet['changed'] is False and quiet['shutdown_pending'] is True and quiet['restart_required'] is True
-
-    # the guest goes off at last (here: its power is cut); the next run starts it, whatever restart says
-    virsh_out(vm['uri'], 'destroy', vm['name'])
-    predicted = ok(run_module('domain_devices', dict(args, restart='never'), check_mode=True))
-    assert predicted['restarted'] is True and predicted['changed'] is True
-    started = ok(run_module('domain_devices', dict(args, restart='never')))
-    assert started['restarted'] is True and started['changed'] is True and started['guest_state'] == 'running'
-    assert started['shutdown_pending'] is False
-    assert state(vm) == 'running' and not restart_recorded(vm)
-    assert domain(vm, False).find('devices/sound').get('model') == 'ich9'   # the new definition is live
-
-    converged = ok(run_module('domain_devices', args))
-    assert converged['changed'] is False and converged['restarted'] is False
-    assert converged['restart_required'] is False and converged['shutdown_pending'] is False
-
-
 def test_a_guest_that_powers_off_slowly_is_restarted_by_the_next_run(guest, run_module):
-    vm = guest('slow', cmdline='virtdev_power=slow:12')
+    vm = guest('slow', cmdline='virtdev_power=slow:8')
     args = {'uri': vm['uri'], 'domain': vm['name'], 'config': SOUND, 'restart': 'if_required',
             'restart_timeout': 2}
 
@@ -305,3 +268,60 @@ def test_a_guest_shutting_down_meanwhile_keeps_the_declared_definition(guest, ru
     assert nics(vm, False) == persistent
     converged = ok(run_module('domain_devices', args))
     assert converged['changed'] is False and converged['restart_required'] is False
+
+
+def test_one_stuck_guest_of_a_manifest_fails_alone(guest, run_module, libvirtd_uri, tmp_path, boot_files):
+    """A manifest of a guest that ignores the power button and a guest that is off: the stuck one fails with its
+    shutdown pending, the other is written, each entry says what happened; the next run starts the stuck one."""
+    bystander = tmp_path / 'bystander.xml'
+    bystander.write_text(live_guest.domain_xml('bystander', 'pc', boot_files[0], boot_files[1],
+                                               str(tmp_path / 'bystander.console')), encoding='utf-8')
+    virsh_out(libvirtd_uri, 'define', str(bystander))
+    try:
+        vm = guest('stuck', cmdline='virtdev_power=ignore')
+        rng = [{'kind': 'rng', 'backend': '/dev/urandom'}]
+        args = {'uri': libvirtd_uri, 'domains': [{'domain': 'stuck', 'config': SOUND},
+                                                 {'domain': 'bystander', 'config': rng}],
+                'restart': 'if_required', 'restart_timeout': 3, 'on_error': 'continue'}
+
+        predicted = ok(run_module('domain_devices', args, check_mode=True))
+        assert [entry['changed'] for entry in predicted['results']] == [True, True]
+        assert predicted['results'][0]['restarted'] is True and predicted['results'][1]['restarted'] is False
+
+        result = run_module('domain_devices', args)
+        assert result['failed'] is True and result['changed'] is True
+        assert 'domain stuck did not power off within 3 s' in result['msg'], result['msg']
+        assert 'bystander' not in result['msg'].split('written:')[0]   # only the stuck guest failed
+        stuck, other = result['results']
+        assert stuck['failed'] is True and stuck['outcome'] == 'written' and stuck['shutdown_pending'] is True
+        assert stuck['commands'] == [{'op': 'attach', 'kind': 'sound', 'key': 'model ich9', 'live': False,
+                                      'config': True}]
+        assert stuck['restart_required'] is True and stuck['restarted'] is False
+        assert other.get('failed') is None and other['outcome'] == 'written' and other['changed'] is True
+        assert [device['kind'] for device in other['after']].count('rng') == 1
+        assert domain(vm, True).find('devices/sound') is not None and state(vm) == 'running'
+        assert domain({'uri': libvirtd_uri, 'name': 'bystander'}, True).find('devices/rng') is not None
+
+        assert restart_recorded(vm)   # the request cannot be withdrawn: it is on record
+
+        # restart: never still says a shutdown of ours is pending, and does not fail
+        quiet = ok(run_module('domain_devices', dict(args, restart='never')))
+        assert [(entry['changed'], entry['shutdown_pending']) for entry in quiet['results']] == [(False, True),
+                                                                                               (False, False)]
+        assert quiet['results'][0]['restart_required'] is True
+
+        # the guest goes off at last (here: its power is cut); the next run starts it, whatever restart says
+        virsh_out(libvirtd_uri, 'destroy', 'stuck')
+        predicted = ok(run_module('domain_devices', dict(args, restart='never'), check_mode=True))
+        assert [(entry['changed'], entry['restarted']) for entry in predicted['results']] == [(True, True),
+                                                                                             (False, False)]
+        started = ok(run_module('domain_devices', dict(args, restart='never')))
+        assert [(entry['changed'], entry['restarted']) for entry in started['results']] == [(True, True),
+                                                                                           (False, False)]
+        assert started['results'][0]['guest_state'] == 'running' and started['results'][0]['shutdown_pending'] is False
+        assert state(vm) == 'running' and not restart_recorded(vm)
+        assert domain(vm, False).find('devices/sound') is not None   # the new definition is live
+        converged = ok(run_module('domain_devices', args))
+        assert not any(entry['changed'] or entry['restart_required'] for entry in converged['results'])
+    finally:
+        remove_guest(libvirtd_uri, 'bystander')
