@@ -243,6 +243,53 @@ def test_removing_a_disk_from_a_running_guest_needs_consent(cooperative, run_mod
     assert ok(run_module('domain_devices', allowed))['changed'] is False
 
 
+def attach_live_only(guest_info, mac, directory):
+    """Hot-plug a NIC by hand, on the running guest only (virsh attach-device --live)."""
+    xml = directory / ('nic-%s.xml' % mac.replace(':', ''))
+    xml.write_text("<interface type='user'><mac address='%s'/><model type='virtio'/></interface>" % mac,
+                   encoding='utf-8')
+    virsh_out(guest_info['uri'], 'attach-device', guest_info['name'], str(xml), '--live')
+
+
+def test_addresses_stay_put_with_live_only_devices(cooperative, run_module, tmp_path):
+    """A NIC hot-plugged by hand (live only) that merged persists keeps its live address; a NIC the definition
+    places at the address a live-only NIC uses is not hot-plugged over it (no "Attempted double use of PCI
+    Address") but waits, and takes its defined address once that is free."""
+    vm = cooperative
+    live_only = '52:54:00:21:00:0c'
+    attach_live_only(vm, live_only, tmp_path)
+    plugged_at = nics(vm, False)[live_only]
+    nic_c = [{'kind': 'interface', 'mac': live_only, 'source': {'user': True}, 'model': 'virtio'}]
+    persisted = ok(run_module('domain_devices', {'uri': vm['uri'], 'domain': vm['name'], 'config': nic_c}))
+    assert persisted['changed'] is True and persisted['restart_required'] is False
+    assert persisted['commands'] == [{'op': 'attach', 'kind': 'interface', 'key': 'mac ' + live_only,
+                                      'live': False, 'config': True}]
+    assert nics(vm, True)[live_only] == plugged_at          # persisted where the guest sees it
+
+    # another live-only NIC, then a NIC added to the definition only: libvirt gives it the address the live-only
+    # NIC uses on the running guest (the lowest free one in the definition)
+    intruder, planned = '52:54:00:21:00:0d', '52:54:00:21:00:0e'
+    attach_live_only(vm, intruder, tmp_path)
+    nic_e = [{'kind': 'interface', 'mac': planned, 'source': {'user': True}, 'model': 'virtio'}]
+    args = {'uri': vm['uri'], 'domain': vm['name'], 'config': nic_e}
+    ok(run_module('domain_devices', dict(args, apply='config')))
+    defined_at = nics(vm, True)[planned]
+    assert defined_at == nics(vm, False)[intruder], 'the test needs the collision it is about'
+    blocked = ok(run_module('domain_devices', args))
+    assert blocked['waiting_for_restart'] == ['interface mac ' + planned] and blocked['changed'] is False
+    assert 'is used on the running guest' in str(blocked.get('warnings'))
+    assert planned not in nics(vm, False)
+
+    ok(run_module('domain_devices', {'uri': vm['uri'], 'domain': vm['name'], 'state': 'deleted', 'apply': 'live',
+                                     'config': [dict(nic_e[0], mac=intruder)]}))
+    converged = ok(run_module('domain_devices', args))
+    assert converged['changed'] is True and converged['waiting_for_restart'] == []
+    assert nics(vm, False)[planned] == defined_at == nics(vm, True)[planned]
+    cleanup = ok(run_module('domain_devices', {'uri': vm['uri'], 'domain': vm['name'], 'state': 'deleted',
+                                               'config': nic_c + nic_e}))
+    assert cleanup['waiting_for_restart'] == []
+
+
 def test_a_guest_shutting_down_meanwhile_keeps_the_declared_definition(guest, run_module):
     """Someone else shut the guest down while the module waited for an unplug: the definition is written, the
     module does not start a guest it did not stop, and the next boot has the declared NIC where it was plugged."""
