@@ -171,13 +171,13 @@ class DomainRun:
         guest_state = self.connection.state(self.dom) if active else 'shutoff'
         if self.apply_mode in ('live', 'both') and guest_state != 'running':
             raise ApplyError('domain %s is %s: apply=%s changes a running guest (use apply=auto or config to '
-                             'change only its definition)' % (self.name, guest_state.replace('_', ' '),
-                                                               self.apply_mode))
+                             'change only its definition)'
+                             % (self.name, guest_state.replace('_', ' '), self.apply_mode))
         inactive = self.connection.xml(self.dom) if self.apply_mode != 'live' else None
         live = self.connection.xml(self.dom, inactive=False) if active else None
         planned = self.config_plan is not None or self.live_plan is not None
-        if planned and (active, guest_state, inactive, live) == (self.active, self.guest_state, self.inactive_xml,
-                                                                  self.live_xml):
+        seen = (active, guest_state, inactive, live)
+        if planned and seen == (self.active, self.guest_state, self.inactive_xml, self.live_xml):
             return
         self.replans += planned
         self.active, self.guest_state, self.inactive_xml, self.live_xml = active, guest_state, inactive, live

@@ -112,7 +112,7 @@ options:
       - Seconds a hot-unplug may cost in total, per device, waiting for the guest to release it (libvirt's
         device-removed event). The request is sent without libvirt's own wait inside the call, so this is all the
         time a device that the guest does not release costs.
-      - A device the guest does not release in time is never reported as removed: it is listed in
+      - A device the guest does not release in time is never reported as removed; it is listed in
         RV(pending_unplug) and RV(waiting_for_restart), the request stays with the guest, and the definition
         is written without it (with O(apply=both) the task then fails).
     type: int

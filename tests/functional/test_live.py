@@ -136,8 +136,7 @@ def test_video_and_sound_wait_for_a_restart(running_guest, libvirtd_uri, run_mod
                                          'config': [{'kind': 'sound', 'model': 'ich9'}]})['changed'] is True
 
 
-def test_a_paused_guest_gets_its_definition_now_and_its_devices_when_it_runs(running_guest, libvirtd_uri,
-                                                                              run_module):
+def test_a_paused_guest_gets_its_definition_now_and_its_devices_later(running_guest, libvirtd_uri, run_module):
     """A paused guest cannot answer an unplug request: the definition changes, the guest keeps the device and
     the result says so (waiting_for_restart); once it runs again, the next run removes it live."""
     name = running_guest['name']

@@ -134,8 +134,8 @@ def test_a_guest_that_keeps_a_device_gets_the_definition_and_the_device_is_named
     swap.apply()
     assert guest.calls == ['detach net0', 'attach', 'define']   # removals first, the definition always
     assert swap.pending_unplug == swap.waiting == ['interface mac 52:54:00:00:00:0a']
-    assert [(c['op'], c['live'], c['config']) for c in swap.commands()] == [('attach', True, True),
-                                                                          ('detach', False, True)]
+    done = [(c['op'], c['live'], c['config']) for c in swap.commands()]
+    assert done == [('attach', True, True), ('detach', False, True)]
     assert '52:54:00:00:00:0a' not in guest.inactive
     new_nic = _xml.parse(guest.inactive).find("devices/interface/mac[@address='52:54:00:00:00:0b']/..")
     assert new_nic.find('address').get('slot') == '0x07'   # where QEMU plugged it
