@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -29,7 +28,7 @@ checks it, and the figures of the last run that produced this page. The design i
 
 
 def _table(header, rows):
-    lines = ['| %s |' % ' | '.join(header), '|%s|' % '|'.join('---' for _ in header)]
+    lines = ['| %s |' % ' | '.join(header), '|%s|' % '|'.join('---' for _column in header)]
     lines += ['| %s |' % ' | '.join(str(cell) for cell in row) for row in rows]
     return '\n'.join(lines)
 

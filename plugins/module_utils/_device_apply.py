@@ -435,7 +435,13 @@ class DomainRun:
         if self.connection.xml(self.dom) != self.readback:
             raise ApplyError('libvirt did not keep the requested devices of %s (%s); the definition was not restored '
                              'because another writer changed it after this run wrote it' % (self.name, summary))
-        self._write('restore', self.connection.define, base)
+        try:
+            self._write('restore', self.connection.define, base)
+        except ConnectionLost:
+            raise
+        except LibvirtFailure as exc:
+            raise ApplyError('libvirt did not keep the requested devices of %s (%s), and restoring the previous '
+                             'definition failed: %s' % (self.name, summary, exc))
         self.executed = [dict(command, config=False) for command in self.executed if command['live']]
         self.readback = base
         raise ApplyError('libvirt did not keep the requested devices of %s, the definition was restored: %s%s'

@@ -576,8 +576,8 @@ class DomainDevices:
         return str(exc)
 
     def check_host(self, runs):
-        """Passthrough guards for every host device the runs would assign (before any write). Returns the
-        refusals; with on_error=stop any refusal fails the task, with continue only the refused guests fail."""
+        """Passthrough guards for every host device the runs would assign (before any write): refused guests
+        fail (with on_error=stop, nothing is written then). Returns the refusals."""
         if not self.params['host_checks'] or not runs:
             return []
         root = self.params['host_root']
@@ -588,9 +588,6 @@ class DomainDevices:
         errors, warnings = preflight(self.connection, runs, root, self.params['force'])
         for warning in warnings:
             self.module.warn(warning)
-        if errors and self.params['on_error'] == 'stop':
-            self.fail('refused to assign host devices, nothing was changed: %s' % '; '.join(errors),
-                      refusals=errors)
         for run in runs:
             if run.refusals:
                 run.fail('refused to assign host devices, nothing of it was written: %s' % '; '.join(run.refusals))
@@ -610,6 +607,8 @@ class DomainDevices:
         if diffs:
             outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
         failed = [run for run in runs if run.error is not None]
+        if refusals and self.params['on_error'] == 'stop':
+            self.fail('refused to assign host devices, nothing was changed: %s' % '; '.join(refusals), **outcome)
         if failed:
             self.fail(self.failure_message(runs, failed, results), **outcome)
         self.module.exit_json(**outcome)

@@ -338,25 +338,28 @@ def test_missing_guest_writes_nothing_or_only_the_others(libvirtd_uri, run_modul
 
 
 def test_libvirt_rejection_names_guest_and_device(libvirtd_uri, run_module, figures):
-    guests = Guests(libvirtd_uri, 'reject', 3).connect()
+    guests = Guests(libvirtd_uri, 'reject', 20).connect()
     guests.reset()
     old = guests.definitions()
     args = manifest(libvirtd_uri, guests, on_error='continue')
-    bad = guests.names[1]
-    args['domains'][1]['config'] = [{'kind': 'xml', 'xml': "<watchdog model='no-such-model'/>"}]
+    bad = guests.names[13]
+    args['domains'][13]['config'] = [{'kind': 'xml', 'xml': "<watchdog model='no-such-model'/>"}]
     result = run_module('domain_devices', args)
-    entry = by_domain(result)[bad]
-    assert entry['outcome'] == 'not_written' and entry['changed'] is False
+    entries = by_domain(result)
+    entry = entries[bad]
+    assert entry['outcome'] == 'not_written' and entry['changed'] is False and entry['failed'] is True
     assert entry['msg'].startswith('domain %s: libvirt refused the new definition (attach watchdog model no-such-model '
-                                   '(domains[1].config[0])); nothing of it was written: ' % bad), entry['msg']
-    assert result['msg'].startswith('1 of 3 domains failed: domain %s: libvirt refused' % bad)
+                                   '(domains[13].config[0])); nothing of it was written: ' % bad), entry['msg']
+    assert result['msg'].startswith('1 of 20 domains failed: domain %s: libvirt refused' % bad)
+    assert [name for name, other in entries.items() if other.get('failed')] == [bad]
+    assert sum(other['outcome'] == 'written' for other in entries.values()) == 19
     assert guests.definition(bad) == old[bad]
-    single = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': bad, 'config': args['domains'][1]['config']})
+    single = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': bad, 'config': args['domains'][13]['config']})
     assert single['rc'] != 0 and single['changed'] is False and single['outcome'] == 'not_written'
     assert single['restart_required'] is False and single['commands'] == []
     assert single['msg'].startswith('domain %s: libvirt refused the new definition' % bad)
-    figures.add('guests_checked', 4)
-    figures.append('scenarios', {'name': 'libvirt rejects one guest of a manifest at define', 'guests': 3,
+    figures.add('guests_checked', 21)
+    figures.append('scenarios', {'name': 'libvirt rejects one guest of a manifest at define', 'guests': 20,
                                  'checked': 'the message names the guest, the device and its config path; the '
                                             'guest is unchanged; a single-domain failure still returns '
                                             'restart_required'})

@@ -46,7 +46,7 @@ def test_waits_for_the_holder_and_never_overlaps(tmp_path):
     directory, log = str(tmp_path / 'locks'), str(tmp_path / 'log')
     holders = [start_holder(directory, 0.3, log)]
     holders += [multiprocessing.Process(target=hold, args=(directory, 0.1, multiprocessing.Event(), log))
-                for _ in range(3)]
+                for _other in range(3)]
     for process in holders[1:]:
         process.start()
     for process in holders:
