@@ -98,6 +98,8 @@ def holder_of(address, elements, besides=None):
 
 def restart_record(domain_xml):
     """The pending-restart record in a definition's <metadata>, as its attributes, or None."""
+    if RESTART_NS not in domain_xml:  # the common case costs no second parse of the definition
+        return None
     domain = _xml.parse(domain_xml, 'domain XML')
     found = domain.find('metadata/{%s}restart' % RESTART_NS)
     return dict(found.attrib) if found is not None else None
