@@ -540,7 +540,8 @@ class DomainDevices:
         if self.connection.lost:
             return 'the connection to libvirt was lost'
         if failed and self.params['on_error'] == 'stop':
-            return 'on_error=stop and %s failed before anything was written' % _names(failed)
+            return 'on_error=stop and %s %s failed before anything was written' % (
+                'domain' if len(failed) == 1 else 'domains', _names(failed))
         return None
 
     def write(self, run, lock_dir):

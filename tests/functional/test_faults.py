@@ -323,6 +323,8 @@ def test_missing_guest_writes_nothing_or_only_the_others(libvirtd_uri, run_modul
     assert [entries[name]['changed'] for name in guests.names] == [False] * 3
     assert [entries[name]['outcome'] for name in guests.names] == ['not_written'] * 3
     assert entries['no-such-guest']['msg'] == "domain 'no-such-guest' is not defined on %s" % libvirtd_uri
+    assert {entries[name]['msg'] for name in guests.names} == {
+        'not attempted: on_error=stop and domain no-such-guest failed before anything was written'}
     assert 'written: none' in stopped['msg']
 
     continued = run_module('domain_devices', dict(args, on_error='continue'))
