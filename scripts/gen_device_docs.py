@@ -101,7 +101,10 @@ def render():
                             'O(config).'],
             'type': 'list', 'elements': 'dict',
             'suboptions': {
-                'domain': {'description': ['Name or UUID of the domain.'], 'type': 'str', 'required': True},
+                'domain': {'description': ['Name of the domain (never taken as a UUID). Give O(domains[].domain) or '
+                                           'O(domains[].uuid).'], 'type': 'str'},
+                'uuid': {'description': ['UUID of the domain, to find it by UUID instead of by name.'],
+                         'type': 'str'},
                 'config': {'description': ['The devices of this domain, as O(config).'],
                            'type': 'list', 'elements': 'dict', 'suboptions': devices},
             }},

@@ -10,6 +10,9 @@
 #   molecule     `molecule test` of every roles/*/molecule/* scenario (default driver, this host)
 #   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd
 #
+# A run that includes the functional stage ends by writing docs/reliability.md from the figures the
+# stages leave in $VIRTDEV_RELIABILITY_DIR (scripts/render_reliability.py).
+#
 #   scripts/test.sh                          # bootstrap, then every stage
 #   scripts/test.sh --only unit,sanity       # some stages (--only may be repeated)
 #   scripts/test.sh --only integration --target harness_smoke
@@ -130,6 +133,8 @@ export ANSIBLE_INVENTORY_UNPARSED_WARNING=false
 export ANSIBLE_NOCOLOR=1
 export VIRTDEV_QEMU_CAPS_CACHE="$CAPS_CACHE"
 export PYTHONDONTWRITEBYTECODE=1
+# Stages leave their reliability figures here; docs/reliability.md is written from them at the end.
+export VIRTDEV_RELIABILITY_DIR="$RUN_DIR/reliability"
 # In CI a missing test bed is a failure, not a skip (tests/kernel/conftest.py).
 if [ "${CI:-}" = true ]; then export VIRTDEV_TESTBED_REQUIRED="${VIRTDEV_TESTBED_REQUIRED:-1}"; fi
 cd "$ROOT" || die "cannot cd to $ROOT"
@@ -311,6 +316,16 @@ want sanity && stage_sanity
 want lint && stage_lint
 want molecule && stage_molecule
 want integration && stage_integration
+
+# docs/reliability.md from the figures of this run (the fault and race tests run in the functional stage)
+if want functional; then
+    t=$(now)
+    if python scripts/render_reliability.py "$VIRTDEV_RELIABILITY_DIR" docs/reliability.md; then
+        record PASS reliability-page "$t"
+    else
+        record FAIL reliability-page "$t" "scripts/render_reliability.py failed"
+    fi
+fi
 
 summary
 [ "$FAILED" -eq 0 ]

@@ -479,9 +479,12 @@ options:
     suboptions:
       domain:
         description:
-        - Name or UUID of the domain.
+        - Name of the domain (never taken as a UUID). Give O(domains[].domain) or O(domains[].uuid).
         type: str
-        required: true
+      uuid:
+        description:
+        - UUID of the domain, to find it by UUID instead of by name.
+        type: str
       config:
         description:
         - The devices of this domain, as O(config).

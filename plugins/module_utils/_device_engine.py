@@ -257,6 +257,7 @@ class Plan:
         self._devices = devices     # the <devices> element after the plan
         self._described = {}        # id(element) -> option view; unchanged devices are described once
         self._after = None
+        self.matched = {}           # declared item's ``where`` -> the existing element it matched
 
     def _describe(self, element):
         view = self._described.get(id(element))
@@ -376,6 +377,11 @@ def _stable_key(element):
     return None if repeatable else base
 
 
+def identity(element):
+    """The identity under which ``locate`` and ``verify`` find an element, or None for positional kinds."""
+    return _stable_key(element)
+
+
 def plan(domain_xml, declared, state):
     """Compute the plan for merged / replaced / overridden / deleted on one domain's XML."""
     domain = _xml.parse(domain_xml, 'domain XML')
@@ -396,6 +402,7 @@ def plan(domain_xml, declared, state):
             found = _loose_match(item, by_tag, claimed)
         if found is not None:
             claimed.add(id(found))
+            result.matched[item.where] = found
         if state == 'deleted':
             if found is not None:
                 devices.remove(found)

@@ -16,7 +16,6 @@ import time
 import traceback
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
-
 try:
     import libvirt
     HAS_LIBVIRT = True
@@ -27,9 +26,12 @@ except ImportError:  # pragma: no cover - reported through missing_required_lib
     LIBVIRT_IMPORT_ERROR = traceback.format_exc()
 
 WRITE_CALLS = frozenset(('define', 'undefine', 'start', 'shutdown', 'destroy', 'attach', 'detach', 'update',
-                         'nodedev_define', 'nodedev_undefine', 'nodedev_set_autostart',
+                         'metadata', 'nodedev_define', 'nodedev_undefine', 'nodedev_set_autostart',
                          'set_memory', 'set_vcpus', 'pin_vcpu', 'pin_emulator', 'pin_iothread', 'set_metadata',
                          'set_autostart'))
+# virDomainState values by the names results use (libvirt-domain.h)
+STATE_NAMES = {0: 'nostate', 1: 'running', 2: 'running', 3: 'paused', 4: 'shutting_down', 5: 'shutoff',
+               6: 'crashed', 7: 'pmsuspended'}
 
 _event_loop_lock = threading.Lock()
 _event_loop_started = False
@@ -41,6 +43,11 @@ class LibvirtFailure(Exception):
 
 class DomainNotFound(LibvirtFailure):
     pass
+
+
+class ConnectionLost(LibvirtFailure):
+    """The connection broke (the daemon died, the socket closed): a write in flight may or may not have
+    happened."""
 
 
 def _start_event_loop():
@@ -63,6 +70,11 @@ def _quiet(_ctx, _err):
     """libvirt prints every error to stderr by default; we report them ourselves."""
 
 
+def _connection_lost(exc):
+    """Errors of the RPC layer on an open connection mean the transport broke, not that libvirt refused."""
+    return exc.get_error_domain() == libvirt.VIR_FROM_RPC or exc.get_error_code() == libvirt.VIR_ERR_INVALID_CONN
+
+
 def _explain(exc, uri, action):
     code = exc.get_error_code()
     message = exc.get_error_message() or str(exc)
@@ -70,6 +82,8 @@ def _explain(exc, uri, action):
         return 'libvirt refused to %s: the connection to %s is read-only (%s)' % (action, uri, message)
     if code == libvirt.VIR_ERR_NO_CONNECT or 'Failed to connect socket' in message:
         return 'cannot connect to libvirt at %s: %s (is libvirtd running?)' % (uri, message)
+    if _connection_lost(exc):
+        return 'lost the connection to libvirt at %s while trying to %s: %s' % (uri, action, message)
     return 'libvirt failed to %s on %s: %s' % (action, uri, message)
 
 
@@ -82,6 +96,7 @@ class Connection:
         self.uri = uri
         self.readonly = readonly
         self.calls = {}
+        self.lost = False   # a call found the connection broken; later calls would fail the same way
         libvirt.registerErrorHandler(_quiet, None)
         _start_event_loop()
         try:
@@ -95,7 +110,13 @@ class Connection:
         try:
             return func(*args)
         except libvirt.libvirtError as exc:
-            raise LibvirtFailure(_explain(exc, self.uri, action))
+            raise self._failure(exc, action)
+
+    def _failure(self, exc, action):
+        if _connection_lost(exc):
+            self.lost = True
+            return ConnectionLost(_explain(exc, self.uri, action))
+        return LibvirtFailure(_explain(exc, self.uri, action))
 
     @property
     def write_calls(self):
@@ -108,25 +129,35 @@ class Connection:
             pass
 
     # -- reads -------------------------------------------------------------------------------
-    def lookup(self, name_or_uuid):
-        """Find a domain by name or UUID; raise DomainNotFound with the URI in the message."""
+    def lookup(self, name):
+        """Find a domain by its name (a name is never taken for a UUID); raise DomainNotFound."""
+        return self._lookup(self._conn.lookupByName, name, 'domain %r is not defined on %s' % (name, self.uri))
+
+    def lookup_uuid(self, uuid):
+        """Find a domain by its UUID; raise DomainNotFound."""
+        return self._lookup(self._conn.lookupByUUIDString, uuid, 'no domain with UUID %s is defined on %s'
+                            % (uuid, self.uri))
+
+    def _lookup(self, func, key, missing):
+        self.calls['lookup'] = self.calls.get('lookup', 0) + 1
         try:
-            self.calls['lookup'] = self.calls.get('lookup', 0) + 1
-            if _ids.is_uuid(name_or_uuid):
-                try:
-                    return self._conn.lookupByUUIDString(name_or_uuid)
-                except libvirt.libvirtError as exc:
-                    if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                        raise
-            return self._conn.lookupByName(name_or_uuid)
+            return func(key)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise DomainNotFound('domain %r is not defined on %s' % (name_or_uuid, self.uri))
-            raise LibvirtFailure(_explain(exc, self.uri, 'look up domain %r' % name_or_uuid))
+                raise DomainNotFound(missing)
+            raise self._failure(exc, 'look up domain %r' % key)
 
-    def find(self, name_or_uuid):
+    def find(self, name):
+        """The domain named ``name``, or None."""
         try:
-            return self.lookup(name_or_uuid)
+            return self.lookup(name)
+        except DomainNotFound:
+            return None
+
+    def find_uuid(self, uuid):
+        """The domain with this UUID, or None."""
+        try:
+            return self.lookup_uuid(uuid)
         except DomainNotFound:
             return None
 
@@ -138,6 +169,11 @@ class Connection:
 
     def is_active(self, dom):
         return bool(self._call('is_active', 'read the state of %s' % dom.name(), dom.isActive))
+
+    def state(self, dom):
+        """The domain's state by name: running, paused, shutting_down, shutoff, crashed, pmsuspended."""
+        code, _reason = self._call('state', 'read the state of %s' % dom.name(), dom.state, 0)
+        return STATE_NAMES.get(code, 'nostate')
 
     def capabilities(self):
         return self._call('capabilities', 'read host capabilities', self._conn.getCapabilities)
@@ -156,13 +192,37 @@ class Connection:
 
     def shutdown(self, dom, timeout):
         """Ask the guest to shut down; wait up to ``timeout`` s. Returns True when it stopped."""
+        self.request_shutdown(dom)
+        return self.wait_shutoff(dom, timeout)
+
+    def request_shutdown(self, dom):
+        """Press the guest's power button (ACPI); a request the guest may honour, slowly, or ignore."""
         self._call('shutdown', 'shut down domain %s' % dom.name(), dom.shutdown)
+
+    def wait_shutoff(self, dom, timeout):
+        """Wait up to ``timeout`` s for the domain to stop. Returns True when it stopped."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not dom.isActive():
+            if not self._active_now(dom):
                 return True
             time.sleep(0.5)
-        return not dom.isActive()
+        return not self._active_now(dom)
+
+    def _active_now(self, dom):
+        try:
+            return bool(dom.isActive())
+        except libvirt.libvirtError as exc:  # undefined while we waited: it is not running either
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise self._failure(exc, 'read the state of %s' % dom.name())
+
+    def set_metadata(self, dom, key, namespace, element_xml, live):
+        """Set (``element_xml``) or remove (None) the domain's ``<metadata>`` element of ``namespace``, in
+        its persistent definition and, with ``live``, in the running guest's."""
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0)
+        return self._call('metadata', 'write the metadata of %s' % dom.name(), dom.setMetadata,
+                          libvirt.VIR_DOMAIN_METADATA_ELEMENT, element_xml, key if element_xml else None,
+                          namespace, flags)
 
     def destroy(self, dom):
         return self._call('destroy', 'stop domain %s' % dom.name(), dom.destroy)
@@ -241,11 +301,16 @@ class Connection:
                           device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     def detach_live(self, dom, device_xml, alias, timeout, attempts):
-        """Hot-unplug and wait for the guest to release the device (DEVICE_REMOVED event).
+        """Hot-unplug a device and wait for the guest to release it; ``timeout`` is the total wait.
 
-        The detach call only asks the guest; a guest without hot-unplug support keeps the device and
-        libvirt later reports DEVICE_REMOVAL_FAILED or nothing at all. Each attempt re-sends the request
-        and waits ``timeout`` seconds. Returns True when the device left, False when it did not.
+        A hot-unplug is a request to the guest OS, which may honour it, slowly, or never (a guest without
+        hot-unplug support, a paused guest, Windows vetoing the eject). virDomainDetachDeviceAlias only
+        sends the request (it does not wait, unlike virDomainDetachDeviceFlags, which waits a few seconds
+        of its own inside every call), so ``timeout`` is all the time a device costs. The request is
+        re-sent ``attempts`` times, evenly over ``timeout``, for guests that missed the first one.
+
+        Returns 'released' (the device left), 'pending' (still attached: the request stays with the guest)
+        or 'guest_off' (the domain stopped meanwhile).
         """
         removed, failed = threading.Event(), threading.Event()
 
@@ -261,24 +326,35 @@ class Connection:
             self._conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None),
             self._conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, on_failed, None),
         ]
+        start = time.monotonic()
         try:
-            for _attempt in range(attempts):
+            for attempt in range(attempts):
                 failed.clear()
+                if not self._active_now(dom):
+                    return 'guest_off'
                 try:
-                    self._call('detach', 'hot-unplug %s from %s' % (alias, dom.name()), dom.detachDeviceFlags,
-                               device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                    if alias:
+                        self._call('detach', 'hot-unplug %s from %s' % (alias, dom.name()), dom.detachDeviceAlias,
+                                   alias, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                    else:  # a device without alias (never seen from the QEMU driver): the XML form
+                        self._call('detach', 'hot-unplug a device from %s' % dom.name(), dom.detachDeviceFlags,
+                                   device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
                 except LibvirtFailure as exc:
-                    # a second request while the first is pending, or the device already left
-                    if 'not found' in str(exc) or 'no device' in str(exc).lower():
-                        return True
-                    if 'already in the process of unplug' not in str(exc):
+                    message = str(exc)
+                    if not self._active_now(dom):
+                        return 'guest_off'
+                    if 'not found' in message or 'no device' in message.lower():
+                        return 'released'   # it left between our read and the request
+                    if 'already in the process of unplug' not in message:
                         raise
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline and not removed.is_set() and not failed.is_set():
+                slice_end = min(start + timeout * (attempt + 1) / attempts, start + timeout)
+                while time.monotonic() < slice_end and not removed.is_set() and not failed.is_set():
                     removed.wait(0.2)
-                if removed.is_set() or not self._has_alias(dom, alias):
-                    return True
-            return False
+                if not self._active_now(dom):
+                    return 'guest_off'
+                if removed.is_set() or (alias and not self._has_alias(dom, alias)):
+                    return 'released'
+            return 'pending'
         finally:
             for callback in callbacks:
                 try:
@@ -287,7 +363,12 @@ class Connection:
                     pass
 
     def _has_alias(self, dom, alias):
-        return ("<alias name='%s'/>" % alias) in dom.XMLDesc(0)
+        try:
+            return ("<alias name='%s'/>" % alias) in dom.XMLDesc(0)
+        except libvirt.libvirtError as exc:
+            if not self._active_now(dom):
+                return False
+            raise self._failure(exc, 'read the XML of %s' % dom.name())
 
     # -- mediated device definitions (mdev) -------------------------------------------------------------
     def supports_node_device_define(self):

@@ -44,11 +44,14 @@ attributes:
     description: Shows the settings before and after, one line per setting.
 options:
   name:
-    description: Name of the domain.
+    description: Name of the domain. It is always taken as a name, never as a UUID.
     type: str
     required: true
   uuid:
-    description: UUID for a new domain (libvirt generates one when omitted). An existing domain's UUID is never changed.
+    description:
+      - UUID for a new domain (libvirt generates one when omitted). An existing domain's UUID is never changed.
+      - With an existing domain, the domain named O(name) must have this UUID, else the task fails and changes
+        nothing; so O(state=absent) with O(uuid) removes only that very guest.
     type: str
   type:
     description: Domain type of a new domain. V(qemu) runs under TCG emulation, V(kvm) needs hardware virtualization.
@@ -282,8 +285,12 @@ class DomainRunner:
         return _domain_settings.read_host_hugepages(LOCAL_HOST_ROOT)
 
     def run(self):
-        dom = self.connection.find(self.params['name'])
+        dom = self.connection.find(self.params['name'])  # by name only: a name is never taken for a UUID
         state = self.params['state']
+        uuid = self.params['uuid']
+        if dom is not None and uuid and dom.UUIDString().lower() != uuid.lower():
+            self.module.fail_json(msg='uuid: domain %s has UUID %s, not %s; nothing was changed'
+                                  % (self.params['name'], dom.UUIDString(), uuid))
         if state == 'absent':
             return self.absent(dom)
         if dom is None:
@@ -351,9 +358,6 @@ class DomainRunner:
                                          change_firmware=self.params['change_firmware'])
         except SpecError as exc:
             self.module.fail_json(msg=str(exc))
-        if self.params['uuid'] and self.params['uuid'].replace('-', '').lower() != dom.UUIDString().replace('-', ''):
-            self.module.fail_json(msg='uuid: %r differs from the existing domain\'s %r'
-                                  % (self.params['uuid'], dom.UUIDString()))
         domain_type = _xml.parse(current_xml).get('type')
         self.refuse(_domain_settings.check(plan.tree, set(self.settings), self.host(), self.will_run(active),
                                            domain_type, wanted=self.settings))

@@ -6,6 +6,11 @@
 The guest does nothing but run: its kernel answers PCI hot-plug (ACPI on pc, pciehp on q35), and a
 background job powers it off when the ACPI power button is pressed, so graceful shutdown works too.
 It reports on its serial console, which libvirt writes to a file.
+
+Uncooperative guests are made with kernel arguments (``domain_xml(..., cmdline=...)``):
+``acpiphp.disable=1`` makes the kernel ignore ACPI hot-plug, so it never releases a device (as a guest
+that vetoes an unplug); ``virtdev_power=ignore`` ignores the power button; ``virtdev_power=slow:N``
+powers off N seconds after it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import testbed  # noqa: E402  pylint: disable=wrong-import-position
 
 READY = 'VIRTDEV-GUEST-READY'
 POWEROFF = 'VIRTDEV-GUEST-POWEROFF'
+BUTTON = 'VIRTDEV-GUEST-BUTTON'
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -35,8 +41,14 @@ sleep 1
 for event in /sys/class/input/event*; do
     grep -q "Power Button" "$event/device/name" 2>/dev/null && button="/dev/input/${event##*/}"
 done
-if [ -n "$button" ]; then
-    ( head -c 1 "$button" > /dev/null; echo __POWEROFF__; poweroff -f ) &
+power=now
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in virtdev_power=*) power="${arg#virtdev_power=}" ;; esac
+done
+if [ -n "$button" ] && [ "$power" != ignore ]; then
+    ( head -c 1 "$button" > /dev/null; echo __BUTTON__
+      case "$power" in slow:*) sleep "${power#slow:}" ;; esac
+      echo __POWEROFF__; poweroff -f ) &
 fi
 echo __READY__
 while true; do sleep 3600; done
@@ -51,7 +63,8 @@ def build_boot_files(directory):
         archive.directory(name)
     archive.chardev('dev/console', 5, 1)
     archive.file('bin/busybox', Path(testbed.find_busybox()).read_bytes(), 0o755)
-    archive.file('init', INIT.replace('__READY__', READY).replace('__POWEROFF__', POWEROFF).encode(), 0o755)
+    init = INIT.replace('__READY__', READY).replace('__POWEROFF__', POWEROFF).replace('__BUTTON__', BUTTON)
+    archive.file('init', init.encode(), 0o755)
     names = []
     for path in testbed.module_closure(version, modules=('button', 'evdev')):
         data, name = path.read_bytes(), path.name
@@ -67,9 +80,10 @@ def build_boot_files(directory):
     return str(vmlinuz), str(initrd)
 
 
-def domain_xml(name, machine, kernel, initrd, console_log, root_ports=8):
+def domain_xml(name, machine, kernel, initrd, console_log, root_ports=8, cmdline='', devices=''):
     """A TCG guest booting our kernel; q35 gets root ports (and a PCI bridge) for hotplug. The built-in
-    devices take some of the ports at define time; the rest stay free for hot-plug."""
+    devices take some of the ports at define time; the rest stay free for hot-plug. ``cmdline`` is added
+    to the kernel's arguments, ``devices`` (XML) to its devices."""
     controllers = ''
     if machine == 'q35':
         controllers = "<controller type='pci' index='0' model='pcie-root'/>"
@@ -83,7 +97,7 @@ def domain_xml(name, machine, kernel, initrd, console_log, root_ports=8):
     <type arch='x86_64' machine='{machine}'>hvm</type>
     <kernel>{kernel}</kernel>
     <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0 panic=-1 quiet</cmdline>
+    <cmdline>console=ttyS0 panic=-1 quiet {cmdline}</cmdline>
   </os>
   <features><acpi/><apic/></features>
   <on_poweroff>destroy</on_poweroff>
@@ -95,6 +109,7 @@ def domain_xml(name, machine, kernel, initrd, console_log, root_ports=8):
     <console type='file'><source path='{console_log}' append='on'/><target type='serial' port='0'/></console>
     <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
     <video><model type='vga'/></video>
+    {devices}
   </devices>
 </domain>"""
 

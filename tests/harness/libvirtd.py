@@ -25,6 +25,9 @@ Command line::
     python tests/harness/libvirtd.py start DIR [--seed-from OTHER_DIR] [--caps-cache CACHE]  # prints the URI
     python tests/harness/libvirtd.py stop DIR
     python tests/harness/libvirtd.py status DIR
+
+``crash(DIR)`` kills the daemon with SIGKILL (fault-injection tests); ``start(DIR)`` brings it back with
+the definitions it had on disk.
 """
 
 from __future__ import annotations
@@ -292,6 +295,23 @@ def stop(directory, timeout=30):
         _terminate(virtlogd_pid, timeout)
         stopped.append('virtlogd %d' % virtlogd_pid)
     return stopped
+
+
+def crash(directory, timeout=10):
+    """SIGKILL the private libvirtd of ``directory`` (a daemon crash: no clean-up of any kind), then stop
+    its virtlogd by PID so that ``start`` brings both up again in a fresh namespace. Returns the PID killed."""
+    paths = _paths(directory)
+    pid = _pid_of(paths['libvirtd_pid'], 'libvirtd')
+    if pid is None:
+        raise LibvirtdError('no libvirtd runs for %s' % directory)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    virtlogd_pid = _pid_of(paths['virtlogd_pid'], 'virtlogd')
+    if virtlogd_pid:
+        _terminate(virtlogd_pid, timeout)
+    return pid
 
 
 def main(argv=None):
