@@ -143,16 +143,18 @@ options:
   on_error:
     description:
       - What a manifest (O(domains)) does when one domain fails.
+      - V(continue) (the default) applies every domain it can, records each failure in that domain's entry of
+        RV(results), and fails the task at the end, naming every failed domain and why: one guest that fails
+        does not keep the others of the host from converging. Bad input (an option that does not validate) still
+        fails the task before anything is read or written.
       - V(stop) reads and plans every domain first and writes nothing if any of them fails there (a missing
         domain, a device that does not fit, a refused host device); a failure while writing stops the run at that
         domain, and the domains after it are reported as not attempted.
-      - V(continue) applies every domain it can, records each failure in that domain's entry of RV(results), and
-        fails the task at the end, naming every failed domain and why.
       - Either way each entry of RV(results) says what really happened to its domain (C(outcome), see RV(outcome)). A lost
         connection to libvirt always stops the run.
     type: str
-    choices: [stop, continue]
-    default: stop
+    choices: [continue, stop]
+    default: continue
   lock_timeout:
     description:
       - Seconds to wait for another run of this collection on the same machine that is writing the same domain.
@@ -236,9 +238,9 @@ EXAMPLES = r'''
     config:
       - {kind: hostdev, type: pci, address: "0000:01:00.0", managed: true}
 
-- name: Converge a host, going on past guests that fail (the task still fails at the end, naming them)
+- name: Converge a host all or nothing (any guest that cannot be read or planned means nothing is written)
   virtdev.libvirt.domain_devices:
-    on_error: continue
+    on_error: stop
     domains:
       - domain: web01
         config:
@@ -399,7 +401,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds impo
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import UUID_RE, ConnectionLost, LibvirtFailure
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
-ON_ERROR = ('stop', 'continue')
+ON_ERROR = ('continue', 'stop')
 
 
 def argument_spec():
@@ -421,7 +423,7 @@ def argument_spec():
         restart_timeout={'type': 'int', 'default': 120},
         detach_timeout={'type': 'int', 'default': 30},
         detach_attempts={'type': 'int', 'default': 3},
-        on_error={'type': 'str', 'default': 'stop', 'choices': list(ON_ERROR)},
+        on_error={'type': 'str', 'default': 'continue', 'choices': list(ON_ERROR)},
         lock_timeout={'type': 'int', 'default': 300},
         allow_live_removal={'type': 'list', 'elements': 'str', 'default': [], 'choices': list(LIVE_REMOVAL_CLASSES)},
         host_checks={'type': 'bool', 'default': True},
@@ -614,7 +616,7 @@ class DomainDevices:
         if diffs:
             outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
         failed = [run for run in runs if run.error is not None]
-        if refusals and self.params['on_error'] == 'stop':
+        if refusals and (self.params['on_error'] == 'stop' or self.params['domains'] is None):
             self.fail('refused to assign host devices, nothing was changed: %s' % '; '.join(refusals), **outcome)
         if failed:
             self.fail(self.failure_message(runs, failed, results), **outcome)

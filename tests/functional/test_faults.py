@@ -235,14 +235,15 @@ def test_guest_renamed_between_read_and_write(faultd, tmp_path, collection_pytho
         renamed['xml'] = guests.definition(name)
         guests.conn.lookupByName(name).rename(name + '-new', 0)
 
-    guests, old, result = interrupted_between_read_and_write(faultd, tmp_path, collection_pythonpath, 'rename', rename)
+    guests, old, result = interrupted_between_read_and_write(faultd, tmp_path, collection_pythonpath, 'rename', rename,
+                                                             on_error='stop')
     first, middle, last = guests.names
     entries = by_domain(result)
     assert result['rc'] != 0 and result['changed'] is True  # the first guest was written
     assert entries[middle]['msg'] == ('domain %s was renamed to %s-new while the task ran (after it was read); '
                                       'nothing of it was written' % (middle, middle))
     assert entries[middle]['outcome'] == 'not_written'
-    # on_error=stop (the default): the guest after it was not attempted, and says so
+    # on_error=stop: the guest after it was not attempted, and says so
     assert entries[last]['outcome'] == 'not_written' and entries[last]['changed'] is False
     assert entries[last]['msg'] == 'not attempted: on_error=stop and domain %s failed' % middle
     assert guests.definition(last) == old[last]
@@ -314,7 +315,7 @@ def test_missing_guest_writes_nothing_or_only_the_others(libvirtd_uri, run_modul
     guests = Guests(libvirtd_uri, 'missing', 3).connect()
     guests.reset()
     old = guests.definitions()
-    args = manifest(libvirtd_uri, guests)
+    args = manifest(libvirtd_uri, guests, on_error='stop')
     args['domains'].insert(2, {'domain': 'no-such-guest', 'config': [{'kind': 'rng', 'backend': '/dev/urandom'}]})
     stopped = run_module('domain_devices', args)
     assert stopped['rc'] != 0 and stopped['changed'] is False
