@@ -158,3 +158,13 @@ def virsh(tmp_path):
         return proc.stdout
 
     return run
+
+
+@pytest.fixture(scope='module')
+def boot_files(tmp_path_factory):
+    """Kernel and initramfs of the live TCG guests (tests/functional/live_guest.py)."""
+    import live_guest  # pylint: disable=import-outside-toplevel,import-error
+    try:
+        return live_guest.build_boot_files(str(tmp_path_factory.mktemp('boot')))
+    except live_guest.testbed.TestbedUnavailable as exc:
+        pytest.fail('live guests need a kernel and busybox (scripts/bootstrap.sh installs them): %s' % exc)

@@ -22,14 +22,6 @@ HOTPLUG = [
 ]
 
 
-@pytest.fixture(scope='module')
-def boot_files(tmp_path_factory):
-    try:
-        return live_guest.build_boot_files(str(tmp_path_factory.mktemp('boot')))
-    except live_guest.testbed.TestbedUnavailable as exc:
-        pytest.fail('live guests need a kernel and busybox (scripts/bootstrap.sh installs them): %s' % exc)
-
-
 @pytest.fixture(scope='module', params=['pc', 'q35'])
 def running_guest(request, boot_files, libvirtd_uri, tmp_path_factory):
     machine = request.param

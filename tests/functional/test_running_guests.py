@@ -28,14 +28,6 @@ NEW_NICS = [{'kind': 'interface', 'mac': NIC_B, 'source': {'user': True}, 'model
 SOUND = [{'kind': 'sound', 'model': 'ich9'}]
 
 
-@pytest.fixture(scope='module')
-def boot_files(tmp_path_factory):
-    try:
-        return live_guest.build_boot_files(str(tmp_path_factory.mktemp('boot')))
-    except live_guest.testbed.TestbedUnavailable as exc:
-        pytest.fail('live guests need a kernel and busybox (scripts/bootstrap.sh installs them): %s' % exc)
-
-
 def boot_guest(uri, boot_files, directory, name, cmdline='', devices=''):
     """Define and boot one pc guest; returns what the tests need to know of it."""
     console = str(directory / (name + '.console'))
