@@ -392,13 +392,13 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _ids, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
     APPLY_MODES, LIVE_REMOVAL_CLASSES, ApplyError, DomainRun, preflight,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
-from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import UUID_RE, ConnectionLost, LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
 ON_ERROR = ('continue', 'stop')
@@ -471,7 +471,7 @@ class DomainDevices:
             prefix = where + '.' if where else ''
             if where and (name is None) == (uuid is None):
                 self.fail('%s: give domain (a name) or uuid, %s' % (where, 'not both' if name else 'one of them'))
-            if uuid is not None and not UUID_RE.match(uuid):
+            if uuid is not None and not _ids.is_uuid(uuid):
                 self.fail('%suuid: %r is not a UUID' % (prefix, uuid))
         for position, label in ((0, 'domain'), (1, 'uuid')):
             values = [str(item[position]).lower() if position else item[position] for item in raw
