@@ -232,9 +232,13 @@ class DomainRun:
             raise ApplyError('domain %s was renamed to %s while the task ran (after it was read); nothing of it was '
                              'written' % (self.name, dom.name()))
         self.dom, self.name = dom, dom.name()
-        assigned = _assignment_keys(self)
-        self._read_and_plan()
-        if not _assignment_keys(self) <= assigned:
+        try:
+            assigned = _assignment_keys(self)
+            self._read_and_plan()
+            grown = not _assignment_keys(self) <= assigned
+        except _ids.IdError as exc:  # an address libvirt would read differently: never written unchecked
+            raise ApplyError('domain %s: %s; nothing of it was written' % (self.name, exc))
+        if grown:
             raise ApplyError('domain %s changed while the task ran and now needs host devices assigned that the host '
                              'checks did not see; nothing of it was written (run the task again)' % self.name)
 
@@ -736,16 +740,16 @@ def preflight(connection, runs, host_root, force):
     Returns (errors, warnings). Runs that assign nothing cost nothing: sysfs and the other domains are
     read only when some run adds or changes a passthrough device.
     """
-    wanted, unreadable = [], []
+    wanted, errors = [], []
     for run in runs:
         try:
             wanted.append((run, _assignment_requests(run)))
         except _ids.IdError as exc:  # a guard is never skipped because an address was not understood
-            unreadable.append('domain %s: %s [guard address]' % (run.name, exc))
-    if unreadable:
-        return unreadable, []
-    if not any(requests for _run, requests in wanted):
-        return [], []
+            run.refusals = ['%s [guard address]' % exc]
+            errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+    wanted = [(run, requests) for run, requests in wanted if requests]
+    if not wanted:
+        return errors, []
     host = _host_pci.read_host(host_root)
     domains = []
     for dom in connection.domains():
@@ -755,11 +759,12 @@ def preflight(connection, runs, host_root, force):
     try:
         usage = _host_pci.usage_from_domains(domains)
     except ValueError as exc:  # another guest's XML we cannot read: its devices cannot be ruled out
-        return ['cannot tell which host devices other domains use: %s' % exc], []
-    errors, warnings = [], []
+        for run, _requests in wanted:
+            run.refusals = ['cannot tell which host devices other domains use: %s' % exc]
+            errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+        return errors, []
+    warnings = []
     for run, requests in wanted:
-        if not requests:
-            continue
         check = _host_pci.check_assignment(host, requests, run.name, usage, force=force)
         run.refusals = list(check.errors)
         errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
