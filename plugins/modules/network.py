@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: network
 short_description: Ensure a libvirt network that guest NICs take devices from (SR-IOV VF pools, macvtap, bridges)
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Defines, starts, stops, autostarts or removes a libvirt network of one of the kinds device provisioning needs
     (L(libvirt network XML,https://libvirt.org/formatnetwork.html)).
@@ -46,7 +46,7 @@ options:
       - The kind of network. Required unless O(state=absent).
       - V(hostdev) takes O(pf) and O(vlan); V(passthrough) takes O(pf) or O(interfaces); V(bridge) takes O(bridge).
     type: str
-    choices: [hostdev, passthrough, bridge]
+    choices: [bridge, hostdev, passthrough]
   pf:
     description: The SR-IOV physical function (host interface name) whose VFs the network hands out.
     type: str
