@@ -405,3 +405,50 @@ class Connection:
     def node_device_set_autostart(self, device, autostart):
         return self._call('nodedev_set_autostart', 'set the autostart flag of node device %s' % device.name(),
                           device.setAutostart, 1 if autostart else 0)
+
+    # -- networks (virtdev.libvirt.network) ---------------------------------------------------------------
+    # Kept together at the end of the class; their write calls are added to WRITE_CALLS below the class.
+    def network_find(self, name):
+        """The network called ``name``, or None when it is not defined."""
+        self.calls['net_lookup'] = self.calls.get('net_lookup', 0) + 1
+        try:
+            return self._conn.networkLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None
+            raise LibvirtFailure(_explain(exc, self.uri, 'look up network %r' % name))
+
+    def network_xml(self, net):
+        """The persistent definition (what a restart of the network would run)."""
+        return self._call('net_xml', 'read the XML of network %s' % net.name(), net.XMLDesc,
+                          libvirt.VIR_NETWORK_XML_INACTIVE)
+
+    def network_is_active(self, net):
+        return bool(self._call('net_is_active', 'read the state of network %s' % net.name(), net.isActive))
+
+    def network_autostart(self, net):
+        return bool(self._call('net_autostart', 'read the autostart flag of network %s' % net.name(),
+                               net.autostart))
+
+    def network_define(self, xml_text):
+        """Define (create or replace) a persistent network, validated against libvirt's schema (7.8+)."""
+        if hasattr(self._conn, 'networkDefineXMLFlags'):
+            return self._call('net_define', 'define the network', self._conn.networkDefineXMLFlags, xml_text,
+                              libvirt.VIR_NETWORK_DEFINE_VALIDATE)
+        return self._call('net_define', 'define the network', self._conn.networkDefineXML, xml_text)
+
+    def network_start(self, net):
+        return self._call('net_start', 'start network %s' % net.name(), net.create)
+
+    def network_destroy(self, net):
+        return self._call('net_destroy', 'stop network %s' % net.name(), net.destroy)
+
+    def network_undefine(self, net):
+        return self._call('net_undefine', 'undefine network %s' % net.name(), net.undefine)
+
+    def network_set_autostart(self, net, autostart):
+        return self._call('net_set_autostart', 'set the autostart flag of network %s' % net.name(),
+                          net.setAutostart, 1 if autostart else 0)
+
+
+WRITE_CALLS = WRITE_CALLS | frozenset(('net_define', 'net_undefine', 'net_start', 'net_destroy', 'net_set_autostart'))
