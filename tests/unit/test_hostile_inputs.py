@@ -28,7 +28,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.virtdev.libvirt.plugins.filter.guest_devices import guest_devices
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt
 from ansible_collections.virtdev.libvirt.plugins.modules import (
-    domain, domain_devices, host_devices_info, kernel_cmdline, mdev, sriov_vfs, vfio_bind,
+    domain, domain_devices, host_devices_info, kernel_cmdline, mdev, network, sriov_vfs, vfio_bind,
 )
 from ansible_collections.virtdev.libvirt.tests.unit.fixtures.bootloaders import trees
 from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import machine, run_module, snapshot
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(not _libvirt.HAS_LIBVIRT, reason='libvirt-python
 
 TEST_URI = 'test://' + os.path.join(FIXTURES, 'libvirt-test-driver.xml')
 MODULES = {module.__name__.rsplit('.', 1)[1]: module for module in (
-    domain, domain_devices, host_devices_info, kernel_cmdline, mdev, sriov_vfs, vfio_bind)}
+    domain, domain_devices, host_devices_info, kernel_cmdline, mdev, network, sriov_vfs, vfio_bind)}
 ROUTE_NIC, ROOT_NVME, GPU = '0000:00:1f.6', '0000:02:00.0', '0000:01:00.0'   # desktop.yml
 HUGE = 'x' * 100000
 HOST_READERS = ('domain_devices', 'domain', 'host_devices_info')   # modules that never write to the host
@@ -249,6 +249,19 @@ CASES = [
     # -- host_devices_info ----------------------------------------------------------------------------------------------------
     Case('info-format-choice', 'host_devices_info', {'format': 'pdf', 'libvirt': False}, ['format', 'pdf']),
     Case('info-uri-control', 'host_devices_info', {'uri': 'qemu:///system\x01'}, ['uri', 'U+0001']),
+    # -- network -----------------------------------------------------------------------------------------------------------
+    Case('network-name-slash', 'network', {'name': '../default', 'forward': 'bridge', 'bridge': 'br0'},
+         ['name', "'../default'"]),
+    Case('network-pf-traversal', 'network', {'name': 'pool', 'forward': 'hostdev', 'pf': '../../etc'},
+         ['pf', "'../../etc'"]),
+    Case('network-bridge-injection', 'network', {'name': 'lan', 'forward': 'bridge', 'bridge': "br0'/><x a='"},
+         ['bridge', "br0'/><x a='"]),
+    Case('network-interface-control', 'network', {'name': 'mvtap', 'forward': 'passthrough', 'interfaces': ['eth\x01']},
+         ['interfaces[0]', 'U+0001']),
+    Case('network-vlan-range', 'network', {'name': 'pool', 'forward': 'hostdev', 'pf': 'ens2f0', 'vlan': 4096},
+         ['vlan', '4096']),
+    Case('network-option-of-another-kind', 'network', {'name': 'lan', 'forward': 'bridge', 'bridge': 'br0',
+                                                       'pf': 'ens2f0'}, ['pf', 'forward=bridge']),
     # -- role guest (guest_devices filter, then domain_devices as its task runs it) ------------------------------------------
     Case('guest-network-not-a-dict', 'guest', {'networks': ['default']}, ['networks[0]', "'default'"]),
     Case('guest-disk-without-source', 'guest', {'disks': [{'size': 10}]}, ['disks[0]', "{'size': 10}"]),
@@ -347,7 +360,7 @@ def _params(case, root):
                 'sriov_vfs': lambda v: dict(v['passthrough_host_sriov'][0]),
                 'mdev': lambda v: dict(v['passthrough_host_mdevs'][0])}[case.module](params)
         return dict(role, root=root)
-    if case.module in ('domain_devices', 'domain'):
+    if case.module in ('domain_devices', 'domain', 'network'):
         params.setdefault('uri', TEST_URI)
         if case.module == 'domain_devices' and params.get('state') != 'parsed':
             params.setdefault('host_root', root)
