@@ -142,8 +142,7 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
                'host_prepare_vfio_devices': ['0000:03:00.0']}
     guests = {'guests_uri': embed_uri, 'guests_host_root': root,
               'guests': [{'name': 'nic01', 'type': 'qemu', 'profile': 'minimal', 'networks': [],
-                          'host_devices': ['0000:03:00.0']},
-                         {'name': 'web01', 'type': 'qemu', 'profile': 'minimal', 'networks': [], 'memory': 256}]}
+                          'memory': 256, 'host_devices': ['0000:03:00.0']}]}
 
     # a check job predicts the pending reboot and writes nothing
     before = _files(root)
@@ -177,8 +176,8 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
     converged = awx_job('guests', dict(guests, **second.artifacts))
     assert converged.rc == 0, converged.stdout
     line = {'defined': True, 'changed': True, 'running': False, 'restart_required': False}
-    assert converged.artifacts == {'virtdev_guests': {'hv1': {'nic01': line, 'web01': line}}}
-    assert sorted(virsh(embed_uri, 'list', '--all', '--name').split()) == ['nic01', 'web01']
+    assert converged.artifacts == {'virtdev_guests': {'hv1': {'nic01': line}}}
+    assert virsh(embed_uri, 'list', '--all', '--name').split() == ['nic01']
     assert "<address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>" in virsh(embed_uri, 'dumpxml', 'nic01')
 
     # re-run as a check job: nothing to change, and the summary says so
@@ -187,8 +186,38 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
     assert again.changed() == 0
     assert again.artifacts['virtdev_guests']['hv1']['nic01']['changed'] is False
 
-    wrong = awx_job('guests', dict(guests, guests=[{'profile': 'virtio'}]))
-    assert wrong.rc != 0
-    assert wrong.host_tasks() == [VALIDATION_TASK % 'guests'], wrong.stdout
+
+
+def test_gpu_passthrough_job_checks_first(awx_job, embed_uri, virsh):
+    """Runs on localhost of the execution environment, reaching the hypervisor through libvirt_uri."""
+    answers = {'libvirt_uri': embed_uri, 'gpu_name': 'gpu01', 'gpu_tcg': True,
+               'gpu_addresses': '0000:65:00.0,0000:65:00.1',  # a survey's text answer
+               'virtdev_host_prepare': {'hv1': {'cmdline_changed': True, 'reboot_pending': True,
+                                                'devices_bound': []}}}
+    pending = awx_job('gpu_passthrough', answers, hosts='localhost ansible_connection=local')
+    assert pending.rc != 0
+    [(task, message)] = pending.failures()
+    assert task == 'Refuse while the hypervisor waits for a reboot'
+    assert message.startswith('hv1 has a reboot pending') and 'gpu01' in message
+    assert 'The guest and its domain-level settings' not in pending.host_tasks()
+    assert virsh(embed_uri, 'list', '--all', '--name').strip() == ''
+
+    answers = dict(answers, virtdev_host_prepare={}, gpu_memory='lots')
+    wrong = awx_job('gpu_passthrough', answers, hosts='localhost ansible_connection=local')
+    assert wrong.host_tasks() == [VALIDATION_TASK % 'gpu_passthrough'], wrong.stdout
     [(task, message)] = wrong.failures()
-    assert 'name' in message and 'guests' in message, message
+    assert 'gpu_memory' in message, message
+
+
+def test_sriov_guest_job(awx_job, tmp_path, embed_uri, virsh):
+    root = build('sriov', tmp_path)
+    answers = {'sriov_guest_name': 'net01', 'sriov_guest_vfs': '0000:41:02.1', 'sriov_guest_memory': 256,
+               'sriov_guest_type': 'qemu', 'sriov_guest_uri': embed_uri, 'sriov_guest_host_root': root}
+    job = awx_job('sriov_guest', answers)
+    assert job.rc == 0, job.stdout
+    assert job.artifacts == {'virtdev_guests': {'hv1': {'net01': {
+        'defined': True, 'changed': True, 'running': False, 'restart_required': False}}}}
+    xml = virsh(embed_uri, 'dumpxml', 'net01')
+    assert "<address domain='0x0000' bus='0x41' slot='0x02' function='0x1'/>" in xml
+    assert '<interface' not in xml  # the VF is its only NIC
+    assert job.project_after == job.project_before
