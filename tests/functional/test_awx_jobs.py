@@ -187,7 +187,6 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
     assert again.artifacts['virtdev_guests']['hv1']['nic01']['changed'] is False
 
 
-
 def test_gpu_passthrough_job_checks_first(awx_job, embed_uri, virsh):
     """Runs on localhost of the execution environment, reaching the hypervisor through libvirt_uri."""
     answers = {'libvirt_uri': embed_uri, 'gpu_name': 'gpu01', 'gpu_tcg': True,
