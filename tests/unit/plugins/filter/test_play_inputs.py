@@ -31,8 +31,8 @@ def test_defaults_of_the_spec_fill_what_is_not_given_also_in_lists_of_dicts():
 
 
 def test_answers_are_converted_to_their_types():
-    inputs = play_inputs(_options('host_prepare'), {'host_prepare_vfio_devices': '0000:65:00.0,0000:65:00.1',
-                                                     'host_prepare_reboot_ok': 'true'})
+    answers = {'host_prepare_vfio_devices': '0000:65:00.0,0000:65:00.1', 'host_prepare_reboot_ok': 'true'}
+    inputs = play_inputs(_options('host_prepare'), answers)
     assert inputs['host_prepare_vfio_devices'] == ['0000:65:00.0', '0000:65:00.1']
     assert inputs['host_prepare_reboot_ok'] is True
 
