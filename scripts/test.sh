@@ -6,7 +6,7 @@
 #   bench        pytest tests/benchmarks (the benchmark harness at tiny N: correctness, idempotence, no writes)
 #   kernel       pytest tests/kernel (real Debian kernel under QEMU TCG with an emulated IOMMU)
 #   sanity       ansible-test sanity on a copy of the collection (no ignore entries allowed)
-#   lint         ansible-lint (profile from .ansible-lint) over playbooks/, roles/, tests/integration/
+#   lint         ansible-lint (profile from .ansible-lint) over playbooks/, roles/, tests/integration/, extensions/
 #   molecule     `molecule test` of every roles/*/molecule/* scenario (default driver, this host)
 #   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd
 #
@@ -202,14 +202,16 @@ stage_lint() {
     local t paths=() p rc
     header "lint: ansible-lint"
     t=$(now)
-    for p in playbooks roles tests/integration; do
+    for p in playbooks roles tests/integration extensions; do
         if [ -d "$p" ] && [ -n "$(find "$p" -name '*.yml' -o -name '*.yaml' | head -1)" ]; then paths+=("$p"); fi
     done
     if [ "${#paths[@]}" -eq 0 ]; then
-        record SKIP lint "$t" "no YAML in playbooks/, roles/, tests/integration/"
+        record SKIP lint "$t" "no YAML in playbooks/, roles/, tests/integration/, extensions/"
         return
     fi
-    ansible-lint --offline --nocolor "${paths[@]}"
+    # a home of this checkout's own: ansible-lint installs the collection under $ANSIBLE_HOME/collections, and
+    # a shared ~/.ansible holding another checkout's copy would hide this one's playbooks from the syntax check
+    ANSIBLE_HOME="$ROOT/.state/ansible-home" ansible-lint --offline --nocolor "${paths[@]}"
     rc=$?
     if [ "$rc" -eq 0 ]; then record PASS lint "$t"; else record FAIL lint "$t" "ansible-lint exit code $rc"; fi
 }
