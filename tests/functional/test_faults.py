@@ -351,16 +351,18 @@ def test_libvirt_rejection_names_guest_and_device(libvirtd_uri, run_module, figu
     entries = by_domain(result)
     entry = entries[bad]
     assert entry['outcome'] == 'not_written' and entry['changed'] is False and entry['failed'] is True
-    assert entry['msg'].startswith('domain %s: libvirt refused the new definition (attach watchdog model no-such-model '
-                                   '(domains[13].config[0])); nothing of it was written: ' % bad), entry['msg']
-    assert result['msg'].startswith('1 of 20 domains failed: domain %s: libvirt refused' % bad)
+    # libvirt's schema rejection is told per device (the device validated alone, _schema): guest, entry, device
+    assert entry['msg'].startswith("domain %s: libvirt's schema refuses domains[13].config[0].xml (watchdog model "
+                                   "no-such-model): " % bad), entry['msg']
+    assert 'the persistent definition was not changed' in entry['msg']
+    assert result['msg'].startswith("1 of 20 domains failed: domain %s: libvirt's schema refuses" % bad)
     assert [name for name, other in entries.items() if other.get('failed')] == [bad]
     assert sum(other['outcome'] == 'written' for other in entries.values()) == 19
     assert guests.definition(bad) == old[bad]
     single = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': bad, 'config': args['domains'][13]['config']})
     assert single['rc'] != 0 and single['changed'] is False and single['outcome'] == 'not_written'
     assert single['restart_required'] is False and single['commands'] == []
-    assert single['msg'].startswith('domain %s: libvirt refused the new definition' % bad)
+    assert single['msg'].startswith("domain %s: libvirt's schema refuses config[0].xml (watchdog" % bad), single['msg']
     figures.add('guests_checked', 21)
     figures.append('scenarios', {'name': 'libvirt rejects one guest of a manifest at define', 'guests': 20,
                                  'checked': 'the message names the guest, the device and its config path; the '

@@ -171,7 +171,7 @@ def test_the_placeholder_on_a_guest_without_that_password_is_refused(embed_uri, 
                           ([{'kind': 'xml', 'xml': "<graphics type='vnc' passwd='%s'/>" % PLACEHOLDER}],
                            'config[0].xml')):
         result = run_module('domain_devices', {'uri': embed_uri, 'domain': 'nopw', 'config': config})
-        assert result['failed'] is True and result['msg'].startswith(field), result
+        assert result['failed'] is True and result['msg'].startswith('domain nopw: ' + field), result
         assert 'keep the current password' in result['msg']
     assert secure_secrets(virsh, embed_uri, 'nopw') == {}
 
