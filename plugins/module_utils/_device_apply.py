@@ -30,7 +30,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import (
     _device_engine, _guest_lock, _host_pci, _ids, _schema, _xml,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
-    PASSTHROUGH, element_class, kind_of_element,
+    PASSTHROUGH, element_class,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 

@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
 try:
     import libvirt
     HAS_LIBVIRT = True

@@ -144,7 +144,7 @@ options:
     description:
       - What a manifest (O(domains)) does when one domain fails.
       - V(continue) (the default) applies every domain it can, records each failure in that domain's entry of
-        RV(results), and fails the task at the end, naming every failed domain and why: one guest that fails
+        RV(results), and fails the task at the end, naming every failed domain and why. One guest that fails
         does not keep the others of the host from converging. Bad input (an option that does not validate) still
         fails the task before anything is read or written.
       - V(stop) reads and plans every domain first and writes nothing if any of them fails there (a missing
