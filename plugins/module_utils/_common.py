@@ -90,6 +90,7 @@ def mask_secrets(module):
     their escaped forms: the values of its no_log options and every secret the process read or was given
     in raw XML (``_secrets.SEEN``). Ansible's own no_log masking sees only the raw option values."""
     exit_json, fail_json, warn = module.exit_json, module.fail_json, module.warn
+    _secrets.remember_raw(module.params)   # raw-XML passwords, also in text refused before it is parsed
 
     def masked(result):
         result = dict(result)

@@ -341,6 +341,13 @@ def _updated_element(item, existing, reset, live=False):
     spec = dict(item.spec)
     if item.mac_derived:
         spec.pop('mac')  # a matched NIC keeps the MAC it has
+    for field in item.kind.secret_fields:
+        if spec.get(field.option) == _secrets.PLACEHOLDER and field.read(existing) is None:
+            # "keep the current password" on a console that has none would leave it open (a list gathered
+            # from another guest): refused, as for a device that does not exist
+            raise SpecError('%s.%s' % (item.where, field.option),
+                            '%r means "keep the current %s", but %s has none; give the %s itself (or leave it '
+                            'out)' % (_secrets.PLACEHOLDER, field.option, item.label, field.option))
     new = copy.deepcopy(existing)
     item.kind.apply(new, spec, reset=reset, live=live)
     return new

@@ -13,6 +13,7 @@ every escaped form it can take (docs/domain_devices.md, "Adopting a guest").
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -30,6 +31,27 @@ def remember(value):
     """Note a secret so that every output of this process masks it."""
     if isinstance(value, str) and value not in (REMOVE, PLACEHOLDER):
         SEEN.add(value)
+
+
+# A passwd attribute in raw XML text, also in text that is not well-formed XML (a closing quote missing)
+RAW_PASSWD = re.compile(r"""passwd\s*=\s*(?:"([^"]*)"?|'([^']*)'?)""")
+
+
+def remember_raw(value):
+    """Note the passwords written in raw XML anywhere in ``value`` (module parameters), before anything
+    parses it: text refused before it is parsed (not well-formed, a control character) is echoed in errors
+    and in ``invocation``, and must be masked there too."""
+    if isinstance(value, str):
+        for double, single in RAW_PASSWD.findall(value):
+            secret = double or single
+            remember(secret)
+            remember(html.unescape(secret))   # the value itself, as XML would read it
+    elif isinstance(value, dict):
+        for item in value.values():
+            remember_raw(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            remember_raw(item)
 
 
 def is_real(value):

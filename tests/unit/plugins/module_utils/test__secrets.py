@@ -168,6 +168,43 @@ def test_the_placeholder_on_a_new_device_is_refused(config, field):
     assert caught.value.where == field and 'keep the current password' in str(caught.value)
 
 
+@pytest.mark.parametrize('config,field', [
+    ([{'kind': 'graphics', 'type': 'vnc', 'password': KEEP}], 'config[0].password'),
+    ([{'kind': 'xml', 'xml': "<graphics type='vnc' passwd='%s'/>" % KEEP}], 'config[0].xml'),
+])
+@pytest.mark.parametrize('state', ['merged', 'replaced', 'overridden'])
+def test_the_placeholder_on_a_console_without_a_password_is_refused(config, field, state):
+    """A list gathered from another guest must not leave this guest's open console open silently."""
+    open_console = domain("<graphics type='vnc' port='-1' autoport='yes'><listen type='address'/></graphics>")
+    with pytest.raises(SpecError) as caught:
+        engine.plan(open_console, engine.declare(config, 'g'), state)
+    assert caught.value.where == field and 'keep the current password' in str(caught.value)
+
+
+@pytest.mark.parametrize('xml', [
+    "<graphics type='vnc' passwd='Zq7\x01Wv'/>",        # refused by the string check before it is parsed
+    "<graphics type='vnc' passwd='Zq7Yy8'>",            # not well-formed
+    "<graphics type='vnc' passwd=\"Zq7&amp;x\"/",       # not well-formed, escaped
+    "<graphics type='vnc' passwd='Zq7 unterminated/>",
+])
+def test_raw_xml_passwords_are_masked_even_when_the_xml_is_refused_unparsed(xml):
+    class Module:
+        params = {'config': [{'kind': 'xml', 'xml': xml}]}
+        no_log_values = set()
+
+        def __init__(self):
+            self.outputs = []
+
+        def fail_json(self, **result):
+            self.outputs.append(result)
+
+        exit_json = warn = fail_json
+
+    module = _common.mask_secrets(Module())
+    module.fail_json('config[0].xml: %r is not well-formed' % xml)
+    assert not leaks(*module.outputs), module.outputs
+
+
 def test_an_empty_password_on_a_new_device_writes_none():
     for config in ([{'kind': 'graphics', 'type': 'vnc', 'password': ''}],
                    [{'kind': 'xml', 'xml': "<graphics type='vnc' passwd=''/>"}]):
