@@ -9,9 +9,9 @@ half of them walk the manifest backwards, so runs meet on guests from both ends.
 must have every run's device (a lost update is one missing), every run must have succeeded or said why
 (naming the guest), and every run's per-guest result must say it wrote the guest.
 
-``VIRTDEV_RACE_ROUNDS`` (default 10) sets how many times each race runs: every round writes each guest once
-per run, and libvirt's schema validation of a define costs ~20-50 ms of daemon CPU, so 10 rounds of each race
-(3,000 validated defines) is what fits the functional stage's budget on two cores.
+``VIRTDEV_RACE_ROUNDS`` (default 20) sets how many times each race runs: every round writes each guest once
+per run, and libvirt's schema validation of a define costs ~20-50 ms of daemon CPU, so the 20 rounds of each
+race (6,000 validated defines) take about 2.5 minutes on two idle cores.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from reliability import Figures, Guests, ModuleProcess, by_domain  # pylint: disable=import-error
 
 GUESTS = 50
-ROUNDS = int(os.environ.get('VIRTDEV_RACE_ROUNDS', '10'))
+ROUNDS = int(os.environ.get('VIRTDEV_RACE_ROUNDS', '20'))
 # one device per racing run; ``marker`` is how the device shows in the definition libvirt keeps
 RUN_DEVICES = (
     ({'kind': 'watchdog', 'model': 'i6300esb', 'action': 'reset'}, "<watchdog model='i6300esb'"),
