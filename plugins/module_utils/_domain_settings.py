@@ -779,7 +779,8 @@ def check(domain, given, host=None, will_run=False, domain_type=None, wanted=Non
                             % settings.get('firmware'))
         if 'q35' in machine and features.get('smm') is not True:
             problems.append('secure_boot: true on a q35 guest needs features.smm: true (secure boot firmware '
-                            'relies on SMM to protect its variables; the guest has smm: %s)' % features.get('smm'))
+                            'relies on SMM to protect its variables; the guest has %s)'
+                            % ('no smm setting' if features.get('smm') is None else 'smm: %s' % features.get('smm')))
     if settings.get('enrolled_keys') and not secure and given & {'enrolled_keys', 'secure_boot'}:
         problems.append('enrolled_keys: true needs secure_boot: true')
     topology = (settings.get('cpu') or {}).get('topology')

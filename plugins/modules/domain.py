@@ -41,7 +41,7 @@ attributes:
     description: Reports what would change (RV(commands), RV(settings)) and makes no write call.
   diff_mode:
     support: full
-    description: Shows the settings before and after, one line per setting.
+    description: Shows the settings before and after, one key per setting.
 options:
   name:
     description: Name of the domain. It is always taken as a name, never as a UUID.
