@@ -27,12 +27,13 @@ import copy
 import time
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import (
-    _device_engine, _guest_lock, _host_pci, _ids, _schema, _xml,
+    _device_engine, _guest_lock, _ids, _schema, _xml,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
     PASSTHROUGH, element_class,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
 # What a run really did to a guest (docs/concurrency.md): the result's ``outcome``.
@@ -720,14 +721,14 @@ def _assignment_keys(run):
 
 def _assignment_requests(run):
     """The host devices a run would give its guest: hostdevs and SR-IOV interfaces it adds or changes, typed
-    or raw XML alike, their addresses read the way libvirt reads them (``_host_pci.requests_of_element``;
+    or raw XML alike, their addresses read the way libvirt reads them (``host_preflight.requests_of_element``;
     an address that cannot be read raises IdError, which refuses the run)."""
     requests = []
     for plan in (run.config_plan, run.live_plan):
         for change in (plan.changes if plan is not None else ()):
             if change.op != 'detach':
                 where = change.item.where if change.item is not None else change.label
-                requests.extend(_host_pci.requests_of_element(change.new, where))
+                requests.extend(host_preflight.requests_of_element(change.new, where))
     unique = {}
     for request in requests:  # the same device in the config and the live plan is one request
         unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where')), request)
@@ -750,14 +751,14 @@ def preflight(connection, runs, host_root, force):
     wanted = [(run, requests) for run, requests in wanted if requests]
     if not wanted:
         return errors, []
-    host = _host_pci.read_host(host_root)
+    host = host_preflight.read_host(host_root)
     domains = []
     for dom in connection.domains():
         live = connection.xml(dom, inactive=False) if connection.is_active(dom) else None
         config = connection.xml(dom) if connection.is_persistent(dom) else None
         domains.append({'name': dom.name(), 'live_xml': live, 'config_xml': config})
     try:
-        usage = _host_pci.usage_from_domains(domains)
+        usage = host_preflight.usage_from_domains(domains)
     except ValueError as exc:  # another guest's XML we cannot read: its devices cannot be ruled out
         for run, _requests in wanted:
             run.refusals = ['cannot tell which host devices other domains use: %s' % exc]
@@ -765,7 +766,7 @@ def preflight(connection, runs, host_root, force):
         return errors, []
     warnings = []
     for run, requests in wanted:
-        check = _host_pci.check_assignment(host, requests, run.name, usage, force=force)
+        check = host_preflight.check_assignment(host, requests, run.name, usage, force=force)
         run.refusals = list(check.errors)
         errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
         warnings.extend('domain %s: %s' % (run.name, warning) for warning in check.warnings)

@@ -405,7 +405,9 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _host_pci, _host_report, _libvirt, _pci_ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _libvirt, _pci_ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import facts as host_facts
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import domain_usage, node_device_xml, report, sysfs_source
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 
 
@@ -441,13 +443,13 @@ def read_libvirt(module, conn):
             continue
         domains.append({'name': name, 'live_xml': live, 'config_xml': config})
     try:
-        usage = _host_pci.usage_from_domains(domains)
+        usage = domain_usage.usage_from_domains(domains)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     node_devices = []
     for device in conn.node_devices():
         try:
-            node_devices.append(_host_pci.parse_node_device(conn.node_device_xml(device)))
+            node_devices.append(node_device_xml.parse_node_device(conn.node_device_xml(device)))
         except (LibvirtFailure, ValueError) as exc:
             problems.append('a node device could not be read: %s' % exc)
     return usage, len(domains), node_devices, problems
@@ -464,7 +466,7 @@ def main():
     ids_path = params['pci_ids'] or _pci_ids.find_pci_ids(root)
     if params['pci_ids'] and not os.path.isfile(params['pci_ids']):
         module.fail_json(msg='pci_ids: %r is not a file' % params['pci_ids'])
-    host = _host_pci.read_host(root, _pci_ids.PciIds.load(ids_path))
+    host = sysfs_source.read_host(root, _pci_ids.PciIds.load(ids_path))
 
     usage, libvirt_summary, node_devices, problems = {}, None, [], []
     if params['libvirt']:
@@ -480,16 +482,16 @@ def main():
             conn.close()
         libvirt_summary = {'uri': params['uri'], 'domains': domain_count}
 
-    facts = _host_pci.host_facts(host, usage)
+    facts = host_facts.host_facts(host, usage)
     facts['problems'].extend(problems)
     if libvirt_summary is not None:
-        libvirt_summary.update(_host_pci.merge_node_devices(facts, node_devices,
+        libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices,
                                                             compare_groups=same_host(root, params['uri'])))
         facts['libvirt'] = libvirt_summary
     formats = params['format']
     if any(name != 'facts' for name in formats):
         title = params['title'] or ('Host devices on %s' % (socket.gethostname() if root == '/' else root))
-        facts['reports'] = _host_report.render(facts, formats, title)
+        facts['reports'] = report.render(facts, formats, title)
     module.exit_json(changed=False, **facts)
 
 

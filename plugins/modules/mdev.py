@@ -153,8 +153,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _host_pci, _libvirt, _xml
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _files, _ids, _libvirt, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import node_device_xml, sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import sysfs_writer
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import mdev as mdev_backend
 
 
 def _mdev_text(mdev):
@@ -167,11 +169,11 @@ def libvirt_definitions(conn):
     """{uuid: [{'parent', 'type', 'path', 'device', 'autostart'}]} for the persistent mdevs libvirt knows."""
     result = {}
     for device in conn.node_devices():
-        parsed = _host_pci.parse_node_device(conn.node_device_xml(device))
+        parsed = node_device_xml.parse_node_device(conn.node_device_xml(device))
         if parsed['type'] != 'mdev' or not parsed['uuid'] or not conn.node_device_is_persistent(device):
             continue
         result.setdefault(parsed['uuid'], []).append({
-            'parent': _host_pci.address_of_nodedev_name(parsed['parent']) or parsed['parent'],
+            'parent': _ids.pci_of_nodedev_name(parsed['parent']) or parsed['parent'],
             'type': parsed['mdev_type'], 'path': 'libvirt node device %s' % parsed['name'], 'device': device,
             'autostart': conn.node_device_autostart(device)})
     return result
@@ -229,8 +231,8 @@ def run_module():
     if not os.path.isdir(root):
         module.fail_json(msg='root: %r is not a directory' % params['root'])
     try:
-        uuid = prep.normalize_uuid(params['uuid'])
-        parent = _host_pci.normalize_pci_address(params['parent']) if params['parent'] is not None else None
+        uuid = _ids.parse_uuid(params['uuid'])
+        parent = _ids.pci_text(params['parent'], None) if params['parent'] is not None else None
         if params['timeout'] < 0:
             raise ValueError('timeout: %r must not be negative' % params['timeout'])
     except ValueError as exc:
@@ -244,17 +246,17 @@ def run_module():
     if params['persistent']:
         backend, conn = choose_backend(module, root)
     try:
-        definitions = prep.mdevctl_definitions(root)
+        definitions = mdev_backend.mdevctl_definitions(root)
         if conn is not None:
             for key, entries in libvirt_definitions(conn).items():
                 definitions.setdefault(key, []).extend(entries)
-    except (prep.PrepareError, _libvirt.LibvirtFailure) as exc:
+    except (sysfs_writer.PrepareError, _files.FileError, _libvirt.LibvirtFailure) as exc:
         module.fail_json(msg=str(exc))
 
-    host = _host_pci.read_host(root)
-    sysfs = prep.Sysfs(root)
+    host = sysfs_source.read_host(root)
+    sysfs = sysfs_writer.Sysfs(root)
     try:
-        plan = prep.plan_mdev(host, sysfs, uuid, state, parent, mdev_type, definitions)
+        plan = mdev_backend.plan_mdev(host, sysfs, uuid, state, parent, mdev_type, definitions)
     except ValueError as exc:
         module.fail_json(msg='%s (nothing was changed)' % exc)
     if plan.errors:
@@ -264,16 +266,16 @@ def run_module():
     changes, libvirt_ops = [], []
     if backend == 'mdevctl':
         try:
-            changes = prep.plan_mdevctl_files(root, uuid, state, actual_parent, mdev_type, params['autostart'],
+            changes = mdev_backend.plan_mdevctl_files(root, uuid, state, actual_parent, mdev_type, params['autostart'],
                                               {uuid: [d for d in definitions.get(uuid, []) if 'device' not in d]})
-        except prep.PrepareError as exc:
+        except (sysfs_writer.PrepareError, _files.FileError) as exc:
             module.fail_json(msg=str(exc))
     elif backend == 'libvirt':
         mine = [d for d in definitions.get(uuid, []) if 'device' in d]
         if state == 'present':
             same = [d for d in mine if (d['parent'], d['type']) == (actual_parent, mdev_type)]
             if not same:
-                libvirt_ops.append({'op': 'define', 'xml': prep.render_nodedev_xml(actual_parent, mdev_type, uuid)})
+                libvirt_ops.append({'op': 'define', 'xml': mdev_backend.render_nodedev_xml(actual_parent, mdev_type, uuid)})
                 if params['autostart']:
                     libvirt_ops.append({'op': 'autostart', 'name': None, 'value': True})
             elif same[0]['autostart'] != params['autostart']:
@@ -286,22 +288,22 @@ def run_module():
                                         'device': definition['device']})
 
     if module.check_mode:
-        dry = prep.Sysfs(root, dry_run=True)
-        prep.apply_mdev(dry, plan, uuid)
+        dry = sysfs_writer.Sysfs(root, dry_run=True)
+        mdev_backend.apply_mdev(dry, plan, uuid)
         writes = dry.writes
         after = plan.after
     else:
         try:
-            prep.apply_mdev(sysfs, plan, uuid, params['timeout'])
-        except prep.PrepareError as exc:
+            mdev_backend.apply_mdev(sysfs, plan, uuid, params['timeout'])
+        except sysfs_writer.PrepareError as exc:
             module.fail_json(msg=str(exc), writes=sysfs.writes, changed=bool(sysfs.writes))
         writes = sysfs.writes
-        writer = prep.FileWriter(root, atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False))
+        writer = _files.Transaction(root, atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False))
         try:
             for change in changes:
                 writer.apply(change)
                 if change.after is None:
-                    prep.remove_empty_parent(root, change.path)
+                    mdev_backend.remove_empty_parent(root, change.path)
             defined = None
             for op in libvirt_ops:
                 if op['op'] == 'define':
@@ -318,7 +320,7 @@ def run_module():
             module.fail_json(msg='the mediated device %s was %s but its definition failed: %s'
                              % (uuid, 'created' if state == 'present' else 'removed', exc),
                              writes=writes, changed=bool(writes))
-        current = _host_pci.read_host(root).mdevs.get(uuid)
+        current = sysfs_source.read_host(root).mdevs.get(uuid)
         after = current.as_dict() if current else None
     if conn is not None:
         conn.close()
@@ -331,7 +333,7 @@ def run_module():
         after=after,
         writes=writes,
         persisted_with=backend,
-        files=[prep.under(root, change.path) for change in changes],
+        files=[_files.resolved(root, change.path) for change in changes],
         libvirt_calls=[{key: value for key, value in op.items() if key != 'device'} for op in libvirt_ops],
     )
     type_parent = actual_parent and (mdev_type or (plan.before or {}).get('type'))

@@ -16,8 +16,10 @@ import subprocess
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _libvirt
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import node_device_xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import mdev as mdev_backend
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import sysfs_source
 from ansible_collections.virtdev.libvirt.plugins.modules import mdev
 from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, expect_refused, machine, read, run_module
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import Tree
@@ -61,7 +63,7 @@ def test_create_cycle(capsys, tmp_path, monkeypatch):
     assert applied['persisted_with'] is None and applied['files'] == []
     assert 'type: i915-GVTg_V5_8' in checked['diff'][0]['after']
     # the host model sees it too
-    assert _host_pci.read_host(root).mdevs[NEW].parent == IGPU
+    assert sysfs_source.read_host(root).mdevs[NEW].parent == IGPU
 
 
 def test_remove_cycle(capsys, tmp_path, monkeypatch):
@@ -221,7 +223,7 @@ class FakeConnection:
         return device.auto
 
     def node_device_define(self, xml_text):
-        parsed = _host_pci.parse_node_device(xml_text)
+        parsed = node_device_xml.parse_node_device(xml_text)
         name = 'mdev_%s_%s' % (parsed['uuid'].replace('-', '_'), parsed['parent'][4:])
         assert parsed['name'] == name  # the name libvirt will give it
         device = FakeDevice(name, xml_text)
@@ -254,7 +256,7 @@ def test_persistent_through_libvirt(capsys, tmp_path, monkeypatch):
     assert applied['changed'] is True and exists(root, NEW) and applied['files'] == []
     name = 'mdev_%s_0000_00_02_0' % NEW.replace('-', '_')
     assert conn.calls[1:] == [('define', name), ('autostart', name, True), ('close',)]
-    assert _host_pci.parse_node_device(conn.devices[0].xml)['mdev_type'] == 'i915-GVTg_V5_8'
+    assert node_device_xml.parse_node_device(conn.devices[0].xml)['mdev_type'] == 'i915-GVTg_V5_8'
     again = run(capsys, root=root, **params)
     assert again['changed'] is False and again['libvirt_calls'] == []
     gone = run(capsys, root=root, uuid=NEW, state='absent', persistent=True)
@@ -265,7 +267,7 @@ def test_persistent_through_libvirt(capsys, tmp_path, monkeypatch):
 def test_uuid_defined_in_libvirt_for_another_type(capsys, tmp_path, monkeypatch):
     root, kernel = machine(tmp_path, monkeypatch, 'mdev')
     conn = FakeConnection()
-    defined = conn.node_device_define(prep.render_nodedev_xml(T4, 'nvidia-222', NEW))
+    defined = conn.node_device_define(mdev_backend.render_nodedev_xml(T4, 'nvidia-222', NEW))
     monkeypatch.setattr(mdev, 'choose_backend', lambda module, root: ('libvirt', conn))
     result = refused(capsys, root, kernel, uuid=NEW, parent=IGPU, mdev_type='i915-GVTg_V5_8', persistent=True)
     assert result['errors'] == [
@@ -299,10 +301,10 @@ XML_VALIDATE = shutil.which('virt-xml-validate')
 
 @pytest.mark.skipif(XML_VALIDATE is None, reason='virt-xml-validate (libvirt-clients) is not installed')
 def test_node_device_xml_is_valid_for_libvirt(tmp_path):
-    text = prep.render_nodedev_xml(IGPU, 'i915-GVTg_V5_8', NEW)
+    text = mdev_backend.render_nodedev_xml(IGPU, 'i915-GVTg_V5_8', NEW)
     path = tmp_path / 'nodedev.xml'
     path.write_text(text)
     proc = subprocess.run([XML_VALIDATE, str(path), 'nodedev'], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    parsed = _host_pci.parse_node_device(text)
+    parsed = node_device_xml.parse_node_device(text)
     assert (parsed['parent'], parsed['mdev_type'], parsed['uuid']) == ('pci_0000_00_02_0', 'i915-GVTg_V5_8', NEW)
