@@ -32,39 +32,39 @@ def libvirt_definitions(conn):
     return result
 
 
+def choose_backend(module, root):
+    """(backend, connection or None) for persistent: true: 'libvirt' (with its connection) or 'mdevctl'."""
+    wanted = module.params['persist_with']
+    if wanted == 'mdevctl':
+        return 'mdevctl', None
+    if root != '/':
+        if wanted == 'libvirt':
+            raise runner.Failed('persist_with: libvirt defines devices of the host libvirt runs on; it needs root: / '
+                                '(root is %s) (nothing was changed)' % root)
+        return 'mdevctl', None
+    if not _libvirt.HAS_LIBVIRT or not _xml.HAS_LXML:
+        if wanted == 'libvirt':
+            _common.require_libraries(module)
+        return 'mdevctl', None
+    try:
+        conn = _libvirt.Connection(module.params['uri'])
+    except _libvirt.LibvirtFailure as exc:
+        if wanted == 'libvirt':
+            raise runner.Failed('persist_with: libvirt: %s (nothing was changed)' % exc)
+        module.warn('libvirt is not reachable (%s): the definition is written for mdevctl instead' % exc)
+        return 'mdevctl', None
+    if not conn.supports_node_device_define():
+        conn.close()
+        if wanted == 'libvirt':
+            raise runner.Failed('persist_with: libvirt: this libvirt cannot define node devices (libvirt 7.3 or later '
+                                'is needed) (nothing was changed)')
+        return 'mdevctl', None
+    return 'libvirt', conn
+
+
 class Mdev(runner.Operation):
 
     conn = None
-
-    def choose_backend(self):
-        """'libvirt' or 'mdevctl' for persistent: true (``self.conn`` is set for libvirt)."""
-        wanted = self.params['persist_with']
-        if wanted == 'mdevctl':
-            return 'mdevctl'
-        if self.root != '/':
-            if wanted == 'libvirt':
-                raise runner.Failed('persist_with: libvirt defines devices of the host libvirt runs on; it needs '
-                                    'root: / (root is %s) (nothing was changed)' % self.root)
-            return 'mdevctl'
-        if not _libvirt.HAS_LIBVIRT or not _xml.HAS_LXML:
-            if wanted == 'libvirt':
-                _common.require_libraries(self.module)
-            return 'mdevctl'
-        try:
-            conn = _libvirt.Connection(self.params['uri'])
-        except _libvirt.LibvirtFailure as exc:
-            if wanted == 'libvirt':
-                raise runner.Failed('persist_with: libvirt: %s (nothing was changed)' % exc)
-            self.module.warn('libvirt is not reachable (%s): the definition is written for mdevctl instead' % exc)
-            return 'mdevctl'
-        if not conn.supports_node_device_define():
-            conn.close()
-            if wanted == 'libvirt':
-                raise runner.Failed('persist_with: libvirt: this libvirt cannot define node devices (libvirt 7.3 or '
-                                    'later is needed) (nothing was changed)')
-            return 'mdevctl'
-        self.conn = conn
-        return 'libvirt'
 
     def plan(self):
         params = self.params
@@ -80,7 +80,9 @@ class Mdev(runner.Operation):
                 text = 'parent: ' + text
             raise ValueError(text)
         self.mdev_type = params['mdev_type']
-        self.backend = self.choose_backend() if params['persistent'] else None
+        self.backend = None
+        if params['persistent']:
+            self.backend, self.conn = choose_backend(self.module, self.root)
         try:
             definitions = mdev.mdevctl_definitions(self.root)
             if self.conn is not None:

@@ -19,7 +19,8 @@ import pytest
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import node_device_xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import mdev as mdev_backend
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import runner, sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.operations import mdev as mdev_operation
 from ansible_collections.virtdev.libvirt.plugins.modules import mdev
 from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, expect_refused, machine, read, run_module
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import Tree
@@ -246,7 +247,7 @@ class FakeConnection:
 def test_persistent_through_libvirt(capsys, tmp_path, monkeypatch):
     root, kernel = machine(tmp_path, monkeypatch, 'mdev')
     conn = FakeConnection()
-    monkeypatch.setattr(mdev, 'choose_backend', lambda module, root: ('libvirt', conn))
+    monkeypatch.setattr(mdev_operation, 'choose_backend', lambda module, root: ('libvirt', conn))
     params = dict(uuid=NEW, parent=IGPU, mdev_type='i915-GVTg_V5_8', persistent=True)
     checked = run(capsys, check=True, root=root, **params)
     assert checked['changed'] is True and checked['persisted_with'] == 'libvirt'
@@ -268,7 +269,7 @@ def test_uuid_defined_in_libvirt_for_another_type(capsys, tmp_path, monkeypatch)
     root, kernel = machine(tmp_path, monkeypatch, 'mdev')
     conn = FakeConnection()
     defined = conn.node_device_define(mdev_backend.render_nodedev_xml(T4, 'nvidia-222', NEW))
-    monkeypatch.setattr(mdev, 'choose_backend', lambda module, root: ('libvirt', conn))
+    monkeypatch.setattr(mdev_operation, 'choose_backend', lambda module, root: ('libvirt', conn))
     result = refused(capsys, root, kernel, uuid=NEW, parent=IGPU, mdev_type='i915-GVTg_V5_8', persistent=True)
     assert result['errors'] == [
         'uuid: %s is already defined for a mediated device of type nvidia-222 on %s (libvirt node device %s); pick '
@@ -285,14 +286,12 @@ def test_auto_falls_back_to_mdevctl_when_libvirt_cannot_define():
         def warn(self, text):
             self.warnings.append(text)
 
-        def fail_json(self, **kwargs):
-            raise AssertionError(kwargs)
-    assert mdev.choose_backend(Module(), '/') == ('mdevctl', None)
+    assert mdev_operation.choose_backend(Module(), '/') == ('mdevctl', None)
     Module.params = {'persist_with': 'libvirt', 'uri': 'test:///default'}
-    with pytest.raises(AssertionError, match='this libvirt cannot define node devices'):
-        mdev.choose_backend(Module(), '/')
+    with pytest.raises(runner.Failed, match='this libvirt cannot define node devices'):
+        mdev_operation.choose_backend(Module(), '/')
     Module.params = {'persist_with': 'auto', 'uri': 'qemu+unix:///system?socket=/nonexistent/sock'}
-    assert mdev.choose_backend(Module(), '/') == ('mdevctl', None)
+    assert mdev_operation.choose_backend(Module(), '/') == ('mdevctl', None)
     assert any('libvirt is not reachable' in warning for warning in Module.warnings)
 
 
