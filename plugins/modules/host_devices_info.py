@@ -401,13 +401,11 @@ reports:
 import os
 import socket
 
-from urllib.parse import urlsplit
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _libvirt, _pci_ids
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import facts as host_facts
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import domain_usage, node_device_xml, report, sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import domain_usage, node_device_xml, report, source, sysfs_source
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 
 
@@ -422,11 +420,6 @@ def argument_spec():
         pci_ids={'type': 'path'},
     )
     return spec
-
-
-def same_host(root, uri):
-    """Whether sysfs under ``root`` and libvirt at ``uri`` describe the same machine."""
-    return os.path.realpath(root) == '/' and not urlsplit(uri).hostname
 
 
 def read_libvirt(module, conn):
@@ -486,7 +479,7 @@ def main():
     facts['problems'].extend(problems)
     if libvirt_summary is not None:
         libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices,
-                                                            compare_groups=same_host(root, params['uri'])))
+                                                            compare_groups=source.sysfs_is_libvirt_host(root, params['uri'])))
         facts['libvirt'] = libvirt_summary
     formats = params['format']
     if any(name != 'facts' for name in formats):

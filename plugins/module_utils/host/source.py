@@ -29,6 +29,10 @@ The contract a source keeps (``model.Host`` documents each field):
 
 from __future__ import annotations
 
+import os
+
+from urllib.parse import urlsplit
+
 
 class HostSource(object):
     """A place host facts are read from. ``name`` says which in messages; ``read_host()`` returns a
@@ -38,3 +42,10 @@ class HostSource(object):
 
     def read_host(self):
         raise NotImplementedError('%s does not read hosts' % type(self).__name__)
+
+
+def sysfs_is_libvirt_host(root, uri):
+    """Whether sysfs read below ``root`` is the host libvirt at ``uri`` runs on: the real root and a URI
+    without a host name. Otherwise (a fixture or image root, a remote URI) what one says about a device
+    cannot be compared with what the other says."""
+    return os.path.realpath(root) == '/' and not urlsplit(uri).hostname

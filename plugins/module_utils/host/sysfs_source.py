@@ -304,13 +304,6 @@ def read_group_users(sysroot):
     return users
 
 
-def vfio_group_users(sysroot, group):
-    """The processes (``[{'pid', 'comm', 'guest'}]``) holding ``/dev/vfio/<group>`` open."""
-    if group is None:
-        return []
-    return read_group_users(sysroot).get(str(group), [])
-
-
 class SysfsSource(source.HostSource):
     """The host below ``root`` as sysfs and procfs show it. ``pci_ids`` (a ``_pci_ids.PciIds``) adds names."""
 
