@@ -269,20 +269,13 @@ def _peer_uses(subject, live):
             if bool(use['live']) == live]
 
 
-def _pci_group_held_live(subject):
-    return [Finding('group_held_live', 'shares IOMMU group %d with %s, which running guest %s holds: libvirt '
-                    'refuses to start %s with a device of the same group while %s runs'
-                    % (subject.dev.iommu_group, _describe(subject.host, member), use['domain'], _this_guest(subject),
-                       use['domain']))
-            for member, use in _peer_uses(subject, live=True)]
-
-
-def _pci_group_held_config(subject):
-    return [Finding('group_held_config', 'shares IOMMU group %d with %s, which is in the definition of guest %s: '
-                    '%s and %s cannot run at the same time'
-                    % (subject.dev.iommu_group, _describe(subject.host, member), use['domain'], _this_guest(subject),
-                       use['domain']))
-            for member, use in _peer_uses(subject, live=False)]
+def _group_held(live, guard, message):
+    """The check of a group_held guard: group peers another guest holds, running (``live``) or defined."""
+    def check(subject):
+        return [Finding(guard, message % {'group': subject.dev.iommu_group, 'peer': _describe(subject.host, member),
+                                          'other': use['domain'], 'this': _this_guest(subject)})
+                for member, use in _peer_uses(subject, live)]
+    return check
 
 
 def _pci_group_open(subject):
@@ -588,10 +581,15 @@ GUARDS = {guard.name: guard for guard in (
           pci=_pci_host_input),
     Guard('group_held_live', REFUSE, ERROR, False,
           'no other endpoint of its IOMMU group is assigned to another running guest (libvirt refuses to share '
-          'a group across guests)', pci=_pci_group_held_live),
+          'a group across guests)',
+          pci=_group_held(True, 'group_held_live', 'shares IOMMU group %(group)d with %(peer)s, which running guest '
+                          '%(other)s holds: libvirt refuses to start %(this)s with a device of the same group while '
+                          '%(other)s runs')),
     Guard('group_held_config', WARN, WARNING, True,
           "no other endpoint of its IOMMU group is in another guest's definition (only one of the two guests can "
-          'run at a time)', pci=_pci_group_held_config),
+          'run at a time)',
+          pci=_group_held(False, 'group_held_config', 'shares IOMMU group %(group)d with %(peer)s, which is in the '
+                          'definition of guest %(other)s: %(this)s and %(other)s cannot run at the same time')),
     Guard('group_open', REFUSE, ERROR, False,
           'no running guest holds the IOMMU group of the device or of one of its mediated devices open '
           '(/dev/vfio/N): unbinding it would block in the kernel until that guest stops', pci=_pci_group_open),
