@@ -195,7 +195,7 @@ def plan_unbind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, h
     return plan
 
 
-class Transaction:
+class DriverTransaction:
     """Applies device actions one by one; ``rollback()`` puts every touched device back as it was."""
 
     def __init__(self, sysfs, timeout=5.0, load_host_module=None):
