@@ -36,7 +36,7 @@ class VfioBind(runner.Operation):
             self.bind_plan = bind.plan_bind(self.host, self.sysfs, self.addresses, self.driver, params['whole_group'],
                                             params['force'])
         else:
-            self.bind_plan = bind.plan_unbind(self.host, self.sysfs, self.addresses, self.driver, params['whole_group'],
+            self.bind_plan = bind.plan_unbind(self.host, self.addresses, self.driver, params['whole_group'],
                                               params['host_driver'])
         self.devices = [action.as_dict() for action in self.bind_plan.actions]
         if self.bind_plan.errors:

@@ -155,7 +155,7 @@ def plan_bind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, for
     return plan
 
 
-def plan_unbind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, host_driver=None):
+def plan_unbind(host, addresses, driver=VFIO_DRIVER, whole_group=False, host_driver=None):
     """Plan giving ``addresses`` back to their host drivers. Devices not on ``driver`` (and without an
     override for it) are left alone. A device whose IOMMU group is open (a running guest) is refused:
     the kernel would block in the unbind."""
