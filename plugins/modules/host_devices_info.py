@@ -478,8 +478,8 @@ def main():
     facts = host_facts.host_facts(host, usage)
     facts['problems'].extend(problems)
     if libvirt_summary is not None:
-        libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices,
-                                                            compare_groups=source.sysfs_is_libvirt_host(root, params['uri'])))
+        compare_groups = source.sysfs_is_libvirt_host(root, params['uri'])
+        libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices, compare_groups=compare_groups))
         facts['libvirt'] = libvirt_summary
     formats = params['format']
     if any(name != 'facts' for name in formats):
