@@ -6,15 +6,17 @@
 
 A row says which element it manages, which options it has (fields), how a device is identified (the
 key that matches a declared device to an existing one), which class of hardware it is (emulated,
-virtio, passthrough) and whether QEMU can hot-plug it. Devices of element types without a typed row
-are still matched and kept, by ``ELEMENT_KEYS`` below, and handled as raw ``xml``.
+virtio, passthrough), whether QEMU can hot-plug it, whether libvirt adds it by itself (``implicit``),
+which option is derived when left out (an interface's MAC), whether removing it from a running guest
+needs consent and which host devices it takes. Device elements without typed options (``<hub>``,
+``<audio>``, ...) are rows of the same table (``Untyped``): matched, kept and handled as raw ``xml``.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _secrets, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
     DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Uuid,
     Variant, YesNo,
@@ -24,6 +26,57 @@ EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'
 # libvirt's own children of every device: never ours to set, never a reason for a change
 LIBVIRT_OWNED = ('address', 'alias')
 CHAR_TYPES = ('pty', 'file', 'unix', 'tcp', 'udp', 'null', 'stdio', 'dev', 'spicevmc', 'qemu-vdagent')
+
+
+def _never(_element):
+    return False
+
+
+def _always(_element):
+    return True
+
+
+def _no_host_devices(_element, _where):
+    return []
+
+
+def _host_device_requests(pci_type):
+    """The host_devices column of a kind that takes host devices: the passthrough guards' requests
+    (docs/host_devices.md) for what an element takes, its addresses read as libvirt reads them
+    (``_ids.hostdev_keys``; IdError naming ``where`` when one cannot be). ``pci_type``: what a PCI
+    device is to the guards ('pci', or 'sriov_vf' for a NIC's virtual function)."""
+    def requests(element, where):
+        keys = dict(_ids.hostdev_keys(element, where))
+        if 'pci' in keys:
+            return [{'type': pci_type, 'address': keys['pci'], 'managed': element.get('managed', 'no') == 'yes',
+                     'where': where}]
+        if 'usb' in keys or 'usb-address' in keys:
+            vendor, _sep, product = keys.get('usb', ':').partition(':')
+            bus, _sep, device = keys.get('usb-address', '.').partition('.')
+            return [{'type': 'usb', 'vendor': vendor or None, 'product': product or None,
+                     'bus': int(bus) if bus else None, 'device': int(device) if device else None, 'where': where}]
+        if 'mdev' in keys:
+            return [{'type': 'mdev', 'uuid': keys['mdev'], 'where': where}]
+        return []
+    return requests
+
+
+class Derived:
+    """An identity option a kind derives when a spec leaves it out (an interface's MAC): stable across runs,
+    from the domain name, the ``basis`` option and the position among the declared devices with the same
+    basis. A spec that derives it matches an existing device by ``basis`` (which keeps the value it has);
+    raw XML of the kind must carry it, as it is the identity (``xml_hint`` says how)."""
+
+    def __init__(self, option, basis, make, noun, xml_hint):
+        self.option = option
+        self.basis = basis
+        self.make = make            # (domain name, basis value, ordinal) -> value
+        self.noun = noun
+        self.xml_hint = xml_hint
+
+    def group(self, spec):
+        """The devices that count positions together (the n-th NIC without MAC on this source)."""
+        return (self.option, repr(sorted(spec[self.basis].items())))
 
 
 class Kind:
@@ -37,7 +90,7 @@ class Kind:
 
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
-                 live_fills=()):
+                 live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
@@ -61,6 +114,28 @@ class Kind:
         # one (a graphics listen address from qemu.conf): replaced leaves them alone on the live side
         self.live_fills = live_fills
         self.secret_fields = [field for field in fields if field.secret]
+        # element -> True for the devices libvirt adds by itself (overridden leaves them, lists them in implicit)
+        self.implicit = implicit
+        self.derived = derived            # a Derived identity option, or None
+        # the allow_live_removal class a live removal needs ('disk'); passthrough devices need 'passthrough'
+        self.removal_consent = removal_consent
+        # (element, where) -> the passthrough guards' requests for the host devices it takes
+        self.host_devices = host_devices
+
+    # -- what an existing element is (the same questions Untyped rows answer) ------------------------
+    def element_identity(self, element):
+        """(base identity, repeatable) of an existing element, or None when its options leave it open."""
+        key = self.key(self.parse(element))
+        return None if key is None else ((element.tag,) + key, self.repeatable)
+
+    def class_of(self, element):
+        return self.device_class(self.parse(element))
+
+    def consent_to_remove(self, element):
+        """What allow_live_removal must name to remove the element from a running guest, or None."""
+        if self.removal_consent is not None:
+            return self.removal_consent
+        return PASSTHROUGH if self.class_of(element) == PASSTHROUGH else None
 
     def kind_for_spec(self, _spec):
         return self
@@ -193,6 +268,17 @@ class KindFamily(Kind):
                 fields.setdefault(option, field)
         super().__init__(name, tag, list(fields.values()), key=None, device_class=None, hotplug=False,
                          description=description)
+        # an element of the family no member describes (<hostdev mode='capabilities'>) is still of its class
+        self.device_class = lambda _spec: members[0].device_class({})
+        self.host_devices = members[0].host_devices
+
+    def element_identity(self, element):
+        member = self.kind_for_element(element)
+        return member.element_identity(element) if member is not None else None
+
+    def class_of(self, element):
+        member = self.kind_for_element(element)
+        return member.class_of(element) if member is not None else self.device_class({})
 
     def kind_for_spec(self, spec):
         return self.members[spec.get(self.selector) or self.default]
@@ -413,6 +499,8 @@ INTERFACE = Kind(
     device_class=lambda spec: (PASSTHROUGH if 'hostdev' in spec.get('source', {})
                                else VIRTIO if str(spec.get('model', '')).startswith('virtio') else EMULATED),
     hotplug=True, required=('source',), live_update=only_differ('link_state'),
+    derived=Derived('mac', 'source', derived_mac, 'the MAC', "<mac address='...'/>"),
+    host_devices=_host_device_requests('sriov_vf'),   # type='hostdev': an SR-IOV virtual function
     description='A network interface.',
     example={'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio', 'queues': 2})
 
@@ -456,6 +544,7 @@ DISK = Kind(
     live_update=lambda old, new: new.get('device') in ('cdrom', 'floppy') and only_differ('source')(old, new),
     required=('target',),
     new_attrs={'type': 'file'},  # what libvirt writes for an empty cdrom; a source sets its own type
+    removal_consent='disk',  # the guest may still write to it
     description='A disk, cdrom or floppy drive.',
     example={'kind': 'disk', 'target': 'vdb', 'source': {'file': '/var/lib/libvirt/images/data.qcow2'},
              'format': 'qcow2', 'cache': 'none', 'io': 'native', 'discard': 'unmap'})
@@ -493,6 +582,9 @@ CONTROLLER = Kind(
                                or spec.get('type') == 'virtio-serial' else EMULATED),
     hotplug=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
     required=('type',),
+    # the PCI root and the first USB, SATA, IDE and virtio-serial controllers
+    implicit=lambda element: (element.get('index') == '0'
+                              and element.get('type') in ('pci', 'usb', 'sata', 'ide', 'virtio-serial')),
     description='A USB, SCSI, PCI/PCIe, virtio-serial, SATA or IDE controller.',
     example={'kind': 'controller', 'type': 'pci', 'model': 'pcie-root-port', 'index': 9})
 
@@ -543,7 +635,7 @@ INPUT = Kind(
     key=ident('input', 'type', 'bus'),
     loose=('type',),
     device_class=_virtio_if('bus', 'virtio'), hotplug=lambda spec: spec.get('bus') in ('usb', 'virtio'),
-    required=('type',),
+    required=('type',), implicit=lambda element: element.get('bus') == 'ps2',
     description='A mouse, keyboard or tablet.', example={'kind': 'input', 'type': 'tablet', 'bus': 'usb'})
 
 
@@ -583,6 +675,8 @@ CONSOLE = Kind(
     'console', 'console', fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
     key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
     device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
+    # the serial console libvirt mirrors from the first serial port
+    implicit=lambda element: element.find('target') is not None and element.find('target').get('type') == 'serial',
     description='A console: the serial console, or a virtio console (hvc); matched in order of declaration.',
     example={'kind': 'console', 'type': 'pty', 'target_type': 'virtio'})
 
@@ -668,6 +762,7 @@ MEMBALLOON = Kind(
                   description='Guest reports free pages so the host can reclaim them.')],
     key=lambda spec: ('memballoon',),
     device_class=_virtio_if('model', 'virtio', 'virtio-transitional', 'virtio-non-transitional'), hotplug=False,
+    implicit=_always,
     description='The memory balloon (one per guest).',
     example={'kind': 'memballoon', 'model': 'virtio', 'stats_period': 10, 'free_page_reporting': True})
 
@@ -750,6 +845,7 @@ def _hostdev(subtype, fields, key, required, description, example, fixed=None):
     return Kind('hostdev', 'hostdev', fields=[Field('type', '', 'type', choices=(subtype,), default=subtype,
                                                     description='Host device type.')] + fields,
                 key=key, device_class=lambda spec: PASSTHROUGH, hotplug=True,
+                host_devices=_host_device_requests('pci'),
                 fixed=dict({'mode': 'subsystem', 'type': subtype}, **(fixed or {})), required=required,
                 label='hostdev type=%s' % subtype, description=description, example=example)
 
@@ -819,19 +915,42 @@ def _attrs(*names):
     return key
 
 
-# Identity of device elements without a typed kind: matched by position among equals (repeatable).
-ELEMENT_KEYS = {
-    'hub': _attrs('@type'),
-    'audio': _attrs('@id'),
-    'shmem': _attrs('@name'),
-    'crypto': _attrs('@model', '@type'),
-    'pstore': _attrs('@backend'),
-    'redirfilter': _attrs(),
-}
+class Untyped:
+    """A device element without typed options (only ``kind: xml`` writes it): identified by attributes and
+    matched by position among equals (repeatable); always emulated, never hot-plugged."""
+
+    def __init__(self, tag, identity_attrs, implicit=_never):
+        self.tag = tag
+        self.identity_attrs = identity_attrs
+        self.identity = _attrs(*identity_attrs)
+        self.implicit = implicit
+        self.removal_consent = None
+        self.host_devices = _no_host_devices
+        self.derived = None
+
+    def element_identity(self, element):
+        return (element.tag, 'attrs') + self.identity(element), True
+
+    def class_of(self, _element):
+        return EMULATED
+
+    def consent_to_remove(self, _element):
+        return None
+
+
+UNTYPED = {row.tag: row for row in (
+    Untyped('hub', ('@type',)),
+    Untyped('audio', ('@id',), implicit=_always),   # libvirt adds an audio backend for a sound card
+    Untyped('shmem', ('@name',)),
+    Untyped('crypto', ('@model', '@type')),
+    Untyped('pstore', ('@backend',)),
+    Untyped('redirfilter', ()),
+)}
+# Every device element libvirt has: the typed kinds and the untyped rows, one row per element tag.
+ROWS_BY_TAG = dict(UNTYPED, **KINDS_BY_TAG)
 # Elements of <devices> that are not devices: never matched, added or removed.
 NOT_DEVICES = frozenset(('emulator',))
-DEVICE_TAGS = frozenset(ELEMENT_KEYS) | frozenset(KINDS_BY_TAG)
-_TAG_CLASS = {}
+DEVICE_TAGS = frozenset(ROWS_BY_TAG)
 
 
 def kind_of_element(element):
@@ -841,23 +960,37 @@ def kind_of_element(element):
 
 
 def element_key(element):
-    """(base identity, repeatable) of an existing device element: typed kind first, then tag, then content."""
-    kind = kind_of_element(element)
-    if kind is not None:
-        key = kind.key(kind.parse(element))
-        if key is not None:
-            return (element.tag,) + key, kind.repeatable
-    by_tag = ELEMENT_KEYS.get(element.tag)
-    if by_tag is not None:
-        return (element.tag, 'attrs') + by_tag(element), True
+    """(base identity, repeatable) of an existing device element: its row's identity, else its content."""
+    row = ROWS_BY_TAG.get(element.tag)
+    found = row.element_identity(element) if row is not None else None
+    if found is not None:
+        return found
     return (element.tag, 'xml', _xml.canonical(element, ignore=LIBVIRT_OWNED)), True
 
 
 def element_class(element):
-    kind = kind_of_element(element)
-    if kind is not None:
-        return kind.device_class(kind.parse(element))
-    return _TAG_CLASS.get(element.tag, PASSTHROUGH if element.tag == 'hostdev' else EMULATED)
+    row = ROWS_BY_TAG.get(element.tag)
+    return row.class_of(element) if row is not None else EMULATED
+
+
+def is_implicit(element):
+    """A device libvirt adds by itself (the table's implicit column): overridden leaves it in place."""
+    row = ROWS_BY_TAG.get(element.tag)
+    return row is not None and bool(row.implicit(element))
+
+
+def removal_consent(element):
+    """What allow_live_removal must name to remove the element from a running guest ('disk',
+    'passthrough'), or None when no consent is needed."""
+    row = ROWS_BY_TAG.get(element.tag)
+    return row.consent_to_remove(element) if row is not None else None
+
+
+def host_devices(element, where):
+    """The passthrough guards' requests for the host devices an element takes (the table's host_devices
+    column); IdError (naming ``where``) when an address cannot be read the way libvirt reads it."""
+    row = ROWS_BY_TAG.get(element.tag)
+    return row.host_devices(element, where) if row is not None else []
 
 
 def redact(element):

@@ -47,6 +47,14 @@ class FakeLibvirt:
         self.on_read = None
         self.keep = lambda text: text   # what libvirt keeps of a definition
 
+    @staticmethod
+    def name_of(dom):
+        return dom.name()
+
+    @staticmethod
+    def uuid_of(dom):
+        return dom.UUIDString()
+
     def lookup(self, name):
         if name != 'web01' or self.xml_text is None:
             raise DomainNotFound('domain %r is not defined' % name)

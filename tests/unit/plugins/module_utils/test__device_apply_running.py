@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_apply as apply
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine as engine
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import removal_consent
 
 UUID = '6c1f3c3e-8a55-4e59-9a3c-0d6a2f1b7e02'
 OLD_NIC = ("<interface type='user'><mac address='52:54:00:00:00:0a'/><model type='virtio'/>%s"
@@ -46,6 +47,14 @@ class RunningGuest:
         self.lost = False
         self.calls = []
         self.metadata = None
+
+    @staticmethod
+    def name_of(dom):
+        return dom.name()
+
+    @staticmethod
+    def uuid_of(dom):
+        return dom.UUIDString()
 
     def lookup(self, _name):
         return Dom()
@@ -112,14 +121,14 @@ def test_addresses_compare_as_libvirt_reads_them():
 
 
 def test_removals_that_need_consent():
-    assert apply.removal_class(_xml.parse(DISK % '')) == 'disk'
-    assert apply.removal_class(_xml.parse(
+    assert removal_consent(_xml.parse(DISK % '')) == 'disk'
+    assert removal_consent(_xml.parse(
         "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='1' slot='0' function='0'/>"
         "</source></hostdev>")) == 'passthrough'
-    assert apply.removal_class(_xml.parse(
+    assert removal_consent(_xml.parse(
         "<interface type='hostdev'><mac address='52:54:00:00:00:01'/><source><address type='pci' domain='0' "
         "bus='1' slot='0' function='1'/></source></interface>")) == 'passthrough'
-    assert apply.removal_class(_xml.parse(OLD_NIC % '')) is None
+    assert removal_consent(_xml.parse(OLD_NIC % '')) is None
 
 
 def test_restart_record_is_read_from_the_metadata():
