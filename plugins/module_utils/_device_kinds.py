@@ -18,8 +18,8 @@ import hashlib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Uuid,
-    Variant, YesNo,
+    KIB_PER, DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text,
+    Uuid, Variant, YesNo,
 )
 
 EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'
@@ -61,6 +61,17 @@ def _host_device_requests(pci_type):
     return requests
 
 
+class KindDocs:
+    """The row's summary in the Markdown kind and identity tables (docs/domain_devices.md, README.md), which
+    ``scripts/gen_device_docs.py`` writes from the table: the hardware class, the identity and what a
+    running guest takes, in words."""
+
+    def __init__(self, hw_class, identity, hotplug):
+        self.hw_class = hw_class
+        self.identity = identity
+        self.hotplug = hotplug
+
+
 class Derived:
     """An identity option a kind derives when a spec leaves it out (an interface's MAC): stable across runs,
     from the domain name, the ``basis`` option and the position among the declared devices with the same
@@ -90,7 +101,8 @@ class Kind:
 
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
-                 live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices):
+                 live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices,
+                 docs=None):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
@@ -121,6 +133,7 @@ class Kind:
         self.removal_consent = removal_consent
         # (element, where) -> the passthrough guards' requests for the host devices it takes
         self.host_devices = host_devices
+        self.docs = docs                  # KindDocs: the row in the generated Markdown tables
 
     # -- what an existing element is (the same questions Untyped rows answer) ------------------------
     def element_identity(self, element):
@@ -258,7 +271,7 @@ class SecretAttr(Field):
 class KindFamily(Kind):
     """One user-facing kind whose members differ by a type attribute (hostdev pci/usb/mdev/scsi)."""
 
-    def __init__(self, name, tag, selector, members, default, description=''):
+    def __init__(self, name, tag, selector, members, default, description='', docs=None):
         self.members = {member.fixed[selector]: member for member in members}
         self.selector = selector
         self.default = default
@@ -267,7 +280,7 @@ class KindFamily(Kind):
             for option, field in member.fields.items():
                 fields.setdefault(option, field)
         super().__init__(name, tag, list(fields.values()), key=None, device_class=None, hotplug=False,
-                         description=description)
+                         description=description, docs=docs)
         # an element of the family no member describes (<hostdev mode='capabilities'>) is still of its class
         self.device_class = lambda _spec: members[0].device_class({})
         self.host_devices = members[0].host_devices
@@ -424,9 +437,6 @@ class GraphicsPort(Integer):
 class SizeMiB(Integer):
     """``size_mib: 128`` → ``<size unit='MiB'>128</size>``; libvirt stores KiB, read back as MiB."""
 
-    UNITS_KIB = {'b': 1 / 1024, 'bytes': 1 / 1024, 'k': 1, 'kib': 1, 'kb': 1000 / 1024, 'm': 1024, 'mib': 1024,
-                 'mb': 1000 ** 2 / 1024, 'g': 1024 ** 2, 'gib': 1024 ** 2, 'gb': 1000 ** 3 / 1024}
-
     def __init__(self, option, path, **kwargs):
         super().__init__(option, path, None, **kwargs)
 
@@ -434,7 +444,7 @@ class SizeMiB(Integer):
         node = _xml.child(element, self.path)
         if node is None or not (node.text or '').strip().isdigit():
             return None
-        kib = int(node.text.strip()) * self.UNITS_KIB.get(node.get('unit', 'KiB').lower(), 1)
+        kib = int(node.text.strip()) * KIB_PER.get(node.get('unit', 'KiB').lower(), 1)
         return int(kib // 1024)
 
     def write(self, element, value):
@@ -470,6 +480,12 @@ class TextInteger(Text):
 
 INTERFACE = Kind(
     'interface', 'interface',
+    docs=KindDocs(
+        hw_class='virtio (model virtio), emulated (e1000, e1000e, rtl8139), passthrough (`source.hostdev`: '
+                 'an SR-IOV VF)',
+        identity='`mac`; without one, a MAC derived from the domain name, the source and the position among '
+                 'NICs on that source — or an existing NIC on the same source — so re-runs never add NICs',
+        hotplug='yes; `link_state` live'),
     fields=[
         Mac('mac', 'mac', 'address', libvirt_fills=True,
             description='MAC address (unicast, any case; stored lower case); when omitted a stable one is derived.'),
@@ -506,6 +522,10 @@ INTERFACE = Kind(
 
 DISK = Kind(
     'disk', 'disk',
+    docs=KindDocs(
+        hw_class='virtio (bus virtio) or emulated (sata, scsi, ide, usb, fdc)',
+        identity='`target` (vda, sdb, ...)',
+        hotplug='virtio/scsi/usb; cdrom media live'),
     fields=[
         Field('target', 'target', 'dev', pattern=r'^(vd|sd|hd|xvd|fd)[a-z]{1,3}$',
               pattern_hint='vda, sdb, hdc, fda ...', description='Guest device name; the identity of a disk.'),
@@ -559,6 +579,10 @@ CONTROLLER_MODELS = (
 
 CONTROLLER = Kind(
     'controller', 'controller',
+    docs=KindDocs(
+        hw_class='emulated, virtio (virtio-scsi, virtio-serial)',
+        identity='`type` + `index` (or `type` + `model` without index)',
+        hotplug='scsi, virtio-serial'),
     fields=[
         Field('type', '', 'type', choices=('usb', 'scsi', 'pci', 'virtio-serial', 'sata', 'ide', 'fdc', 'ccid'),
               description='Controller type.'),
@@ -590,6 +614,10 @@ CONTROLLER = Kind(
 
 VIDEO = Kind(
     'video', 'video',
+    docs=KindDocs(
+        hw_class='virtio (virtio-gpu) or emulated (vga, cirrus, bochs, qxl, ramfb)',
+        identity='position among videos',
+        hotplug='no'),
     fields=[
         Field('model', 'model', 'type', choices=('vga', 'cirrus', 'bochs', 'qxl', 'ramfb', 'virtio', 'none'),
               description='Video adapter: virtio (virtio-gpu) or vga, cirrus, bochs, qxl, ramfb (emulated).'),
@@ -606,6 +634,10 @@ VIDEO = Kind(
 
 SOUND = Kind(
     'sound', 'sound',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`model`',
+        hotplug='no'),
     fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7'),
                   description='Sound card model.')],
     key=ident('model', 'model'),
@@ -614,6 +646,10 @@ SOUND = Kind(
 
 WATCHDOG = Kind(
     'watchdog', 'watchdog',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`model`',
+        hotplug='no'),
     fields=[
         Field('model', '', 'model', choices=('i6300esb', 'ib700', 'itco', 'diag288'), description='Watchdog model.'),
         Field('action', '', 'action', choices=('reset', 'shutdown', 'poweroff', 'pause', 'none', 'dump',
@@ -626,6 +662,10 @@ WATCHDOG = Kind(
 
 INPUT = Kind(
     'input', 'input',
+    docs=KindDocs(
+        hw_class='virtio (bus virtio) or emulated (ps2, usb)',
+        identity='`type` + `bus`',
+        hotplug='usb, virtio'),
     fields=[
         Field('type', '', 'type', choices=('mouse', 'keyboard', 'tablet', 'passthrough', 'evdev'),
               description='Input device type.'),
@@ -657,6 +697,10 @@ def _char_fields(target_types, port=True):
 
 SERIAL = Kind(
     'serial', 'serial',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`port`',
+        hotplug='usb-serial, pci-serial'),
     fields=_char_fields(('isa-serial', 'usb-serial', 'pci-serial', 'spapr-vio-serial', 'system-serial',
                          'sclp-serial', 'isa-debug')) + [
         Field('target_model', 'target/model', 'name', libvirt_fills=True, description='Guest-side device model.')],
@@ -665,14 +709,24 @@ SERIAL = Kind(
     description='A serial port.', example={'kind': 'serial', 'type': 'pty', 'port': 0})
 
 PARALLEL = Kind(
-    'parallel', 'parallel', fields=_char_fields(('isa-parallel',)),
+    'parallel', 'parallel',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`port`',
+        hotplug='no'),
+    fields=_char_fields(('isa-parallel',)),
     key=ident('port', 'port'), loose=('type',),
     device_class=lambda spec: EMULATED, hotplug=False,
     description='A parallel port.', example={'kind': 'parallel', 'type': 'file', 'source_path': '/tmp/lp0'})
 
 CONSOLE = Kind(
     # libvirt numbers consoles itself (ports 0, 1, ... in order), so a console is matched by position
-    'console', 'console', fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
+    'console', 'console',
+    docs=KindDocs(
+        hw_class='virtio (hvc) or emulated',
+        identity='position per target type',
+        hotplug='virtio'),
+    fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
     key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
     device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
     # the serial console libvirt mirrors from the first serial port
@@ -682,6 +736,10 @@ CONSOLE = Kind(
 
 CHANNEL = Kind(
     'channel', 'channel',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='`target_name`',
+        hotplug='yes'),
     fields=_char_fields(('virtio', 'guestfwd', 'xen'), port=False) + [
         Field('target_name', 'target', 'name', description='Channel name; its identity (org.qemu.guest_agent.0, '
                                                            'com.redhat.spice.0, ...).')],
@@ -693,6 +751,10 @@ CHANNEL = Kind(
 
 TPM = Kind(
     'tpm', 'tpm',
+    docs=KindDocs(
+        hw_class='emulated (swtpm) or passthrough',
+        identity='one per guest',
+        hotplug='no'),
     fields=[
         Field('model', '', 'model', choices=('tpm-tis', 'tpm-crb', 'tpm-spapr', 'spapr-tpm-proxy'), libvirt_fills=True,
               description='TPM frontend.'),
@@ -708,6 +770,10 @@ TPM = Kind(
 
 PANIC = Kind(
     'panic', 'panic',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`model`',
+        hotplug='no'),
     fields=[Field('model', '', 'model', choices=('isa', 'pseries', 'hyperv', 's390', 'pvpanic'),
                   description='Panic notifier model.')],
     key=ident('model', 'model'),
@@ -716,6 +782,10 @@ PANIC = Kind(
 
 SMARTCARD = Kind(
     'smartcard', 'smartcard',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`mode`',
+        hotplug='no'),
     fields=[Field('mode', '', 'mode', choices=('host', 'host-certificates', 'passthrough'), description='Mode.'),
             Field('type', '', 'type', choices=CHAR_TYPES, description='For passthrough: the host channel type.')],
     key=ident('mode', 'mode'),
@@ -724,6 +794,10 @@ SMARTCARD = Kind(
 
 REDIRDEV = Kind(
     'redirdev', 'redirdev',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='position among redirections',
+        hotplug='yes'),
     fields=[Field('type', '', 'type', choices=('spicevmc', 'tcp'), description='Redirection channel.'),
             Field('bus', '', 'bus', choices=('usb',), default='usb', description='Bus.'),
             Field('host', 'source', 'host', description='For tcp: the usbredir server host.'),
@@ -735,6 +809,10 @@ REDIRDEV = Kind(
 
 GRAPHICS = Kind(
     'graphics', 'graphics',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`type`',
+        hotplug='password live'),
     fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
             GraphicsListen('listen', '', 'listen', description='Listen address.'),
             GraphicsPort('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
@@ -753,6 +831,10 @@ GRAPHICS = Kind(
 
 MEMBALLOON = Kind(
     'memballoon', 'memballoon',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='one per guest',
+        hotplug='no'),
     fields=[Field('model', '', 'model', choices=('virtio', 'virtio-transitional', 'virtio-non-transitional', 'none'),
                   default='virtio', description='Balloon model; none removes it.'),
             Integer('stats_period', 'stats', 'period', minimum=0, maximum=86400,
@@ -768,6 +850,10 @@ MEMBALLOON = Kind(
 
 VSOCK = Kind(
     'vsock', 'vsock',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='one per guest',
+        hotplug='yes'),
     fields=[VsockCid('cid', 'cid', None, default='auto', description="Guest context id: 'auto' or a number >= 3.")],
     key=lambda spec: ('vsock',), fixed={'model': 'virtio'},
     device_class=lambda spec: VIRTIO, hotplug=True,
@@ -775,6 +861,10 @@ VSOCK = Kind(
 
 FILESYSTEM = Kind(
     'filesystem', 'filesystem',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='`target`',
+        hotplug='virtiofs'),
     fields=[Field('driver', 'driver', 'type', choices=('virtiofs', 'path', 'handle', 'loop', 'nbd', 'ploop'),
                   description='virtiofs, or path (9p).'),
             Source('source', [Variant('dir', 'mount', [Field('dir', 'source', 'dir', absolute_path=True)])],
@@ -791,6 +881,10 @@ FILESYSTEM = Kind(
 
 IOMMU = Kind(
     'iommu', 'iommu',
+    docs=KindDocs(
+        hw_class='virtio or emulated (intel)',
+        identity='one per guest',
+        hotplug='no'),
     fields=[Field('model', '', 'model', choices=('intel', 'virtio', 'smmuv3'), description='vIOMMU model.'),
             OnOff('intremap', 'driver', 'intremap', description='Interrupt remapping (intel).'),
             OnOff('caching_mode', 'driver', 'caching_mode', description='Caching mode (intel; needed for VFIO).')],
@@ -800,6 +894,10 @@ IOMMU = Kind(
 
 RNG = Kind(
     'rng', 'rng',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='model + backend type',
+        hotplug='yes'),
     fields=[
         Field('model', '', 'model', choices=('virtio', 'virtio-transitional', 'virtio-non-transitional'),
               default='virtio', description='RNG device model.'),
@@ -816,6 +914,10 @@ RNG = Kind(
 
 MEMORY = Kind(
     'memory', 'memory',
+    docs=KindDocs(
+        hw_class='virtio (virtio-pmem, virtio-mem) or emulated (dimm, nvdimm)',
+        identity='model + backing file, then position',
+        hotplug='dimm, virtio-mem'),
     fields=[Field('model', '', 'model', choices=('dimm', 'nvdimm', 'virtio-pmem', 'virtio-mem'),
                   description='Memory device: virtio-pmem, virtio-mem (para-virtualized) or dimm, nvdimm (emulated).'),
             Field('access', '', 'access', choices=('shared', 'private'), libvirt_fills=True,
@@ -850,7 +952,11 @@ def _hostdev(subtype, fields, key, required, description, example, fixed=None):
                 label='hostdev type=%s' % subtype, description=description, example=example)
 
 
-HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
+HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
+    hw_class='passthrough',
+    identity='pci: `address` (host `DDDD:BB:SS.F`); usb: `vendor` + `product` (+ `address` BUS.DEVICE); mdev: '
+             '`uuid`; scsi: `adapter` + `address`',
+    hotplug='yes'), members=[
     _hostdev('pci', [
         PciAddress('address', 'source/address', description='Host PCI address DDDD:BB:SS.F.'),
         YesNo('managed', '', 'managed', default=True,
@@ -921,7 +1027,10 @@ class Untyped:
 
     def __init__(self, tag, identity_attrs, implicit=_never):
         self.tag = tag
+        self.name = tag
         self.identity_attrs = identity_attrs
+        self.docs = KindDocs('emulated', ' + '.join('`%s`' % attr.lstrip('@') for attr in identity_attrs)
+                             + (', then position' if identity_attrs else 'position'), 'no')
         self.identity = _attrs(*identity_attrs)
         self.implicit = implicit
         self.removal_consent = None

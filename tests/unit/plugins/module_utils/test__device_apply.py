@@ -16,6 +16,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_eng
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import (
     ConnectionLost, DomainNotFound, LibvirtFailure,
 )
+from ansible_collections.virtdev.libvirt.tests.unit.plugins.module_utils.handles import ReadsHandles
 
 UUID = '6c1f3c3e-8a55-4e59-9a3c-0d6a2f1b7e01'
 BARE = ("<domain type='qemu'><name>web01</name><uuid>%s</uuid><memory unit='KiB'>65536</memory>"
@@ -35,7 +36,7 @@ class Dom:
         return self._uuid
 
 
-class FakeLibvirt:
+class FakeLibvirt(ReadsHandles):
     """One inactive guest. ``on_define`` / ``on_read`` hooks play the other writer or the broken daemon."""
 
     def __init__(self, xml=BARE):
@@ -46,14 +47,6 @@ class FakeLibvirt:
         self.on_define = None
         self.on_read = None
         self.keep = lambda text: text   # what libvirt keeps of a definition
-
-    @staticmethod
-    def name_of(dom):
-        return dom.name()
-
-    @staticmethod
-    def uuid_of(dom):
-        return dom.UUIDString()
 
     def lookup(self, name):
         if name != 'web01' or self.xml_text is None:

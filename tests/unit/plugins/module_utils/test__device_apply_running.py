@@ -13,6 +13,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_app
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine as engine
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import removal_consent
+from ansible_collections.virtdev.libvirt.tests.unit.plugins.module_utils.handles import ReadsHandles
 
 UUID = '6c1f3c3e-8a55-4e59-9a3c-0d6a2f1b7e02'
 OLD_NIC = ("<interface type='user'><mac address='52:54:00:00:00:0a'/><model type='virtio'/>%s"
@@ -35,7 +36,7 @@ class Dom:
         return UUID
 
 
-class RunningGuest:
+class RunningGuest(ReadsHandles):
     """A guest with a definition and a live XML; ``unplug`` is what the guest does with unplug requests
     ('released' or 'pending'), ``powers_off`` whether it honours the power button."""
 
@@ -47,14 +48,6 @@ class RunningGuest:
         self.lost = False
         self.calls = []
         self.metadata = None
-
-    @staticmethod
-    def name_of(dom):
-        return dom.name()
-
-    @staticmethod
-    def uuid_of(dom):
-        return dom.UUIDString()
 
     def lookup(self, _name):
         return Dom()
