@@ -671,7 +671,7 @@ class DomainRun:
     def release(self):
         """Drop the XML trees once the domain's result is taken."""
         self.config_plan = self.live_plan = None
-        self.inactive_xml = self.live_xml = self.readback = None
+        self.inactive_xml = self.live_xml = self.readback = self.after = None
         self.live_changes, self.outcomes = [], {}
 
     def diff(self):

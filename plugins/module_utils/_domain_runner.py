@@ -105,7 +105,7 @@ class DomainRunner:
             self.module.fail_json(msg=str(exc))
         self.refuse(_domain_settings.check(plan.tree, set(_domain_settings.TABLE), self.host(),
                                            will_run=self.params['state'] == 'running',
-                                           domain_type=self.params['type'], wanted=self.settings))
+                                           domain_type=self.params['type']))
         self.before = {}
         dom = self.do('define', self.connection.define, plan.new_xml)
         if dom is None:  # check mode: predict what libvirt will keep
@@ -132,7 +132,7 @@ class DomainRunner:
             self.module.fail_json(msg=str(exc))
         domain_type = _xml.parse(current_xml).get('type')
         self.refuse(_domain_settings.check(plan.tree, set(self.settings), self.host(), self.will_run(active),
-                                           domain_type, wanted=self.settings))
+                                           domain_type))
         self.before = plan.before
         if not plan.changed:
             self.report(current_xml)

@@ -757,7 +757,7 @@ def _on(domain, path, attr, word):
     return node is not None and node.get(attr) == word
 
 
-def check(domain, given, host=None, will_run=False, domain_type=None, wanted=None):
+def check(domain, given, host=None, will_run=False, domain_type=None):
     """Refuse combinations that libvirt or QEMU would reject (or that would do harm), naming the options.
 
     ``given`` is the set of top-level options the user gave (a rule is checked when it involves one of
