@@ -139,8 +139,9 @@ def markdown_table(which):
 
     if which == 'kind table':
         rows = ['| kind | class | identity | hot-plug | options |', '|---|---|---|---|---|']
-        rows += ['| `%s` | %s | %s | %s | %s |' % (kind.name, kind.docs.hw_class, kind.docs.identity, kind.docs.hotplug,
-                                                  _options_cell(kind)) for kind in KINDS.values()]
+        rows += ['| `%s` | %s | %s | %s | %s |' % (
+            kind.name, kind.docs.hw_class, kind.docs.identity, kind.docs.hotplug, _options_cell(kind))
+            for kind in KINDS.values()]
         rows.append('| %s | %s | %s | %s | `xml`: one device element as libvirt XML |' % XML_ROW)
         return '\n'.join(rows)
     rows = ['| kind | identity |', '|---|---|']
