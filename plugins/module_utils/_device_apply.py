@@ -29,10 +29,9 @@ import time
 from ansible_collections.virtdev.libvirt.plugins.module_utils import (
     _device_engine, _guest_lock, _ids, _schema, _xml,
 )
-from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
-    PASSTHROUGH, element_class,
-)
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import host_devices, removal_consent
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
+# The host side's passthrough guards: the one place the device layer reaches into the host side (preflight).
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
@@ -62,13 +61,6 @@ def guest_message(name, exc):
     if text.startswith(('domain %s ' % name, 'domain %s:' % name, 'domain %r ' % name)):
         return text
     return 'domain %s: %s' % (name, text)
-
-
-def removal_class(element):
-    """'disk' or 'passthrough' when removing the element from a running guest needs consent, else None."""
-    if element.tag == 'disk':
-        return 'disk'
-    return 'passthrough' if element_class(element) == PASSTHROUGH else None
 
 
 def _address_number(value):
@@ -140,7 +132,7 @@ class DomainRun:
         self.inactive_xml = None    # the definition the config plan was made from
         self.live_xml = None        # the live XML the live plan was made from
         self.readback = None
-        self.after = None           # devices really there after a failed write, when they could be read
+        self.after = None           # devices read back after writing (after a failure: None when unknown)
         self.record = None          # a shutdown an earlier run requested and did not see through
         self.live_changes = []      # the changes planned for the running guest
         self.outcomes = {}          # id(live change) -> DONE, PENDING, FAILED, BLOCKED, WITHHELD or SKIPPED
@@ -162,7 +154,7 @@ class DomainRun:
     def prepare(self):
         if self.uuid is not None:
             self.dom = self.connection.lookup_uuid(self.uuid)
-            self.name = self.dom.name()
+            self.name = self.connection.name_of(self.dom)
             if self.redeclare is not None:
                 self.declared = self.redeclare(self.name)
         else:
@@ -220,19 +212,20 @@ class DomainRun:
         if self.check_mode:
             yield self
             return
-        with _guest_lock.GuestLock(lock_dir, self.dom.UUIDString(), self.name, timeout):
+        with _guest_lock.GuestLock(lock_dir, self.connection.uuid_of(self.dom), self.name, timeout):
             self._refresh()
             yield self
 
     def _refresh(self):
-        dom = self.connection.find_uuid(self.dom.UUIDString())
+        dom = self.connection.find_uuid(self.connection.uuid_of(self.dom))
         if dom is None:
             raise ApplyError('domain %s was undefined while the task ran (after it was read); nothing of it was '
                              'written' % self.name)
-        if self.uuid is None and dom.name() != self.name:  # asked for by name: another name is another guest
+        name = self.connection.name_of(dom)
+        if self.uuid is None and name != self.name:  # asked for by name: another name is another guest
             raise ApplyError('domain %s was renamed to %s while the task ran (after it was read); nothing of it was '
-                             'written' % (self.name, dom.name()))
-        self.dom, self.name = dom, dom.name()
+                             'written' % (self.name, name))
+        self.dom, self.name = dom, name
         try:
             assigned = _assignment_keys(self)
             self._read_and_plan()
@@ -252,7 +245,7 @@ class DomainRun:
         for change in self.live_plan.changes:
             if change.op != 'detach':
                 continue
-            needed = removal_class(change.old)
+            needed = removal_consent(change.old)
             if needed is not None and needed not in self.allow_live_removal:
                 self.outcomes[id(change)] = WITHHELD
                 self.reasons[id(change)] = 'removing a %s from a running guest needs allow_live_removal: [%s]' % (
@@ -268,8 +261,9 @@ class DomainRun:
             live = self.live_plan.matched.get(change.item.where)
             if live is None:
                 continue
-            if change.item.mac_derived and live.find('mac') is not None and change.new.find('mac') is not None:
-                change.new.find('mac').set('address', live.find('mac').get('address'))
+            derived = change.item.kind.fields[change.item.derived.option] if change.item.derived else None
+            if derived is not None and derived.read(live) is not None:
+                derived.write(change.new, derived.read(live))
                 change.verify_key = _device_engine.identity(change.new)
             address = live.find('address')
             if change.new.find('address') is not None or address is None:
@@ -365,7 +359,7 @@ class DomainRun:
         if self.config_plan is not None and self.config_plan.changed:
             self._define()
         elif self.apply_mode == 'live' and self.executed:
-            self.live_plan.after = _device_engine.gather(self.connection.xml(self.dom, inactive=False))
+            self.after = _device_engine.gather(self.connection.xml(self.dom, inactive=False))
         if self.apply_mode in ('live', 'both'):
             missed = [change.label for change in self.live_changes if self.outcomes.get(id(change)) != DONE]
             if missed:
@@ -420,7 +414,7 @@ class DomainRun:
             self.defined = False
             self._restore(base, problems)
         # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
-        self.config_plan.after = _device_engine.gather(self.readback)
+        self.after = _device_engine.gather(self.readback)
 
     def _reread_definition(self):
         """Compare before define: re-read the definition just before writing it; when it changed since it was
@@ -604,6 +598,7 @@ class DomainRun:
     def fail(self, exc):
         """This guest failed: keep the message (naming the guest) and read what is really there now."""
         self.error = guest_message(self.name, exc)
+        self.after = None  # what a failed run leaves is read again below, or unknown
         if self.check_mode or self.outcome != WRITTEN or self.dom is None or self.connection.lost:
             return
         try:
@@ -618,7 +613,7 @@ class DomainRun:
         A removal that needs allow_live_removal is marked ``destructive`` (done live or withheld)."""
         live_labels = {change.label for change in self.live_changes}
         destructive = {change.label for change in (self.live_plan.changes if self.live_plan is not None else ())
-                       if change.op == 'detach' and removal_class(change.old) is not None}
+                       if change.op == 'detach' and removal_consent(change.old) is not None}
         config_changes = self.config_plan.changes if self.config_plan is not None else []
         config_labels = {change.label for change in config_changes}
         entries = [(change, change.command(live=change.label in live_labels)) for change in config_changes]
@@ -663,15 +658,18 @@ class DomainRun:
         return result
 
     def _after(self, shown):
-        """The devices after the run: predicted in check mode, read back on a real run, absent when unknown."""
-        if self.check_mode or (self.error is None and self.outcome == WRITTEN):
+        """The devices after the run: predicted in check mode, read back on a real run (the plan where nothing
+        of the devices was written, only the guest restarted), absent when unknown."""
+        if self.check_mode:
             return shown.after
-        return self.after  # a failure: what fail() read, None when the outcome is unknown
+        if self.error is None and self.outcome == WRITTEN and self.after is None:
+            return shown.after
+        return self.after  # read back; after a failure what fail() read, None when the outcome is unknown
 
     def release(self):
         """Drop the XML trees once the domain's result is taken."""
         self.config_plan = self.live_plan = None
-        self.inactive_xml = self.live_xml = self.readback = None
+        self.inactive_xml = self.live_xml = self.readback = self.after = None
         self.live_changes, self.outcomes = [], {}
 
     def diff(self):
@@ -681,12 +679,12 @@ class DomainRun:
             return None
         notes = []
         for change in self.live_plan.changes if self.live_plan is not None else ():
-            if change.op != 'detach' or removal_class(change.old) is None:
+            if change.op != 'detach' or removal_consent(change.old) is None:
                 continue
             if self.outcomes.get(id(change)) == WITHHELD:
                 notes.append('<!-- %s: removed from the definition only, it stays on the running guest until its '
                              'next restart (allow_live_removal: [%s] hot-unplugs it) -->'
-                             % (change.label, removal_class(change.old)))
+                             % (change.label, removal_consent(change.old)))
             else:
                 notes.append('<!-- %s: hot-unplugged from the running guest (destructive, allowed by '
                              'allow_live_removal) -->' % change.label)
@@ -721,14 +719,14 @@ def _assignment_keys(run):
 
 def _assignment_requests(run):
     """The host devices a run would give its guest: hostdevs and SR-IOV interfaces it adds or changes, typed
-    or raw XML alike, their addresses read the way libvirt reads them (``host_preflight.requests_of_element``;
+    or raw XML alike, their addresses read the way libvirt reads them (the kind table's host_devices column;
     an address that cannot be read raises IdError, which refuses the run)."""
     requests = []
     for plan in (run.config_plan, run.live_plan):
         for change in (plan.changes if plan is not None else ()):
             if change.op != 'detach':
                 where = change.item.where if change.item is not None else change.label
-                requests.extend(host_preflight.requests_of_element(change.new, where))
+                requests.extend(host_devices(change.new, where))
     unique = {}
     for request in requests:  # the same device in the config and the live plan is one request
         unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where')), request)
@@ -752,13 +750,8 @@ def preflight(connection, runs, host_root, force):
     if not wanted:
         return errors, []
     host = host_preflight.read_host(host_root)
-    domains = []
-    for dom in connection.domains():
-        live = connection.xml(dom, inactive=False) if connection.is_active(dom) else None
-        config = connection.xml(dom) if connection.is_persistent(dom) else None
-        domains.append({'name': dom.name(), 'live_xml': live, 'config_xml': config})
     try:
-        usage = host_preflight.usage_from_domains(domains)
+        usage = host_preflight.usage_from_domains(connection.domain_definitions())
     except ValueError as exc:  # another guest's XML we cannot read: its devices cannot be ruled out
         for run, _requests in wanted:
             run.refusals = ['cannot tell which host devices other domains use: %s' % exc]

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
-    DEVICE_TAGS, KINDS, LIBVIRT_OWNED, NOT_DEVICES, derived_mac, element_class, element_key, kind_of_element, redact,
+    DEVICE_TAGS, KINDS, LIBVIRT_OWNED, NOT_DEVICES, element_class, element_key, is_implicit, kind_of_element, redact,
     remember_secrets, secrets_of, settle_secrets,
 )
 
@@ -27,14 +27,14 @@ KIND_NAMES = tuple(sorted(KINDS)) + ('xml',)
 class Declared:
     """One validated entry of ``config``: its kind, normalized spec or element, and identity key."""
 
-    def __init__(self, where, kind, spec, element, key, loose=(), mac_derived=False):
+    def __init__(self, where, kind, spec, element, key, loose=(), derived=None):
         self.where = where
         self.kind = kind            # the Kind (a family member for hostdev), or None for raw xml
         self.spec = spec            # normalized options (typed kinds) or None (xml)
         self.element = element      # the rendered or given element
         self.key = key              # identity; None when the spec leaves it to libvirt
         self.loose = loose          # options compared when the identity does not find a device
-        self.mac_derived = mac_derived
+        self.derived = derived      # the option derived because the spec left it out (the kind's Derived), or None
 
     @property
     def tag(self):
@@ -63,22 +63,24 @@ def _raw_xml_device(text, where):
     if element.tag not in DEVICE_TAGS:
         raise SpecError(where, '<%s> is not a libvirt device element (expected one of: %s)'
                         % (element.tag, ', '.join(sorted(DEVICE_TAGS))))
-    if element.tag == 'interface':
-        _raw_interface_mac(element, where)
+    _raw_identity(element, where)
     return element
 
 
-def _raw_interface_mac(element, where):
-    """A raw-XML NIC is identified by its MAC (like a typed one): it must have one, and it is written the way
-    libvirt stores it (lower case), so the device libvirt keeps is found again after the define."""
-    mac = element.find('mac')
-    if mac is None or mac.get('address') is None:
-        raise SpecError(where, "an <interface> given as XML needs <mac address='...'/>: the MAC is its identity "
-                        '(kind: interface derives a stable one when it is left out)')
-    try:
-        mac.set('address', _ids.parse_mac(mac.get('address'), None, trailing_blank=True))
-    except _ids.IdError as exc:
-        raise SpecError(where + ' <mac address>', exc.reason)
+def _raw_identity(element, where):
+    """Raw XML of a kind that derives its identity (a NIC's MAC) must carry it, written the way libvirt stores
+    it (a MAC in lower case), so the device libvirt keeps is found again after the define."""
+    kind = kind_of_element(element)
+    derived = kind.derived if kind is not None else None
+    if derived is None:
+        return
+    field = kind.fields[derived.option]
+    node = _xml.child(element, field.path)
+    text = node.get(field.attr) if node is not None else None
+    if text is None:
+        raise SpecError(where, 'an <%s> given as XML needs %s: %s is its identity (kind: %s derives a stable one '
+                        'when it is left out)' % (element.tag, derived.xml_hint, derived.noun, kind.name))
+    node.set(field.attr, field.normalize(text, '%s <%s %s>' % (where, field.path, field.attr)))
 
 
 def declare(config, domain_name, where='config'):
@@ -116,16 +118,16 @@ def _declare_one(raw, here, domain_name, ordinals):
     kind = KINDS[kind_name].kind_for_spec(spec)
     for field in kind.secret_fields:
         _secrets.remember(spec.get(field.option))
-    mac_derived = kind.name == 'interface' and 'mac' not in spec
-    if mac_derived:
+    derived = kind.derived if kind.derived is not None and kind.derived.option not in spec else None
+    if derived is not None:
         # stable across runs: the n-th NIC without MAC on a source always gets the same address
-        group = ('mac', repr(sorted(spec['source'].items())))
+        group = derived.group(spec)
         ordinals[group] = ordinals.get(group, -1) + 1
-        spec['mac'] = derived_mac(domain_name, spec['source'], ordinals[group])
+        spec[derived.option] = derived.make(domain_name, spec[derived.basis], ordinals[group])
     base = kind.key(spec)
     key = None if base is None else _ordinal((kind.tag,) + base, kind.repeatable, ordinals)
-    loose = ('source',) if mac_derived else tuple(option for option in kind.loose if option in spec)
-    return Declared(here, kind, spec, kind.render(spec), key, loose, mac_derived)
+    loose = (derived.basis,) if derived else tuple(option for option in kind.loose if option in spec)
+    return Declared(here, kind, spec, kind.render(spec), key, loose, derived)
 
 
 def _ordinal(base, repeatable, counters):
@@ -199,20 +201,6 @@ def gather(domain_xml):
     return [describe(el) for el in elements]
 
 
-# --- implicit devices (libvirt re-adds them; overridden must not fight it) --------------------------
-
-def is_implicit(element):
-    tag = element.tag
-    if tag == 'controller':
-        return element.get('index') == '0' and element.get('type') in ('pci', 'usb', 'sata', 'ide', 'virtio-serial')
-    if tag == 'input':
-        return element.get('bus') == 'ps2'
-    if tag == 'console':  # the serial console libvirt mirrors from the first serial port
-        target = element.find('target')
-        return target is not None and target.get('type') == 'serial'
-    return tag in ('memballoon', 'audio')
-
-
 # --- planning --------------------------------------------------------------------------------------
 
 class Change:
@@ -272,13 +260,10 @@ class Plan:
 
     @property
     def after(self):
+        """The devices the plan leads to, in option format (the prediction; a run reports what it read back)."""
         if self._after is None:
             self._after = [self._describe(element) for element in device_elements(self._devices)]
         return self._after
-
-    @after.setter
-    def after(self, value):
-        self._after = value
 
     @property
     def before_text(self):
@@ -312,7 +297,7 @@ class Plan:
 def _loose_match(item, candidates_by_tag, claimed):
     """A spec without full identity (NIC without MAC, controller without index) matches the first
     unclaimed device of its kind whose ``loose`` options are equal."""
-    if item.kind is None or not (item.mac_derived or item.key is None):
+    if item.kind is None or not (item.derived or item.key is None):
         return None
     for element in candidates_by_tag.get(item.tag, ()):
         if id(element) in claimed or kind_of_element(element) is not item.kind:
@@ -339,8 +324,8 @@ def _updated_element(item, existing, reset, live=False):
                                 % (item.label, dict(theirs.attrib), dict(ours.attrib)))
         return new
     spec = dict(item.spec)
-    if item.mac_derived:
-        spec.pop('mac')  # a matched NIC keeps the MAC it has
+    if item.derived:
+        spec.pop(item.derived.option)  # a matched NIC keeps the MAC it has
     for field in item.kind.secret_fields:
         if spec.get(field.option) == _secrets.PLACEHOLDER and field.read(existing) is None:
             # "keep the current password" on a console that has none would leave it open (a list gathered
@@ -491,7 +476,7 @@ def verify(result, readback_xml):
         kept = change.item.kind.parse(element)
         secret = {field.option for field in change.item.kind.secret_fields}
         for option, value in change.item.spec.items():
-            if option == 'mac' and change.item.mac_derived and option in kept:
+            if change.item.derived and option == change.item.derived.option and option in kept:
                 continue
             if option in secret:
                 if value != _secrets.PLACEHOLDER and kept.get(option) != (value or None):

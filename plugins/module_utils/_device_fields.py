@@ -21,6 +21,11 @@ import re
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _xml
 
+# libvirt's memory units (formatdomain "Memory Allocation"), in KiB: what a size in any unit is in KiB
+KIB_PER = {'b': 1 / 1024, 'bytes': 1 / 1024, 'kb': 1000 / 1024, 'k': 1, 'kib': 1, 'mb': 1000 ** 2 / 1024,
+           'm': 1024, 'mib': 1024, 'gb': 1000 ** 3 / 1024, 'g': 1024 ** 2, 'gib': 1024 ** 2, 'tib': 1024 ** 3,
+           't': 1024 ** 3}
+
 
 class SpecError(ValueError):
     """A user-supplied device spec is invalid. ``str()`` names the field and the value."""

@@ -6,24 +6,67 @@
 
 A row says which element it manages, which options it has (fields), how a device is identified (the
 key that matches a declared device to an existing one), which class of hardware it is (emulated,
-virtio, passthrough) and whether QEMU can hot-plug it. Devices of element types without a typed row
-are still matched and kept, by ``ELEMENT_KEYS`` below, and handled as raw ``xml``.
+virtio, passthrough), whether QEMU can hot-plug it, whether libvirt adds it by itself (``implicit``),
+which option is derived when left out (an interface's MAC), whether removing it from a running guest
+needs consent and which host devices it takes. Device elements without typed options (``<hub>``,
+``<audio>``, ...) are rows of the same table (``Untyped``): matched, kept and handled as raw ``xml``.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _secrets, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text, Uuid,
-    Variant, YesNo,
+    KIB_PER, DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text,
+    Uuid, Variant, YesNo,
 )
 
 EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'
 # libvirt's own children of every device: never ours to set, never a reason for a change
 LIBVIRT_OWNED = ('address', 'alias')
 CHAR_TYPES = ('pty', 'file', 'unix', 'tcp', 'udp', 'null', 'stdio', 'dev', 'spicevmc', 'qemu-vdagent')
+
+
+def _never(_element):
+    return False
+
+
+def _always(_element):
+    return True
+
+
+def _no_host_devices(_element, _where):
+    return []
+
+
+class KindDocs:
+    """The row's summary in the Markdown kind and identity tables (docs/domain_devices.md, README.md), which
+    ``scripts/gen_device_docs.py`` writes from the table: the hardware class, the identity and what a
+    running guest takes, in words."""
+
+    def __init__(self, hw_class, identity, hotplug):
+        self.hw_class = hw_class
+        self.identity = identity
+        self.hotplug = hotplug
+
+
+class Derived:
+    """An identity option a kind derives when a spec leaves it out (an interface's MAC): stable across runs,
+    from the domain name, the ``basis`` option and the position among the declared devices with the same
+    basis. A spec that derives it matches an existing device by ``basis`` (which keeps the value it has);
+    raw XML of the kind must carry it, as it is the identity (``xml_hint`` says how)."""
+
+    def __init__(self, option, basis, make, noun, xml_hint):
+        self.option = option
+        self.basis = basis
+        self.make = make            # (domain name, basis value, ordinal) -> value
+        self.noun = noun
+        self.xml_hint = xml_hint
+
+    def group(self, spec):
+        """The devices that count positions together (the n-th NIC without MAC on this source)."""
+        return (self.option, repr(sorted(spec[self.basis].items())))
 
 
 class Kind:
@@ -37,7 +80,8 @@ class Kind:
 
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
-                 live_fills=()):
+                 live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices,
+                 docs=None):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
@@ -61,6 +105,29 @@ class Kind:
         # one (a graphics listen address from qemu.conf): replaced leaves them alone on the live side
         self.live_fills = live_fills
         self.secret_fields = [field for field in fields if field.secret]
+        # element -> True for the devices libvirt adds by itself (overridden leaves them, lists them in implicit)
+        self.implicit = implicit
+        self.derived = derived            # a Derived identity option, or None
+        # the allow_live_removal class a live removal needs ('disk'); passthrough devices need 'passthrough'
+        self.removal_consent = removal_consent
+        # (element, where) -> the passthrough guards' requests for the host devices it takes
+        self.host_devices = host_devices
+        self.docs = docs                  # KindDocs: the row in the generated Markdown tables
+
+    # -- what an existing element is (the same questions Untyped rows answer) ------------------------
+    def element_identity(self, element):
+        """(base identity, repeatable) of an existing element, or None when its options leave it open."""
+        key = self.key(self.parse(element))
+        return None if key is None else ((element.tag,) + key, self.repeatable)
+
+    def class_of(self, element):
+        return self.device_class(self.parse(element))
+
+    def consent_to_remove(self, element):
+        """What allow_live_removal must name to remove the element from a running guest, or None."""
+        if self.removal_consent is not None:
+            return self.removal_consent
+        return PASSTHROUGH if self.class_of(element) == PASSTHROUGH else None
 
     def kind_for_spec(self, _spec):
         return self
@@ -183,7 +250,7 @@ class SecretAttr(Field):
 class KindFamily(Kind):
     """One user-facing kind whose members differ by a type attribute (hostdev pci/usb/mdev/scsi)."""
 
-    def __init__(self, name, tag, selector, members, default, description=''):
+    def __init__(self, name, tag, selector, members, default, description='', docs=None):
         self.members = {member.fixed[selector]: member for member in members}
         self.selector = selector
         self.default = default
@@ -192,7 +259,18 @@ class KindFamily(Kind):
             for option, field in member.fields.items():
                 fields.setdefault(option, field)
         super().__init__(name, tag, list(fields.values()), key=None, device_class=None, hotplug=False,
-                         description=description)
+                         description=description, docs=docs)
+        # an element of the family no member describes (<hostdev mode='capabilities'>) is still of its class
+        self.device_class = lambda _spec: members[0].device_class({})
+        self.host_devices = members[0].host_devices
+
+    def element_identity(self, element):
+        member = self.kind_for_element(element)
+        return member.element_identity(element) if member is not None else None
+
+    def class_of(self, element):
+        member = self.kind_for_element(element)
+        return member.class_of(element) if member is not None else self.device_class({})
 
     def kind_for_spec(self, spec):
         return self.members[spec.get(self.selector) or self.default]
@@ -338,9 +416,6 @@ class GraphicsPort(Integer):
 class SizeMiB(Integer):
     """``size_mib: 128`` → ``<size unit='MiB'>128</size>``; libvirt stores KiB, read back as MiB."""
 
-    UNITS_KIB = {'b': 1 / 1024, 'bytes': 1 / 1024, 'k': 1, 'kib': 1, 'kb': 1000 / 1024, 'm': 1024, 'mib': 1024,
-                 'mb': 1000 ** 2 / 1024, 'g': 1024 ** 2, 'gib': 1024 ** 2, 'gb': 1000 ** 3 / 1024}
-
     def __init__(self, option, path, **kwargs):
         super().__init__(option, path, None, **kwargs)
 
@@ -348,7 +423,7 @@ class SizeMiB(Integer):
         node = _xml.child(element, self.path)
         if node is None or not (node.text or '').strip().isdigit():
             return None
-        kib = int(node.text.strip()) * self.UNITS_KIB.get(node.get('unit', 'KiB').lower(), 1)
+        kib = int(node.text.strip()) * KIB_PER.get(node.get('unit', 'KiB').lower(), 1)
         return int(kib // 1024)
 
     def write(self, element, value):
@@ -384,6 +459,12 @@ class TextInteger(Text):
 
 INTERFACE = Kind(
     'interface', 'interface',
+    docs=KindDocs(
+        hw_class='virtio (model virtio), emulated (e1000, e1000e, rtl8139), passthrough (`source.hostdev`: '
+                 'an SR-IOV VF)',
+        identity='`mac`; without one, a MAC derived from the domain name, the source and the position among '
+                 'NICs on that source — or an existing NIC on the same source — so re-runs never add NICs',
+        hotplug='yes; `link_state` live'),
     fields=[
         Mac('mac', 'mac', 'address', libvirt_fills=True,
             description='MAC address (unicast, any case; stored lower case); when omitted a stable one is derived.'),
@@ -413,11 +494,17 @@ INTERFACE = Kind(
     device_class=lambda spec: (PASSTHROUGH if 'hostdev' in spec.get('source', {})
                                else VIRTIO if str(spec.get('model', '')).startswith('virtio') else EMULATED),
     hotplug=True, required=('source',), live_update=only_differ('link_state'),
+    derived=Derived('mac', 'source', derived_mac, 'the MAC', "<mac address='...'/>"),
+    host_devices=_ids.host_device_requests,   # type='hostdev': an SR-IOV virtual function
     description='A network interface.',
     example={'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio', 'queues': 2})
 
 DISK = Kind(
     'disk', 'disk',
+    docs=KindDocs(
+        hw_class='virtio (bus virtio) or emulated (sata, scsi, ide, usb, fdc)',
+        identity='`target` (vda, sdb, ...)',
+        hotplug='virtio/scsi/usb; cdrom media live'),
     fields=[
         Field('target', 'target', 'dev', pattern=r'^(vd|sd|hd|xvd|fd)[a-z]{1,3}$',
               pattern_hint='vda, sdb, hdc, fda ...', description='Guest device name; the identity of a disk.'),
@@ -456,6 +543,7 @@ DISK = Kind(
     live_update=lambda old, new: new.get('device') in ('cdrom', 'floppy') and only_differ('source')(old, new),
     required=('target',),
     new_attrs={'type': 'file'},  # what libvirt writes for an empty cdrom; a source sets its own type
+    removal_consent='disk',  # the guest may still write to it
     description='A disk, cdrom or floppy drive.',
     example={'kind': 'disk', 'target': 'vdb', 'source': {'file': '/var/lib/libvirt/images/data.qcow2'},
              'format': 'qcow2', 'cache': 'none', 'io': 'native', 'discard': 'unmap'})
@@ -470,6 +558,10 @@ CONTROLLER_MODELS = (
 
 CONTROLLER = Kind(
     'controller', 'controller',
+    docs=KindDocs(
+        hw_class='emulated, virtio (virtio-scsi, virtio-serial)',
+        identity='`type` + `index` (or `type` + `model` without index)',
+        hotplug='scsi, virtio-serial'),
     fields=[
         Field('type', '', 'type', choices=('usb', 'scsi', 'pci', 'virtio-serial', 'sata', 'ide', 'fdc', 'ccid'),
               description='Controller type.'),
@@ -493,11 +585,18 @@ CONTROLLER = Kind(
                                or spec.get('type') == 'virtio-serial' else EMULATED),
     hotplug=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
     required=('type',),
+    # the PCI root and the first USB, SATA, IDE and virtio-serial controllers
+    implicit=lambda element: (element.get('index') == '0'
+                              and element.get('type') in ('pci', 'usb', 'sata', 'ide', 'virtio-serial')),
     description='A USB, SCSI, PCI/PCIe, virtio-serial, SATA or IDE controller.',
     example={'kind': 'controller', 'type': 'pci', 'model': 'pcie-root-port', 'index': 9})
 
 VIDEO = Kind(
     'video', 'video',
+    docs=KindDocs(
+        hw_class='virtio (virtio-gpu) or emulated (vga, cirrus, bochs, qxl, ramfb)',
+        identity='position among videos',
+        hotplug='no'),
     fields=[
         Field('model', 'model', 'type', choices=('vga', 'cirrus', 'bochs', 'qxl', 'ramfb', 'virtio', 'none'),
               description='Video adapter: virtio (virtio-gpu) or vga, cirrus, bochs, qxl, ramfb (emulated).'),
@@ -514,6 +613,10 @@ VIDEO = Kind(
 
 SOUND = Kind(
     'sound', 'sound',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`model`',
+        hotplug='no'),
     fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7'),
                   description='Sound card model.')],
     key=ident('model', 'model'),
@@ -522,6 +625,10 @@ SOUND = Kind(
 
 WATCHDOG = Kind(
     'watchdog', 'watchdog',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`model`',
+        hotplug='no'),
     fields=[
         Field('model', '', 'model', choices=('i6300esb', 'ib700', 'itco', 'diag288'), description='Watchdog model.'),
         Field('action', '', 'action', choices=('reset', 'shutdown', 'poweroff', 'pause', 'none', 'dump',
@@ -534,6 +641,10 @@ WATCHDOG = Kind(
 
 INPUT = Kind(
     'input', 'input',
+    docs=KindDocs(
+        hw_class='virtio (bus virtio) or emulated (ps2, usb)',
+        identity='`type` + `bus`',
+        hotplug='usb, virtio'),
     fields=[
         Field('type', '', 'type', choices=('mouse', 'keyboard', 'tablet', 'passthrough', 'evdev'),
               description='Input device type.'),
@@ -543,7 +654,7 @@ INPUT = Kind(
     key=ident('input', 'type', 'bus'),
     loose=('type',),
     device_class=_virtio_if('bus', 'virtio'), hotplug=lambda spec: spec.get('bus') in ('usb', 'virtio'),
-    required=('type',),
+    required=('type',), implicit=lambda element: element.get('bus') == 'ps2',
     description='A mouse, keyboard or tablet.', example={'kind': 'input', 'type': 'tablet', 'bus': 'usb'})
 
 
@@ -565,6 +676,10 @@ def _char_fields(target_types, port=True):
 
 SERIAL = Kind(
     'serial', 'serial',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`port`',
+        hotplug='usb-serial, pci-serial'),
     fields=_char_fields(('isa-serial', 'usb-serial', 'pci-serial', 'spapr-vio-serial', 'system-serial',
                          'sclp-serial', 'isa-debug')) + [
         Field('target_model', 'target/model', 'name', libvirt_fills=True, description='Guest-side device model.')],
@@ -573,21 +688,37 @@ SERIAL = Kind(
     description='A serial port.', example={'kind': 'serial', 'type': 'pty', 'port': 0})
 
 PARALLEL = Kind(
-    'parallel', 'parallel', fields=_char_fields(('isa-parallel',)),
+    'parallel', 'parallel',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`port`',
+        hotplug='no'),
+    fields=_char_fields(('isa-parallel',)),
     key=ident('port', 'port'), loose=('type',),
     device_class=lambda spec: EMULATED, hotplug=False,
     description='A parallel port.', example={'kind': 'parallel', 'type': 'file', 'source_path': '/tmp/lp0'})
 
 CONSOLE = Kind(
     # libvirt numbers consoles itself (ports 0, 1, ... in order), so a console is matched by position
-    'console', 'console', fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
+    'console', 'console',
+    docs=KindDocs(
+        hw_class='virtio (hvc) or emulated',
+        identity='position per target type',
+        hotplug='virtio'),
+    fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
     key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
     device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
+    # the serial console libvirt mirrors from the first serial port
+    implicit=lambda element: element.find('target') is not None and element.find('target').get('type') == 'serial',
     description='A console: the serial console, or a virtio console (hvc); matched in order of declaration.',
     example={'kind': 'console', 'type': 'pty', 'target_type': 'virtio'})
 
 CHANNEL = Kind(
     'channel', 'channel',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='`target_name`',
+        hotplug='yes'),
     fields=_char_fields(('virtio', 'guestfwd', 'xen'), port=False) + [
         Field('target_name', 'target', 'name', description='Channel name; its identity (org.qemu.guest_agent.0, '
                                                            'com.redhat.spice.0, ...).')],
@@ -599,6 +730,10 @@ CHANNEL = Kind(
 
 TPM = Kind(
     'tpm', 'tpm',
+    docs=KindDocs(
+        hw_class='emulated (swtpm) or passthrough',
+        identity='one per guest',
+        hotplug='no'),
     fields=[
         Field('model', '', 'model', choices=('tpm-tis', 'tpm-crb', 'tpm-spapr', 'spapr-tpm-proxy'), libvirt_fills=True,
               description='TPM frontend.'),
@@ -614,6 +749,10 @@ TPM = Kind(
 
 PANIC = Kind(
     'panic', 'panic',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`model`',
+        hotplug='no'),
     fields=[Field('model', '', 'model', choices=('isa', 'pseries', 'hyperv', 's390', 'pvpanic'),
                   description='Panic notifier model.')],
     key=ident('model', 'model'),
@@ -622,6 +761,10 @@ PANIC = Kind(
 
 SMARTCARD = Kind(
     'smartcard', 'smartcard',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`mode`',
+        hotplug='no'),
     fields=[Field('mode', '', 'mode', choices=('host', 'host-certificates', 'passthrough'), description='Mode.'),
             Field('type', '', 'type', choices=CHAR_TYPES, description='For passthrough: the host channel type.')],
     key=ident('mode', 'mode'),
@@ -630,6 +773,10 @@ SMARTCARD = Kind(
 
 REDIRDEV = Kind(
     'redirdev', 'redirdev',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='position among redirections',
+        hotplug='yes'),
     fields=[Field('type', '', 'type', choices=('spicevmc', 'tcp'), description='Redirection channel.'),
             Field('bus', '', 'bus', choices=('usb',), default='usb', description='Bus.'),
             Field('host', 'source', 'host', description='For tcp: the usbredir server host.'),
@@ -641,6 +788,10 @@ REDIRDEV = Kind(
 
 GRAPHICS = Kind(
     'graphics', 'graphics',
+    docs=KindDocs(
+        hw_class='emulated',
+        identity='`type`',
+        hotplug='password live'),
     fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
             GraphicsListen('listen', '', 'listen', description='Listen address.'),
             GraphicsPort('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
@@ -659,6 +810,10 @@ GRAPHICS = Kind(
 
 MEMBALLOON = Kind(
     'memballoon', 'memballoon',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='one per guest',
+        hotplug='no'),
     fields=[Field('model', '', 'model', choices=('virtio', 'virtio-transitional', 'virtio-non-transitional', 'none'),
                   default='virtio', description='Balloon model; none removes it.'),
             Integer('stats_period', 'stats', 'period', minimum=0, maximum=86400,
@@ -668,11 +823,16 @@ MEMBALLOON = Kind(
                   description='Guest reports free pages so the host can reclaim them.')],
     key=lambda spec: ('memballoon',),
     device_class=_virtio_if('model', 'virtio', 'virtio-transitional', 'virtio-non-transitional'), hotplug=False,
+    implicit=_always,
     description='The memory balloon (one per guest).',
     example={'kind': 'memballoon', 'model': 'virtio', 'stats_period': 10, 'free_page_reporting': True})
 
 VSOCK = Kind(
     'vsock', 'vsock',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='one per guest',
+        hotplug='yes'),
     fields=[VsockCid('cid', 'cid', None, default='auto', description="Guest context id: 'auto' or a number >= 3.")],
     key=lambda spec: ('vsock',), fixed={'model': 'virtio'},
     device_class=lambda spec: VIRTIO, hotplug=True,
@@ -680,6 +840,10 @@ VSOCK = Kind(
 
 FILESYSTEM = Kind(
     'filesystem', 'filesystem',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='`target`',
+        hotplug='virtiofs'),
     fields=[Field('driver', 'driver', 'type', choices=('virtiofs', 'path', 'handle', 'loop', 'nbd', 'ploop'),
                   description='virtiofs, or path (9p).'),
             Source('source', [Variant('dir', 'mount', [Field('dir', 'source', 'dir', absolute_path=True)])],
@@ -696,6 +860,10 @@ FILESYSTEM = Kind(
 
 IOMMU = Kind(
     'iommu', 'iommu',
+    docs=KindDocs(
+        hw_class='virtio or emulated (intel)',
+        identity='one per guest',
+        hotplug='no'),
     fields=[Field('model', '', 'model', choices=('intel', 'virtio', 'smmuv3'), description='vIOMMU model.'),
             OnOff('intremap', 'driver', 'intremap', description='Interrupt remapping (intel).'),
             OnOff('caching_mode', 'driver', 'caching_mode', description='Caching mode (intel; needed for VFIO).')],
@@ -705,6 +873,10 @@ IOMMU = Kind(
 
 RNG = Kind(
     'rng', 'rng',
+    docs=KindDocs(
+        hw_class='virtio',
+        identity='model + backend type',
+        hotplug='yes'),
     fields=[
         Field('model', '', 'model', choices=('virtio', 'virtio-transitional', 'virtio-non-transitional'),
               default='virtio', description='RNG device model.'),
@@ -721,6 +893,10 @@ RNG = Kind(
 
 MEMORY = Kind(
     'memory', 'memory',
+    docs=KindDocs(
+        hw_class='virtio (virtio-pmem, virtio-mem) or emulated (dimm, nvdimm)',
+        identity='model + backing file, then position',
+        hotplug='dimm, virtio-mem'),
     fields=[Field('model', '', 'model', choices=('dimm', 'nvdimm', 'virtio-pmem', 'virtio-mem'),
                   description='Memory device: virtio-pmem, virtio-mem (para-virtualized) or dimm, nvdimm (emulated).'),
             Field('access', '', 'access', choices=('shared', 'private'), libvirt_fills=True,
@@ -750,11 +926,16 @@ def _hostdev(subtype, fields, key, required, description, example, fixed=None):
     return Kind('hostdev', 'hostdev', fields=[Field('type', '', 'type', choices=(subtype,), default=subtype,
                                                     description='Host device type.')] + fields,
                 key=key, device_class=lambda spec: PASSTHROUGH, hotplug=True,
+                host_devices=_ids.host_device_requests,
                 fixed=dict({'mode': 'subsystem', 'type': subtype}, **(fixed or {})), required=required,
                 label='hostdev type=%s' % subtype, description=description, example=example)
 
 
-HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', members=[
+HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
+    hw_class='passthrough',
+    identity='pci: `address` (host `DDDD:BB:SS.F`); usb: `vendor` + `product` (+ `address` BUS.DEVICE); mdev: '
+             '`uuid`; scsi: `adapter` + `address`',
+    hotplug='yes'), members=[
     _hostdev('pci', [
         PciAddress('address', 'source/address', description='Host PCI address DDDD:BB:SS.F.'),
         YesNo('managed', '', 'managed', default=True,
@@ -819,19 +1000,45 @@ def _attrs(*names):
     return key
 
 
-# Identity of device elements without a typed kind: matched by position among equals (repeatable).
-ELEMENT_KEYS = {
-    'hub': _attrs('@type'),
-    'audio': _attrs('@id'),
-    'shmem': _attrs('@name'),
-    'crypto': _attrs('@model', '@type'),
-    'pstore': _attrs('@backend'),
-    'redirfilter': _attrs(),
-}
+class Untyped:
+    """A device element without typed options (only ``kind: xml`` writes it): identified by attributes and
+    matched by position among equals (repeatable); always emulated, never hot-plugged."""
+
+    def __init__(self, tag, identity_attrs, implicit=_never):
+        self.tag = tag
+        self.name = tag
+        self.identity_attrs = identity_attrs
+        self.docs = KindDocs('emulated', ' + '.join('`%s`' % attr.lstrip('@') for attr in identity_attrs)
+                             + (', then position' if identity_attrs else 'position'), 'no')
+        self.identity = _attrs(*identity_attrs)
+        self.implicit = implicit
+        self.removal_consent = None
+        self.host_devices = _no_host_devices
+        self.derived = None
+
+    def element_identity(self, element):
+        return (element.tag, 'attrs') + self.identity(element), True
+
+    def class_of(self, _element):
+        return EMULATED
+
+    def consent_to_remove(self, _element):
+        return None
+
+
+UNTYPED = {row.tag: row for row in (
+    Untyped('hub', ('@type',)),
+    Untyped('audio', ('@id',), implicit=_always),   # libvirt adds an audio backend for a sound card
+    Untyped('shmem', ('@name',)),
+    Untyped('crypto', ('@model', '@type')),
+    Untyped('pstore', ('@backend',)),
+    Untyped('redirfilter', ()),
+)}
+# Every device element libvirt has: the typed kinds and the untyped rows, one row per element tag.
+ROWS_BY_TAG = dict(UNTYPED, **KINDS_BY_TAG)
 # Elements of <devices> that are not devices: never matched, added or removed.
 NOT_DEVICES = frozenset(('emulator',))
-DEVICE_TAGS = frozenset(ELEMENT_KEYS) | frozenset(KINDS_BY_TAG)
-_TAG_CLASS = {}
+DEVICE_TAGS = frozenset(ROWS_BY_TAG)
 
 
 def kind_of_element(element):
@@ -841,23 +1048,37 @@ def kind_of_element(element):
 
 
 def element_key(element):
-    """(base identity, repeatable) of an existing device element: typed kind first, then tag, then content."""
-    kind = kind_of_element(element)
-    if kind is not None:
-        key = kind.key(kind.parse(element))
-        if key is not None:
-            return (element.tag,) + key, kind.repeatable
-    by_tag = ELEMENT_KEYS.get(element.tag)
-    if by_tag is not None:
-        return (element.tag, 'attrs') + by_tag(element), True
+    """(base identity, repeatable) of an existing device element: its row's identity, else its content."""
+    row = ROWS_BY_TAG.get(element.tag)
+    found = row.element_identity(element) if row is not None else None
+    if found is not None:
+        return found
     return (element.tag, 'xml', _xml.canonical(element, ignore=LIBVIRT_OWNED)), True
 
 
 def element_class(element):
-    kind = kind_of_element(element)
-    if kind is not None:
-        return kind.device_class(kind.parse(element))
-    return _TAG_CLASS.get(element.tag, PASSTHROUGH if element.tag == 'hostdev' else EMULATED)
+    row = ROWS_BY_TAG.get(element.tag)
+    return row.class_of(element) if row is not None else EMULATED
+
+
+def is_implicit(element):
+    """A device libvirt adds by itself (the table's implicit column): overridden leaves it in place."""
+    row = ROWS_BY_TAG.get(element.tag)
+    return row is not None and bool(row.implicit(element))
+
+
+def removal_consent(element):
+    """What allow_live_removal must name to remove the element from a running guest ('disk',
+    'passthrough'), or None when no consent is needed."""
+    row = ROWS_BY_TAG.get(element.tag)
+    return row.consent_to_remove(element) if row is not None else None
+
+
+def host_devices(element, where):
+    """The passthrough guards' requests for the host devices an element takes (the table's host_devices
+    column); IdError (naming ``where``) when an address cannot be read the way libvirt reads it."""
+    row = ROWS_BY_TAG.get(element.tag)
+    return row.host_devices(element, where) if row is not None else []
 
 
 def redact(element):

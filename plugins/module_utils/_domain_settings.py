@@ -25,12 +25,9 @@ import re
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    Field, Flag, Integer, OnOff, SpecError, Text, YesNo,
+    KIB_PER, Field, Flag, Integer, OnOff, SpecError, Text, YesNo,
 )
 
-KIB_PER = {'b': 1 / 1024, 'bytes': 1 / 1024, 'kb': 1000 / 1024, 'k': 1, 'kib': 1, 'mb': 1000 ** 2 / 1024,
-           'm': 1024, 'mib': 1024, 'gb': 1000 ** 3 / 1024, 'g': 1024 ** 2, 'gib': 1024 ** 2, 'tib': 1024 ** 3,
-           't': 1024 ** 3}
 CPUSET_PATTERN = r'^\^?[0-9]+(-[0-9]+)?(,\^?[0-9]+(-[0-9]+)?)*$'
 CPUSET_HINT = 'a CPU list such as 0-3,6 or ^2'
 LIFECYCLE_ACTIONS = ('destroy', 'restart', 'preserve', 'rename-restart', 'coredump-destroy', 'coredump-restart')
@@ -760,7 +757,7 @@ def _on(domain, path, attr, word):
     return node is not None and node.get(attr) == word
 
 
-def check(domain, given, host=None, will_run=False, domain_type=None, wanted=None):
+def check(domain, given, host=None, will_run=False, domain_type=None):
     """Refuse combinations that libvirt or QEMU would reject (or that would do harm), naming the options.
 
     ``given`` is the set of top-level options the user gave (a rule is checked when it involves one of

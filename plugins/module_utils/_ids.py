@@ -281,3 +281,22 @@ def hostdev_keys(element, where='hostdev'):
         bus, target, unit = scsi_host_from_attrs(address.attrib if address is not None else {}, here)
         keys.append(('scsi', '%s %d:%d:%d' % (adapter.get('name') if adapter is not None else '', bus, target, unit)))
     return keys
+
+
+def host_device_requests(element, where):
+    """The passthrough guards' requests (docs/host_devices.md) for the host devices a device element takes
+    (none for other devices): a PCI device is a 'pci' request, or 'sriov_vf' when an ``<interface>`` takes
+    it; addresses read as libvirt reads them (``hostdev_keys``; IdError naming ``where``)."""
+    keys = dict(hostdev_keys(element, where))
+    if 'pci' in keys:
+        kind = 'sriov_vf' if element.tag == 'interface' else 'pci'
+        return [{'type': kind, 'address': keys['pci'], 'managed': element.get('managed', 'no') == 'yes',
+                 'where': where}]
+    if 'usb' in keys or 'usb-address' in keys:
+        vendor, _sep, product = keys.get('usb', ':').partition(':')
+        bus, _sep, device = keys.get('usb-address', '.').partition('.')
+        return [{'type': 'usb', 'vendor': vendor or None, 'product': product or None,
+                 'bus': int(bus) if bus else None, 'device': int(device) if device else None, 'where': where}]
+    if 'mdev' in keys:
+        return [{'type': 'mdev', 'uuid': keys['mdev'], 'where': where}]
+    return []

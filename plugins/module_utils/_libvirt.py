@@ -105,7 +105,7 @@ class Connection:
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _call(self, name, action, func, *args):
-        self.calls[name] = self.calls.get(name, 0) + 1
+        self._count(name)
         try:
             return func(*args)
         except libvirt.libvirtError as exc:
@@ -117,9 +117,8 @@ class Connection:
             return ConnectionLost(_explain(exc, self.uri, action))
         return LibvirtFailure(_explain(exc, self.uri, action))
 
-    @property
-    def write_calls(self):
-        return sum(count for name, count in self.calls.items() if name in WRITE_CALLS)
+    def _count(self, name):
+        self.calls[name] = self.calls.get(name, 0) + 1
 
     def close(self):
         try:
@@ -138,7 +137,7 @@ class Connection:
                             % (uuid, self.uri))
 
     def _lookup(self, func, key, missing):
-        self.calls['lookup'] = self.calls.get('lookup', 0) + 1
+        self._count('lookup')
         try:
             return func(key)
         except libvirt.libvirtError as exc:
@@ -160,6 +159,16 @@ class Connection:
         except DomainNotFound:
             return None
 
+    # A domain handle's name and UUID are read from the handle itself (no call to the daemon): not counted.
+    @staticmethod
+    def name_of(dom):
+        return dom.name()
+
+    @staticmethod
+    def uuid_of(dom):
+        """The domain's UUID, lower case."""
+        return dom.UUIDString().lower()
+
     def xml(self, dom, inactive=True):
         flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
         if not self.readonly:
@@ -179,6 +188,16 @@ class Connection:
 
     def domains(self):
         return self._call('list', 'list domains', self._conn.listAllDomains, 0)
+
+    def domain_definitions(self):
+        """Every domain of the connection as {'name', 'live_xml', 'config_xml'}: the live XML of a running
+        domain, the persistent definition of a defined one (None where it has none)."""
+        found = []
+        for dom in self.domains():
+            live = self.xml(dom, inactive=False) if self.is_active(dom) else None
+            config = self.xml(dom) if self.is_persistent(dom) else None
+            found.append({'name': dom.name(), 'live_xml': live, 'config_xml': config})
+        return found
 
     # -- writes ------------------------------------------------------------------------------
     def define(self, xml_text):
@@ -208,6 +227,7 @@ class Connection:
         return not self._active_now(dom)
 
     def _active_now(self, dom):
+        self._count('is_active')
         try:
             return bool(dom.isActive())
         except libvirt.libvirtError as exc:  # undefined while we waited: it is not running either
@@ -322,9 +342,10 @@ class Connection:
                 failed.set()
 
         callbacks = [
-            self._conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None),
-            self._conn.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, on_failed, None),
-        ]
+            self._call('event_register', 'watch the device removals of %s' % dom.name(),
+                       self._conn.domainEventRegisterAny, dom, event, callback, None)
+            for event, callback in ((libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed),
+                                    (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, on_failed))]
         start = time.monotonic()
         try:
             for attempt in range(attempts):
@@ -356,12 +377,14 @@ class Connection:
             return 'pending'
         finally:
             for callback in callbacks:
+                self._count('event_deregister')
                 try:
                     self._conn.domainEventDeregisterAny(callback)
                 except libvirt.libvirtError:
                     pass
 
     def _has_alias(self, dom, alias):
+        self._count('xml')
         try:
             return ("<alias name='%s'/>" % alias) in dom.XMLDesc(0)
         except libvirt.libvirtError as exc:
@@ -379,7 +402,7 @@ class Connection:
         """
         if not hasattr(self._conn, 'nodeDeviceDefineXML'):
             return False
-        self.calls['nodedev_define_probe'] = self.calls.get('nodedev_define_probe', 0) + 1
+        self._count('nodedev_define_probe')
         try:
             self._conn.nodeDeviceDefineXML('<device/>', 0)
         except libvirt.libvirtError as exc:
@@ -409,7 +432,7 @@ class Connection:
     # Kept together at the end of the class; their write calls are added to WRITE_CALLS below the class.
     def network_find(self, name):
         """The network called ``name``, or None when it is not defined."""
-        self.calls['net_lookup'] = self.calls.get('net_lookup', 0) + 1
+        self._count('net_lookup')
         try:
             return self._conn.networkLookupByName(name)
         except libvirt.libvirtError as exc:

@@ -387,21 +387,11 @@ parsed:
   elements: dict
 '''
 
-import os
-from urllib.parse import urlsplit
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _ids, _xml
-from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
-    APPLY_MODES, LIVE_REMOVAL_CLASSES, ApplyError, DomainRun, preflight,
-)
-from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _device_runner
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import APPLY_MODES, LIVE_REMOVAL_CLASSES
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
-from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
-
-WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
-ON_ERROR = ('continue', 'stop')
 
 
 def argument_spec():
@@ -423,7 +413,7 @@ def argument_spec():
         restart_timeout={'type': 'int', 'default': 120},
         detach_timeout={'type': 'int', 'default': 30},
         detach_attempts={'type': 'int', 'default': 3},
-        on_error={'type': 'str', 'default': 'continue', 'choices': list(ON_ERROR)},
+        on_error={'type': 'str', 'default': 'continue', 'choices': list(_device_runner.ON_ERROR)},
         lock_timeout={'type': 'int', 'default': 300},
         allow_live_removal={'type': 'list', 'elements': 'str', 'default': [], 'choices': list(LIVE_REMOVAL_CLASSES)},
         host_checks={'type': 'bool', 'default': True},
@@ -433,221 +423,6 @@ def argument_spec():
     return spec
 
 
-class Request:
-    """One guest of the task: asked for by name or by UUID, with its validated devices."""
-
-    def __init__(self, name, uuid, config, where):
-        self.name = name
-        self.uuid = uuid.lower() if uuid else None
-        self.config = config or []
-        self.where = where
-        # validated now, before anything is read; a guest asked for by UUID is declared again under its
-        # real name once it is found (MACs derived from the name)
-        self.declared = _device_engine.declare(self.config, name or self.uuid, where)
-
-    def redeclare(self, name):
-        return _device_engine.declare(self.config, name, self.where)
-
-
-class DomainDevices:
-    """Runs one state over the requested domains on one connection."""
-
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.connection = None
-
-    def fail(self, msg, **extra):
-        self.module.fail_json(msg=msg, **extra)
-
-    def requests(self):
-        """The guests of the task; every spec is validated before anything is read."""
-        if self.params['domains'] is not None:
-            raw = [(entry['domain'], entry['uuid'], entry['config'], 'domains[%d]' % index)
-                   for index, entry in enumerate(self.params['domains'])]
-        else:
-            raw = [(self.params['domain'], self.params['uuid'], self.params['config'], None)]
-        for name, uuid, _config, where in raw:
-            prefix = where + '.' if where else ''
-            if where and (name is None) == (uuid is None):
-                self.fail('%s: give domain (a name) or uuid, %s' % (where, 'not both' if name else 'one of them'))
-            if uuid is not None and not _ids.is_uuid(uuid):
-                self.fail('%suuid: %r is not a UUID' % (prefix, uuid))
-        for position, label in ((0, 'domain'), (1, 'uuid')):
-            values = [str(item[position]).lower() if position else item[position] for item in raw
-                      if item[position] is not None]
-            duplicates = sorted({value for value in values if values.count(value) > 1})
-            if duplicates:
-                self.fail('domains: %s %s is listed more than once' % (label, ', '.join(repr(v) for v in duplicates)))
-        try:
-            return [Request(name, uuid, config, (where + '.config') if where else 'config')
-                    for name, uuid, config, where in raw]
-        except SpecError as exc:
-            self.fail(str(exc))
-
-    # -- states without a connection --------------------------------------------------------------
-    def rendered(self):
-        request, = self.requests()
-        self.module.exit_json(changed=False, rendered=_device_engine.render(request.declared))
-
-    def parsed(self):
-        try:
-            self.module.exit_json(changed=False, parsed=_device_engine.gather(self.params['running_config']))
-        except _xml.XMLInputError as exc:
-            self.fail('running_config: %s' % exc)
-
-    # -- states with a connection -----------------------------------------------------------------
-    def gathered(self):
-        self.connection = _common.connect(self.module)
-        try:
-            if self.params['uuid']:
-                dom = self.connection.lookup_uuid(self.params['uuid'])
-            else:
-                dom = self.connection.lookup(self.params['domain'])
-            self.module.exit_json(changed=False, gathered=_device_engine.gather(self.connection.xml(dom)))
-        except LibvirtFailure as exc:
-            self.fail(str(exc))
-
-    def converge(self):
-        requests = self.requests()
-        self.connection = _common.connect(self.module)
-        params = self.params
-        runs = [DomainRun(self.connection, request.name, request.declared, params['state'], params['apply'],
-                          self.module.check_mode, params['detach_timeout'], params['detach_attempts'],
-                          uuid=request.uuid, redeclare=request.redeclare,
-                          allow_live_removal=params['allow_live_removal'])
-                for request in requests]
-        # read and plan every domain first: with on_error=stop a bad one fails the task before any write
-        for run in runs:
-            if self.connection.lost:
-                run.fail('not read: the connection to libvirt was lost')
-                continue
-            try:
-                run.prepare()
-            except (SpecError, LibvirtFailure, ApplyError) as exc:
-                run.fail(exc)
-        refusals = self.check_host([run for run in runs if run.error is None])
-        halted = self.halted_before_writing(runs)
-        lock_dir = _guest_lock.lock_dir(params['uri'])
-        compact = params['domains'] is not None
-        results, diffs = [], []
-        for run in runs:
-            if run.error is None and halted is None:
-                halted = self.write(run, lock_dir)
-            elif run.error is None:
-                run.skipped = halted
-            # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
-            results.append(run.result(compact=compact))
-            diffs.append(run.diff() if self.module._diff else None)
-            run.release()
-        self.finish(runs, results, [diff for diff in diffs if diff], refusals)
-
-    def halted_before_writing(self, runs):
-        """With on_error=stop any failure while reading and planning means nothing is written."""
-        failed = [run.name for run in runs if run.error is not None]
-        if self.connection.lost:
-            return 'the connection to libvirt was lost'
-        if failed and self.params['on_error'] == 'stop':
-            return 'on_error=stop and %s %s failed before anything was written' % (
-                'domain' if len(failed) == 1 else 'domains', _names(failed))
-        return None
-
-    def write(self, run, lock_dir):
-        """Apply one guest under its lock; return why the guests after it must not be attempted, if so."""
-        try:
-            with run.locked(lock_dir, self.params['lock_timeout']):
-                try:
-                    run.apply()
-                    # under the lock too: a restart writes its record into the definition's metadata
-                    run.restart(self.params['restart'] == 'if_required', self.params['restart_timeout'])
-                except (LibvirtFailure, ApplyError) as exc:
-                    raise ApplyError(self.start_if_ours(run, exc)) from exc
-        except (LibvirtFailure, ApplyError, _guest_lock.LockError) as exc:
-            run.fail(exc)
-            if self.connection.lost:
-                return 'the connection to libvirt was lost while domain %s was written' % run.name
-            if self.params['on_error'] == 'stop':
-                return 'on_error=stop and domain %s failed' % run.name
-        finally:
-            for warning in run.plan_warnings + run.warnings:
-                self.module.warn(warning)
-        return None
-
-    def start_if_ours(self, run, exc):
-        """A guest that is off because of this module's shutdown request is never left off, even when its run
-        failed; returns the failure's message (with the start's failure, if that failed too)."""
-        if isinstance(exc, ConnectionLost):
-            raise exc
-        try:
-            run.start_if_ours()
-        except (LibvirtFailure, ApplyError) as start_failure:
-            return '%s; %s' % (exc, start_failure)
-        return str(exc)
-
-    def check_host(self, runs):
-        """Passthrough guards for every host device the runs would assign (before any write): refused guests
-        fail (with on_error=stop, nothing is written then). Returns the refusals."""
-        if not self.params['host_checks'] or not runs:
-            return []
-        root = self.params['host_root']
-        if not same_host(root, self.params['uri']):
-            self.module.warn('host checks skipped: %s is not the machine this module runs on (its sysfs under %s '
-                             'says nothing about that host)' % (self.params['uri'], root))
-            return []
-        errors, warnings = preflight(self.connection, runs, root, self.params['force'])
-        for warning in warnings:
-            self.module.warn(warning)
-        for run in runs:
-            if run.refusals:
-                run.fail('refused to assign host devices, nothing of it was written: %s' % '; '.join(run.refusals))
-        return errors
-
-    def finish(self, runs, results, diffs, refusals):
-        outcome = {'changed': any(result['changed'] for result in results),
-                   'libvirt_calls': dict(self.connection.calls)}
-        if self.params['domains'] is not None:
-            outcome['results'] = results
-        else:
-            outcome.update(results[0])
-            for key in ('domain', 'msg', 'failed'):
-                outcome.pop(key, None)
-        if refusals:
-            outcome['refusals'] = refusals
-        if diffs:
-            outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
-        failed = [run for run in runs if run.error is not None]
-        if refusals and (self.params['on_error'] == 'stop' or self.params['domains'] is None):
-            self.fail('refused to assign host devices, nothing was changed: %s' % '; '.join(refusals), **outcome)
-        if failed:
-            self.fail(self.failure_message(runs, failed, results), **outcome)
-        self.module.exit_json(**outcome)
-
-    def failure_message(self, runs, failed, results):
-        if self.params['domains'] is None:
-            return failed[0].error
-        written = [result['domain'] for result in results if result['outcome'] == 'written']
-        unknown = [result['domain'] for result in results if result['outcome'] == 'unknown']
-        skipped = [run.name for run in runs if run.skipped]
-        parts = ['%d of %d domains failed: %s' % (len(failed), len(runs), '; '.join(run.error for run in failed))]
-        parts.append('written: %s' % (_names(written) if written else 'none'))
-        if unknown:
-            parts.append('unknown whether written (the connection was lost mid-call): %s' % _names(unknown))
-        if skipped:
-            parts.append('not attempted: %s' % _names(skipped))
-        return '. '.join(parts)
-
-
-def _names(names, shown=20):
-    """'a, b, c' (and how many more)."""
-    text = ', '.join(names[:shown])
-    return text + (' and %d more' % (len(names) - shown) if len(names) > shown else '')
-
-
-def same_host(root, uri):
-    """sysfs under ``root`` describes the libvirt host only for a local URI on the real root."""
-    return os.path.realpath(root) != '/' or not urlsplit(uri).hostname
-
-
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -655,22 +430,7 @@ def main():
         required_if=[('state', 'gathered', ('domain', 'uuid'), True), ('state', 'parsed', ('running_config',))],
         supports_check_mode=True,
     )
-    _common.mask_secrets(module)
-    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
-    _common.require_libraries(module, need_libvirt=module.params['state'] not in ('rendered', 'parsed'))
-    runner = DomainDevices(module)
-    state = module.params['state']
-    if state in WRITING_STATES and not (module.params['domain'] or module.params['uuid']) \
-            and module.params['domains'] is None:
-        module.fail_json(msg='domain: state=%s needs domain (or uuid, or domains)' % state)
-    for option, low, high in (('restart_timeout', 0, 86400), ('detach_timeout', 1, 3600), ('detach_attempts', 1, 100),
-                              ('lock_timeout', 0, 86400)):
-        if not low <= module.params[option] <= high:
-            module.fail_json(msg='%s: %r is out of range (%d..%d)' % (option, module.params[option], low, high))
-    if state in WRITING_STATES:
-        runner.converge()
-    else:
-        getattr(runner, state)()
+    _device_runner.run(module)
 
 
 if __name__ == '__main__':

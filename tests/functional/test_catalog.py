@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -107,7 +108,12 @@ def test_example_converges_on_libvirtd(example, libvirtd_uri, run_module, virsh,
         assert again_check.get('changed') is False, again_check
         # the class of what was declared is visible in gathered data
         gathered = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'})
-        assert all(item['class'] in ('emulated', 'virtio', 'passthrough') for item in gathered['gathered'])
+        # the declared device (typed, or as xml where libvirt added parts no option describes) has the class
+        # of the table's class column
+        (declared,) = _device_engine.declare([example], name)
+        classes = [item['class'] for item in gathered['gathered'] if item['kind'] == example['kind']
+                   or item['kind'] == 'xml' and re.match(r'<%s[\s/>]' % declared.tag, item['xml'])]
+        assert declared.kind.device_class(declared.spec) in classes, (classes, example)
         assert 's3cret-pw' not in str(gathered) + str(applied)  # secrets never come back
     finally:
         virsh(libvirtd_uri, 'undefine', name, check=False)

@@ -14,24 +14,6 @@ from __future__ import annotations
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _xml
 
 
-def requests_of_element(element, where):
-    """The ``check_assignment`` requests for the host devices a device element would take (none for other
-    devices). Addresses are read as libvirt reads them; IdError (naming ``where``) when one cannot be."""
-    keys = dict(_ids.hostdev_keys(element, where))
-    if 'pci' in keys:
-        kind = 'sriov_vf' if element.tag == 'interface' else 'pci'
-        return [{'type': kind, 'address': keys['pci'], 'managed': element.get('managed', 'no') == 'yes',
-                 'where': where}]
-    if 'usb' in keys or 'usb-address' in keys:
-        vendor, _sep, product = keys.get('usb', ':').partition(':')
-        bus, _sep, device = keys.get('usb-address', '.').partition('.')
-        return [{'type': 'usb', 'vendor': vendor or None, 'product': product or None,
-                 'bus': int(bus) if bus else None, 'device': int(device) if device else None, 'where': where}]
-    if 'mdev' in keys:
-        return [{'type': 'mdev', 'uuid': keys['mdev'], 'where': where}]
-    return []
-
-
 def usage_from_domains(domains):
     """Map host-device identity keys to the domains that use them.
 

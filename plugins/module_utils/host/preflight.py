@@ -5,7 +5,7 @@
 """The assignment preflight: the guards of giving host devices to one domain, before anything is written.
 
 This is the device side's one entry point into the host side (``_device_apply``):
-``read_host`` -> ``usage_from_domains`` -> ``requests_of_element`` per device element ->
+``read_host`` -> ``usage_from_domains`` -> ``_ids.host_device_requests`` per device element ->
 ``check_assignment(host, requests, domain_name, usage, force)`` -> ``AssignmentCheck`` (errors,
 warnings, findings). Requests are typed (pci, sriov_vf, usb, mdev); each is judged by the rows of the
 guard table (``guards``) for its kind: a PCI request by the device guards plus the request guards.
@@ -14,11 +14,11 @@ guard table (``guards``) for its kind: a PCI request by the device guards plus t
 from __future__ import annotations
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import guards
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host.domain_usage import requests_of_element, usage_from_domains
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.domain_usage import usage_from_domains
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.sysfs_source import read_host
 
 # what the device layer (domain_devices) calls: read the host, see who uses what, check one domain's requests
-__all__ = ('AssignmentCheck', 'check_assignment', 'read_host', 'requests_of_element', 'usage_from_domains')
+__all__ = ('AssignmentCheck', 'check_assignment', 'read_host', 'usage_from_domains')
 
 
 class AssignmentCheck:

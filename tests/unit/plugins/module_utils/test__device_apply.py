@@ -16,6 +16,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_eng
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import (
     ConnectionLost, DomainNotFound, LibvirtFailure,
 )
+from ansible_collections.virtdev.libvirt.tests.unit.plugins.module_utils.handles import ReadsHandles
 
 UUID = '6c1f3c3e-8a55-4e59-9a3c-0d6a2f1b7e01'
 BARE = ("<domain type='qemu'><name>web01</name><uuid>%s</uuid><memory unit='KiB'>65536</memory>"
@@ -35,7 +36,7 @@ class Dom:
         return self._uuid
 
 
-class FakeLibvirt:
+class FakeLibvirt(ReadsHandles):
     """One inactive guest. ``on_define`` / ``on_read`` hooks play the other writer or the broken daemon."""
 
     def __init__(self, xml=BARE):

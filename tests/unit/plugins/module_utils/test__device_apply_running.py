@@ -12,6 +12,8 @@ import pytest
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_apply as apply
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine as engine
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import removal_consent
+from ansible_collections.virtdev.libvirt.tests.unit.plugins.module_utils.handles import ReadsHandles
 
 UUID = '6c1f3c3e-8a55-4e59-9a3c-0d6a2f1b7e02'
 OLD_NIC = ("<interface type='user'><mac address='52:54:00:00:00:0a'/><model type='virtio'/>%s"
@@ -34,7 +36,7 @@ class Dom:
         return UUID
 
 
-class RunningGuest:
+class RunningGuest(ReadsHandles):
     """A guest with a definition and a live XML; ``unplug`` is what the guest does with unplug requests
     ('released' or 'pending'), ``powers_off`` whether it honours the power button."""
 
@@ -112,14 +114,14 @@ def test_addresses_compare_as_libvirt_reads_them():
 
 
 def test_removals_that_need_consent():
-    assert apply.removal_class(_xml.parse(DISK % '')) == 'disk'
-    assert apply.removal_class(_xml.parse(
+    assert removal_consent(_xml.parse(DISK % '')) == 'disk'
+    assert removal_consent(_xml.parse(
         "<hostdev mode='subsystem' type='pci'><source><address domain='0' bus='1' slot='0' function='0'/>"
         "</source></hostdev>")) == 'passthrough'
-    assert apply.removal_class(_xml.parse(
+    assert removal_consent(_xml.parse(
         "<interface type='hostdev'><mac address='52:54:00:00:00:01'/><source><address type='pci' domain='0' "
         "bus='1' slot='0' function='1'/></source></interface>")) == 'passthrough'
-    assert apply.removal_class(_xml.parse(OLD_NIC % '')) is None
+    assert removal_consent(_xml.parse(OLD_NIC % '')) is None
 
 
 def test_restart_record_is_read_from_the_metadata():

@@ -839,9 +839,9 @@ def test_usage_given_as_domain_names_is_taken_as_running(trees):
      "</source></hostdev>", [{'type': 'mdev', 'uuid': '8c1bd7f6-5c0f-4c8b-9b7e-2f2a3b4c5d6e', 'where': 'config[0]'}]),
     ("<watchdog model='i6300esb'/>", []),
 ])
-def test_requests_of_element_read_addresses_as_libvirt_does(device_xml, requests):
+def test_host_device_requests_read_addresses_as_libvirt_does(device_xml, requests):
     from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
-    assert domain_usage.requests_of_element(_xml.parse(device_xml), 'config[0]') == requests
+    assert _ids.host_device_requests(_xml.parse(device_xml), 'config[0]') == requests
 
 
 def test_usage_from_domains_refuses_what_it_cannot_read_naming_the_domain():
