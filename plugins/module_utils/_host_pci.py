@@ -1122,7 +1122,7 @@ def assess_pci(host, address, together=(), usage=None, domain_name=None):
                     % (dev.iommu_group, _describe(host, member)),
                     step={'action': 'bind_vfio', 'address': member, 'current_driver': other.driver,
                           'message': 'bind group member %s (now %s) to vfio-pci' % (member, other.driver)}))
-        if not host.iommu.get('vfio_device'):
+        if host.iommu.get('vfio_device') is False:  # None: not known (node devices of a remote host)
             findings.append(Finding('vfio', '/dev/vfio/vfio is missing: the vfio modules are not loaded',
                                     step={'action': 'load_module', 'module': 'vfio-pci',
                                           'message': 'load the vfio-pci module'}))
