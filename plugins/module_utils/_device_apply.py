@@ -27,7 +27,7 @@ import copy
 import time
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import (
-    _device_engine, _guest_lock, _host_pci, _ids, _schema, _xml,
+    _device_engine, _guest_lock, _host_nodedev, _host_pci, _ids, _schema, _xml,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
     PASSTHROUGH, element_class,
@@ -156,6 +156,7 @@ class DomainRun:
         self.error = None           # why this guest failed, when it did
         self.skipped = None         # why this guest was not attempted (an earlier failure stopped the run)
         self.refusals = []          # host-device guards that refused this guest's assignments
+        self.host_requests = []     # the host devices the passthrough guards judged for this guest
 
     # -- planning (reads only) ------------------------------------------------------------------
     def prepare(self):
@@ -734,11 +735,13 @@ def _assignment_requests(run):
     return list(unique.values())
 
 
-def preflight(connection, runs, host_root, force):
+def preflight(connection, runs, host_root, force, read_host=None):
     """Check every host device the runs would assign, before anything is written.
 
     Returns (errors, warnings). Runs that assign nothing cost nothing: sysfs and the other domains are
-    read only when some run adds or changes a passthrough device.
+    read only when some run adds or changes a passthrough device. ``read_host``: a callable returning the
+    host model when it is not this machine's sysfs under ``host_root`` (a remote host's node devices,
+    ``_host_nodedev``); when it raises ``NodeDevicesUnavailable`` every run that assigns a device is refused.
     """
     wanted, errors = [], []
     for run in runs:
@@ -750,7 +753,15 @@ def preflight(connection, runs, host_root, force):
     wanted = [(run, requests) for run, requests in wanted if requests]
     if not wanted:
         return errors, []
-    host = _host_pci.read_host(host_root)
+    for run, requests in wanted:
+        run.host_requests = requests
+    try:
+        host = read_host() if read_host is not None else _host_pci.read_host(host_root)
+    except _host_nodedev.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked
+        for run, _requests in wanted:
+            run.refusals = ['the passthrough guards cannot run: %s' % exc]
+            errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+        return errors, []
     domains = []
     for dom in connection.domains():
         live = connection.xml(dom, inactive=False) if connection.is_active(dom) else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import posixpath
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 
 SOURCE = 'libvirt node devices'
 
@@ -57,6 +58,11 @@ def not_checked(kind):
     return [{'guard': guard, 'what': what, 'why': why} for guard, what, why in NOT_CHECKED.get(kind, ())]
 
 
+class NodeDevicesUnavailable(Exception):
+    """libvirt at that URI gives no node devices (a driver without them, such as the embedded one, or a host
+    whose node device daemon is not running)."""
+
+
 class NodeDeviceSource:
     """Node device XML documents from a libvirt connection (``_libvirt.Connection``)."""
 
@@ -64,8 +70,28 @@ class NodeDeviceSource:
         self.connection = connection
 
     def documents(self):
-        """Every node device's XML; LibvirtFailure when the driver has no node devices (the embedded one)."""
-        return [self.connection.node_device_xml(device) for device in self.connection.node_devices()]
+        """Every node device's XML. NodeDevicesUnavailable when libvirt lists none it could give (a lost
+        connection stays ConnectionLost); a device that vanished between the list and its read is skipped."""
+        try:
+            devices = self.connection.node_devices()
+        except ConnectionLost:
+            raise
+        except LibvirtFailure as exc:
+            raise NodeDevicesUnavailable('%s gives no node devices: %s' % (self.connection.uri, exc)) from exc
+        documents = []
+        for device in devices:
+            try:
+                documents.append(self.connection.node_device_xml(device))
+            except ConnectionLost:
+                raise
+            except LibvirtFailure:
+                continue  # unplugged (or an mdev stopped) since the list was read: it is not there
+        return documents
+
+
+def read_remote_host(connection):
+    """The host libvirt at ``connection`` runs on, from its node devices."""
+    return read_host(NodeDeviceSource(connection).documents())
 
 
 # -- reading one document ------------------------------------------------------------------------------

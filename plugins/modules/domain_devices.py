@@ -169,10 +169,18 @@ options:
         its IOMMU group is viable, it is not host-critical (the root disk's controller, the default-route
         NIC, the boot VGA, bridges), not used by another domain, and that a PF and its VFs are not both
         assigned. See C(docs/host_devices.md).
-      - The checks read sysfs under O(host_root); with a remote O(uri) and the real root they are skipped with
-        a warning, since this machine's sysfs says nothing about that host.
+      - When libvirt runs on this machine (an O(uri) without a host name) the checks read sysfs under
+        O(host_root). With a O(uri) that names a host (V(qemu+ssh://hv1/system), V(qemu+tls://hv1/system), even
+        V(127.0.0.1)) they read the same facts from that host's libvirt node devices and run the same guards;
+        the guards node devices cannot answer (the root disk's controller, the default-route NIC, the boot VGA,
+        other mounts, /dev/vfio, reset method, interrupt remapping, ACS override) are named per device in
+        RV(host_checks) and in a warning. See C(docs/deploying.md).
+      - V(strict) refuses, over such a URI, every guest that would get a host device whose guards could not all
+        be checked; V(true) assigns it with the warning. When libvirt gives no node devices the assignment is
+        refused either way.
       - Set V(false) only to prepare definitions for another host.
-    type: bool
+      - A boolean or V(strict).
+    type: raw
     default: true
   host_root:
     description: Directory under which the host checks read C(/sys), C(/proc) and C(/dev/vfio) (for tests).
@@ -343,6 +351,16 @@ guest_state:
   returned: when O(domain) is used with merged, replaced, overridden or deleted
   type: str
   sample: running
+host_checks:
+  description:
+    - What the passthrough guards read (C(source), V(sysfs) or V(libvirt node devices)) and, over a URI that
+      names a host, C(not_checked) - per host device, C(domain), C(device) (address, UUID or USB ids), C(where)
+      (the entry of O(config)) and C(guards) (C(guard), C(what), C(why)): the guards libvirt's node devices cannot
+      answer.
+  returned: when a run assigned or changed a host device and O(host_checks) is not false
+  type: dict
+  sample: {source: libvirt node devices, not_checked: [{domain: web, device: "0000:01:00.0", where: "config[0]",
+           guards: [{guard: host_critical, what: the default-route NIC, why: "node devices name ..."}]}]}
 refusals:
   description: Why host devices were refused, one entry per guard that failed.
   returned: when the host checks refused an assignment
@@ -388,11 +406,13 @@ parsed:
 '''
 
 import os
-from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import (
+    _common, _device_engine, _guest_lock, _host_nodedev, _ids, _xml,
+)
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
     APPLY_MODES, LIVE_REMOVAL_CLASSES, ApplyError, DomainRun, preflight,
 )
@@ -426,7 +446,7 @@ def argument_spec():
         on_error={'type': 'str', 'default': 'continue', 'choices': list(ON_ERROR)},
         lock_timeout={'type': 'int', 'default': 300},
         allow_live_removal={'type': 'list', 'elements': 'str', 'default': [], 'choices': list(LIVE_REMOVAL_CLASSES)},
-        host_checks={'type': 'bool', 'default': True},
+        host_checks={'type': 'raw', 'default': True},
         host_root={'type': 'path', 'default': '/'},
         force={'type': 'bool', 'default': False},
     )
@@ -456,6 +476,7 @@ class DomainDevices:
         self.module = module
         self.params = module.params
         self.connection = None
+        self.host_checks = None  # what the passthrough guards read and what they could not check
 
     def fail(self, msg, **extra):
         self.module.fail_json(msg=msg, **extra)
@@ -586,20 +607,53 @@ class DomainDevices:
 
     def check_host(self, runs):
         """Passthrough guards for every host device the runs would assign (before any write): refused guests
-        fail (with on_error=stop, nothing is written then). Returns the refusals."""
-        if not self.params['host_checks'] or not runs:
+        fail (with on_error=stop, nothing is written then). Returns the refusals.
+
+        The host is read from sysfs when libvirt runs on this machine, else from libvirt's node devices, and
+        the guards those cannot answer are named per device (refused with host_checks=strict)."""
+        mode = host_checks_mode(self.params['host_checks'])
+        if mode == 'off' or not runs:
             return []
-        root = self.params['host_root']
-        if not same_host(root, self.params['uri']):
-            self.module.warn('host checks skipped: %s is not the machine this module runs on (its sysfs under %s '
-                             'says nothing about that host)' % (self.params['uri'], root))
-            return []
-        errors, warnings = preflight(self.connection, runs, root, self.params['force'])
+        root, uri = self.params['host_root'], self.params['uri']
+        remote = not same_host(root, uri)
+        read_host = (lambda: _host_nodedev.read_remote_host(self.connection)) if remote else None
+        errors, warnings = preflight(self.connection, runs, root, self.params['force'], read_host=read_host)
+        if any(run.host_requests for run in runs):
+            self.host_checks = {'source': _host_nodedev.SOURCE if remote else 'sysfs', 'not_checked': []}
+            if remote:
+                errors += self.not_checked_remotely(runs, uri, strict=mode == 'strict')
         for warning in warnings:
             self.module.warn(warning)
         for run in runs:
             if run.refusals:
                 run.fail('refused to assign host devices, nothing of it was written: %s' % '; '.join(run.refusals))
+        return errors
+
+    def not_checked_remotely(self, runs, uri, strict):
+        """Name, per device, the guards libvirt's node devices cannot answer; with ``strict`` they refuse the run.
+        Returns the new refusals."""
+        errors = []
+        for run in runs:
+            devices = []
+            for request in run.host_requests:
+                rows = _host_nodedev.not_checked(request['type'])
+                device = request.get('address') or request.get('uuid') or \
+                    ':'.join(str(request.get(key)) for key in ('vendor', 'product'))
+                self.host_checks['not_checked'].append({'domain': run.name, 'device': device,
+                                                        'where': request.get('where'), 'guards': rows})
+                devices.append('%s (%s)' % (request.get('where'), device))
+            if not devices:
+                continue
+            what = '; '.join(sorted({'%s: %s' % (row['guard'], row['what']) for request in run.host_requests
+                                     for row in _host_nodedev.not_checked(request['type'])}))
+            message = ('over %s the guards run on libvirt\'s node devices, which cannot answer these for %s: %s'
+                       % (uri, ', '.join(devices), what))
+            if strict:
+                run.refusals.append('host_checks=strict and %s [guard not checked]' % message)
+                errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
+            else:
+                self.module.warn('domain %s: not checked: %s (host_checks: strict refuses instead)' % (run.name,
+                                                                                                       message))
         return errors
 
     def finish(self, runs, results, diffs, refusals):
@@ -613,6 +667,8 @@ class DomainDevices:
                 outcome.pop(key, None)
         if refusals:
             outcome['refusals'] = refusals
+        if self.host_checks is not None:
+            outcome['host_checks'] = self.host_checks
         if diffs:
             outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
         failed = [run for run in runs if run.error is not None]
@@ -644,8 +700,17 @@ def _names(names, shown=20):
 
 
 def same_host(root, uri):
-    """sysfs under ``root`` describes the libvirt host only for a local URI on the real root."""
-    return os.path.realpath(root) != '/' or not urlsplit(uri).hostname
+    """Whether the guards read sysfs under ``root``: for a URI without a host part (libvirt on this machine) or a
+    fixture tree given as O(host_root). A URI naming a host, even this one (qemu+ssh://127.0.0.1), goes through
+    libvirt's node devices: what the far end of a transport sees is not known here."""
+    return os.path.realpath(root) != '/' or _common.is_local_uri(uri)
+
+
+def host_checks_mode(value):
+    """'on', 'off' or 'strict' from O(host_checks) (a boolean or V(strict)); validated in main()."""
+    if isinstance(value, str) and value.strip().lower() == 'strict':
+        return 'strict'
+    return 'on' if boolean(value, strict=True) else 'off'
 
 
 def main():
@@ -663,6 +728,10 @@ def main():
     if state in WRITING_STATES and not (module.params['domain'] or module.params['uuid']) \
             and module.params['domains'] is None:
         module.fail_json(msg='domain: state=%s needs domain (or uuid, or domains)' % state)
+    try:
+        host_checks_mode(module.params['host_checks'])
+    except TypeError:
+        module.fail_json(msg='host_checks: %r is not one of true, false, strict' % (module.params['host_checks'],))
     for option, low, high in (('restart_timeout', 0, 86400), ('detach_timeout', 1, 3600), ('detach_attempts', 1, 100),
                               ('lock_timeout', 0, 86400)):
         if not low <= module.params[option] <= high:

@@ -123,19 +123,29 @@ def test_unreadable_documents_are_problems_not_crashes(text):
 
 
 class _FakeConnection:
-    def __init__(self, documents=None):
+    uri = 'qemu+ssh://hv1/system'
+
+    def __init__(self, documents=None, lost=False):
         self.documents = documents
+        self.lost = lost
 
     def node_devices(self):
+        if self.lost:
+            raise _libvirt.ConnectionLost('lost the connection to libvirt at qemu+ssh://hv1/system')
         if self.documents is None:
             raise _libvirt.LibvirtFailure('libvirt failed to list node devices: this function is not supported')
-        return list(range(len(self.documents)))
+        return list(range(len(self.documents) + 1))
 
     def node_device_xml(self, device):
+        if device == len(self.documents):  # unplugged between the list and the read
+            raise _libvirt.LibvirtFailure('Node device not found')
         return self.documents[device]
 
 
-def test_the_source_reads_every_document_and_passes_failures_on():
+def test_the_source_reads_every_document_and_says_when_there_are_none():
     assert _host_nodedev.NodeDeviceSource(_FakeConnection([BALLOON])).documents() == [BALLOON]
-    with pytest.raises(_libvirt.LibvirtFailure):
+    assert list(_host_nodedev.read_remote_host(_FakeConnection([BALLOON])).pci) == ['0000:00:01.0']
+    with pytest.raises(_host_nodedev.NodeDevicesUnavailable, match='qemu\\+ssh://hv1/system gives no node devices'):
         _host_nodedev.NodeDeviceSource(_FakeConnection()).documents()
+    with pytest.raises(_libvirt.ConnectionLost):
+        _host_nodedev.NodeDeviceSource(_FakeConnection([], lost=True)).documents()
