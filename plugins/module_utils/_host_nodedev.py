@@ -41,7 +41,7 @@ NOT_CHECKED = {
         ('acs_override', 'pcie_acs_override on the kernel command line', _NO_DEV_NODES),
     ),
     'usb': (
-        ('host_critical', "the host's keyboards and mice, the controller of its root disk", _NO_MOUNTS),
+        ('host_critical', 'a USB disk holding /, /boot, /boot/efi, /usr, /var or swap', _NO_MOUNTS),
     ),
     'mdev': (
         ('group_open', 'processes other than libvirt guests holding its /dev/vfio/N open', _NO_DEV_NODES),

@@ -148,3 +148,42 @@ def test_a_ready_device_is_assigned_with_the_unchecked_guards_named_and_strict_r
     assert "bus='0x02'" in _inactive_xml(virsh, libvirtd_uri, name)
     again = run_faked('domain_devices', args, docs.sriov_host())
     assert not again['changed'] and not again.get('failed'), again.get('msg')
+
+
+def test_host_devices_info_over_ssh_gives_the_inventory_of_node_devices(remote_uri, libvirtd_uri, guest, run_module):
+    """The same devices, ids and drivers as sysfs gives locally; the guards not checked named per device."""
+    guest('remote-info', HOSTDEV)
+    local = run_module('host_devices_info', {'uri': libvirtd_uri})
+    remote = run_module('host_devices_info', {'uri': remote_uri, 'format': ['facts', 'markdown']})
+    assert remote['rc'] == 0 and remote['source'] == 'libvirt node devices' and local['source'] == 'sysfs', remote
+
+    def identity(result):
+        return {entry['address']: (entry['vendor'], entry['device'], entry['class'], entry['driver'],
+                                   entry['iommu_group'], entry['verdict']) for entry in result['pci_devices']}
+    assert identity(remote) == identity(local) and len(identity(remote)) == len(os.listdir('/sys/bus/pci/devices'))
+    device = {entry['address']: entry for entry in remote['pci_devices']}[REAL_DEVICE]
+    assert device['used_by'] == [{'domain': 'remote-info', 'live': False, 'config': True}]
+    assert 'boot_vga' in device['not_available'] and device['boot_vga'] is None
+    assert {'the default-route NIC', 'the boot VGA device'} <= {row['what'] for row in device['not_checked']}
+    assert 'Host devices on 127.0.0.1' in remote['reports']['markdown']
+
+
+def test_host_devices_info_over_ssh_judges_sriov_and_groups_from_node_devices(remote_uri, run_faked):
+    result = run_faked('host_devices_info', {'uri': remote_uri}, docs.sriov_host())
+    assert result['source'] == 'libvirt node devices' and result['problems'] == [], result
+    devices = {entry['address']: entry for entry in result['pci_devices']}
+    assert devices[docs.GPU]['verdict'] == 'ready'
+    assert devices[docs.PF]['sriov'] == {'totalvfs': 7, 'numvfs': 2, 'vfs': [docs.VF0, docs.VF4]}
+    assert devices[docs.VF4]['physfn'] == docs.PF
+    assert [step['address'] for step in devices[docs.SHARED_A]['steps']] == [docs.SHARED_A, docs.SHARED_B]
+    assert devices['0000:00:1c.0']['verdict'] == 'refused'
+    assert devices['0000:00:00.0']['host_critical'] == ['a chipset function (host bridge, class 0x060000)']
+    assert result['iommu_groups'][6]['devices'] == [docs.SHARED_A, docs.SHARED_B]
+    assert result['mdev_devices'][0]['uuid'] == docs.MDEV_UUID
+
+
+def test_host_devices_info_on_the_embedded_driver_warns_instead_of_failing(embed_uri, run_module):
+    result = run_module('host_devices_info', {'uri': embed_uri})
+    assert result['rc'] == 0 and not result.get('failed'), result.get('msg')
+    assert result['source'] == 'sysfs' and result['pci_devices']
+    assert 'gives no node devices' in json.dumps(result['warnings']), result.get('warnings')
