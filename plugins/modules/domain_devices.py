@@ -406,6 +406,7 @@ parsed:
 '''
 
 import os
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -637,17 +638,18 @@ class DomainDevices:
             devices = []
             for request in run.host_requests:
                 rows = _host_nodedev.not_checked(request['type'])
-                device = request.get('address') or request.get('uuid') or \
-                    ':'.join(str(request.get(key)) for key in ('vendor', 'product'))
+                device = request.get('address') or request.get('uuid') or (
+                    '%s:%s' % (request['vendor'], request['product']) if request.get('vendor')
+                    else 'usb bus %s device %s' % (request.get('bus'), request.get('device')))
                 self.host_checks['not_checked'].append({'domain': run.name, 'device': device,
                                                         'where': request.get('where'), 'guards': rows})
                 devices.append('%s (%s)' % (request.get('where'), device))
             if not devices:
                 continue
-            what = '; '.join(sorted({'%s: %s' % (row['guard'], row['what']) for request in run.host_requests
-                                     for row in _host_nodedev.not_checked(request['type'])}))
+            rows = [row for request in run.host_requests for row in _host_nodedev.not_checked(request['type'])]
+            what = '; '.join(_unique('%s: %s' % (row['guard'], row['what']) for row in rows))
             message = ('over %s the guards run on libvirt\'s node devices, which cannot answer these for %s: %s'
-                       % (uri, ', '.join(devices), what))
+                       % (_host_of(uri), ', '.join(devices), what))
             if strict:
                 run.refusals.append('host_checks=strict and %s [guard not checked]' % message)
                 errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
@@ -697,6 +699,21 @@ def _names(names, shown=20):
     """'a, b, c' (and how many more)."""
     text = ', '.join(names[:shown])
     return text + (' and %d more' % (len(names) - shown) if len(names) > shown else '')
+
+
+def _unique(items):
+    """The items in their order, each once."""
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _host_of(uri):
+    """'qemu+ssh://hv1/system' for a URI, without its user, port and query (key files, sockets)."""
+    parts = urlsplit(uri)
+    return '%s://%s%s' % (parts.scheme, parts.hostname or '', parts.path)
 
 
 def same_host(root, uri):

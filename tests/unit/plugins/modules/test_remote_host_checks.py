@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_nodedev
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_nodedev, _host_report
 from ansible_collections.virtdev.libvirt.plugins.modules import domain_devices, host_devices_info
 from ansible_collections.virtdev.libvirt.tests.unit import nodedev_docs as docs
 
@@ -47,3 +47,12 @@ def test_a_remote_inventory_names_what_node_devices_cannot_tell():
     assert gpu['verdict'] == 'ready' and gpu['boot_vga'] is None and 'boot_vga' in gpu['not_available']
     assert [row['guard'] for row in gpu['not_checked']][:3] == ['host_critical'] * 3
     assert facts['kernel_cmdline'] == '' and facts['iommu']['vfio_device'] is True
+
+
+def test_the_report_of_a_remote_host_does_not_claim_kernel_state_it_cannot_see():
+    host = _host_nodedev.read_host([doc for doc in docs.sriov_host() if 'vfio-pci' not in doc])
+    facts = host_devices_info.remote_facts(host, usage={})
+    markdown = _host_report.render(facts, ['markdown'], 'hv1')['markdown']
+    assert '| /dev/vfio/vfio | unknown |' in markdown, markdown
+    assert '| Loaded modules | not known (read from libvirt node devices) |' in markdown
+    assert '| ACS override | not known (read from libvirt node devices) |' in markdown
