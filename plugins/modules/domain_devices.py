@@ -355,7 +355,7 @@ host_checks:
   description:
     - What the passthrough guards read (C(source), V(sysfs) or V(libvirt node devices)) and, over a URI that
       names a host, C(not_checked) - per host device, C(domain), C(device) (address, UUID or USB ids), C(where)
-      (the entry of O(config)) and C(guards) (C(guard), C(what), C(why)): the guards libvirt's node devices cannot
+      (the entry of O(config)) and C(guards) (C(guard), C(what), C(why)), the guards libvirt's node devices cannot
       answer.
   returned: when a run assigned or changed a host device and O(host_checks) is not false
   type: dict

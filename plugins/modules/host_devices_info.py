@@ -82,7 +82,7 @@ notes:
   - With a local O(uri) (the default) sysfs is read on the host the module runs on. With one that names a host,
     such as V(qemu+ssh://hv1/system) from the controller, the host is read from that host's libvirt node devices
     (see RV(source)); with O(libvirt=false) it cannot be, and this machine's sysfs is read.
-  - A libvirt driver without node devices (the embedded driver V(qemu:///embed)) gives a warning, not a failure:
+  - A libvirt driver without node devices (the embedded driver V(qemu:///embed)) gives a warning, not a failure;
     locally the inventory comes from sysfs all the same; over a remote O(uri) it is empty.
 seealso:
   - module: virtdev.libvirt.domain_devices
