@@ -128,7 +128,7 @@ root:
 source:
   description:
     - Where the devices were read. V(sysfs) under O(root) on the machine the module runs on; V(libvirt node devices)
-      when O(uri) names a host (V(qemu+ssh://hv1/system), V(qemu+tls://hv1/system)) and O(root) is V(/): the
+      when O(uri) names a host (V(qemu+ssh://hv1/system), V(qemu+tls://hv1/system)) and O(root) is V(/); the
       inventory and verdicts are then those of that host, with RV(pci_devices[].not_available) and
       RV(pci_devices[].not_checked) naming what node devices cannot tell. Its RV(iommu) holds only C(enabled),
       C(groups) and C(vfio_device) (V(null) when not known), RV(kernel_cmdline) is empty.
@@ -324,7 +324,7 @@ pci_devices:
     not_checked:
       description:
         - Read from libvirt's node devices, the guards of the verdict that could not be checked (C(guard), C(what),
-          C(why)): the root disk's controller, the default-route NIC, the boot VGA and the other facts node
+          C(why)), such as the root disk's controller, the default-route NIC, the boot VGA and the other facts node
           devices do not carry. The verdict holds for everything else.
       returned: when RV(source) is V(libvirt node devices)
       type: list
