@@ -27,12 +27,14 @@ import copy
 import time
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import (
-    _device_engine, _guest_lock, _host_nodedev, _host_pci, _ids, _schema, _xml,
+    _device_engine, _guest_lock, _ids, _schema, _xml,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
     PASSTHROUGH, element_class,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
 # What a run really did to a guest (docs/concurrency.md): the result's ``outcome``.
@@ -721,27 +723,28 @@ def _assignment_keys(run):
 
 def _assignment_requests(run):
     """The host devices a run would give its guest: hostdevs and SR-IOV interfaces it adds or changes, typed
-    or raw XML alike, their addresses read the way libvirt reads them (``_host_pci.requests_of_element``;
+    or raw XML alike, their addresses read the way libvirt reads them (``host_preflight.requests_of_element``;
     an address that cannot be read raises IdError, which refuses the run)."""
     requests = []
     for plan in (run.config_plan, run.live_plan):
         for change in (plan.changes if plan is not None else ()):
             if change.op != 'detach':
                 where = change.item.where if change.item is not None else change.label
-                requests.extend(_host_pci.requests_of_element(change.new, where))
+                requests.extend(host_preflight.requests_of_element(change.new, where))
     unique = {}
     for request in requests:  # the same device in the config and the live plan is one request
         unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where')), request)
     return list(unique.values())
 
 
-def preflight(connection, runs, host_root, force, read_host=None):
+def preflight(connection, runs, host_root, force, host_source=None):
     """Check every host device the runs would assign, before anything is written.
 
     Returns (errors, warnings). Runs that assign nothing cost nothing: sysfs and the other domains are
-    read only when some run adds or changes a passthrough device. ``read_host``: a callable returning the
-    host model when it is not this machine's sysfs under ``host_root`` (a remote host's node devices,
-    ``_host_nodedev``); when it raises ``NodeDevicesUnavailable`` every run that assigns a device is refused.
+    read only when some run adds or changes a passthrough device. ``host_source``: a ``host.source.HostSource``
+    when the host is not this machine's sysfs under ``host_root`` (a remote host's node devices,
+    ``host.nodedev_source``); when it raises ``NodeDevicesUnavailable`` every run that assigns a device is
+    refused.
     """
     wanted, errors = [], []
     for run in runs:
@@ -756,8 +759,8 @@ def preflight(connection, runs, host_root, force, read_host=None):
     for run, requests in wanted:
         run.host_requests = requests
     try:
-        host = read_host() if read_host is not None else _host_pci.read_host(host_root)
-    except _host_nodedev.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked
+        host = host_source.read_host() if host_source is not None else host_preflight.read_host(host_root)
+    except nodedev_source.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked
         for run, _requests in wanted:
             run.refusals = ['the passthrough guards cannot run: %s' % exc]
             errors.append('domain %s: %s' % (run.name, run.refusals[0]))
@@ -768,7 +771,7 @@ def preflight(connection, runs, host_root, force, read_host=None):
         config = connection.xml(dom) if connection.is_persistent(dom) else None
         domains.append({'name': dom.name(), 'live_xml': live, 'config_xml': config})
     try:
-        usage = _host_pci.usage_from_domains(domains)
+        usage = host_preflight.usage_from_domains(domains)
     except ValueError as exc:  # another guest's XML we cannot read: its devices cannot be ruled out
         for run, _requests in wanted:
             run.refusals = ['cannot tell which host devices other domains use: %s' % exc]
@@ -776,7 +779,7 @@ def preflight(connection, runs, host_root, force, read_host=None):
         return errors, []
     warnings = []
     for run, requests in wanted:
-        check = _host_pci.check_assignment(host, requests, run.name, usage, force=force)
+        check = host_preflight.check_assignment(host, requests, run.name, usage, force=force)
         run.refusals = list(check.errors)
         errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
         warnings.extend('domain %s: %s' % (run.name, warning) for warning in check.warnings)

@@ -9,7 +9,7 @@ A change is a value: ``FileChange(path, before, after)`` with ``None`` for "miss
 ``Transaction.apply`` writes it the safe way — a temporary file in the target directory, an optional
 check of that temporary file (``sh -n`` for a shell-sourced file), then an atomic move — and remembers
 what was there before, so ``rollback`` can put every file of a failed run back. Paths are resolved the
-way a chroot would (``_host_root``): a managed file that is itself a symbolic link is replaced, never
+way a chroot would (``host.root``): a managed file that is itself a symbolic link is replaced, never
 followed, and nothing leads out of the root.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_root
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import root as _host_root
 
 NEW_FILE_MODE = 0o644
 

@@ -24,7 +24,7 @@ import glob
 import os
 import re
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_root
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import root as _host_root
 
 BOOTLOADERS = ('grub', 'bls', 'systemd-boot')
 GRUB_VARIABLES = ('GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT')

@@ -411,15 +411,14 @@ from urllib.parse import urlsplit
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import (
-    _common, _device_engine, _guest_lock, _host_nodedev, _ids, _xml,
-)
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _ids, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
     APPLY_MODES, LIVE_REMOVAL_CLASSES, ApplyError, DomainRun, preflight,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
 ON_ERROR = ('continue', 'stop')
@@ -617,10 +616,10 @@ class DomainDevices:
             return []
         root, uri = self.params['host_root'], self.params['uri']
         remote = not same_host(root, uri)
-        read_host = (lambda: _host_nodedev.read_remote_host(self.connection)) if remote else None
-        errors, warnings = preflight(self.connection, runs, root, self.params['force'], read_host=read_host)
+        source = nodedev_source.NodeDeviceSource(self.connection) if remote else None
+        errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=source)
         if any(run.host_requests for run in runs):
-            self.host_checks = {'source': _host_nodedev.SOURCE if remote else 'sysfs', 'not_checked': []}
+            self.host_checks = {'source': nodedev_source.SOURCE if remote else 'sysfs', 'not_checked': []}
             if remote:
                 errors += self.not_checked_remotely(runs, uri, strict=mode == 'strict')
         for warning in warnings:
@@ -637,7 +636,7 @@ class DomainDevices:
         for run in runs:
             devices = []
             for request in run.host_requests:
-                rows = _host_nodedev.not_checked(request['type'])
+                rows = nodedev_source.not_checked(request['type'])
                 device = request.get('address') or request.get('uuid') or (
                     '%s:%s' % (request['vendor'], request['product']) if request.get('vendor')
                     else 'usb bus %s device %s' % (request.get('bus'), request.get('device')))
@@ -646,7 +645,7 @@ class DomainDevices:
                 devices.append('%s (%s)' % (request.get('where'), device))
             if not devices:
                 continue
-            rows = [row for request in run.host_requests for row in _host_nodedev.not_checked(request['type'])]
+            rows = [row for request in run.host_requests for row in nodedev_source.not_checked(request['type'])]
             what = '; '.join(_unique('%s: %s' % (row['guard'], row['what']) for row in rows))
             message = ('over %s the guards run on libvirt\'s node devices, which cannot answer these for %s: %s'
                        % (_host_of(uri), ', '.join(devices), what))

@@ -434,8 +434,10 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import (
-    _common, _host_nodedev, _host_pci, _host_report, _libvirt, _pci_ids,
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _libvirt, _pci_ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import facts as host_facts
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import (
+    domain_usage, node_device_xml, nodedev_source, report, sysfs_source,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 
@@ -472,18 +474,18 @@ def read_libvirt(module, conn):
             continue
         domains.append({'name': name, 'live_xml': live, 'config_xml': config})
     try:
-        usage = _host_pci.usage_from_domains(domains)
+        usage = domain_usage.usage_from_domains(domains)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     try:
-        documents = _host_nodedev.NodeDeviceSource(conn).documents()
-    except _host_nodedev.NodeDevicesUnavailable as exc:  # the embedded driver has none: inventory without them
+        documents = nodedev_source.NodeDeviceSource(conn).documents()
+    except nodedev_source.NodeDevicesUnavailable as exc:  # the embedded driver has none: inventory without them
         module.warn('%s; the inventory has no node devices of libvirt' % exc)
         documents = None
     node_devices = []
     for text in documents or ():
         try:
-            node_devices.append(_host_pci.parse_node_device(text))
+            node_devices.append(node_device_xml.parse_node_device(text))
         except ValueError as exc:
             problems.append('a node device could not be read: %s' % exc)
     return usage, len(domains), (node_devices, documents), problems
@@ -491,10 +493,10 @@ def read_libvirt(module, conn):
 
 def remote_facts(host, usage):
     """host_facts of a host read from node devices, each PCI device marked with what they could not tell."""
-    facts = _host_pci.host_facts(host, usage)
+    facts = host_facts.host_facts(host, usage)
     for entry in facts['pci_devices']:
-        entry['not_available'] = list(_host_nodedev.UNAVAILABLE_FACTS)
-        entry['not_checked'] = _host_nodedev.not_checked('pci')
+        entry['not_available'] = list(nodedev_source.UNAVAILABLE_FACTS)
+        entry['not_checked'] = nodedev_source.not_checked('pci')
     facts['kernel_cmdline'] = ''
     return facts
 
@@ -512,7 +514,7 @@ def main():
         module.fail_json(msg='pci_ids: %r is not a file' % params['pci_ids'])
     # libvirt on another machine: its node devices describe it, this machine's sysfs does not
     remote = params['libvirt'] and os.path.realpath(root) == '/' and not _common.is_local_uri(params['uri'])
-    host = None if remote else _host_pci.read_host(root, _pci_ids.PciIds.load(ids_path))
+    host = None if remote else sysfs_source.read_host(root, _pci_ids.PciIds.load(ids_path))
 
     usage, libvirt_summary, node_devices, documents, problems = {}, None, [], None, []
     if params['libvirt']:
@@ -529,21 +531,21 @@ def main():
         libvirt_summary = {'uri': params['uri'], 'domains': domain_count}
 
     if remote:
-        host = _host_nodedev.read_host(documents or ())
+        host = nodedev_source.read_host(documents or ())
         facts = remote_facts(host, usage)
     else:
-        facts = _host_pci.host_facts(host, usage)
-    facts['source'] = _host_nodedev.SOURCE if remote else 'sysfs'
+        facts = host_facts.host_facts(host, usage)
+    facts['source'] = nodedev_source.SOURCE if remote else 'sysfs'
     facts['problems'].extend(problems)
     if libvirt_summary is not None:
-        libvirt_summary.update(_host_pci.merge_node_devices(facts, node_devices,
+        libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices,
                                                             compare_groups=same_host(root, params['uri'])))
         facts['libvirt'] = libvirt_summary
     formats = params['format']
     if any(name != 'facts' for name in formats):
         machine = urlsplit(params['uri']).hostname if remote else socket.gethostname()
         title = params['title'] or ('Host devices on %s' % (machine if root == '/' else root))
-        facts['reports'] = _host_report.render(facts, formats, title)
+        facts['reports'] = report.render(facts, formats, title)
     module.exit_json(changed=False, **facts)
 
 

@@ -149,65 +149,14 @@ diff:
   elements: dict
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _host_pci, _libvirt, _xml
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _common
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import runner
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.operations.mdev import Mdev
 
 
-def _mdev_text(mdev):
-    if mdev is None:
-        return ''
-    return 'uuid: %s\nparent: %s\ntype: %s\n' % (mdev['uuid'], mdev['parent'], mdev['type'])
-
-
-def libvirt_definitions(conn):
-    """{uuid: [{'parent', 'type', 'path', 'device', 'autostart'}]} for the persistent mdevs libvirt knows."""
-    result = {}
-    for device in conn.node_devices():
-        parsed = _host_pci.parse_node_device(conn.node_device_xml(device))
-        if parsed['type'] != 'mdev' or not parsed['uuid'] or not conn.node_device_is_persistent(device):
-            continue
-        result.setdefault(parsed['uuid'], []).append({
-            'parent': _host_pci.address_of_nodedev_name(parsed['parent']) or parsed['parent'],
-            'type': parsed['mdev_type'], 'path': 'libvirt node device %s' % parsed['name'], 'device': device,
-            'autostart': conn.node_device_autostart(device)})
-    return result
-
-
-def choose_backend(module, root):
-    """(backend, connection or None) for persistent: true."""
-    wanted = module.params['persist_with']
-    if wanted == 'mdevctl':
-        return 'mdevctl', None
-    if root != '/':
-        if wanted == 'libvirt':
-            module.fail_json(msg='persist_with: libvirt defines devices of the host libvirt runs on; it needs root: / '
-                                 '(root is %s) (nothing was changed)' % root)
-        return 'mdevctl', None
-    if not _libvirt.HAS_LIBVIRT or not _xml.HAS_LXML:
-        if wanted == 'libvirt':
-            _common.require_libraries(module)
-        return 'mdevctl', None
-    try:
-        conn = _libvirt.Connection(module.params['uri'])
-    except _libvirt.LibvirtFailure as exc:
-        if wanted == 'libvirt':
-            module.fail_json(msg='persist_with: libvirt: %s (nothing was changed)' % exc)
-        module.warn('libvirt is not reachable (%s): the definition is written for mdevctl instead' % exc)
-        return 'mdevctl', None
-    if not conn.supports_node_device_define():
-        if wanted == 'libvirt':
-            module.fail_json(msg='persist_with: libvirt: this libvirt cannot define node devices (libvirt 7.3 or later '
-                                 'is needed) (nothing was changed)')
-        conn.close()
-        return 'mdevctl', None
-    return 'libvirt', conn
-
-
-def run_module():
+def main():
     argument_spec = dict(
         uuid=dict(type='str', required=True),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
@@ -222,144 +171,7 @@ def run_module():
     argument_spec.update(_common.CONNECTION_ARGS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[('state', 'present', ('parent', 'mdev_type'))])
-    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
-    params = module.params
-    root = os.path.abspath(params['root'])
-    state = params['state']
-    if not os.path.isdir(root):
-        module.fail_json(msg='root: %r is not a directory' % params['root'])
-    try:
-        uuid = prep.normalize_uuid(params['uuid'])
-        parent = _host_pci.normalize_pci_address(params['parent']) if params['parent'] is not None else None
-        if params['timeout'] < 0:
-            raise ValueError('timeout: %r must not be negative' % params['timeout'])
-    except ValueError as exc:
-        text = str(exc)
-        if params['parent'] is not None and text.startswith(repr(params['parent'])):
-            text = 'parent: ' + text
-        module.fail_json(msg='%s (nothing was changed)' % text)
-    mdev_type = params['mdev_type']
-
-    backend, conn = (None, None)
-    if params['persistent']:
-        backend, conn = choose_backend(module, root)
-    try:
-        definitions = prep.mdevctl_definitions(root)
-        if conn is not None:
-            for key, entries in libvirt_definitions(conn).items():
-                definitions.setdefault(key, []).extend(entries)
-    except (prep.PrepareError, _libvirt.LibvirtFailure) as exc:
-        module.fail_json(msg=str(exc))
-
-    host = _host_pci.read_host(root)
-    sysfs = prep.Sysfs(root)
-    try:
-        plan = prep.plan_mdev(host, sysfs, uuid, state, parent, mdev_type, definitions)
-    except ValueError as exc:
-        module.fail_json(msg='%s (nothing was changed)' % exc)
-    if plan.errors:
-        module.fail_json(msg='refused, nothing was changed: %s' % '; '.join(plan.errors), errors=plan.errors)
-    actual_parent = parent or (plan.before or {}).get('parent')
-
-    changes, libvirt_ops = [], []
-    if backend == 'mdevctl':
-        try:
-            changes = prep.plan_mdevctl_files(root, uuid, state, actual_parent, mdev_type, params['autostart'],
-                                              {uuid: [d for d in definitions.get(uuid, []) if 'device' not in d]})
-        except prep.PrepareError as exc:
-            module.fail_json(msg=str(exc))
-    elif backend == 'libvirt':
-        mine = [d for d in definitions.get(uuid, []) if 'device' in d]
-        if state == 'present':
-            same = [d for d in mine if (d['parent'], d['type']) == (actual_parent, mdev_type)]
-            if not same:
-                libvirt_ops.append({'op': 'define', 'xml': prep.render_nodedev_xml(actual_parent, mdev_type, uuid)})
-                if params['autostart']:
-                    libvirt_ops.append({'op': 'autostart', 'name': None, 'value': True})
-            elif same[0]['autostart'] != params['autostart']:
-                libvirt_ops.append({'op': 'autostart', 'name': same[0]['device'].name(), 'value': params['autostart'],
-                                    'device': same[0]['device']})
-        else:
-            for definition in mine:
-                if parent is None or definition['parent'] == parent:
-                    libvirt_ops.append({'op': 'undefine', 'name': definition['device'].name(),
-                                        'device': definition['device']})
-
-    if module.check_mode:
-        dry = prep.Sysfs(root, dry_run=True)
-        prep.apply_mdev(dry, plan, uuid)
-        writes = dry.writes
-        after = plan.after
-    else:
-        try:
-            prep.apply_mdev(sysfs, plan, uuid, params['timeout'])
-        except prep.PrepareError as exc:
-            module.fail_json(msg=str(exc), writes=sysfs.writes, changed=bool(sysfs.writes))
-        writes = sysfs.writes
-        writer = prep.FileWriter(root, atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False))
-        try:
-            for change in changes:
-                writer.apply(change)
-                if change.after is None:
-                    prep.remove_empty_parent(root, change.path)
-            defined = None
-            for op in libvirt_ops:
-                if op['op'] == 'define':
-                    defined = conn.node_device_define(op['xml'])
-                    op['name'] = defined.name()
-                elif op['op'] == 'autostart':
-                    device = op.get('device') or defined
-                    conn.node_device_set_autostart(device, op['value'])
-                    op['name'] = device.name()
-                else:
-                    conn.node_device_undefine(op['device'])
-        except (OSError, _libvirt.LibvirtFailure) as exc:
-            writer.rollback()
-            module.fail_json(msg='the mediated device %s was %s but its definition failed: %s'
-                             % (uuid, 'created' if state == 'present' else 'removed', exc),
-                             writes=writes, changed=bool(writes))
-        current = _host_pci.read_host(root).mdevs.get(uuid)
-        after = current.as_dict() if current else None
-    if conn is not None:
-        conn.close()
-
-    changed = bool(plan.writes or changes or libvirt_ops)
-    result = dict(
-        changed=changed,
-        uuid=uuid,
-        before=plan.before,
-        after=after,
-        writes=writes,
-        persisted_with=backend,
-        files=[prep.under(root, change.path) for change in changes],
-        libvirt_calls=[{key: value for key, value in op.items() if key != 'device'} for op in libvirt_ops],
-    )
-    type_parent = actual_parent and (mdev_type or (plan.before or {}).get('type'))
-    if type_parent:
-        mdev_type_id = mdev_type or plan.before['type']
-        available = sysfs.read('sys/bus/pci/devices/%s/mdev_supported_types/%s/available_instances'
-                               % (actual_parent, mdev_type_id))
-        if available is not None and available.isdigit():
-            count = int(available)
-            if module.check_mode and plan.writes:
-                count += -1 if state == 'present' else 1
-            result['available_instances'] = count
-    if module._diff and changed:
-        diff = []
-        if plan.writes:
-            diff.append({'before_header': 'mdev %s' % uuid, 'after_header': 'mdev %s' % uuid,
-                         'before': _mdev_text(plan.before), 'after': _mdev_text(after)})
-        diff += [change.diff(root) for change in changes]
-        if libvirt_ops:
-            diff.append({'before_header': 'libvirt node devices', 'after_header': 'libvirt node devices', 'before': '',
-                         'after': ''.join('%s %s\n' % (op['op'], op.get('name') or op.get('xml', ''))
-                                          for op in result['libvirt_calls'])})
-        result['diff'] = diff
-    module.exit_json(**result)
-
-
-def main():
-    run_module()
+    runner.run(module, Mdev)
 
 
 if __name__ == '__main__':

@@ -157,42 +157,13 @@ diff:
   elements: dict
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _host_pci
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
-
-IP_PATHS = ('/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip')
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import runner
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.operations.sriov_vfs import SriovVfs
 
 
-def _ip_path_under(root):
-    for path in IP_PATHS:
-        if os.path.exists(prep.under(root, path)):
-            return path
-    return IP_PATHS[0]
-
-
-def _read_vf_settings(module, ip, ifname):
-    rc, out, err = module.run_command([ip, '-j', 'link', 'show', 'dev', ifname])
-    if rc != 0:
-        module.fail_json(msg='%s -j link show dev %s failed (rc=%d): %s' % (ip, ifname, rc, (err or out).strip()))
-    try:
-        return prep.parse_ip_vfinfo(out)
-    except prep.PrepareError as exc:
-        module.fail_json(msg=str(exc))
-
-
-def _settings_text(vfs):
-    lines = []
-    for entry in vfs:
-        settings = ['%s %s' % (key, entry[key]) for key in ('mac', 'vlan', 'trust', 'spoofchk') if key in entry]
-        lines.append('vf %d: %s' % (entry['index'], ', '.join(settings)))
-    return '\n'.join(lines) + ('\n' if lines else '')
-
-
-def run_module():
+def main():
     module = AnsibleModule(
         argument_spec=dict(
             pf=dict(type='str', required=True),
@@ -211,129 +182,7 @@ def run_module():
         ),
         supports_check_mode=True,
     )
-    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
-    params = module.params
-    root = os.path.abspath(params['root'])
-    if not os.path.isdir(root):
-        module.fail_json(msg='root: %r is not a directory' % params['root'])
-    host = _host_pci.read_host(root)
-    sysfs = prep.Sysfs(root)
-    try:
-        address = prep.resolve_pf(sysfs.sysroot, host, params['pf'])
-        plan = prep.plan_sriov(host, sysfs, address, params['num_vfs'])
-        vfs = prep.normalize_vf_settings(params['vfs'], params['num_vfs'])
-        if vfs and not plan.ifname:
-            raise ValueError('vfs: %s has no network interface (nothing under sys/bus/pci/devices/%s/net), so VF '
-                             'settings cannot be applied through it' % (address, address))
-        if params['timeout'] < 0:
-            raise ValueError('timeout: %r must not be negative' % params['timeout'])
-    except ValueError as exc:
-        module.fail_json(msg='%s (nothing was changed)' % exc)
-    if plan.errors:
-        module.fail_json(msg='refused, nothing was changed: %s' % '; '.join(plan.errors), errors=plan.errors)
-
-    ip = module.get_bin_path('ip', required=bool(vfs)) if root == '/' else None
-    changes = []
-    if params['persistent']:
-        path = prep.sriov_rules_path(address)
-        dev = host.pci[address]
-        try:
-            before_text = prep.read_text(root, path)
-        except prep.PrepareError as exc:
-            module.fail_json(msg=str(exc))
-        after_text = prep.render_sriov_rules(address, dev.vendor, dev.device, params['num_vfs'], plan.ifname, vfs,
-                                             ip if ip else _ip_path_under(root))
-        change = prep.FileChange(path, before_text, after_text)
-        if change.changed:
-            changes.append(change)
-
-    count_changes = bool(plan.writes)
-    commands, skipped = [], []
-    if root != '/':
-        skipped = [[_ip_path_under(root)] + command for command in prep.vf_commands(plan.ifname, vfs, None)] \
-            if vfs else []
-        if skipped:
-            module.warn('root is %s: the VF link settings are not read or applied there (see skipped_commands)' % root)
-    elif vfs and (module.check_mode or not count_changes):
-        # with a count change the VFs are recreated: their settings are read after the change
-        current = None if count_changes else _read_vf_settings(module, ip, plan.ifname)
-        commands = [[ip] + command for command in prep.vf_commands(plan.ifname, vfs, current)]
-
-    for warning in plan.warnings:
-        module.warn(warning)
-
-    writes_done = []
-    if module.check_mode:
-        dry = prep.Sysfs(root, dry_run=True)
-        prep.apply_sriov(dry, plan)
-        writes_done = dry.writes
-    else:
-        writer = prep.FileWriter(root, atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False))
-        try:
-            prep.apply_sriov(sysfs, plan, params['timeout'])
-        except prep.PrepareError as exc:
-            message = str(exc)
-            if plan.before['num_vfs'] and any(w['value'] == '0' for w in sysfs.writes):
-                try:
-                    restore = prep.Sysfs(root)
-                    restore.write(sysfs.device(address) + '/sriov_numvfs', str(plan.before['num_vfs']))
-                    message += '; restored the previous count of %d VFs' % plan.before['num_vfs']
-                except prep.PrepareError as again:
-                    message += '; restoring the previous count failed too: %s' % again
-            module.fail_json(msg=message, writes=sysfs.writes, changed=bool(sysfs.writes))
-        writes_done = sysfs.writes
-        if vfs and root == '/':
-            if count_changes:
-                commands = [[ip] + command for command in
-                            prep.vf_commands(plan.ifname, vfs, _read_vf_settings(module, ip, plan.ifname))]
-            for command in commands:
-                rc, out, err = module.run_command(command)
-                if rc != 0:
-                    module.fail_json(msg='%s failed (rc=%d): %s' % (' '.join(command), rc, (err or out).strip()),
-                                     writes=writes_done, commands=commands, changed=True)
-            left = prep.vf_commands(plan.ifname, vfs, _read_vf_settings(module, ip, plan.ifname)) if commands else []
-            if left:
-                module.fail_json(msg='the VF settings did not take: %s still differ after ip link set'
-                                 % ', '.join(' '.join(command[4:]) for command in left),
-                                 writes=writes_done, commands=commands, changed=True)
-        try:
-            for change in changes:
-                writer.apply(change)
-        except OSError as exc:
-            writer.rollback()
-            module.fail_json(msg='writing %s failed: %s' % (prep.under(root, changes[0].path), exc),
-                             writes=writes_done, commands=commands, changed=bool(writes_done or commands))
-
-    after = dict(plan.after)
-    if not module.check_mode:
-        dev_after = _host_pci.read_host(root).pci.get(address)
-        after = {'num_vfs': dev_after.sriov_numvfs, 'total_vfs': dev_after.sriov_totalvfs, 'vfs': list(dev_after.vfs)}
-    changed = bool(plan.writes or commands or changes)
-    result = dict(
-        changed=changed,
-        pf=address,
-        interface=plan.ifname,
-        before=plan.before,
-        after=after,
-        writes=writes_done,
-        commands=commands,
-        skipped_commands=skipped,
-        files=[prep.under(root, change.path) for change in changes],
-    )
-    if module._diff and changed:
-        diff = []
-        if plan.writes:
-            diff.append({'before_header': 'pci %s sriov_numvfs' % address, 'after_header': 'pci %s sriov_numvfs' % address,
-                         'before': '%d\n' % plan.before['num_vfs'], 'after': '%d\n' % params['num_vfs']})
-        if commands:
-            diff.append({'before_header': 'VF settings of %s' % plan.ifname, 'after_header': 'VF settings of %s' % plan.ifname,
-                         'before': '', 'after': _settings_text(vfs)})
-        result['diff'] = diff + [change.diff(root) for change in changes]
-    module.exit_json(**result)
-
-
-def main():
-    run_module()
+    runner.run(module, SriovVfs)
 
 
 if __name__ == '__main__':

@@ -217,37 +217,19 @@ diff:
   elements: dict
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _host_pci
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import runner
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.operations.vfio_bind import VfioBind
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare.bind import VFIO_DRIVER
 
 
-def _device_text(state):
-    return 'driver: %s\ndriver_override: %s\n' % (state.get('driver') or '(none)', state.get('driver_override') or '(null)')
-
-
-def _modalias_loader(module, sysfs, commands):
-    """With root /, load the host driver module of a device before probing it (what udev would do)."""
-    modprobe = module.get_bin_path('modprobe')
-
-    def load(address):
-        modalias = sysfs.read(sysfs.device(address) + '/modalias')
-        if modprobe and modalias:
-            command = [modprobe, '-b', '-q', modalias]
-            commands.append(command)
-            module.run_command(command)
-    return load
-
-
-def run_module():
+def main():
     module = AnsibleModule(
         argument_spec=dict(
             addresses=dict(type='list', elements='str', required=True, aliases=['address']),
             state=dict(type='str', choices=['bound', 'unbound'], default='bound'),
-            driver=dict(type='str', default=prep.VFIO_DRIVER),
+            driver=dict(type='str', default=VFIO_DRIVER),
             whole_group=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
             host_driver=dict(type='str'),
@@ -261,139 +243,7 @@ def run_module():
         ),
         supports_check_mode=True,
     )
-    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
-    params = module.params
-    root = os.path.abspath(params['root'])
-    state = params['state']
-    if not os.path.isdir(root):
-        module.fail_json(msg='root: %r is not a directory' % params['root'])
-    try:
-        addresses = prep.normalize_addresses(params['addresses'])
-        driver = prep.check_driver_name(params['driver'])
-        if params['host_driver'] is not None and not prep.DRIVER_NAME_RE.match(params['host_driver']):
-            raise ValueError('host_driver: %r is not a kernel driver name' % params['host_driver'])
-        if params['timeout'] < 0:
-            raise ValueError('timeout: %r must not be negative' % params['timeout'])
-    except ValueError as exc:
-        module.fail_json(msg='%s (nothing was changed)' % exc)
-
-    host = _host_pci.read_host(root)
-    sysfs = prep.Sysfs(root)
-    if state == 'bound':
-        plan = prep.plan_bind(host, sysfs, addresses, driver, params['whole_group'], params['force'])
-    else:
-        plan = prep.plan_unbind(host, sysfs, addresses, driver, params['whole_group'], params['host_driver'])
-    devices = [action.as_dict() for action in plan.actions]
-    if plan.errors:
-        groups = []
-        for _label, address in addresses:
-            text = _host_pci.describe_group(host, address)
-            if text and text not in groups:
-                groups.append(text)
-        message = '; '.join(plan.errors + groups)
-        module.fail_json(msg='refused, nothing was changed: %s' % message,
-                         errors=plan.errors, guard_warnings=plan.warnings, devices=devices, changed=False)
-
-    commands = []
-    if state == 'bound' and plan.need_driver_load:
-        if root != '/':
-            module.fail_json(msg='driver: %s is not loaded under %s (no sys/bus/pci/drivers/%s); load it there '
-                                 '(modprobe %s) (nothing was changed)' % (driver, root, driver, prep.module_of_driver(driver)),
-                             devices=devices)
-        modprobe = module.get_bin_path('modprobe', required=True)
-        commands.append([modprobe, prep.module_of_driver(driver)])
-
-    changes, systems = [], []
-    if params['persistent']:
-        try:
-            changes, systems = prep.plan_vfio_persistence(root, sysfs.sysroot, host, plan.actions, state, driver,
-                                                          params['persist_method'])
-        except (ValueError, prep.PrepareError) as exc:
-            module.fail_json(msg=str(exc), devices=devices)
-    initramfs = None
-    if changes and params['update_initramfs'] and root == '/':
-        initramfs = list(params['initramfs_command'] or []) or prep.initramfs_command(systems, module.get_bin_path)
-        if initramfs is None:
-            module.warn('the boot configuration changed but neither update-initramfs nor dracut was found; the '
-                        'initramfs was not regenerated')
-    elif changes and params['update_initramfs'] and root != '/':
-        module.warn('the boot configuration under %s changed: regenerate the initramfs of that system' % root)
-
-    for warning in plan.warnings:
-        module.warn(warning)
-
-    files = [prep.under(root, change.path) for change in changes]
-    changed = plan.changed or bool(changes)
-    if module.check_mode:
-        dry = prep.Sysfs(root, dry_run=True)
-        transaction = prep.Transaction(dry)
-        prep.run_actions(transaction, plan, state, driver, params['host_driver'])
-        writes = dry.writes
-        after = {action.address: dict(action.after) for action in plan.actions}
-        if initramfs:
-            commands.append(initramfs)
-    else:
-        if commands:
-            rc, out, err = module.run_command(commands[0])
-            if rc != 0 or not sysfs.driver_registered(driver):
-                module.fail_json(msg='driver: %s failed (rc=%d): %s (nothing was changed)'
-                                 % (' '.join(commands[0]), rc, (err or out).strip() or 'the driver did not register'),
-                                 commands=commands, devices=devices)
-        loader = _modalias_loader(module, sysfs, commands) if root == '/' and state == 'unbound' else None
-        transaction = prep.Transaction(sysfs, params['timeout'], loader)
-        writer = prep.FileWriter(root, atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False))
-        try:
-            final = prep.run_actions(transaction, plan, state, driver, params['host_driver'])
-            for change in changes:
-                writer.apply(change)
-        except (prep.PrepareError, OSError) as exc:
-            problems = writer.rollback()
-            message, restored, rollback_problems = prep.rollback_message(exc, transaction)
-            if problems:
-                message += '; ' + '; '.join(problems)
-            module.fail_json(msg=message, rolled_back=restored, devices=devices, writes=sysfs.writes,
-                             commands=commands, changed=bool(rollback_problems or problems))
-        writes = sysfs.writes
-        after = {}
-        for action in plan.actions:
-            after[action.address] = {'driver': sysfs.driver(action.address),
-                                     'driver_override': sysfs.override(action.address)}
-            if state == 'unbound' and action.changed and final.get(action.address) is None:
-                module.warn('%s: no host driver claimed the device after it left %s (is its driver module installed?)'
-                            % (action.label, driver))
-        if initramfs:
-            commands.append(initramfs)
-            rc, out, err = module.run_command(initramfs)
-            if rc != 0:
-                module.fail_json(msg='%s failed (rc=%d) after the devices were bound and the files written: %s'
-                                 % (' '.join(initramfs), rc, (err or out).strip()), changed=True, files=files,
-                                 commands=commands)
-
-    for entry in devices:
-        entry['after'] = after[entry['address']]
-        entry['changed'] = entry['before'] != entry['after']
-    groups = sorted({entry['iommu_group'] for entry in devices
-                     if entry['iommu_group'] is not None and entry['after']['driver'] == driver
-                     and _host_pci.is_vfio_driver(driver)})
-    result = dict(
-        changed=changed,
-        devices=devices,
-        writes=writes,
-        files=files,
-        commands=commands,
-        iommu_groups=[{'group': group, 'node': '/dev/vfio/%d' % group,
-                       'exists': os.path.exists(prep.under(root, '/dev/vfio/%d' % group))} for group in groups],
-    )
-    if module._diff and changed:
-        diff = [{'before_header': 'pci %s' % entry['address'], 'after_header': 'pci %s' % entry['address'],
-                 'before': _device_text(entry['before']), 'after': _device_text(entry['after'])}
-                for entry in devices if entry['changed']]
-        result['diff'] = diff + [change.diff(root) for change in changes]
-    module.exit_json(**result)
-
-
-def main():
-    run_module()
+    runner.run(module, VfioBind)
 
 
 if __name__ == '__main__':

@@ -21,8 +21,8 @@ def main():
     documents_file, module, argsfile = sys.argv[1:4]
     with open(documents_file, encoding='utf-8') as handle:
         documents = json.load(handle)
-    from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_nodedev  # pylint: disable=import-outside-toplevel
-    _host_nodedev.NodeDeviceSource.documents = lambda self: list(documents)
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source  # pylint: disable=import-outside-toplevel
+    nodedev_source.NodeDeviceSource.documents = lambda self: list(documents)
     sys.argv = [module, argsfile]
     runpy.run_module(module, run_name='__main__', alter_sys=True)
 

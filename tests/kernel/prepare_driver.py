@@ -83,18 +83,18 @@ def view(addresses, held):
 def run_module(name, args, swallow):
     from ansible.module_utils.common import warnings as ansible_warnings
     from ansible.module_utils.testing import patch_module_args
-    from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import sysfs_writer
     module = __import__('ansible_collections.virtdev.libvirt.plugins.modules.' + name, fromlist=['main'])
     for collected in ('_global_warnings', '_global_deprecations'):
         getattr(ansible_warnings, collected, {}).clear()
-    original = _host_prepare.write_attribute
+    original = sysfs_writer.write_attribute
 
     def write(path, value):
         if path == '/sys/bus/pci/drivers_probe' and value.strip() in swallow:
             return  # the injected failure: the probe "succeeds" and binds nothing
         original(path, value)
 
-    _host_prepare.write_attribute = write
+    sysfs_writer.write_attribute = write
     out = io.StringIO()
     try:
         with patch_module_args(args), contextlib.redirect_stdout(out):
@@ -103,7 +103,7 @@ def run_module(name, args, swallow):
             except SystemExit:
                 pass
     finally:
-        _host_prepare.write_attribute = original
+        sysfs_writer.write_attribute = original
     return json.loads(out.getvalue())
 
 

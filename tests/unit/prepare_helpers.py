@@ -15,7 +15,7 @@ from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils import _internal as _ansible_internal
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import sysfs_writer
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import build_with_kernel
 
 
@@ -75,7 +75,7 @@ def snapshot(root):
 def machine(tmp_path, monkeypatch, name, mutate=None):
     """Write fixture ``name`` and put a FakeKernel behind every sysfs write: ``(root, kernel)``."""
     root, kernel = build_with_kernel(name, tmp_path, mutate)
-    monkeypatch.setattr(_host_prepare, 'write_attribute', kernel.write)
+    monkeypatch.setattr(sysfs_writer, 'write_attribute', kernel.write)
     return root, kernel
 
 

@@ -389,7 +389,7 @@ def _oserror(code):
 class FakeKernel:
     """What the kernel does when the attributes of a tree written by ``write_tree`` are written.
 
-    Tests put ``kernel.write`` in place of ``_host_prepare.write_attribute``. It understands the writes
+    Tests put ``kernel.write`` in place of ``host.prepare.sysfs_writer.write_attribute``. It understands the writes
     host preparation makes, with the kernel's answers:
 
     - ``driver_override``; ``drivers/X/unbind`` (ENODEV when not bound to X); ``drivers/X/bind`` (EBUSY

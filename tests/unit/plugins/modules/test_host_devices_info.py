@@ -186,7 +186,7 @@ def test_groups_compared_on_this_host(capsys, monkeypatch):
         return {'pci_devices': [{'address': '0000:03:00.0', 'iommu_group': 8, 'used_by': []}],
                 'mdev_devices': [], 'problems': [], 'summary': {}}
 
-    monkeypatch.setattr(host_devices_info._host_pci, 'host_facts', host_facts)
+    monkeypatch.setattr(host_devices_info.host_facts, 'host_facts', host_facts)
     result = run(capsys, uri=TEST_DRIVER_URI)
     assert result['problems'] == ['libvirt puts 0000:03:00.0 in IOMMU group 12, sysfs in group 8']
 

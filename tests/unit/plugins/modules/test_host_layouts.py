@@ -19,7 +19,12 @@ import os
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import facts as host_facts
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import guards as host_guards
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import model
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import domain_usage
 from ansible_collections.virtdev.libvirt.plugins.modules import host_devices_info, mdev, sriov_vfs, vfio_bind
 from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import expect_refused, machine, run_module
 
@@ -107,7 +112,7 @@ def _domain_xml(name, running, addresses):
 
 
 def _usage(guests):
-    return _host_pci.usage_from_domains([
+    return domain_usage.usage_from_domains([
         {'name': name, 'live_xml': _domain_xml(name, True, addresses) if running else None,
          'config_xml': _domain_xml(name, True, addresses)} for name, running, addresses in guests])
 
@@ -142,11 +147,11 @@ def test_verdicts_guards_and_plans_agree(capsys, tmp_path, monkeypatch, name):
     if guests and not _libvirt_available():
         pytest.skip('libvirt-python is not installed')
     root, kernel = machine(tmp_path, monkeypatch, name)
-    host = _host_pci.read_host(root)
+    host = sysfs_source.read_host(root)
     result, report = _report(capsys, root, guests, tmp_path)
     assert result['problems'] == []
     usage = _usage(guests)
-    bridges = {address for address, dev in host.pci.items() if dev.role == _host_pci.BRIDGE}
+    bridges = {address for address, dev in host.pci.items() if dev.role == model.BRIDGE}
     assert set(report) == set(expected) | bridges
     for address in sorted(bridges):
         assert report[address]['verdict'] == R and 'endpoint' in _guards(report[address])
@@ -156,12 +161,12 @@ def test_verdicts_guards_and_plans_agree(capsys, tmp_path, monkeypatch, name):
         # the guards of domain_devices, for the guest that has the device (re-applying its own definition) or a
         # new one asking for it; a group peer left on a host driver is the 'group' error (the verdict's step)
         owner = [guest for guest, _running, addresses in guests if address in addresses]
-        check = _host_pci.check_assignment(host, [{'type': 'pci', 'address': address}],
+        check = preflight.check_assignment(host, [{'type': 'pci', 'address': address}],
                                            owner[0] if owner else 'new-guest', usage)
         errors = {finding['guard'] for finding in check.findings if finding['severity'] == 'error'}
         if verdict == R:
             assert errors - {'group'} >= {guard for guard in guards
-                                          if _host_pci.GUARDS[guard].assignment == _host_pci.ERROR}, (address, errors)
+                                          if host_guards.GUARDS[guard].assignment == host_guards.ERROR}, (address, errors)
         else:
             peer_steps = [step for step in entry['steps'] if step.get('address') != address]
             assert errors == ({'group'} if peer_steps else set()), (address, check.errors)
@@ -173,7 +178,7 @@ def test_verdicts_guards_and_plans_agree(capsys, tmp_path, monkeypatch, name):
             assert planned['rc'] == 1, (address, planned)
             refused = expect_refused(capsys, vfio_bind, root, kernel, addresses=[address], whole_group=True)
             for guard in guards:
-                if _host_pci.GUARDS[guard].assignment == _host_pci.ERROR:
+                if host_guards.GUARDS[guard].assignment == host_guards.ERROR:
                     # with whole_group the critical peer is in the plan itself: refused as host_critical
                     shown = 'host_critical' if guard == 'group_critical' else guard
                     assert '[guard %s' % shown in refused['msg'], (address, refused['msg'])
@@ -208,22 +213,22 @@ def test_dummy_host_bridge_is_never_bound_even_forced(capsys, tmp_path, monkeypa
 
 def test_shared_group_defined_elsewhere_is_a_warning_naming_both_guests(tmp_path):
     root = machine_root(tmp_path, 'epyc_gpu', no_processes=True)
-    host = _host_pci.read_host(root)
+    host = sysfs_source.read_host(root)
     usage = _usage([('train-1', False, ['0000:43:00.0'])])
-    check = _host_pci.check_assignment(host, [{'type': 'pci', 'address': '0000:44:00.0'}], 'train-2', usage)
+    check = preflight.check_assignment(host, [{'type': 'pci', 'address': '0000:44:00.0'}], 'train-2', usage)
     assert check.errors == []
     assert any('guest train-1: guest train-2 and train-1 cannot run at the same time' in warning and
                '[guard group_held_config]' in warning for warning in check.warnings), check.warnings
-    facts = _host_pci.host_facts(host, usage)
+    facts = host_facts.host_facts(host, usage)
     group = [entry for entry in facts['iommu_groups'] if entry['group'] == 10][0]
     assert group['held_by'] == [{'domain': 'train-1', 'live': False}]
     # running: refused, naming both guests; train-1 itself may keep its own device
     usage = _usage([('train-1', True, ['0000:43:00.0'])])
-    check = _host_pci.check_assignment(host, [{'type': 'pci', 'address': '0000:44:00.0'}], 'train-2', usage)
+    check = preflight.check_assignment(host, [{'type': 'pci', 'address': '0000:44:00.0'}], 'train-2', usage)
     assert len(check.errors) == 1 and 'running guest train-1 holds' in check.errors[0] and \
         'start guest train-2' in check.errors[0] and '[guard group_held_live]' in check.errors[0]
-    assert _host_pci.check_assignment(host, [{'type': 'pci', 'address': '0000:43:00.0'}], 'train-1', usage).ok
-    facts = _host_pci.host_facts(host, usage)
+    assert preflight.check_assignment(host, [{'type': 'pci', 'address': '0000:43:00.0'}], 'train-1', usage).ok
+    facts = host_facts.host_facts(host, usage)
     group = [entry for entry in facts['iommu_groups'] if entry['group'] == 10][0]
     assert group['held_by'] == [{'domain': 'train-1', 'live': True}]
 
@@ -280,15 +285,15 @@ def test_btrfs_multi_device_root_and_a_swap_file(tmp_path):
         spec['mounts'] = ['/dev/nvme0n1p3 / btrfs rw', '/dev/nvme2n1p1 /srv ext4 rw']
         spec['btrfs'] = {'0e5c4a7d-1111-2222-3333-444455556666': ['nvme0n1p3', 'nvme1n1p3']}
         spec['swaps'] = ['/srv/swapfile']
-    host = _host_pci.read_host(build('proxmox_zfs_ovs', tmp_path, mutate))
+    host = sysfs_source.read_host(build('proxmox_zfs_ovs', tmp_path, mutate))
     assert host.problems == []
     assert host.critical['0000:01:00.0'] == ['the controller of / (btrfs on /dev/nvme0n1p3)']
     assert host.critical['0000:02:00.0'] == ['the controller of / (btrfs on /dev/nvme0n1p3)']
     assert host.critical['0000:03:00.0'] == ['the controller of swap file /srv/swapfile (ext4 on /dev/nvme2n1p1)']
     assert host.mounted['0000:03:00.0'] == ['the controller of /srv (ext4 on /dev/nvme2n1p1)']
     # refused outright, so the mount warning is not repeated
-    guards = [finding.guard for finding in _host_pci.assess_pci(host, '0000:03:00.0')]
-    assert 'host_critical' in guards and 'host_mounted' not in guards
+    fired = [finding.guard for finding in host_guards.assess_pci(host, '0000:03:00.0')]
+    assert 'host_critical' in fired and 'host_mounted' not in fired
 
 
 def test_multipath_root_protects_every_path(tmp_path):
@@ -302,7 +307,7 @@ def test_multipath_root_protects_every_path(tmp_path):
         spec['block'].append({'name': 'sdb', 'device': '0000:5f:00.0', 'subpath': 'host1/target1:0:0/1:0:0:0'})
         spec['dm'] = [{'name': 'dm-0', 'dm_name': 'mpatha', 'slaves': ['sda', 'sdb']}]
         spec['mounts'] = ['/dev/mapper/mpatha / xfs rw']
-    host = _host_pci.read_host(build('xeon_acs_sriov', tmp_path, mutate))
+    host = sysfs_source.read_host(build('xeon_acs_sriov', tmp_path, mutate))
     assert host.problems == []
     assert host.critical['0000:5e:00.0'] == host.critical['0000:5f:00.0'] == \
         ['the controller of / (xfs on /dev/mapper/mpatha)']

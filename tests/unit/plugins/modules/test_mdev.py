@@ -16,8 +16,11 @@ import subprocess
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _libvirt
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import node_device_xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import mdev as mdev_backend
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import runner, sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.operations import mdev as mdev_operation
 from ansible_collections.virtdev.libvirt.plugins.modules import mdev
 from ansible_collections.virtdev.libvirt.tests.unit.prepare_helpers import cycle, expect_refused, machine, read, run_module
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import Tree
@@ -61,7 +64,7 @@ def test_create_cycle(capsys, tmp_path, monkeypatch):
     assert applied['persisted_with'] is None and applied['files'] == []
     assert 'type: i915-GVTg_V5_8' in checked['diff'][0]['after']
     # the host model sees it too
-    assert _host_pci.read_host(root).mdevs[NEW].parent == IGPU
+    assert sysfs_source.read_host(root).mdevs[NEW].parent == IGPU
 
 
 def test_remove_cycle(capsys, tmp_path, monkeypatch):
@@ -221,7 +224,7 @@ class FakeConnection:
         return device.auto
 
     def node_device_define(self, xml_text):
-        parsed = _host_pci.parse_node_device(xml_text)
+        parsed = node_device_xml.parse_node_device(xml_text)
         name = 'mdev_%s_%s' % (parsed['uuid'].replace('-', '_'), parsed['parent'][4:])
         assert parsed['name'] == name  # the name libvirt will give it
         device = FakeDevice(name, xml_text)
@@ -244,7 +247,7 @@ class FakeConnection:
 def test_persistent_through_libvirt(capsys, tmp_path, monkeypatch):
     root, kernel = machine(tmp_path, monkeypatch, 'mdev')
     conn = FakeConnection()
-    monkeypatch.setattr(mdev, 'choose_backend', lambda module, root: ('libvirt', conn))
+    monkeypatch.setattr(mdev_operation, 'choose_backend', lambda module, root: ('libvirt', conn))
     params = dict(uuid=NEW, parent=IGPU, mdev_type='i915-GVTg_V5_8', persistent=True)
     checked = run(capsys, check=True, root=root, **params)
     assert checked['changed'] is True and checked['persisted_with'] == 'libvirt'
@@ -254,7 +257,7 @@ def test_persistent_through_libvirt(capsys, tmp_path, monkeypatch):
     assert applied['changed'] is True and exists(root, NEW) and applied['files'] == []
     name = 'mdev_%s_0000_00_02_0' % NEW.replace('-', '_')
     assert conn.calls[1:] == [('define', name), ('autostart', name, True), ('close',)]
-    assert _host_pci.parse_node_device(conn.devices[0].xml)['mdev_type'] == 'i915-GVTg_V5_8'
+    assert node_device_xml.parse_node_device(conn.devices[0].xml)['mdev_type'] == 'i915-GVTg_V5_8'
     again = run(capsys, root=root, **params)
     assert again['changed'] is False and again['libvirt_calls'] == []
     gone = run(capsys, root=root, uuid=NEW, state='absent', persistent=True)
@@ -265,8 +268,8 @@ def test_persistent_through_libvirt(capsys, tmp_path, monkeypatch):
 def test_uuid_defined_in_libvirt_for_another_type(capsys, tmp_path, monkeypatch):
     root, kernel = machine(tmp_path, monkeypatch, 'mdev')
     conn = FakeConnection()
-    defined = conn.node_device_define(prep.render_nodedev_xml(T4, 'nvidia-222', NEW))
-    monkeypatch.setattr(mdev, 'choose_backend', lambda module, root: ('libvirt', conn))
+    defined = conn.node_device_define(mdev_backend.render_nodedev_xml(T4, 'nvidia-222', NEW))
+    monkeypatch.setattr(mdev_operation, 'choose_backend', lambda module, root: ('libvirt', conn))
     result = refused(capsys, root, kernel, uuid=NEW, parent=IGPU, mdev_type='i915-GVTg_V5_8', persistent=True)
     assert result['errors'] == [
         'uuid: %s is already defined for a mediated device of type nvidia-222 on %s (libvirt node device %s); pick '
@@ -283,14 +286,12 @@ def test_auto_falls_back_to_mdevctl_when_libvirt_cannot_define():
         def warn(self, text):
             self.warnings.append(text)
 
-        def fail_json(self, **kwargs):
-            raise AssertionError(kwargs)
-    assert mdev.choose_backend(Module(), '/') == ('mdevctl', None)
+    assert mdev_operation.choose_backend(Module(), '/') == ('mdevctl', None)
     Module.params = {'persist_with': 'libvirt', 'uri': 'test:///default'}
-    with pytest.raises(AssertionError, match='this libvirt cannot define node devices'):
-        mdev.choose_backend(Module(), '/')
+    with pytest.raises(runner.Failed, match='this libvirt cannot define node devices'):
+        mdev_operation.choose_backend(Module(), '/')
     Module.params = {'persist_with': 'auto', 'uri': 'qemu+unix:///system?socket=/nonexistent/sock'}
-    assert mdev.choose_backend(Module(), '/') == ('mdevctl', None)
+    assert mdev_operation.choose_backend(Module(), '/') == ('mdevctl', None)
     assert any('libvirt is not reachable' in warning for warning in Module.warnings)
 
 
@@ -299,10 +300,10 @@ XML_VALIDATE = shutil.which('virt-xml-validate')
 
 @pytest.mark.skipif(XML_VALIDATE is None, reason='virt-xml-validate (libvirt-clients) is not installed')
 def test_node_device_xml_is_valid_for_libvirt(tmp_path):
-    text = prep.render_nodedev_xml(IGPU, 'i915-GVTg_V5_8', NEW)
+    text = mdev_backend.render_nodedev_xml(IGPU, 'i915-GVTg_V5_8', NEW)
     path = tmp_path / 'nodedev.xml'
     path.write_text(text)
     proc = subprocess.run([XML_VALIDATE, str(path), 'nodedev'], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    parsed = _host_pci.parse_node_device(text)
+    parsed = node_device_xml.parse_node_device(text)
     assert (parsed['parent'], parsed['mdev_type'], parsed['uuid']) == ('pci_0000_00_02_0', 'i915-GVTg_V5_8', NEW)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_nodedev, _host_report
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, report
 from ansible_collections.virtdev.libvirt.plugins.modules import domain_devices, host_devices_info
 from ansible_collections.virtdev.libvirt.tests.unit import nodedev_docs as docs
 
@@ -42,7 +42,7 @@ def test_host_checks_refuses_other_values(value):
 
 
 def test_a_remote_inventory_names_what_node_devices_cannot_tell():
-    facts = host_devices_info.remote_facts(_host_nodedev.read_host(docs.sriov_host()), usage={})
+    facts = host_devices_info.remote_facts(nodedev_source.read_host(docs.sriov_host()), usage={})
     gpu = {entry['address']: entry for entry in facts['pci_devices']}[docs.GPU]
     assert gpu['verdict'] == 'ready' and gpu['boot_vga'] is None and 'boot_vga' in gpu['not_available']
     assert [row['guard'] for row in gpu['not_checked']][:3] == ['host_critical'] * 3
@@ -50,9 +50,9 @@ def test_a_remote_inventory_names_what_node_devices_cannot_tell():
 
 
 def test_the_report_of_a_remote_host_does_not_claim_kernel_state_it_cannot_see():
-    host = _host_nodedev.read_host([doc for doc in docs.sriov_host() if 'vfio-pci' not in doc])
+    host = nodedev_source.read_host([doc for doc in docs.sriov_host() if 'vfio-pci' not in doc])
     facts = host_devices_info.remote_facts(host, usage={})
-    markdown = _host_report.render(facts, ['markdown'], 'hv1')['markdown']
+    markdown = report.render(facts, ['markdown'], 'hv1')['markdown']
     assert '| /dev/vfio/vfio | unknown |' in markdown, markdown
     assert '| Loaded modules | not known (read from libvirt node devices) |' in markdown
     assert '| ACS override | not known (read from libvirt node devices) |' in markdown

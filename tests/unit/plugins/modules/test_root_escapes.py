@@ -119,7 +119,7 @@ def test_writes_stay_inside_root(capsys, tmp_path, monkeypatch, name, level, sty
             real = os.path.realpath(path)
             assert real.startswith(kernel.root + os.sep), 'sysfs write outside the tree: %s -> %s' % (path, real)
             return original(path, value)
-        monkeypatch.setattr('ansible_collections.virtdev.libvirt.plugins.module_utils._host_prepare.write_attribute',
+        monkeypatch.setattr('ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare.sysfs_writer.write_attribute',
                             checked_write)
     result = run_module(capsys, module, root=root, **params)
     assert snapshot(outside) == before, 'something was written outside the tree'

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_nodedev, _host_pci, _libvirt
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import guards, nodedev_source, preflight
 from ansible_collections.virtdev.libvirt.tests.unit import nodedev_docs as docs
 
 # as this machine's private libvirtd formats a real device (no IOMMU here: no <iommuGroup>)
@@ -32,7 +33,7 @@ BALLOON = """<device>
 
 @pytest.fixture(name='host')
 def host_fixture():
-    return _host_nodedev.read_host(docs.sriov_host())
+    return nodedev_source.read_host(docs.sriov_host())
 
 
 def _guards(check):
@@ -75,51 +76,52 @@ def test_mdevs_usb_and_interfaces(host):
     ([{'type': 'mdev', 'uuid': docs.MDEV_UUID}, {'type': 'pci', 'address': docs.MDEV_PARENT}], 'mdev_parent'),
 ])
 def test_the_real_guards_refuse_from_node_devices(host, requests, guard):
-    check = _host_pci.check_assignment(host, requests, 'web', usage={})
+    check = preflight.check_assignment(host, requests, 'web', usage={})
     assert not check.ok and guard in _guards(check), check.errors
 
 
 def test_a_device_used_by_another_guest_and_a_vf_whose_pf_is_taken(host):
     usage = {('pci', docs.GPU): [{'domain': 'other', 'live': True, 'config': True}],
              ('pci', docs.PF): [{'domain': 'other', 'live': False, 'config': True}]}
-    check = _host_pci.check_assignment(host, [{'type': 'pci', 'address': docs.GPU}], 'web', usage)
+    check = preflight.check_assignment(host, [{'type': 'pci', 'address': docs.GPU}], 'web', usage)
     assert _guards(check) == ['in_use_live']
-    check = _host_pci.check_assignment(host, [{'type': 'sriov_vf', 'address': docs.VF0}], 'web', usage)
+    check = preflight.check_assignment(host, [{'type': 'sriov_vf', 'address': docs.VF0}], 'web', usage)
     assert 'pf_vf' in _guards(check) and 'its PF 0000:01:00.0 is assigned to domain other' in check.errors[0]
 
 
 def test_a_ready_device_passes_and_unknown_facts_fire_no_guard(host):
     """vfio, reset, interrupt remapping, ACS override are not known remotely: they neither pass nor fail
     silently, they are named by not_checked (below), and fire no finding here."""
-    check = _host_pci.check_assignment(host, [{'type': 'pci', 'address': docs.GPU}], 'web', usage={})
+    check = preflight.check_assignment(host, [{'type': 'pci', 'address': docs.GPU}], 'web', usage={})
     assert check.ok and check.findings == [] and check.warnings == []
-    check = _host_pci.check_assignment(host, [{'type': 'sriov_vf', 'address': docs.VF0}], 'web', usage={})
+    check = preflight.check_assignment(host, [{'type': 'sriov_vf', 'address': docs.VF0}], 'web', usage={})
     assert check.ok, check.errors
-    assert _host_pci.verdict(host, docs.GPU)['verdict'] == _host_pci.READY
+    assert guards.verdict(host, docs.GPU)['verdict'] == guards.READY
 
 
 def test_not_checked_names_the_guards_libvirt_cannot_answer():
-    rows = _host_nodedev.not_checked('pci')
+    rows = nodedev_source.not_checked('pci')
     whats = ' | '.join(row['what'] for row in rows)
     assert "root disk's controller" in whats and 'default-route NIC' in whats and 'boot VGA' in whats
-    assert all(row['guard'] in _host_pci.GUARDS and row['why'] for row in rows)
-    assert _host_nodedev.not_checked('sriov_vf') == rows
-    assert [row['guard'] for row in _host_nodedev.not_checked('usb')] == ['host_critical']
-    assert _host_nodedev.not_checked('nothing') == []
+    assert all(row['guard'] in guards.GUARDS and row['why'] for row in rows)
+    assert nodedev_source.not_checked('sriov_vf') == rows
+    assert [row['guard'] for row in nodedev_source.not_checked('usb')] == ['host_critical']
+    assert nodedev_source.not_checked('nothing') == []
 
 
 def test_a_real_document_without_iommu_groups_means_the_iommu_is_off():
-    host = _host_nodedev.read_host([BALLOON])
+    host = nodedev_source.read_host([BALLOON])
     assert list(host.pci) == ['0000:00:01.0'] and host.pci['0000:00:01.0'].driver == 'virtio-pci'
-    check = _host_pci.check_assignment(host, [{'type': 'pci', 'address': '0000:00:01.0'}], 'web', usage={})
+    check = preflight.check_assignment(host, [{'type': 'pci', 'address': '0000:00:01.0'}], 'web', usage={})
     assert 'iommu' in _guards(check)
 
 
 @pytest.mark.parametrize('text', ['', '<device><name>x', "<device><name>pci_x</name><capability type='pci'>"
                                   '<domain>0</domain></capability></device>'])
 def test_unreadable_documents_are_problems_not_crashes(text):
-    host = _host_nodedev.read_host([text, BALLOON])
-    assert list(host.pci) == ['0000:00:01.0'] and len(host.problems) == 1, host.problems
+    host = nodedev_source.read_host([text, BALLOON])
+    assert list(host.pci) == ['0000:00:01.0'] and host.problems[0] == nodedev_source.NOT_VISIBLE
+    assert len(host.problems) == 2 and 'node device' in host.problems[1], host.problems
 
 
 class _FakeConnection:
@@ -143,9 +145,9 @@ class _FakeConnection:
 
 
 def test_the_source_reads_every_document_and_says_when_there_are_none():
-    assert _host_nodedev.NodeDeviceSource(_FakeConnection([BALLOON])).documents() == [BALLOON]
-    assert list(_host_nodedev.read_remote_host(_FakeConnection([BALLOON])).pci) == ['0000:00:01.0']
-    with pytest.raises(_host_nodedev.NodeDevicesUnavailable, match='qemu\\+ssh://hv1/system gives no node devices'):
-        _host_nodedev.NodeDeviceSource(_FakeConnection()).documents()
+    assert nodedev_source.NodeDeviceSource(_FakeConnection([BALLOON])).documents() == [BALLOON]
+    assert list(nodedev_source.NodeDeviceSource(_FakeConnection([BALLOON])).read_host().pci) == ['0000:00:01.0']
+    with pytest.raises(nodedev_source.NodeDevicesUnavailable, match='qemu\\+ssh://hv1/system gives no node devices'):
+        nodedev_source.NodeDeviceSource(_FakeConnection()).documents()
     with pytest.raises(_libvirt.ConnectionLost):
-        _host_nodedev.NodeDeviceSource(_FakeConnection([], lost=True)).documents()
+        nodedev_source.NodeDeviceSource(_FakeConnection([], lost=True)).documents()

@@ -10,7 +10,15 @@ import os
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci as hp
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import facts as host_facts
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import guards
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import model
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import node_device_xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import below_root
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import domain_usage
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _pci_ids
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import FIXTURES, Tree, build
 
@@ -24,7 +32,7 @@ GVT_MDEV, VGPU_MDEV = 'a297db4a-f4c2-11e6-90f6-d3b88d6c9525', '8c1bd7f6-5c0f-4c8
 def host_of(name, tmp_path, mutate=None, names=False):
     root = build(name, tmp_path, mutate)
     ids = _pci_ids.PciIds.load(_pci_ids.find_pci_ids(root)) if names else None
-    return hp.read_host(root, ids)
+    return sysfs_source.read_host(root, ids)
 
 
 @pytest.fixture(scope='module')
@@ -34,7 +42,7 @@ def trees(tmp_path_factory):
             for name in ('desktop', 'server', 'sriov', 'mdev', 'iommu_off', 'malformed')}
 
 
-def guards(result):
+def guard_names(result):
     return sorted(reason['guard'] for reason in result['reasons'])
 
 
@@ -51,7 +59,7 @@ def guards(result):
     ('0000:1:2.3', '0000:01:02.3'),
 ])
 def test_normalize_pci_address_accepts(text, expected):
-    assert hp.normalize_pci_address(text) == expected
+    assert _ids.pci_text(text, None) == expected
 
 
 @pytest.mark.parametrize('text, reason', [
@@ -68,7 +76,7 @@ def test_normalize_pci_address_accepts(text, expected):
 ])
 def test_normalize_pci_address_rejects_naming_the_value(text, reason):
     with pytest.raises(ValueError) as caught:
-        hp.normalize_pci_address(text)
+        _ids.pci_text(text, None)
     assert repr(text) in str(caught.value)
     assert reason in str(caught.value)
 
@@ -76,19 +84,19 @@ def test_normalize_pci_address_rejects_naming_the_value(text, reason):
 @pytest.mark.parametrize('value', [None, 1, ['0000:01:00.0']])
 def test_normalize_pci_address_rejects_non_strings(value):
     with pytest.raises(ValueError, match='is not a string'):
-        hp.normalize_pci_address(value)
+        _ids.pci_text(value, None)
 
 
 @pytest.mark.parametrize('value, expected', [('0x8086', '0x8086'), ('8086', '0x8086'), ('0X10DE', '0x10de'),
                                              ('1b', '0x001b'), (0x10de, '0x10de'), (None, None)])
 def test_normalize_id(value, expected):
-    assert hp.normalize_id(value, 'vendor') == expected
+    assert _ids.hex_id(value, 'vendor') == expected
 
 
 @pytest.mark.parametrize('value', ['xyz', '0x12345', -1, 0x10000, True, '80 86'])
 def test_normalize_id_rejects(value):
     with pytest.raises(ValueError, match='vendor'):
-        hp.normalize_id(value, 'vendor')
+        _ids.hex_id(value, 'vendor')
 
 
 # -- the model -------------------------------------------------------------------------------------------
@@ -98,7 +106,7 @@ def test_desktop_model(trees):
     gpu = host.pci[GPU]
     ids = (gpu.vendor, gpu.device, gpu.subsystem_vendor, gpu.subsystem_device)
     assert ids == ('0x10de', '0x1b80', '0x1043', '0x8591')
-    assert gpu.class_code == '0x030000' and gpu.role == hp.DISPLAY
+    assert gpu.class_code == '0x030000' and gpu.role == model.DISPLAY
     assert gpu.driver == 'nouveau' and gpu.iommu_group == 1 and gpu.numa_node == 0
     assert gpu.boot_vga is False and gpu.reset_methods == ['bus']
     assert gpu.parent == '0000:00:01.0' and gpu.endpoint
@@ -161,7 +169,7 @@ def test_root_on_dm_found_by_name_without_dev_link(tmp_path):
     """/dev/mapper/NAME missing in the tree: the dm device is found through sys/class/block/*/dm/name."""
     root = build('desktop', tmp_path)
     os.unlink(os.path.join(root, 'dev/mapper/vg-root'))
-    host = hp.read_host(root)
+    host = sysfs_source.read_host(root)
     assert host.critical[NVME][0] == 'the controller of / (ext4 on /dev/mapper/vg-root)'
 
 
@@ -218,10 +226,10 @@ def test_malformed_tree_is_reported_not_raised(trees):
 
 
 def test_empty_root_does_not_raise(tmp_path):
-    host = hp.read_host(str(tmp_path))
+    host = sysfs_source.read_host(str(tmp_path))
     assert host.pci == {} and host.iommu['enabled'] is False
     assert host.problems == ['%s has no sys/bus/pci: not a Linux sysfs' % os.path.join(str(tmp_path), 'sys')]
-    assert hp.host_facts(host)['summary'] == {'ready': 0, 'needs_preparation': 0, 'refused': 0}
+    assert host_facts.host_facts(host)['summary'] == {'ready': 0, 'needs_preparation': 0, 'refused': 0}
 
 
 def test_sysroot_never_leaves_the_root(tmp_path):
@@ -232,7 +240,7 @@ def test_sysroot_never_leaves_the_root(tmp_path):
     os.symlink('../../../../../../etc/target', str(tmp_path / 'a' / 'climbing'))
     os.symlink('loop2', str(tmp_path / 'a' / 'loop1'))
     os.symlink('loop1', str(tmp_path / 'a' / 'loop2'))
-    sysroot = hp.SysRoot(str(tmp_path))
+    sysroot = below_root.SysRoot(str(tmp_path))
     assert sysroot.resolve('a/absolute') == 'etc/target'
     assert sysroot.resolve('a/climbing') == 'etc/target'
     assert sysroot.read('a/absolute') == 'inside'  # the tree's /etc/target, not the machine's
@@ -247,65 +255,65 @@ def test_sysroot_never_leaves_the_root(tmp_path):
 
 VERDICTS = {
     'desktop': {
-        '0000:00:00.0': (hp.REFUSED, ['host_critical']),
-        '0000:00:01.0': (hp.REFUSED, ['endpoint']),
-        IGPU: (hp.REFUSED, ['host_critical']),
-        XHCI: (hp.REFUSED, ['host_critical']),
-        SATA: (hp.NEEDS_PREPARATION, []),
-        '0000:00:1c.0': (hp.REFUSED, ['endpoint']),
-        '0000:00:1d.0': (hp.REFUSED, ['endpoint', 'group_critical']),
-        '0000:00:1f.0': (hp.REFUSED, ['group_critical', 'host_critical']),
-        '0000:00:1f.3': (hp.REFUSED, ['group_critical', 'group_critical']),
-        '0000:00:1f.4': (hp.REFUSED, ['group_critical', 'host_critical']),
-        ONBOARD_NIC: (hp.REFUSED, ['host_critical']),
-        GPU: (hp.NEEDS_PREPARATION, []),
-        GPU_AUDIO: (hp.NEEDS_PREPARATION, []),
-        NVME: (hp.REFUSED, ['host_critical', 'host_critical']),
-        NIC_VFIO: (hp.READY, []),
+        '0000:00:00.0': (guards.REFUSED, ['host_critical']),
+        '0000:00:01.0': (guards.REFUSED, ['endpoint']),
+        IGPU: (guards.REFUSED, ['host_critical']),
+        XHCI: (guards.REFUSED, ['host_critical']),
+        SATA: (guards.NEEDS_PREPARATION, []),
+        '0000:00:1c.0': (guards.REFUSED, ['endpoint']),
+        '0000:00:1d.0': (guards.REFUSED, ['endpoint', 'group_critical']),
+        '0000:00:1f.0': (guards.REFUSED, ['group_critical', 'host_critical']),
+        '0000:00:1f.3': (guards.REFUSED, ['group_critical', 'group_critical']),
+        '0000:00:1f.4': (guards.REFUSED, ['group_critical', 'host_critical']),
+        ONBOARD_NIC: (guards.REFUSED, ['host_critical']),
+        GPU: (guards.NEEDS_PREPARATION, []),
+        GPU_AUDIO: (guards.NEEDS_PREPARATION, []),
+        NVME: (guards.REFUSED, ['host_critical', 'host_critical']),
+        NIC_VFIO: (guards.READY, []),
     },
     'server': {
-        '0000:00:00.0': (hp.REFUSED, ['host_critical']),
-        '0000:00:01.0': (hp.REFUSED, ['endpoint']),
-        '0000:00:0e.0': (hp.REFUSED, ['host_critical', 'host_critical']),
-        '0000:00:1c.0': (hp.REFUSED, ['endpoint']),
-        '0000:01:00.0': (hp.REFUSED, ['host_critical']),
-        '0000:01:00.1': (hp.REFUSED, ['host_critical']),
-        '0000:02:00.0': (hp.REFUSED, ['endpoint']),
-        '0000:03:01.0': (hp.NEEDS_PREPARATION, []),
-        '0000:03:02.0': (hp.NEEDS_PREPARATION, []),
-        '10000:00:02.0': (hp.REFUSED, ['endpoint', 'iommu']),
-        '10000:01:00.0': (hp.REFUSED, ['host_critical', 'host_critical', 'iommu']),
+        '0000:00:00.0': (guards.REFUSED, ['host_critical']),
+        '0000:00:01.0': (guards.REFUSED, ['endpoint']),
+        '0000:00:0e.0': (guards.REFUSED, ['host_critical', 'host_critical']),
+        '0000:00:1c.0': (guards.REFUSED, ['endpoint']),
+        '0000:01:00.0': (guards.REFUSED, ['host_critical']),
+        '0000:01:00.1': (guards.REFUSED, ['host_critical']),
+        '0000:02:00.0': (guards.REFUSED, ['endpoint']),
+        '0000:03:01.0': (guards.NEEDS_PREPARATION, []),
+        '0000:03:02.0': (guards.NEEDS_PREPARATION, []),
+        '10000:00:02.0': (guards.REFUSED, ['endpoint', 'iommu']),
+        '10000:01:00.0': (guards.REFUSED, ['host_critical', 'host_critical', 'iommu']),
     },
     'sriov': {
-        '0000:00:00.0': (hp.REFUSED, ['host_critical']),
-        '0000:00:00.2': (hp.REFUSED, ['host_critical']),
-        '0000:40:03.1': (hp.REFUSED, ['endpoint']),
-        PF0: (hp.NEEDS_PREPARATION, []),
-        PF1: (hp.REFUSED, ['host_critical']),
-        VF0: (hp.NEEDS_PREPARATION, []),
-        VF1: (hp.READY, []),
-        VF2: (hp.READY, []),
-        VF3: (hp.READY, []),
-        '0000:42:00.0': (hp.REFUSED, ['host_critical']),
+        '0000:00:00.0': (guards.REFUSED, ['host_critical']),
+        '0000:00:00.2': (guards.REFUSED, ['host_critical']),
+        '0000:40:03.1': (guards.REFUSED, ['endpoint']),
+        PF0: (guards.NEEDS_PREPARATION, []),
+        PF1: (guards.REFUSED, ['host_critical']),
+        VF0: (guards.NEEDS_PREPARATION, []),
+        VF1: (guards.READY, []),
+        VF2: (guards.READY, []),
+        VF3: (guards.READY, []),
+        '0000:42:00.0': (guards.REFUSED, ['host_critical']),
     },
     'mdev': {
-        '0000:00:00.0': (hp.REFUSED, ['host_critical']),
-        '0000:00:01.0': (hp.REFUSED, ['endpoint']),
-        IGPU: (hp.REFUSED, ['host_critical']),
-        '0000:00:17.0': (hp.REFUSED, ['host_critical']),
-        '0000:01:00.0': (hp.NEEDS_PREPARATION, []),
+        '0000:00:00.0': (guards.REFUSED, ['host_critical']),
+        '0000:00:01.0': (guards.REFUSED, ['endpoint']),
+        IGPU: (guards.REFUSED, ['host_critical']),
+        '0000:00:17.0': (guards.REFUSED, ['host_critical']),
+        '0000:01:00.0': (guards.NEEDS_PREPARATION, []),
     },
     'iommu_off': {
-        '0000:00:00.0': (hp.REFUSED, ['host_critical', 'iommu']),
-        IGPU: (hp.REFUSED, ['host_critical', 'iommu']),
-        XHCI: (hp.REFUSED, ['iommu']),
-        SATA: (hp.REFUSED, ['host_critical', 'iommu']),
+        '0000:00:00.0': (guards.REFUSED, ['host_critical', 'iommu']),
+        IGPU: (guards.REFUSED, ['host_critical', 'iommu']),
+        XHCI: (guards.REFUSED, ['iommu']),
+        SATA: (guards.REFUSED, ['host_critical', 'iommu']),
     },
     'malformed': {
-        '0000:00:02.0': (hp.NEEDS_PREPARATION, []),
-        '0000:00:03.0': (hp.REFUSED, ['sysfs']),
-        '0000:00:04.0': (hp.REFUSED, ['sysfs']),
-        '0000:00:05.0': (hp.READY, []),
+        '0000:00:02.0': (guards.NEEDS_PREPARATION, []),
+        '0000:00:03.0': (guards.REFUSED, ['sysfs']),
+        '0000:00:04.0': (guards.REFUSED, ['sysfs']),
+        '0000:00:05.0': (guards.READY, []),
     },
 }
 
@@ -315,11 +323,11 @@ def test_every_verdict(trees, machine):
     host = trees[machine]
     assert sorted(host.pci) == sorted(VERDICTS[machine])  # every device of the fixture is judged
     for address, (status, expected_guards) in VERDICTS[machine].items():
-        result = hp.verdict(host, address)
-        assert (address, result['verdict'], guards(result)) == (address, status, expected_guards)
-        if status == hp.REFUSED:
+        result = guards.verdict(host, address)
+        assert (address, result['verdict'], guard_names(result)) == (address, status, expected_guards)
+        if status == guards.REFUSED:
             assert result['steps'] == []
-        elif status == hp.NEEDS_PREPARATION:
+        elif status == guards.NEEDS_PREPARATION:
             assert result['steps']
         else:
             assert result['steps'] == [] and result['reasons'] == []
@@ -331,31 +339,31 @@ def messages(result):
 
 def test_refusal_reasons_name_the_cause(trees):
     desktop = trees['desktop']
-    assert messages(hp.verdict(desktop, IGPU)) == ['is host-critical: the boot VGA device (boot_vga=1): the host console']
-    assert messages(hp.verdict(desktop, NVME)) == [
+    assert messages(guards.verdict(desktop, IGPU)) == ['is host-critical: the boot VGA device (boot_vga=1): the host console']
+    assert messages(guards.verdict(desktop, NVME)) == [
         'is host-critical: the controller of / (ext4 on /dev/mapper/vg-root)',
         'is host-critical: the controller of /boot (ext4 on /dev/nvme0n1p1)']
-    assert messages(hp.verdict(desktop, ONBOARD_NIC)) == [
+    assert messages(guards.verdict(desktop, ONBOARD_NIC)) == [
         'is host-critical: the network device of the default route (br0)']
-    assert messages(hp.verdict(desktop, '0000:00:01.0')) == [
+    assert messages(guards.verdict(desktop, '0000:00:01.0')) == [
         'is a PCI-to-PCI bridge (class 0x060400) with 0000:01:00.0, 0000:01:00.1 behind it, not an endpoint']
-    assert messages(hp.verdict(desktop, '0000:00:1f.3')) == [
+    assert messages(guards.verdict(desktop, '0000:00:1f.3')) == [
         'shares IOMMU group 6 with 0000:00:1f.0 (ISA bridge, driver none), which is host-critical: a chipset '
         'function (ISA bridge, class 0x060100)',
         'shares IOMMU group 6 with 0000:00:1f.4 (SMBus controller, driver i801_smbus), which is host-critical: '
         'a chipset function (SMBus controller, class 0x0c0500)']
-    assert messages(hp.verdict(desktop, '0000:00:1d.0'))[1].startswith(
+    assert messages(guards.verdict(desktop, '0000:00:1d.0'))[1].startswith(
         'shares IOMMU group 5 with 0000:02:00.0 (storage controller, driver nvme), which is host-critical: the '
         'controller of /')
-    assert messages(hp.verdict(trees['server'], '10000:01:00.0'))[2] == \
+    assert messages(guards.verdict(trees['server'], '10000:01:00.0'))[2] == \
         'has no IOMMU group although the IOMMU is on'
-    assert messages(hp.verdict(trees['malformed'], '0000:00:03.0')) == [
+    assert messages(guards.verdict(trees['malformed'], '0000:00:03.0')) == [
         '0000:00:03.0: the driver link points to ../../../bus/pci/drivers/ghost, which does not exist '
         '(dangling link)']
 
 
 def test_iommu_off_reason(trees):
-    result = hp.verdict(trees['iommu_off'], XHCI)
+    result = guards.verdict(trees['iommu_off'], XHCI)
     assert result['reasons'] == [{
         'guard': 'iommu', 'overridable': True,
         'message': 'the IOMMU is off: no groups under /sys/kernel/iommu_groups (the firmware has an ACPI DMAR '
@@ -367,18 +375,18 @@ def test_iommu_off_reason(trees):
 
 
 def test_preparation_steps(trees):
-    gpu = hp.verdict(trees['desktop'], GPU)
+    gpu = guards.verdict(trees['desktop'], GPU)
     assert [step['message'] for step in gpu['steps']] == [
         'bind 0000:01:00.0 (now nouveau) to vfio-pci', 'bind group member 0000:01:00.1 (now snd_hda_intel) to vfio-pci']
     assert [(step['action'], step['address'], step['current_driver']) for step in gpu['steps']] == [
         ('bind_vfio', GPU, 'nouveau'), ('bind_vfio', GPU_AUDIO, 'snd_hda_intel')]
-    nic = hp.verdict(trees['server'], '0000:03:01.0')
+    nic = guards.verdict(trees['server'], '0000:03:01.0')
     assert [step['address'] for step in nic['steps']] == ['0000:03:01.0', '0000:03:02.0']
     assert nic['warnings'] == ['has no reset method: the guest may find it in a dirty state after a reboot']
-    pf = hp.verdict(trees['sriov'], PF0)
+    pf = guards.verdict(trees['sriov'], PF0)
     assert [step['action'] for step in pf['steps']] == ['bind_vfio', 'disable_sriov']
     assert pf['steps'][1]['message'] == 'set sriov_numvfs of 0000:41:00.0 to 0'
-    assert hp.verdict(trees['sriov'], VF0)['steps'] == [
+    assert guards.verdict(trees['sriov'], VF0)['steps'] == [
         {'action': 'bind_vfio', 'address': VF0, 'current_driver': 'iavf',
          'message': 'bind 0000:41:02.0 (now iavf) to vfio-pci'}]
 
@@ -391,8 +399,8 @@ def test_group_members_on_vfio_or_stub_or_unbound_are_viable(tmp_path):
             if entry['address'] == GPU:
                 entry['driver'] = 'vfio-pci'
     host = host_of('desktop', tmp_path, mutate)
-    assert hp.verdict(host, GPU)['verdict'] == hp.READY
-    assert hp.verdict(host, GPU_AUDIO)['verdict'] == hp.NEEDS_PREPARATION  # pci-stub: viable, not assignable
+    assert guards.verdict(host, GPU)['verdict'] == guards.READY
+    assert guards.verdict(host, GPU_AUDIO)['verdict'] == guards.NEEDS_PREPARATION  # pci-stub: viable, not assignable
 
 
 def test_warnings_interrupt_remapping_acs_and_missing_vfio(tmp_path):
@@ -401,8 +409,8 @@ def test_warnings_interrupt_remapping_acs_and_missing_vfio(tmp_path):
         spec['cmdline'] += ' pcie_acs_override=downstream,multifunction'
         spec['iommu']['vfio_device'] = False
     host = host_of('desktop', tmp_path, mutate)
-    result = hp.verdict(host, NIC_VFIO)
-    assert result['verdict'] == hp.NEEDS_PREPARATION
+    result = guards.verdict(host, NIC_VFIO)
+    assert result['verdict'] == guards.NEEDS_PREPARATION
     assert result['steps'] == [{'action': 'load_module', 'module': 'vfio-pci', 'message': 'load the vfio-pci module'}]
     assert result['warnings'] == [
         'the host has no interrupt remapping: vfio refuses the device unless '
@@ -418,22 +426,22 @@ def test_companion_function_on_an_add_in_card(tmp_path):
             if entry['address'] == GPU_AUDIO:
                 entry['group'] = 9
     host = host_of('desktop', tmp_path, mutate)
-    result = hp.verdict(host, GPU)
-    assert result['verdict'] == hp.NEEDS_PREPARATION and len(result['steps']) == 1
+    result = guards.verdict(host, GPU)
+    assert result['verdict'] == guards.NEEDS_PREPARATION and len(result['steps']) == 1
     assert result['warnings'] == ['0000:01:00.1 (HD audio device, driver snd_hda_intel) is another function of the '
                                   'same device; guests usually need it too']
 
 
 def test_every_guard_has_a_complete_row():
-    for name, guard in hp.GUARDS.items():
+    for name, guard in guards.GUARDS.items():
         assert guard.name == name and guard.description
-        assert guard.verdict in (hp.REFUSE, hp.PREPARE, hp.WARN, None)
-        assert guard.assignment in (hp.ERROR, hp.WARNING, hp.IGNORE, hp.UNMANAGED_ERROR)
-    never = sorted(name for name, guard in hp.GUARDS.items() if not guard.overridable)
+        assert guard.verdict in (guards.REFUSE, guards.PREPARE, guards.WARN, None)
+        assert guard.assignment in (guards.ERROR, guards.WARNING, guards.IGNORE, guards.UNMANAGED_ERROR)
+    never = sorted(name for name, guard in guards.GUARDS.items() if not guard.overridable)
     assert never == ['address', 'ambiguous', 'duplicate', 'endpoint', 'exists', 'group_held_live', 'group_open',
                      'ids', 'in_use_live', 'mdev_parent', 'pf_vf', 'sriov', 'sysfs']
     with pytest.raises(KeyError):
-        hp.Finding('no-such-guard', 'x')
+        guards.Finding('no-such-guard', 'x')
 
 
 # -- domain usage --------------------------------------------------------------------------------------
@@ -460,7 +468,7 @@ DOMAIN_XML = """<domain type='kvm'><name>%s</name><devices>
 
 
 def test_usage_from_domains_live_and_config():
-    usage = hp.usage_from_domains([
+    usage = domain_usage.usage_from_domains([
         {'name': 'web', 'live_xml': DOMAIN_XML % 'web', 'config_xml': DOMAIN_XML % 'web'},
         {'name': 'db', 'live_xml': None, 'config_xml': DOMAIN_XML % 'db'},
         {'name': 'tmp', 'live_xml': "<domain><name>tmp</name><devices/></domain>", 'config_xml': None},
@@ -473,25 +481,25 @@ def test_usage_from_domains_live_and_config():
         ('mdev', VGPU_MDEV): both,
         ('pci', '10000:01:00.0'): both,
     }
-    assert hp.used_by(usage, ('pci', '0000:41:02.3'), exclude='web') == [both[1]]
+    assert domain_usage.used_by(usage, ('pci', '0000:41:02.3'), exclude='web') == [both[1]]
 
 
 def test_usage_counts_live_only_hotplug():
     live = DOMAIN_XML % 'web'
     config = "<domain><name>web</name><devices/></domain>"
-    usage = hp.usage_from_domains([{'name': 'web', 'live_xml': live, 'config_xml': config}])
+    usage = domain_usage.usage_from_domains([{'name': 'web', 'live_xml': live, 'config_xml': config}])
     assert usage[('pci', '0000:41:02.3')] == [{'domain': 'web', 'live': True, 'config': False}]
 
 
 def test_usage_rejects_broken_xml_naming_the_domain():
     with pytest.raises(ValueError, match='the config XML of domain bad'):
-        hp.usage_from_domains([{'name': 'bad', 'config_xml': '<domain>'}])
+        domain_usage.usage_from_domains([{'name': 'bad', 'config_xml': '<domain>'}])
 
 
 # -- check_assignment -----------------------------------------------------------------------------------
 
 def check(host, requests, usage=None, force=False, domain='guest'):
-    return hp.check_assignment(host, requests, domain, usage or {}, force=force)
+    return preflight.check_assignment(host, requests, domain, usage or {}, force=force)
 
 
 def test_gpu_with_its_audio_passes(trees):
@@ -602,7 +610,7 @@ def test_own_usage_does_not_count(trees):
 
 
 def test_usage_built_from_domain_xml_refuses(trees):
-    usage = hp.usage_from_domains([{'name': 'web', 'live_xml': DOMAIN_XML % 'web', 'config_xml': None}])
+    usage = domain_usage.usage_from_domains([{'name': 'web', 'live_xml': DOMAIN_XML % 'web', 'config_xml': None}])
     result = check(trees['sriov'], [{'type': 'sriov_vf', 'address': VF3}], usage)
     assert result.errors == ['requests[0] (sriov_vf 0000:41:02.3): it is assigned to running domain web '
                              '[guard in_use_live]']
@@ -724,7 +732,7 @@ def test_check_warns_about_interrupt_remapping(tmp_path):
 
 def test_host_facts(trees):
     usage = {('pci', NIC_VFIO): [{'domain': 'fw', 'live': True, 'config': True}]}
-    facts = hp.host_facts(trees['desktop'], usage)
+    facts = host_facts.host_facts(trees['desktop'], usage)
     assert facts['summary'] == {'ready': 1, 'needs_preparation': 3, 'refused': 11}
     by_address = {entry['address']: entry for entry in facts['pci_devices']}
     assert by_address[NIC_VFIO]['used_by'] == usage[('pci', NIC_VFIO)]
@@ -737,10 +745,10 @@ def test_host_facts(trees):
     usb = {entry['name']: entry for entry in facts['usb_devices']}
     assert usb['1-3']['verdict'] == 'refused' and usb['usb1']['verdict'] == 'refused' and \
         usb['1-1']['verdict'] == 'ready'
-    sriov = {entry['address']: entry for entry in hp.host_facts(trees['sriov'])['pci_devices']}
+    sriov = {entry['address']: entry for entry in host_facts.host_facts(trees['sriov'])['pci_devices']}
     assert sriov[PF0]['sriov'] == {'totalvfs': 64, 'numvfs': 4, 'vfs': [VF0, VF1, VF2, VF3]}
     assert sriov[VF0]['physfn'] == PF0 and sriov[VF0]['sriov'] is None
-    mdev = hp.host_facts(trees['mdev'])
+    mdev = host_facts.host_facts(trees['mdev'])
     types = [entry['type'] for entry in mdev['mdev_types']]
     assert types == ['i915-GVTg_V5_4', 'i915-GVTg_V5_8', 'nvidia-222', 'nvidia-223']
     assert [entry['uuid'] for entry in mdev['mdev_devices']] == [VGPU_MDEV, GVT_MDEV]
@@ -786,26 +794,26 @@ NODEDEV_OLD_MDEV = """<device><name>mdev_a297db4a_f4c2_11e6_90f6_d3b88d6c9525</n
 
 
 def test_parse_node_device():
-    assert hp.parse_node_device(NODEDEV_PCI) == {
+    assert node_device_xml.parse_node_device(NODEDEV_PCI) == {
         'name': 'pci_0000_01_00_0', 'parent': 'pci_0000_00_01_0', 'type': 'pci', 'address': GPU, 'iommu_group': 7,
         'vendor': '0x10de', 'product': '0x1b80', 'uuid': None, 'mdev_type': None, 'bus': None, 'device': None}
-    old = hp.parse_node_device(NODEDEV_OLD_MDEV)
+    old = node_device_xml.parse_node_device(NODEDEV_OLD_MDEV)
     assert (old['type'], old['uuid'], old['mdev_type']) == ('mdev', GVT_MDEV, 'i915-GVTg_V5_4')
-    assert hp.parse_node_device('<device><name>computer</name></device>')['type'] is None
-    assert hp.address_of_nodedev_name('pci_10000_e1_1f_7') == '10000:e1:1f.7'
-    assert hp.address_of_nodedev_name('usb_1_2') is None
+    assert node_device_xml.parse_node_device('<device><name>computer</name></device>')['type'] is None
+    assert _ids.pci_of_nodedev_name('pci_10000_e1_1f_7') == '10000:e1:1f.7'
+    assert _ids.pci_of_nodedev_name('usb_1_2') is None
     with pytest.raises(ValueError, match='node device XML'):
-        hp.parse_node_device('<device>')
+        node_device_xml.parse_node_device('<device>')
 
 
 def test_merge_node_devices_compares_groups_on_the_same_host(trees):
-    facts = hp.host_facts(trees['desktop'])
-    summary = hp.merge_node_devices(facts, [hp.parse_node_device(NODEDEV_PCI)], compare_groups=True)
+    facts = host_facts.host_facts(trees['desktop'])
+    summary = node_device_xml.merge_node_devices(facts, [node_device_xml.parse_node_device(NODEDEV_PCI)], compare_groups=True)
     assert summary == {'node_devices': {'pci': 1}, 'only_in_libvirt': []}
     assert facts['problems'] == ['libvirt puts 0000:01:00.0 in IOMMU group 7, sysfs in group 1']
     assert {entry['address']: entry for entry in facts['pci_devices']}[GPU]['libvirt_name'] == 'pci_0000_01_00_0'
-    quiet = hp.host_facts(trees['desktop'])
-    hp.merge_node_devices(quiet, [hp.parse_node_device(NODEDEV_PCI)], compare_groups=False)
+    quiet = host_facts.host_facts(trees['desktop'])
+    node_device_xml.merge_node_devices(quiet, [node_device_xml.parse_node_device(NODEDEV_PCI)], compare_groups=False)
     assert quiet['problems'] == []
 
 
@@ -833,11 +841,11 @@ def test_usage_given_as_domain_names_is_taken_as_running(trees):
 ])
 def test_requests_of_element_read_addresses_as_libvirt_does(device_xml, requests):
     from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
-    assert hp.requests_of_element(_xml.parse(device_xml), 'config[0]') == requests
+    assert domain_usage.requests_of_element(_xml.parse(device_xml), 'config[0]') == requests
 
 
 def test_usage_from_domains_refuses_what_it_cannot_read_naming_the_domain():
     xml = ("<domain><name>odd</name><devices><hostdev mode='subsystem' type='pci'><source><address bus='08'/>"
            "</source></hostdev></devices></domain>")
     with pytest.raises(ValueError, match=r"the config XML of domain odd: <hostdev> #1 <source><address>@bus: '08'"):
-        hp.usage_from_domains([{'name': 'odd', 'config_xml': xml}])
+        domain_usage.usage_from_domains([{'name': 'odd', 'config_xml': xml}])

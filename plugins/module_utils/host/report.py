@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Reports a person reads: Markdown and HTML tables and a Graphviz DOT graph of the IOMMU groups.
 
-Pure functions over the plain data of ``_host_pci.host_facts`` (no sysfs, no libvirt, no Ansible), so
+Pure functions over the plain data of ``host.facts.host_facts`` (no sysfs, no libvirt, no Ansible), so
 a report can also be rendered later from saved module output. Every value that comes from the host is
 escaped for the target format: a device name with ``|``, ``<`` or ``"`` cannot break the table, the
 page or the graph.
@@ -13,6 +13,7 @@ page or the graph.
 from __future__ import annotations
 
 import html
+
 
 VERDICT_TEXT = {'ready': 'ready', 'needs_preparation': 'needs preparation', 'refused': 'refused'}
 VERDICT_COLORS = {'ready': '#d9f2d9', 'needs_preparation': '#fff1c2', 'refused': '#f6d0d0'}

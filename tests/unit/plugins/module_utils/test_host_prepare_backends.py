@@ -2,7 +2,7 @@
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The pure parts of _host_prepare: paths that never leave root, kernel module lists, the files it renders
+"""The pure parts of the host preparation backends (host.prepare): paths that never leave root, kernel module lists, the files it renders
 and parses back, ip's VF report and the commands derived from it."""
 
 from __future__ import annotations
@@ -12,8 +12,16 @@ import os
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_prepare as prep
-from ansible_collections.virtdev.libvirt.plugins.module_utils._host_pci import SysRoot
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.below_root import SysRoot
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _files
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import model
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import bind
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import kernel_modules
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import mdev as mdev_backend
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import persistence
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import sriov as sriov_backend
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import sysfs_writer
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import sysfs_source
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import Tree, build
 
 
@@ -21,7 +29,7 @@ def test_sysfs_paths_never_leave_root(tmp_path):
     root = build('desktop', tmp_path)
     # a link pointing at the real /sys is taken relative to the root, like everything else
     os.symlink('/sys/bus/pci', os.path.join(root, 'escape'))
-    sysfs = prep.Sysfs(root)
+    sysfs = sysfs_writer.Sysfs(root)
     assert sysfs.full('escape/drivers_probe') == os.path.join(root, 'sys/bus/pci/drivers_probe')
     assert sysfs.full('sys/bus/pci/devices/0000:01:00.0/driver_override').startswith(root + '/sys/devices/')
     # '..' stops at the root
@@ -32,16 +40,16 @@ def test_sysfs_paths_never_leave_root(tmp_path):
 
 def test_dry_run_records_and_writes_nothing(tmp_path, monkeypatch):
     root = build('desktop', tmp_path)
-    monkeypatch.setattr(prep, 'write_attribute', lambda path, value: pytest.fail('wrote %s' % path))
-    sysfs = prep.Sysfs(root, dry_run=True)
+    monkeypatch.setattr(sysfs_writer, 'write_attribute', lambda path, value: pytest.fail('wrote %s' % path))
+    sysfs = sysfs_writer.Sysfs(root, dry_run=True)
     sysfs.write('sys/bus/pci/drivers_probe', '0000:01:00.0')
     assert sysfs.writes == [{'path': '/sys/bus/pci/drivers_probe', 'value': '0000:01:00.0'}]
 
 
 def test_write_errors_name_the_attribute(tmp_path):
     root = build('desktop', tmp_path)
-    sysfs = prep.Sysfs(root)  # the real write_attribute: the fixture has no drivers_probe file
-    with pytest.raises(prep.PrepareError, match=r"writing '0000:01:00.0' to /sys/bus/pci/drivers_probe failed: .*ENOENT"):
+    sysfs = sysfs_writer.Sysfs(root)  # the real write_attribute: the fixture has no drivers_probe file
+    with pytest.raises(sysfs_writer.PrepareError, match=r"writing '0000:01:00.0' to /sys/bus/pci/drivers_probe failed: .*ENOENT"):
         sysfs.write('sys/bus/pci/drivers_probe', '0000:01:00.0')
 
 
@@ -53,13 +61,13 @@ def test_vfio_group_users(tmp_path):
     os.symlink('/dev/vfio/1', os.path.join(root, 'proc/100/fd/21'))
     os.symlink('/dev/null', os.path.join(root, 'proc/100/fd/0'))
     tree.write('proc/self/comm', 'x\n')
-    assert prep.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': None}]
-    assert prep.vfio_group_users(SysRoot(root), 8) == []
-    assert prep.describe_users([{'pid': 100, 'comm': 'qemu-system-x86'}]) == 'pid 100 (qemu-system-x86)'
+    assert sysfs_source.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': None}]
+    assert sysfs_source.vfio_group_users(SysRoot(root), 8) == []
+    assert model.describe_users([{'pid': 100, 'comm': 'qemu-system-x86'}]) == 'pid 100 (qemu-system-x86)'
     # libvirt starts QEMU with -name guest=NAME,...: the guest is named
     tree.write('proc/100/cmdline', 'qemu-system-x86_64\0-name\0guest=web,debug-threads=on\0-S\0')
-    assert prep.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': 'web'}]
-    assert prep.describe_users(prep.vfio_group_users(SysRoot(root), 1)) == 'guest web (pid 100 qemu-system-x86)'
+    assert sysfs_source.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': 'web'}]
+    assert model.describe_users(sysfs_source.vfio_group_users(SysRoot(root), 1)) == 'guest web (pid 100 qemu-system-x86)'
 
 
 @pytest.mark.parametrize('driver, ok', [
@@ -68,10 +76,10 @@ def test_vfio_group_users(tmp_path):
 ])
 def test_driver_names(driver, ok):
     if ok:
-        assert prep.check_driver_name(driver) == driver
+        assert bind.check_driver_name(driver) == driver
     else:
         with pytest.raises(ValueError, match='driver: '):
-            prep.check_driver_name(driver)
+            bind.check_driver_name(driver)
 
 
 def _kernels(tmp_path, kernels):
@@ -87,54 +95,54 @@ def _kernels(tmp_path, kernels):
 def test_initramfs_modules_follow_the_installed_kernels(tmp_path):
     old = ['vfio', 'vfio_iommu_type1', 'vfio_virqfd', 'vfio-pci', 'vfio-pci-core']
     new = ['vfio', 'vfio_iommu_type1', 'vfio-pci', 'vfio-pci-core']
-    assert prep.initramfs_modules(_kernels(tmp_path / 'a', {'6.1.0-18-amd64': (old, [])})) == \
+    assert kernel_modules.initramfs_modules(_kernels(tmp_path / 'a', {'6.1.0-18-amd64': (old, [])})) == \
         ['vfio', 'vfio_iommu_type1', 'vfio_virqfd', 'vfio_pci']
     # one kernel without vfio_virqfd (6.2+ merged it into vfio) is enough to leave it out
-    assert prep.initramfs_modules(_kernels(tmp_path / 'b', {'6.1.0-18-amd64': (old, []), '6.8.0-1': (new, [])})) == \
+    assert kernel_modules.initramfs_modules(_kernels(tmp_path / 'b', {'6.1.0-18-amd64': (old, []), '6.8.0-1': (new, [])})) == \
         ['vfio', 'vfio_iommu_type1', 'vfio_pci']
     # built into every kernel: nothing to add; no kernels found: the plain list
-    assert prep.initramfs_modules(_kernels(tmp_path / 'c', {'6.9': (['vfio-pci'], ['vfio', 'vfio_iommu_type1'])})) == \
+    assert kernel_modules.initramfs_modules(_kernels(tmp_path / 'c', {'6.9': (['vfio-pci'], ['vfio', 'vfio_iommu_type1'])})) == \
         ['vfio_pci']
-    assert prep.initramfs_modules(SysRoot(str(tmp_path / 'empty')), 'pci-stub') == \
+    assert kernel_modules.initramfs_modules(SysRoot(str(tmp_path / 'empty')), 'pci-stub') == \
         ['vfio', 'vfio_iommu_type1', 'vfio_pci', 'pci_stub']
-    assert prep.kernel_module_state(_kernels(tmp_path / 'd', {'6.9': ([], ['vfio'])}), 'vfio_virqfd') == {'6.9': 'missing'}
+    assert kernel_modules.kernel_module_state(_kernels(tmp_path / 'd', {'6.9': ([], ['vfio'])}), 'vfio_virqfd') == {'6.9': 'missing'}
 
 
 def test_udev_rules_round_trip():
     entries = {'0000:01:00.1': {'vendor': '0x10de', 'device': '0x10f0', 'driver': 'vfio-pci'},
                '0000:01:00.0': {'vendor': '0x10de', 'device': '0x1b80', 'driver': 'vfio-pci'}}
-    text = prep.render_udev_vfio(entries)
-    parsed = prep.parse_entries(text, prep._UDEV_ENTRY_RE)  # pylint: disable=protected-access
+    text = persistence.render_udev_vfio(entries)
+    parsed = persistence.parse_entries(text, persistence._UDEV_ENTRY_RE)  # pylint: disable=protected-access
     assert sorted(parsed) == ['0000:01:00.0', '0000:01:00.1']
     assert {key: parsed['0000:01:00.0'][key] for key in ('vendor', 'device', 'driver')} == entries['0000:01:00.0']
     assert text.index('0000:01:00.0') < text.index('0000:01:00.1')
-    assert prep.render_udev_vfio({}) is None
+    assert persistence.render_udev_vfio({}) is None
 
 
 def test_modprobe_conf_groups_ids_and_softdeps():
     entries = {'0000:01:00.0': {'vendor': '0x10de', 'device': '0x1b80', 'driver': 'vfio-pci', 'host': 'nouveau'},
                '0000:02:00.0': {'vendor': '0x10de', 'device': '0x1b81', 'driver': 'vfio-pci', 'host': 'nouveau'},
                '0000:03:00.0': {'vendor': '0x8086', 'device': '0x1533', 'driver': 'vfio-pci', 'host': '-'}}
-    lines = prep.render_modprobe_vfio(entries).splitlines()
+    lines = persistence.render_modprobe_vfio(entries).splitlines()
     assert 'options vfio_pci ids=10de:1b80,10de:1b81,8086:1533' in lines
     assert [line for line in lines if line.startswith('softdep')] == ['softdep nouveau pre: vfio_pci']
-    parsed = prep.parse_entries('\n'.join(lines), prep._MODPROBE_ENTRY_RE)  # pylint: disable=protected-access
+    parsed = persistence.parse_entries('\n'.join(lines), persistence._MODPROBE_ENTRY_RE)  # pylint: disable=protected-access
     assert parsed['0000:01:00.0']['host'] == 'nouveau'
 
 
 def test_initramfs_files():
-    hook = prep.render_initramfs_tools_hook(['vfio', 'vfio_pci'], prep.UDEV_VFIO_RULES)
+    hook = persistence.render_initramfs_tools_hook(['vfio', 'vfio_pci'], persistence.UDEV_VFIO_RULES)
     assert hook.startswith('#!/bin/sh\n') and 'manual_add_modules vfio vfio_pci\n' in hook
     assert 'prereqs) prereqs; exit 0 ;;' in hook
-    conf = prep.render_dracut_conf(['vfio_pci'], [prep.MODPROBE_VFIO_CONF])
+    conf = persistence.render_dracut_conf(['vfio_pci'], [persistence.MODPROBE_VFIO_CONF])
     assert 'add_drivers+=" vfio_pci "\n' in conf and 'install_items+=" /etc/modprobe.d/virtdev-vfio.conf "\n' in conf
 
 
 def test_initramfs_command():
     found = {'update-initramfs': '/usr/sbin/update-initramfs', 'dracut': '/usr/bin/dracut'}
-    assert prep.initramfs_command(['initramfs-tools'], found.get) == ['/usr/sbin/update-initramfs', '-u']
-    assert prep.initramfs_command(['dracut'], found.get) == ['/usr/bin/dracut', '-f']
-    assert prep.initramfs_command(['initramfs-tools'], {}.get) is None
+    assert persistence.initramfs_command(['initramfs-tools'], found.get) == ['/usr/sbin/update-initramfs', '-u']
+    assert persistence.initramfs_command(['dracut'], found.get) == ['/usr/bin/dracut', '-f']
+    assert persistence.initramfs_command(['initramfs-tools'], {}.get) is None
 
 
 IP_JSON = json.dumps([{
@@ -151,43 +159,43 @@ IP_JSON = json.dumps([{
 
 
 def test_parse_ip_vfinfo():
-    assert prep.parse_ip_vfinfo(IP_JSON) == {
+    assert sriov_backend.parse_ip_vfinfo(IP_JSON) == {
         0: {'mac': '52:54:00:00:10:00', 'vlan': 100, 'trust': False, 'spoofchk': True},
         1: {'mac': '00:00:00:00:00:00', 'vlan': 0, 'trust': False, 'spoofchk': True},
         2: {'mac': '52:54:00:00:10:02', 'vlan': 7, 'trust': True, 'spoofchk': False},
     }
-    with pytest.raises(prep.PrepareError, match='cannot parse the output of ip'):
-        prep.parse_ip_vfinfo('not json')
+    with pytest.raises(sysfs_writer.PrepareError, match='cannot parse the output of ip'):
+        sriov_backend.parse_ip_vfinfo('not json')
 
 
 def test_vf_commands_only_for_what_differs():
-    current = prep.parse_ip_vfinfo(IP_JSON)
-    wanted = prep.normalize_vf_settings([
+    current = sriov_backend.parse_ip_vfinfo(IP_JSON)
+    wanted = sriov_backend.normalize_vf_settings([
         {'index': 0, 'mac': '52-54-00-00-10-00', 'vlan': 100, 'spoofchk': True},  # as it is
         {'index': 1, 'mac': '52:54:00:00:10:01', 'trust': False},                 # MAC differs
         {'index': 2, 'vlan': 0, 'trust': True, 'spoofchk': True},                # VLAN and spoofchk differ
     ], 3)
-    assert prep.vf_commands('ens2f0', wanted, current) == [
+    assert sriov_backend.vf_commands('ens2f0', wanted, current) == [
         ['link', 'set', 'dev', 'ens2f0', 'vf', '1', 'mac', '52:54:00:00:10:01'],
         ['link', 'set', 'dev', 'ens2f0', 'vf', '2', 'vlan', '0', 'spoofchk', 'on']]
     # unknown state: everything is set
-    assert len(prep.vf_commands('ens2f0', wanted, None)) == 3
+    assert len(sriov_backend.vf_commands('ens2f0', wanted, None)) == 3
 
 
 def test_sriov_rules_render():
-    assert prep.render_sriov_rules('0000:41:00.0', '0x8086', '0x1572', 0, 'ens2f0', [], '/usr/sbin/ip') is None
-    text = prep.render_sriov_rules('0000:41:00.0', '0x8086', '0x1572', 2, None, [], '/usr/sbin/ip')
+    assert sriov_backend.render_sriov_rules('0000:41:00.0', '0x8086', '0x1572', 0, 'ens2f0', [], '/usr/sbin/ip') is None
+    text = sriov_backend.render_sriov_rules('0000:41:00.0', '0x8086', '0x1572', 2, None, [], '/usr/sbin/ip')
     assert text.count('ACTION==') == 1 and 'ATTR{sriov_numvfs}="2"' in text
-    assert prep.sriov_rules_path('0000:41:00.0') == '/etc/udev/rules.d/70-virtdev-sriov-0000_41_00_0.rules'
+    assert sriov_backend.sriov_rules_path('0000:41:00.0') == '/etc/udev/rules.d/70-virtdev-sriov-0000_41_00_0.rules'
 
 
 def test_mdevctl_definitions_and_render(tmp_path):
     root = str(tmp_path)
     Tree(root).write('etc/mdevctl.d/0000:00:02.0/3b9f6a2e-1c4d-4e5f-8a7b-9c0d1e2f3a4b',
-                     prep.render_mdevctl('i915-GVTg_V5_8', 'manual', {'attrs': [{'a': '1'}]}))
+                     mdev_backend.render_mdevctl('i915-GVTg_V5_8', 'manual', {'attrs': [{'a': '1'}]}))
     Tree(root).write('etc/mdevctl.d/0000:00:02.0/not-a-uuid', '{}')
     Tree(root).mkdir('etc/mdevctl.d/scripts.d/callouts')
-    found = prep.mdevctl_definitions(root)
+    found = mdev_backend.mdevctl_definitions(root)
     assert list(found) == ['3b9f6a2e-1c4d-4e5f-8a7b-9c0d1e2f3a4b']
     [definition] = found['3b9f6a2e-1c4d-4e5f-8a7b-9c0d1e2f3a4b']
     assert (definition['parent'], definition['type'], definition['start']) == ('0000:00:02.0', 'i915-GVTg_V5_8', 'manual')
@@ -197,9 +205,9 @@ def test_mdevctl_definitions_and_render(tmp_path):
 def test_file_writer_rolls_back(tmp_path):
     root = str(tmp_path)
     Tree(root).write('etc/a.conf', 'old\n')
-    writer = prep.FileWriter(root)
-    writer.apply(prep.FileChange('/etc/a.conf', 'old\n', 'new\n'))
-    writer.apply(prep.FileChange('/etc/new/b.conf', None, 'b\n', 0o755))
+    writer = _files.Transaction(root)
+    writer.apply(_files.FileChange('/etc/a.conf', 'old\n', 'new\n'))
+    writer.apply(_files.FileChange('/etc/new/b.conf', None, 'b\n', 0o755))
     assert os.stat(os.path.join(root, 'etc/new/b.conf')).st_mode & 0o777 == 0o755
     assert writer.rollback() == []
     assert open(os.path.join(root, 'etc/a.conf'), encoding='utf-8').read() == 'old\n'
@@ -210,5 +218,5 @@ def test_symlinked_config_is_refused(tmp_path):
     root = str(tmp_path)
     Tree(root).write('elsewhere', 'x')
     Tree(root).link('etc/udev/rules.d/40-virtdev-vfio-pci.rules', 'elsewhere')
-    with pytest.raises(prep.PrepareError, match='is a symbolic link'):
-        prep.read_text(root, prep.UDEV_VFIO_RULES)
+    with pytest.raises(_files.FileError, match='is a symbolic link'):
+        _files.read_text(root, persistence.UDEV_VFIO_RULES)

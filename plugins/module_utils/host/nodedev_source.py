@@ -6,7 +6,8 @@
 on another machine (a ``qemu+ssh://`` or ``qemu+tls://`` URI), where this machine's sysfs says nothing.
 
 ``read_host(documents)`` turns node device XML documents (https://libvirt.org/formatnode.html) into the same
-``_host_pci.Host`` model the sysfs reader builds, so the guards that judge a device are the very same code.
+``model.Host`` the sysfs source builds, so the guards that judge a device are the very same code;
+``NodeDeviceSource(connection)`` is the ``source.HostSource`` that reads them over a libvirt connection.
 libvirt's node device driver reads the remote host's sysfs for us: existence, vendor/product ids, class,
 driver, IOMMU group and its members, NUMA node, SR-IOV PF/VF links, mdev types and instances, USB devices
 and their interfaces. What it does not carry is listed in ``NOT_CHECKED`` (the guards) and
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import posixpath
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci, _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import model, source
 
 SOURCE = 'libvirt node devices'
 
@@ -50,6 +52,9 @@ NOT_CHECKED = {
 }
 NOT_CHECKED['sriov_vf'] = NOT_CHECKED['pci']
 # inventory fields (host_devices_info's pci_devices[]) that node device XML does not carry
+# the source contract (``source``): what a source cannot see, it says in Host.problems
+NOT_VISIBLE = ("libvirt's node devices do not show the host's mounts, routes, boot VGA flag, /dev/vfio, processes or "
+               'kernel command line: the guards that need them were not checked (not_checked, per device)')
 UNAVAILABLE_FACTS = ('subsystem_vendor', 'subsystem_device', 'revision', 'driver_override', 'boot_vga',
                      'reset_methods', 'host_critical (only chipset functions are known)')
 
@@ -64,11 +69,16 @@ class NodeDevicesUnavailable(Exception):
     whose node device daemon is not running)."""
 
 
-class NodeDeviceSource:
-    """Node device XML documents from a libvirt connection (``_libvirt.Connection``)."""
+class NodeDeviceSource(source.HostSource):
+    """The host libvirt at ``connection`` (a ``_libvirt.Connection``) runs on, from its node devices."""
+
+    name = SOURCE
 
     def __init__(self, connection):
         self.connection = connection
+
+    def read_host(self):
+        return read_host(self.documents())
 
     def documents(self):
         """Every node device's XML. NodeDevicesUnavailable when libvirt lists none it could give (a lost
@@ -88,11 +98,6 @@ class NodeDeviceSource:
             except LibvirtFailure:
                 continue  # unplugged (or an mdev stopped) since the list was read: it is not there
         return documents
-
-
-def read_remote_host(connection):
-    """The host libvirt at ``connection`` runs on, from its node devices."""
-    return read_host(NodeDeviceSource(connection).documents())
 
 
 # -- reading one document ------------------------------------------------------------------------------
@@ -128,7 +133,7 @@ def _hex_id(element):
     if element is None or not element.get('id'):
         return None
     try:
-        return _host_pci.normalize_id(element.get('id'), element.tag)
+        return _ids.hex_id(element.get('id'), element.tag)
     except ValueError:
         return None
 
@@ -152,7 +157,7 @@ def _pci_device(doc, host):
     if address is None:
         host.problems.append('node device %s: no complete PCI address; ignored' % doc.name)
         return
-    dev = _host_pci.PciDevice(address, doc.path)
+    dev = model.PciDevice(address, doc.path)
     dev.vendor, dev.device = _hex_id(cap.find('vendor')), _hex_id(cap.find('product'))
     dev.class_code = (_text(cap, 'class') or '').lower() or None
     dev.driver = doc.driver
@@ -177,13 +182,13 @@ def _pci_device(doc, host):
             dev.sriov_numvfs = len(dev.vfs)
         elif kind == 'mdev_types':
             for element in sub.iterfind('type'):
-                mdev_type = _host_pci.MdevType(element.get('id'), address)
+                mdev_type = model.MdevType(element.get('id'), address)
                 mdev_type.name = _text(element, 'name')
                 mdev_type.device_api = _text(element, 'deviceAPI')
                 mdev_type.available_instances = _int(_text(element, 'availableInstances'))
                 dev.mdev_types.append(mdev_type)
     dev.parent = _ids.pci_of_nodedev_name(doc.parent)
-    if dev.role in _host_pci.CRITICAL_ROLES:  # the same rule as for sysfs: chipset functions by class
+    if dev.role in model.CRITICAL_ROLES:  # the same rule as for sysfs: chipset functions by class
         host.critical.setdefault(address, []).append('a chipset function (%s, class %s)'
                                                      % (dev.class_label, dev.class_code))
     host.pci[address] = dev
@@ -194,12 +199,12 @@ def _mdev_device(doc, host):
     uuid = (_text(cap, 'uuid') or '').lower()
     if not uuid:  # older libvirt: only the name mdev_<uuid with underscores> carries it
         uuid = doc.name[len('mdev_'):len('mdev_') + 36].replace('_', '-')
-    if not _host_pci.UUID_RE.match(uuid):
+    if not model.UUID_RE.match(uuid):
         host.problems.append('node device %s: a mediated device without a UUID; ignored' % doc.name)
         return
     mdev_type = cap.find('type')
     group = cap.find('iommuGroup')
-    host.mdevs[uuid] = _host_pci.MdevDevice(uuid, _ids.pci_of_nodedev_name(doc.parent) or doc.parent,
+    host.mdevs[uuid] = model.MdevDevice(uuid, _ids.pci_of_nodedev_name(doc.parent) or doc.parent,
                                             mdev_type.get('id') if mdev_type is not None else None,
                                             _int(group.get('number')) if group is not None else None)
 
@@ -207,7 +212,7 @@ def _mdev_device(doc, host):
 def _usb_device(doc, host, by_nodedev_name):
     cap = doc.capability
     name = posixpath.basename(doc.path) if doc.path else doc.name
-    usb = _host_pci.UsbDevice(name, doc.path)
+    usb = model.UsbDevice(name, doc.path)
     usb.vendor, usb.product = _hex_id(cap.find('vendor')), _hex_id(cap.find('product'))
     usb.manufacturer, usb.product_name = _text(cap, 'vendor'), _text(cap, 'product')
     usb.bus, usb.device = _int(_text(cap, 'bus')), _int(_text(cap, 'device'))
@@ -218,7 +223,7 @@ def _usb_device(doc, host, by_nodedev_name):
 
 def _nearest_pci(path):
     for part in reversed((path or '').split('/')):
-        if _host_pci.PCI_NAME_RE.match(part):
+        if _ids.PCI_NAME_RE.match(part):
             return part
     return None
 
@@ -235,8 +240,9 @@ def _usb_interface(doc, by_nodedev_name):
 
 
 def read_host(documents):
-    """A ``_host_pci.Host`` from node device XML documents (strings); unreadable ones become problems."""
-    host = _host_pci.Host(SOURCE)
+    """A ``model.Host`` from node device XML documents (strings); unreadable ones become problems."""
+    host = model.Host(SOURCE)
+    host.problems.append(NOT_VISIBLE)
     docs = []
     for text in documents:
         try:
@@ -271,7 +277,7 @@ def read_host(documents):
         if usb.input_device and usb.controller:
             label = ' '.join(part for part in (usb.manufacturer, usb.product_name) if part) or 'input device'
             host.inputs.setdefault(usb.controller, []).append('%s (%s)' % (name, label))
-    vfio_bound = any(_host_pci.is_vfio_driver(dev.driver) for dev in host.pci.values())
+    vfio_bound = any(model.is_vfio_driver(dev.driver) for dev in host.pci.values())
     host.iommu = {
         'enabled': bool(host.groups),
         'groups': len(host.groups),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+
 MAX_LINKS = 40
 
 

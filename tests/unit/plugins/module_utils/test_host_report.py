@@ -14,8 +14,10 @@ import subprocess
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_pci as hp
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _host_report as report
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import facts as host_facts
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import model
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import report
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import sysfs_source
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _pci_ids
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import build
 
@@ -25,8 +27,8 @@ HOSTILE = 'Evil | <script>alert(1)</script> "quoted" \\ back\nslash'
 
 def facts_of(name, tmp_path, usage=None):
     root = build(name, tmp_path)
-    host = hp.read_host(root, _pci_ids.PciIds.load(_pci_ids.find_pci_ids(root)))
-    return hp.host_facts(host, usage)
+    host = sysfs_source.read_host(root, _pci_ids.PciIds.load(_pci_ids.find_pci_ids(root)))
+    return host_facts.host_facts(host, usage)
 
 
 @pytest.fixture(scope='module')
@@ -197,7 +199,7 @@ def test_render_selects_formats(desktop):
 
 
 def test_empty_facts_render():
-    facts = hp.host_facts(hp.Host('/nowhere'))
+    facts = host_facts.host_facts(model.Host('/nowhere'))
     assert '## PCI devices: 0 ready, 0 need preparation, 0 refused' in report.render_markdown(facts)
     assert report.render_dot(facts).count('\n') == 5
     assert '<h2>PCI devices: 0 ready' in report.render_html(facts)
