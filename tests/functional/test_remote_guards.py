@@ -23,6 +23,7 @@ import sys
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from lxml import etree
 
 from test_ssh_target import sshd  # noqa: F401  pylint: disable=unused-import,import-error
 
@@ -66,9 +67,10 @@ def guest_fixture(libvirtd_uri, virsh):
 @pytest.fixture(name='run_faked')
 def run_faked_fixture(tmp_path, collection_pythonpath):
     """Run a module like run_module, with node device documents from ``documents`` (the mocked source)."""
-    def run(name, args, documents):
+    def run(name, args, documents, check_mode=False):
         (tmp_path / 'nodedevs.json').write_text(json.dumps(documents))
-        (tmp_path / 'args.json').write_text(json.dumps({'ANSIBLE_MODULE_ARGS': dict(args, _ansible_check_mode=False)}))
+        (tmp_path / 'args.json').write_text(json.dumps({'ANSIBLE_MODULE_ARGS': dict(args,
+                                                                                    _ansible_check_mode=check_mode)}))
         env = dict(os.environ, PYTHONPATH=str(collection_pythonpath))
         proc = subprocess.run([sys.executable, FAKE, str(tmp_path / 'nodedevs.json'),
                                'ansible_collections.virtdev.libvirt.plugins.modules.' + name,
@@ -96,6 +98,13 @@ def _assert_names_what_was_not_checked(result, device):
 
 def _inactive_xml(virsh, uri, name):
     return virsh(uri, 'dumpxml', '--inactive', name)
+
+
+def _hostdev_addresses(virsh, uri, name):
+    """The PCI addresses of the guest's <hostdev> sources in its persistent definition."""
+    root = etree.fromstring(_inactive_xml(virsh, uri, name).encode())
+    return ['%04x:%02x:%02x.%x' % tuple(int(address.get(part), 16) for part in ('domain', 'bus', 'slot', 'function'))
+            for address in root.iterfind('devices/hostdev/source/address')]
 
 
 def test_a_nonexistent_address_and_a_device_of_another_guest_are_refused_over_ssh(remote_uri, libvirtd_uri, guest,
@@ -141,11 +150,15 @@ def test_a_ready_device_is_assigned_with_the_unchecked_guards_named_and_strict_r
     args = {'uri': remote_uri, 'domain': name, 'config': [{'kind': 'hostdev', 'address': docs.GPU}]}
     strict = run_faked('domain_devices', dict(args, host_checks='strict'), docs.sriov_host())
     assert strict['failed'] and 'host_checks=strict' in strict['msg'] and 'default-route NIC' in strict['msg']
-    assert docs.GPU not in _inactive_xml(virsh, libvirtd_uri, name).replace('0x', '')
+    assert _hostdev_addresses(virsh, libvirtd_uri, name) == []
+    predicted = run_faked('domain_devices', args, docs.sriov_host(), check_mode=True)
+    assert predicted['changed'] and not predicted.get('failed'), predicted.get('msg')
+    _assert_names_what_was_not_checked(predicted, docs.GPU)
+    assert _hostdev_addresses(virsh, libvirtd_uri, name) == []  # check mode wrote nothing
     assigned = run_faked('domain_devices', args, docs.sriov_host())
     assert assigned['changed'] and not assigned.get('failed'), assigned.get('msg')
     _assert_names_what_was_not_checked(assigned, docs.GPU)
-    assert "bus='0x02'" in _inactive_xml(virsh, libvirtd_uri, name)
+    assert _hostdev_addresses(virsh, libvirtd_uri, name) == [docs.GPU]
     again = run_faked('domain_devices', args, docs.sriov_host())
     assert not again['changed'] and not again.get('failed'), again.get('msg')
 
@@ -188,3 +201,14 @@ def test_host_devices_info_on_the_embedded_driver_warns_instead_of_failing(embed
     assert result['rc'] == 0 and not result.get('failed'), result.get('msg')
     assert result['source'] == 'sysfs' and result['pci_devices']
     assert 'gives no node devices' in json.dumps(result['warnings']), result.get('warnings')
+
+
+def test_a_remote_libvirt_without_node_devices_refuses_the_assignment(remote_uri, libvirtd_uri, guest, run_faked,
+                                                                      virsh):
+    name = guest('remote-blind')
+    before = _inactive_xml(virsh, libvirtd_uri, name)
+    result = run_faked('domain_devices', {'uri': remote_uri, 'domain': name,
+                                          'config': [{'kind': 'hostdev', 'address': docs.GPU}]}, None)
+    assert result['failed'] and 'the passthrough guards cannot run' in result['msg'], result['msg']
+    assert 'gives no node devices' in result['msg'] and not result['changed']
+    assert _inactive_xml(virsh, libvirtd_uri, name) == before
