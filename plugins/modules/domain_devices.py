@@ -405,7 +405,6 @@ parsed:
   elements: dict
 '''
 
-import os
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
@@ -418,7 +417,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply impo
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, source
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
 ON_ERROR = ('continue', 'stop')
@@ -615,9 +614,9 @@ class DomainDevices:
         if mode == 'off' or not runs:
             return []
         root, uri = self.params['host_root'], self.params['uri']
-        remote = not same_host(root, uri)
-        source = nodedev_source.NodeDeviceSource(self.connection) if remote else None
-        errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=source)
+        remote = source.reads_node_devices(root, uri)
+        host_source = nodedev_source.NodeDeviceSource(self.connection) if remote else None
+        errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=host_source)
         if any(run.host_requests for run in runs):
             self.host_checks = {'source': nodedev_source.SOURCE if remote else 'sysfs', 'not_checked': []}
             if remote:
@@ -713,13 +712,6 @@ def _host_of(uri):
     """'qemu+ssh://hv1/system' for a URI, without its user, port and query (key files, sockets)."""
     parts = urlsplit(uri)
     return '%s://%s%s' % (parts.scheme, parts.hostname or '', parts.path)
-
-
-def same_host(root, uri):
-    """Whether the guards read sysfs under ``root``: for a URI without a host part (libvirt on this machine) or a
-    fixture tree given as O(host_root). A URI naming a host, even this one (qemu+ssh://127.0.0.1), goes through
-    libvirt's node devices: what the far end of a transport sees is not known here."""
-    return os.path.realpath(root) != '/' or _common.is_local_uri(uri)
 
 
 def host_checks_mode(value):

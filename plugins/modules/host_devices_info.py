@@ -430,14 +430,12 @@ reports:
 import os
 import socket
 
-from urllib.parse import urlsplit
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _libvirt, _pci_ids
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import facts as host_facts
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import (
-    domain_usage, node_device_xml, nodedev_source, report, sysfs_source,
+    domain_usage, node_device_xml, nodedev_source, report, source, sysfs_source,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 
@@ -453,11 +451,6 @@ def argument_spec():
         pci_ids={'type': 'path'},
     )
     return spec
-
-
-def same_host(root, uri):
-    """Whether sysfs under ``root`` and libvirt at ``uri`` describe the same machine."""
-    return os.path.realpath(root) == '/' and not urlsplit(uri).hostname
 
 
 def read_libvirt(module, conn):
@@ -513,7 +506,7 @@ def main():
     if params['pci_ids'] and not os.path.isfile(params['pci_ids']):
         module.fail_json(msg='pci_ids: %r is not a file' % params['pci_ids'])
     # libvirt on another machine: its node devices describe it, this machine's sysfs does not
-    remote = params['libvirt'] and os.path.realpath(root) == '/' and not _common.is_local_uri(params['uri'])
+    remote = params['libvirt'] and source.reads_node_devices(root, params['uri'])
     host = None if remote else sysfs_source.read_host(root, _pci_ids.PciIds.load(ids_path))
 
     usage, libvirt_summary, node_devices, documents, problems = {}, None, [], None, []
@@ -539,11 +532,11 @@ def main():
     facts['problems'].extend(problems)
     if libvirt_summary is not None:
         libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices,
-                                                            compare_groups=same_host(root, params['uri'])))
+                                                            compare_groups=source.sysfs_is_libvirt_host(root, params['uri'])))
         facts['libvirt'] = libvirt_summary
     formats = params['format']
     if any(name != 'facts' for name in formats):
-        machine = urlsplit(params['uri']).hostname if remote else socket.gethostname()
+        machine = source.uri_host(params['uri']) if remote else socket.gethostname()
         title = params['title'] or ('Host devices on %s' % (machine if root == '/' else root))
         facts['reports'] = report.render(facts, formats, title)
     module.exit_json(changed=False, **facts)

@@ -24,7 +24,8 @@ Layers, each a module named for what it is about (lower layers never import high
 - Preparation backends (``prepare``): vfio-pci binding, boot persistence, SR-IOV VF counts, mediated
   devices; each plans first and writes through ``prepare.sysfs_writer`` and ``_files``.
 - ``runner``: the one plan -> check -> apply -> roll back -> read back -> result/diff flow of the
-  host modules (vfio_bind, sriov_vfs, mdev).
+  host modules; ``operations``: one ``runner.Operation`` per module (vfio_bind, sriov_vfs, mdev), so a
+  module is its argument spec, its documentation and ``runner.run(module, Operation)``.
 
 docs/architecture.md ("Host side") draws the layers and follows one vfio_bind run through them.
 """

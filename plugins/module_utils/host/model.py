@@ -9,10 +9,6 @@ filled by a data source (``source``); nothing here reads or writes anything.
 
 from __future__ import annotations
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
-
-
-UUID_RE = _ids.CANONICAL_UUID_RE  # how sysfs names a mediated device
 
 
 # roles of PCI class codes; the longest matching prefix of the 6-digit class code wins

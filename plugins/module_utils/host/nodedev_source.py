@@ -199,7 +199,7 @@ def _mdev_device(doc, host):
     uuid = (_text(cap, 'uuid') or '').lower()
     if not uuid:  # older libvirt: only the name mdev_<uuid with underscores> carries it
         uuid = doc.name[len('mdev_'):len('mdev_') + 36].replace('_', '-')
-    if not model.UUID_RE.match(uuid):
+    if not _ids.CANONICAL_UUID_RE.match(uuid):
         host.problems.append('node device %s: a mediated device without a UUID; ignored' % doc.name)
         return
     mdev_type = cap.find('type')

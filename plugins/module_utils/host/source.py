@@ -29,6 +29,10 @@ The contract a source keeps (``model.Host`` documents each field):
 
 from __future__ import annotations
 
+import os
+
+from urllib.parse import urlsplit
+
 
 class HostSource(object):
     """A place host facts are read from. ``name`` says which in messages; ``read_host()`` returns a
@@ -38,3 +42,22 @@ class HostSource(object):
 
     def read_host(self):
         raise NotImplementedError('%s does not read hosts' % type(self).__name__)
+
+
+def uri_host(uri):
+    """The host name a libvirt URI names (None for this machine: qemu:///system, qemu+unix://, qemu:///embed)."""
+    return urlsplit(uri).hostname
+
+
+def reads_node_devices(root, uri):
+    """Whether the host must be read from libvirt's node devices (``nodedev_source``) rather than sysfs: the
+    real root and a URI that names a host, even this one (qemu+ssh://127.0.0.1/...: what the far end of a
+    transport sees is not assumed to be this machine). A fixture or image root is read as given."""
+    return os.path.realpath(root) == '/' and uri_host(uri) is not None
+
+
+def sysfs_is_libvirt_host(root, uri):
+    """Whether sysfs read below ``root`` is the host libvirt at ``uri`` runs on: the real root and a URI
+    without a host name. Otherwise (a fixture or image root, a remote URI) what one says about a device
+    cannot be compared with what the other says."""
+    return os.path.realpath(root) == '/' and uri_host(uri) is None

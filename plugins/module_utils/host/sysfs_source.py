@@ -41,7 +41,7 @@ IOMMU_UNIT_KINDS = (('dmar', 'intel'), ('ivhd', 'amd'), ('smmu', 'arm-smmu'), ('
 IOMMU_FIRMWARE_TABLES = (('DMAR', 'intel'), ('IVRS', 'amd'), ('IORT', 'arm-smmu'), ('VIOT', 'virtio'))
 
 
-def _read_pci_device(sysroot, host, address, path):
+def _read_pci_device(sysroot, address, path):
     dev = model.PciDevice(address, path)
     for attribute in ('vendor', 'device', 'subsystem_vendor', 'subsystem_device', 'class', 'revision'):
         value = sysroot.read(path + '/' + attribute)
@@ -157,7 +157,7 @@ def _read_pci(sysroot, host):
             target = sysroot.readlink('%s/%s' % (base, name))
             host.problems.append('%s/%s: a dangling link (%s); ignored' % (base, name, target))
             continue
-        host.pci[name] = _read_pci_device(sysroot, host, name, path)
+        host.pci[name] = _read_pci_device(sysroot, name, path)
     for number, members in host.groups.items():
         for member in members:
             dev = host.pci.get(member)
@@ -302,13 +302,6 @@ def read_group_users(sysroot):
     for group in users:
         users[group].sort(key=lambda user: user['pid'])
     return users
-
-
-def vfio_group_users(sysroot, group):
-    """The processes (``[{'pid', 'comm', 'guest'}]``) holding ``/dev/vfio/<group>`` open."""
-    if group is None:
-        return []
-    return read_group_users(sysroot).get(str(group), [])
 
 
 class SysfsSource(source.HostSource):

@@ -92,7 +92,7 @@ class Mdev(runner.Operation):
             raise runner.Failed(str(exc))
         self.host = sysfs_source.read_host(self.root)
         self.sysfs = sysfs_writer.Sysfs(self.root)
-        self.mdev_plan = mdev.plan_mdev(self.host, self.sysfs, self.uuid, self.state, self.parent, self.mdev_type,
+        self.mdev_plan = mdev.plan_mdev(self.host, self.uuid, self.state, self.parent, self.mdev_type,
                                         definitions)
         if self.mdev_plan.errors:
             raise runner.Refused(self.mdev_plan.errors)
@@ -165,9 +165,11 @@ class Mdev(runner.Operation):
         writes = self.sysfs.writes
         if not self.defining:
             return runner.Failed(str(error), changed=bool(writes), writes=writes)
-        return runner.Failed('the mediated device %s was %s but its definition failed: %s'
-                             % (self.uuid, 'created' if self.state == 'present' else 'removed', error),
-                             changed=bool(writes), writes=writes)
+        message = 'the mediated device %s was %s but its definition failed: %s' % (
+            self.uuid, 'created' if self.state == 'present' else 'removed', error)
+        if file_problems:
+            message += '; ' + '; '.join(file_problems)
+        return runner.Failed(message, changed=bool(writes or file_problems), writes=writes)
 
     def read_back(self):
         self.writes = self.sysfs.writes

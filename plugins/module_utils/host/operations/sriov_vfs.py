@@ -39,21 +39,19 @@ class SriovVfs(runner.Operation):
         if rc != 0:
             raise runner.Failed('%s -j link show dev %s failed (rc=%d): %s'
                                 % (self.ip, self.sriov_plan.ifname, rc, (err or out).strip()),
-                                **self._done())
+                                **self.done)
         try:
             return sriov.parse_ip_vfinfo(out)
         except sysfs_writer.PrepareError as exc:
-            raise runner.Failed(str(exc), **self._done())
-
-    def _done(self):
-        """What a failure after the count changed reports (nothing before it)."""
-        return getattr(self, 'done', {})
+            raise runner.Failed(str(exc), **self.done)
 
     def plan(self):
         params = self.params
+        self.done = {}  # what a failure reports once the count changed (nothing before it)
+        self.files_failure = False  # set once only the rules file is left to write
         self.host = sysfs_source.read_host(self.root)
         self.sysfs = sysfs_writer.Sysfs(self.root)
-        self.address = sriov.resolve_pf(self.sysfs.sysroot, self.host, params['pf'])
+        self.address = sriov.resolve_pf(self.sysfs.sysroot, params['pf'])
         self.sriov_plan = sriov.plan_sriov(self.host, self.sysfs, self.address, params['num_vfs'])
         self.vfs = sriov.normalize_vf_settings(params['vfs'], params['num_vfs'])
         if self.vfs and not self.sriov_plan.ifname:
@@ -121,9 +119,12 @@ class SriovVfs(runner.Operation):
             files.apply(change)
 
     def roll_back(self, error, file_problems):
-        if getattr(self, 'files_failure', False):
-            return runner.Failed('writing %s failed: %s' % (_files.resolved(self.root, self.file_changes[0].path), error),
-                                 writes=self.writes, commands=self.commands, changed=bool(self.writes or self.commands))
+        if self.files_failure:
+            message = 'writing %s failed: %s' % (_files.resolved(self.root, self.file_changes[0].path), error)
+            if file_problems:
+                message += '; ' + '; '.join(file_problems)
+            return runner.Failed(message, writes=self.writes, commands=self.commands,
+                                 changed=bool(self.writes or self.commands or file_problems))
         message = str(error)
         before = self.sriov_plan.before['num_vfs']
         if before and any(write['value'] == '0' for write in self.sysfs.writes):

@@ -36,7 +36,7 @@ class VfioBind(runner.Operation):
             self.bind_plan = bind.plan_bind(self.host, self.sysfs, self.addresses, self.driver, params['whole_group'],
                                             params['force'])
         else:
-            self.bind_plan = bind.plan_unbind(self.host, self.sysfs, self.addresses, self.driver, params['whole_group'],
+            self.bind_plan = bind.plan_unbind(self.host, self.addresses, self.driver, params['whole_group'],
                                               params['host_driver'])
         self.devices = [action.as_dict() for action in self.bind_plan.actions]
         if self.bind_plan.errors:
@@ -82,7 +82,7 @@ class VfioBind(runner.Operation):
 
     def predict(self):
         dry = sysfs_writer.Sysfs(self.root, dry_run=True)
-        bind.run_actions(bind.Transaction(dry), self.bind_plan, self.state, self.driver, self.params['host_driver'])
+        bind.run_actions(bind.DriverTransaction(dry), self.bind_plan, self.state, self.driver, self.params['host_driver'])
         self.writes = dry.writes
         if self.initramfs:
             self.commands.append(self.initramfs)
@@ -108,7 +108,7 @@ class VfioBind(runner.Operation):
                                     % (' '.join(self.commands[0]), rc, (err or out).strip() or 'the driver did not register'),
                                     commands=self.commands, devices=self.devices)
         loader = self._modalias_loader() if self.root == '/' and self.state == 'unbound' else None
-        self.transaction = bind.Transaction(self.sysfs, self.params['timeout'], loader)
+        self.transaction = bind.DriverTransaction(self.sysfs, self.params['timeout'], loader)
         self.final = bind.run_actions(self.transaction, self.bind_plan, self.state, self.driver,
                                       self.params['host_driver'])
         for change in self.file_changes:

@@ -155,7 +155,7 @@ def plan_bind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, for
     return plan
 
 
-def plan_unbind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, host_driver=None):
+def plan_unbind(host, addresses, driver=VFIO_DRIVER, whole_group=False, host_driver=None):
     """Plan giving ``addresses`` back to their host drivers. Devices not on ``driver`` (and without an
     override for it) are left alone. A device whose IOMMU group is open (a running guest) is refused:
     the kernel would block in the unbind."""
@@ -195,7 +195,7 @@ def plan_unbind(host, sysfs, addresses, driver=VFIO_DRIVER, whole_group=False, h
     return plan
 
 
-class Transaction:
+class DriverTransaction:
     """Applies device actions one by one; ``rollback()`` puts every touched device back as it was."""
 
     def __init__(self, sysfs, timeout=5.0, load_host_module=None):

@@ -116,7 +116,7 @@ class MdevPlan:
         self.warnings = []
 
 
-def plan_mdev(host, sysfs, uuid, state, parent=None, mdev_type=None, defined=None):
+def plan_mdev(host, uuid, state, parent=None, mdev_type=None, defined=None):
     """The sysfs writes that make mediated device ``uuid`` present (of ``mdev_type`` on ``parent``) or
     absent; ValueError for input that cannot be right (unknown parent or type), ``errors`` for the state
     of the host (no instance available, the UUID taken by another mdev)."""

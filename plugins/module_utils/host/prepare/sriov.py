@@ -24,7 +24,7 @@ IFNAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$')
 SRIOV_RULES_DIR = '/etc/udev/rules.d'
 
 
-def resolve_pf(sysroot, host, pf):
+def resolve_pf(sysroot, pf):
     """A PCI address from ``pf`` (an address or a network interface name); ValueError naming the value."""
     if not isinstance(pf, str) or not pf.strip():
         raise ValueError('pf: give the PF as a PCI address or a network interface name (got %r)' % (pf,))

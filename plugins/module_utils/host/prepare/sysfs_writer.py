@@ -13,8 +13,8 @@ import errno
 import os
 import time
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import below_root
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import root as host_root
 
 
 class PrepareError(Exception):
@@ -51,7 +51,10 @@ class Sysfs:
     def full(self, relative):
         """The full path of ``relative`` with every link resolved inside root (the last part need not
         exist); PrepareError naming the path when it cannot stay inside root."""
-        return _files.resolved(self.root, '/' + relative.lstrip('/'))
+        try:
+            return host_root.real_path(self.root, '/' + relative.lstrip('/'))
+        except host_root.OutsideRoot as exc:
+            raise PrepareError(str(exc))
 
     def write(self, relative, value):
         full = self.full(relative)  # refused before it is recorded or written when it leaves root

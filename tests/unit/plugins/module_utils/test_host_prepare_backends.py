@@ -61,13 +61,13 @@ def test_vfio_group_users(tmp_path):
     os.symlink('/dev/vfio/1', os.path.join(root, 'proc/100/fd/21'))
     os.symlink('/dev/null', os.path.join(root, 'proc/100/fd/0'))
     tree.write('proc/self/comm', 'x\n')
-    assert sysfs_source.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': None}]
-    assert sysfs_source.vfio_group_users(SysRoot(root), 8) == []
+    assert sysfs_source.read_group_users(SysRoot(root)).get('1', []) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': None}]
+    assert sysfs_source.read_group_users(SysRoot(root)).get('8', []) == []
     assert model.describe_users([{'pid': 100, 'comm': 'qemu-system-x86'}]) == 'pid 100 (qemu-system-x86)'
     # libvirt starts QEMU with -name guest=NAME,...: the guest is named
     tree.write('proc/100/cmdline', 'qemu-system-x86_64\0-name\0guest=web,debug-threads=on\0-S\0')
-    assert sysfs_source.vfio_group_users(SysRoot(root), 1) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': 'web'}]
-    assert model.describe_users(sysfs_source.vfio_group_users(SysRoot(root), 1)) == 'guest web (pid 100 qemu-system-x86)'
+    assert sysfs_source.read_group_users(SysRoot(root)).get('1', []) == [{'pid': 100, 'comm': 'qemu-system-x86', 'guest': 'web'}]
+    assert model.describe_users(sysfs_source.read_group_users(SysRoot(root)).get('1', [])) == 'guest web (pid 100 qemu-system-x86)'
 
 
 @pytest.mark.parametrize('driver, ok', [

@@ -14,6 +14,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import source
 from ansible_collections.virtdev.libvirt.plugins.modules import host_devices_info
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import FIXTURES, build
 
@@ -199,7 +200,7 @@ def test_groups_compared_on_this_host(capsys, monkeypatch):
     ('/', 'qemu+tcp://10.0.0.7/system', False),
     ('/srv/copy', 'qemu:///system', False),
 ])
-def test_same_host(root, uri, expected, tmp_path):
+def test_sysfs_is_libvirt_host(root, uri, expected, tmp_path):
     if root != '/':
         root = str(tmp_path)
-    assert host_devices_info.same_host(root, uri) is expected
+    assert source.sysfs_is_libvirt_host(root, uri) is expected

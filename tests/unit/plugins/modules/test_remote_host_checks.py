@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, report
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, report, source
 from ansible_collections.virtdev.libvirt.plugins.modules import domain_devices, host_devices_info
 from ansible_collections.virtdev.libvirt.tests.unit import nodedev_docs as docs
 
@@ -26,7 +26,7 @@ from ansible_collections.virtdev.libvirt.tests.unit import nodedev_docs as docs
 def test_which_host_source_the_guards_read(root, uri, sysfs, tmp_path):
     if root != '/':
         root = str(tmp_path)
-    assert domain_devices.same_host(root, uri) is sysfs
+    assert source.reads_node_devices(root, uri) is not sysfs
 
 
 @pytest.mark.parametrize('value, mode', [(True, 'on'), (False, 'off'), ('yes', 'on'), ('false', 'off'),
