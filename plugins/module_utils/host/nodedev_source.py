@@ -205,8 +205,8 @@ def _mdev_device(doc, host):
     mdev_type = cap.find('type')
     group = cap.find('iommuGroup')
     host.mdevs[uuid] = model.MdevDevice(uuid, _ids.pci_of_nodedev_name(doc.parent) or doc.parent,
-                                            mdev_type.get('id') if mdev_type is not None else None,
-                                            _int(group.get('number')) if group is not None else None)
+                                        mdev_type.get('id') if mdev_type is not None else None,
+                                        _int(group.get('number')) if group is not None else None)
 
 
 def _usb_device(doc, host, by_nodedev_name):
