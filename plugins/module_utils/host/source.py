@@ -10,9 +10,9 @@ ever see that model. Two sources:
 - ``sysfs_source.SysfsSource(root)``: sysfs and procfs below a root (this machine, an image, a fixture
   tree). It sees everything, including what makes a device host-critical (mounts, routes, input devices)
   and which processes hold vfio groups open.
-- a libvirt node-device source (for ``qemu+ssh://`` and other remote URIs, where the host's sysfs is not
-  readable): it builds the same model from ``virConnectListAllDevices`` and each device's XML
-  (``node_device_xml.parse_node_device`` reads the parts that matter).
+- ``nodedev_source.NodeDeviceSource(connection)`` (for ``qemu+ssh://`` and other remote URIs, where the
+  host's sysfs is not readable): it builds the same model from ``virConnectListAllDevices`` and each
+  device's XML, and names the guards it cannot answer (``nodedev_source.NOT_CHECKED``).
 
 The contract a source keeps (``model.Host`` documents each field):
 
