@@ -531,8 +531,8 @@ def main():
     facts['source'] = nodedev_source.SOURCE if remote else 'sysfs'
     facts['problems'].extend(problems)
     if libvirt_summary is not None:
-        same_machine = source.sysfs_is_libvirt_host(root, params['uri'])
-        libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices, compare_groups=same_machine))
+        compare_groups = source.sysfs_is_libvirt_host(root, params['uri'])
+        libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices, compare_groups=compare_groups))
         facts['libvirt'] = libvirt_summary
     formats = params['format']
     if any(name != 'facts' for name in formats):

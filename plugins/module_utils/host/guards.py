@@ -101,7 +101,6 @@ def _describe(host, address):
     return '%s (%s, driver %s)' % (address, dev.class_label, dev.driver or 'none')
 
 
-
 def describe_group(host, address):
     """'IOMMU group 10: 0000:43:00.0 (3D controller, driver vfio-pci), ...' for the group of ``address``."""
     dev = host.pci.get(address)
@@ -109,7 +108,6 @@ def describe_group(host, address):
         return None
     return 'IOMMU group %d: %s' % (dev.iommu_group, ', '.join(_describe(host, member)
                                                               for member in host.group_members(address)))
-
 
 
 def _iommu_off_message(host):
@@ -652,7 +650,6 @@ def summarize(findings):
     if steps:
         return NEEDS_PREPARATION, reasons, steps, warnings
     return READY, reasons, steps, warnings
-
 
 
 def verdict(host, address, usage=None):

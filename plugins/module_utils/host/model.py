@@ -10,7 +10,6 @@ filled by a data source (``source``); nothing here reads or writes anything.
 from __future__ import annotations
 
 
-
 # roles of PCI class codes; the longest matching prefix of the 6-digit class code wins
 BRIDGE, HOST_BRIDGE, CHIPSET, DISPLAY, AUDIO, NETWORK, STORAGE, USB_CONTROLLER, OTHER = (
     'bridge', 'host_bridge', 'chipset', 'display', 'audio', 'network', 'storage', 'usb_controller', 'other')

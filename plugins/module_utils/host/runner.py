@@ -137,8 +137,8 @@ def run(module, operation_class):
     except ValueError as exc:
         _fail(module, operation, Failed('%s%s' % (exc, NOTHING_CHANGED)))
     except Refused as exc:
-        _fail(module, operation, Failed('refused, nothing was changed: %s' % exc, changed=False, errors=exc.errors,
-                                             **exc.data))
+        refusal = Failed('refused, nothing was changed: %s' % exc, changed=False, errors=exc.errors, **exc.data)
+        _fail(module, operation, refusal)
     except Failed as exc:
         _fail(module, operation, exc)
     for warning in operation.warnings:

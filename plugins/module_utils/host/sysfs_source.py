@@ -188,7 +188,7 @@ def _read_mdevs(sysroot, host):
         group = os.path.basename((sysroot.readlink(path + '/iommu_group') or '').rstrip('/')) or None
         parent = os.path.basename(os.path.dirname(path))
         host.mdevs[uuid] = model.MdevDevice(uuid, parent, os.path.basename(type_path) if type_path else None,
-                                      int(group) if group and group.isdigit() else None)
+                                            int(group) if group and group.isdigit() else None)
 
 
 def _read_usb(sysroot, host):

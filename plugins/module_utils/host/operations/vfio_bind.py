@@ -50,9 +50,9 @@ class VfioBind(runner.Operation):
         self.commands = []
         if self.state == 'bound' and self.bind_plan.need_driver_load:
             if self.root != '/':
+                module_name = bind.module_of_driver(self.driver)
                 raise runner.Failed('driver: %s is not loaded under %s (no sys/bus/pci/drivers/%s); load it there '
-                                    '(modprobe %s) (nothing was changed)' % (self.driver, self.root, self.driver,
-                                                                              bind.module_of_driver(self.driver)),
+                                    '(modprobe %s) (nothing was changed)' % (self.driver, self.root, self.driver, module_name),
                                     devices=self.devices)
             modprobe = self.module.get_bin_path('modprobe', required=True)
             self.commands.append([modprobe, bind.module_of_driver(self.driver)])

@@ -280,7 +280,7 @@ class DriverTransaction:
         final = sysfs.wait_driver(address, lambda found: found == before['driver'], self.timeout)
         if final != before['driver']:
             raise sysfs_writer.PrepareError('%s: rollback left it on %s instead of %s'
-                               % (address, final or 'no driver', before['driver'] or 'no driver'))
+                                            % (address, final or 'no driver', before['driver'] or 'no driver'))
 
 
 def run_actions(transaction, plan, state, driver, host_driver=None):

@@ -73,8 +73,8 @@ def plan_mdevctl_files(root, uuid, state, parent, mdev_type, autostart, definiti
                 previous = None
         if isinstance(previous, dict) and previous.get('mdev_type') == mdev_type and previous.get('start') == start:
             return changes
-        changes.append(_files.FileChange(path, before, render_mdevctl(mdev_type, start,
-                                                               previous if isinstance(previous, dict) else None)))
+        previous = previous if isinstance(previous, dict) else None
+        changes.append(_files.FileChange(path, before, render_mdevctl(mdev_type, start, previous)))
         return changes
     for definition in definitions.get(uuid, []):
         if parent is None or definition['parent'] == parent:
