@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import sys
-from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt, _secrets, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import source
 
 CONNECTION_ARGS = {
     'uri': {'type': 'str', 'default': 'qemu:///system', 'fallback': (env_fallback, ['LIBVIRT_DEFAULT_URI'])},
@@ -104,5 +104,6 @@ def mask_secrets(module):
 
 
 def is_local_uri(uri):
-    """Whether libvirt at ``uri`` runs on this machine (no host name in the URI)."""
-    return not urlsplit(uri).hostname
+    """Whether libvirt at ``uri`` runs on this machine (no host name in the URI; ``host.source`` decides
+    which host facts the passthrough guards read from the same rule)."""
+    return source.uri_host(uri) is None

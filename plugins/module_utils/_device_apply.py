@@ -32,6 +32,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import (
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import host_devices, removal_consent
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 # The host side's passthrough guards: the one place the device layer reaches into the host side (preflight).
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
@@ -149,6 +150,7 @@ class DomainRun:
         self.error = None           # why this guest failed, when it did
         self.skipped = None         # why this guest was not attempted (an earlier failure stopped the run)
         self.refusals = []          # host-device guards that refused this guest's assignments
+        self.host_requests = []     # the host devices the passthrough guards judged for this guest
 
     # -- planning (reads only) ------------------------------------------------------------------
     def prepare(self):
@@ -733,11 +735,14 @@ def _assignment_requests(run):
     return list(unique.values())
 
 
-def preflight(connection, runs, host_root, force):
+def preflight(connection, runs, host_root, force, host_source=None):
     """Check every host device the runs would assign, before anything is written.
 
     Returns (errors, warnings). Runs that assign nothing cost nothing: sysfs and the other domains are
-    read only when some run adds or changes a passthrough device.
+    read only when some run adds or changes a passthrough device. ``host_source``: a ``host.source.HostSource``
+    when the host is not this machine's sysfs under ``host_root`` (a remote host's node devices,
+    ``host.nodedev_source``); when it raises ``NodeDevicesUnavailable`` every run that assigns a device is
+    refused.
     """
     wanted, errors = [], []
     for run in runs:
@@ -749,7 +754,15 @@ def preflight(connection, runs, host_root, force):
     wanted = [(run, requests) for run, requests in wanted if requests]
     if not wanted:
         return errors, []
-    host = host_preflight.read_host(host_root)
+    for run, requests in wanted:
+        run.host_requests = requests
+    try:
+        host = host_source.read_host() if host_source is not None else host_preflight.read_host(host_root)
+    except nodedev_source.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked
+        for run, _requests in wanted:
+            run.refusals = ['the passthrough guards cannot run: %s' % exc]
+            errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+        return errors, []
     try:
         usage = host_preflight.usage_from_domains(connection.domain_definitions())
     except ValueError as exc:  # another guest's XML we cannot read: its devices cannot be ruled out

@@ -11,7 +11,9 @@ guest under its lock and puts the result together (docs/architecture.md).
 
 from __future__ import annotations
 
-import os
+from urllib.parse import urlsplit
+
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _ids, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
@@ -19,6 +21,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply impo
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, source
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
 ON_ERROR = ('continue', 'stop')
@@ -50,6 +53,7 @@ class DomainDevices:
         self.module = module
         self.params = module.params
         self.connection = None
+        self.host_checks = None  # what the passthrough guards read and what they could not check
 
     def fail(self, msg, **extra):
         self.module.fail_json(msg=msg, **extra)
@@ -180,20 +184,54 @@ class DomainDevices:
 
     def check_host(self, runs):
         """Passthrough guards for every host device the runs would assign (before any write): refused guests
-        fail (with on_error=stop, nothing is written then). Returns the refusals."""
-        if not self.params['host_checks'] or not runs:
+        fail (with on_error=stop, nothing is written then). Returns the refusals.
+
+        The host is read from sysfs when libvirt runs on this machine, else from libvirt's node devices, and
+        the guards those cannot answer are named per device (refused with host_checks=strict)."""
+        mode = host_checks_mode(self.params['host_checks'])
+        if mode == 'off' or not runs:
             return []
-        root = self.params['host_root']
-        if not host_checks_apply(root, self.params['uri']):
-            self.module.warn('host checks skipped: %s is not the machine this module runs on (its sysfs under %s '
-                             'says nothing about that host)' % (self.params['uri'], root))
-            return []
-        errors, warnings = preflight(self.connection, runs, root, self.params['force'])
+        root, uri = self.params['host_root'], self.params['uri']
+        remote = source.reads_node_devices(root, uri)
+        host_source = nodedev_source.NodeDeviceSource(self.connection) if remote else None
+        errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=host_source)
+        if any(run.host_requests for run in runs):
+            self.host_checks = {'source': nodedev_source.SOURCE if remote else 'sysfs', 'not_checked': []}
+            if remote:
+                errors += self.not_checked_remotely(runs, uri, strict=mode == 'strict')
         for warning in warnings:
             self.module.warn(warning)
         for run in runs:
             if run.refusals:
                 run.fail('refused to assign host devices, nothing of it was written: %s' % '; '.join(run.refusals))
+        return errors
+
+    def not_checked_remotely(self, runs, uri, strict):
+        """Name, per device, the guards libvirt's node devices cannot answer; with ``strict`` they refuse the run.
+        Returns the new refusals."""
+        errors = []
+        for run in runs:
+            devices = []
+            for request in run.host_requests:
+                rows = nodedev_source.not_checked(request['type'])
+                device = request.get('address') or request.get('uuid') or (
+                    '%s:%s' % (request['vendor'], request['product']) if request.get('vendor')
+                    else 'usb bus %s device %s' % (request.get('bus'), request.get('device')))
+                self.host_checks['not_checked'].append({'domain': run.name, 'device': device,
+                                                        'where': request.get('where'), 'guards': rows})
+                devices.append('%s (%s)' % (request.get('where'), device))
+            if not devices:
+                continue
+            rows = [row for request in run.host_requests for row in nodedev_source.not_checked(request['type'])]
+            what = '; '.join(_unique('%s: %s' % (row['guard'], row['what']) for row in rows))
+            message = ('over %s the guards run on libvirt\'s node devices, which cannot answer these for %s: %s'
+                       % (_host_of(uri), ', '.join(devices), what))
+            if strict:
+                run.refusals.append('host_checks=strict and %s [guard not checked]' % message)
+                errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
+            else:
+                self.module.warn('domain %s: not checked: %s (host_checks: strict refuses instead)' % (run.name,
+                                                                                                       message))
         return errors
 
     def finish(self, runs, results, diffs, refusals):
@@ -207,6 +245,8 @@ class DomainDevices:
                 outcome.pop(key, None)
         if refusals:
             outcome['refusals'] = refusals
+        if self.host_checks is not None:
+            outcome['host_checks'] = self.host_checks
         if diffs:
             outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
         failed = [run for run in runs if run.error is not None]
@@ -237,10 +277,26 @@ def _names(names, shown=20):
     return text + (' and %d more' % (len(names) - shown) if len(names) > shown else '')
 
 
-def host_checks_apply(root, uri):
-    """Whether the passthrough guards may read sysfs under ``root`` for libvirt at ``uri``: a local URI, or
-    a host root other than / (a prepared tree that stands for the libvirt host)."""
-    return os.path.realpath(root) != '/' or _common.is_local_uri(uri)
+def _unique(items):
+    """The items in their order, each once."""
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _host_of(uri):
+    """'qemu+ssh://hv1/system' for a URI, without its user, port and query (key files, sockets)."""
+    parts = urlsplit(uri)
+    return '%s://%s%s' % (parts.scheme, parts.hostname or '', parts.path)
+
+
+def host_checks_mode(value):
+    """'on', 'off' or 'strict' from O(host_checks) (a boolean or V(strict)); validated in main()."""
+    if isinstance(value, str) and value.strip().lower() == 'strict':
+        return 'strict'
+    return 'on' if boolean(value, strict=True) else 'off'
 
 
 def run(module):
@@ -253,6 +309,10 @@ def run(module):
     if state in WRITING_STATES and not (module.params['domain'] or module.params['uuid']) \
             and module.params['domains'] is None:
         module.fail_json(msg='domain: state=%s needs domain (or uuid, or domains)' % state)
+    try:
+        host_checks_mode(module.params['host_checks'])
+    except TypeError:
+        module.fail_json(msg='host_checks: %r is not one of true, false, strict' % (module.params['host_checks'],))
     for option, low, high in RANGES:
         if not low <= module.params[option] <= high:
             module.fail_json(msg='%s: %r is out of range (%d..%d)' % (option, module.params[option], low, high))

@@ -169,10 +169,18 @@ options:
         its IOMMU group is viable, it is not host-critical (the root disk's controller, the default-route
         NIC, the boot VGA, bridges), not used by another domain, and that a PF and its VFs are not both
         assigned. See C(docs/host_devices.md).
-      - The checks read sysfs under O(host_root); with a remote O(uri) and the real root they are skipped with
-        a warning, since this machine's sysfs says nothing about that host.
+      - When libvirt runs on this machine (an O(uri) without a host name) the checks read sysfs under
+        O(host_root). With a O(uri) that names a host (V(qemu+ssh://hv1/system), V(qemu+tls://hv1/system), even
+        V(127.0.0.1)) they read the same facts from that host's libvirt node devices and run the same guards;
+        the guards node devices cannot answer (the root disk's controller, the default-route NIC, the boot VGA,
+        other mounts, /dev/vfio, reset method, interrupt remapping, ACS override) are named per device in
+        RV(host_checks) and in a warning. See C(docs/deploying.md).
+      - V(strict) refuses, over such a URI, every guest that would get a host device whose guards could not all
+        be checked; V(true) assigns it with the warning. When libvirt gives no node devices the assignment is
+        refused either way.
       - Set V(false) only to prepare definitions for another host.
-    type: bool
+      - A boolean or V(strict).
+    type: raw
     default: true
   host_root:
     description: Directory under which the host checks read C(/sys), C(/proc) and C(/dev/vfio) (for tests).
@@ -343,6 +351,16 @@ guest_state:
   returned: when O(domain) is used with merged, replaced, overridden or deleted
   type: str
   sample: running
+host_checks:
+  description:
+    - What the passthrough guards read (C(source), V(sysfs) or V(libvirt node devices)) and, over a URI that
+      names a host, C(not_checked) - per host device, C(domain), C(device) (address, UUID or USB ids), C(where)
+      (the entry of O(config)) and C(guards) (C(guard), C(what), C(why)), the guards libvirt's node devices cannot
+      answer.
+  returned: when a run assigned or changed a host device and O(host_checks) is not false
+  type: dict
+  sample: {source: libvirt node devices, not_checked: [{domain: web, device: "0000:01:00.0", where: "config[0]",
+           guards: [{guard: host_critical, what: the default-route NIC, why: "node devices name ..."}]}]}
 refusals:
   description: Why host devices were refused, one entry per guard that failed.
   returned: when the host checks refused an assignment
@@ -416,7 +434,7 @@ def argument_spec():
         on_error={'type': 'str', 'default': 'continue', 'choices': list(_device_runner.ON_ERROR)},
         lock_timeout={'type': 'int', 'default': 300},
         allow_live_removal={'type': 'list', 'elements': 'str', 'default': [], 'choices': list(LIVE_REMOVAL_CLASSES)},
-        host_checks={'type': 'bool', 'default': True},
+        host_checks={'type': 'raw', 'default': True},
         host_root={'type': 'path', 'default': '/'},
         force={'type': 'bool', 'default': False},
     )

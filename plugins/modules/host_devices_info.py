@@ -47,6 +47,7 @@ options:
         a chroot or a copy of another host's sysfs. Symbolic links are resolved inside it.
       - Domain usage and node devices always come from O(uri); with a O(root) other than V(/) or a remote
         O(uri) libvirt's IOMMU groups are not compared with the ones read under O(root).
+      - With a remote O(uri) and O(root=/) the devices are read from libvirt's node devices (RV(source)).
     type: path
     default: /
   format:
@@ -78,8 +79,11 @@ notes:
     same guards for the whole set of host devices given to a domain before it writes anything, and
     refuses unsafe assignments.
   - Reading sysfs needs no privileges; reading the list of domains of V(qemu:///system) may.
-  - sysfs is read on the host the module runs on. Use a local O(uri) (the default); with a remote one
-    such as V(qemu+ssh://other/system), RV(pci_devices[].used_by) names the domains of that other host.
+  - With a local O(uri) (the default) sysfs is read on the host the module runs on. With one that names a host,
+    such as V(qemu+ssh://hv1/system) from the controller, the host is read from that host's libvirt node devices
+    (see RV(source)); with O(libvirt=false) it cannot be, and this machine's sysfs is read.
+  - A libvirt driver without node devices (the embedded driver V(qemu:///embed)) gives a warning, not a failure;
+    locally the inventory comes from sysfs all the same; over a remote O(uri) it is empty.
 seealso:
   - module: virtdev.libvirt.domain_devices
 '''
@@ -117,10 +121,20 @@ EXAMPLES = r'''
 
 RETURN = r'''
 root:
-  description: The O(root) the host was read under.
+  description: The O(root) the host was read under (V(libvirt node devices) when RV(source) is that).
   returned: always
   type: str
   sample: /
+source:
+  description:
+    - Where the devices were read. V(sysfs) under O(root) on the machine the module runs on; V(libvirt node devices)
+      when O(uri) names a host (V(qemu+ssh://hv1/system), V(qemu+tls://hv1/system)) and O(root) is V(/); the
+      inventory and verdicts are then those of that host, with RV(pci_devices[].not_available) and
+      RV(pci_devices[].not_checked) naming what node devices cannot tell. Its RV(iommu) holds only C(enabled),
+      C(groups) and C(vfio_device) (V(null) when not known), RV(kernel_cmdline) is empty.
+  returned: always
+  type: str
+  sample: sysfs
 iommu:
   description: IOMMU and vfio state of the kernel.
   returned: always
@@ -300,6 +314,21 @@ pci_devices:
       description: Inconsistencies found in its sysfs entries.
       type: list
       elements: str
+    not_available:
+      description:
+        - Read from libvirt's node devices (RV(source)), the fields of this entry node devices do not carry; they
+          are V(null) (V([]) for C(host_critical), which then holds only the chipset functions known by class).
+      returned: when RV(source) is V(libvirt node devices)
+      type: list
+      elements: str
+    not_checked:
+      description:
+        - Read from libvirt's node devices, the guards of the verdict that could not be checked (C(guard), C(what),
+          C(why)), such as the root disk's controller, the default-route NIC, the boot VGA and the other facts node
+          devices do not carry. The verdict holds for everything else.
+      returned: when RV(source) is V(libvirt node devices)
+      type: list
+      elements: dict
   sample:
     - address: "0000:01:00.0"
       vendor: "0x10de"
@@ -405,7 +434,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _libvirt, _pci_ids
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import facts as host_facts
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import domain_usage, node_device_xml, report, source, sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import (
+    domain_usage, node_device_xml, nodedev_source, report, source, sysfs_source,
+)
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 
 
@@ -439,13 +470,28 @@ def read_libvirt(module, conn):
         usage = domain_usage.usage_from_domains(domains)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
+    try:
+        documents = nodedev_source.NodeDeviceSource(conn).documents()
+    except nodedev_source.NodeDevicesUnavailable as exc:  # the embedded driver has none: inventory without them
+        module.warn('%s; the inventory has no node devices of libvirt' % exc)
+        documents = None
     node_devices = []
-    for device in conn.node_devices():
+    for text in documents or ():
         try:
-            node_devices.append(node_device_xml.parse_node_device(conn.node_device_xml(device)))
-        except (LibvirtFailure, ValueError) as exc:
+            node_devices.append(node_device_xml.parse_node_device(text))
+        except ValueError as exc:
             problems.append('a node device could not be read: %s' % exc)
-    return usage, len(domains), node_devices, problems
+    return usage, len(domains), (node_devices, documents), problems
+
+
+def remote_facts(host, usage):
+    """host_facts of a host read from node devices, each PCI device marked with what they could not tell."""
+    facts = host_facts.host_facts(host, usage)
+    for entry in facts['pci_devices']:
+        entry['not_available'] = list(nodedev_source.UNAVAILABLE_FACTS)
+        entry['not_checked'] = nodedev_source.not_checked('pci')
+    facts['kernel_cmdline'] = ''
+    return facts
 
 
 def main():
@@ -459,23 +505,30 @@ def main():
     ids_path = params['pci_ids'] or _pci_ids.find_pci_ids(root)
     if params['pci_ids'] and not os.path.isfile(params['pci_ids']):
         module.fail_json(msg='pci_ids: %r is not a file' % params['pci_ids'])
-    host = sysfs_source.read_host(root, _pci_ids.PciIds.load(ids_path))
+    # libvirt on another machine: its node devices describe it, this machine's sysfs does not
+    remote = params['libvirt'] and source.reads_node_devices(root, params['uri'])
+    host = None if remote else sysfs_source.read_host(root, _pci_ids.PciIds.load(ids_path))
 
-    usage, libvirt_summary, node_devices, problems = {}, None, [], []
+    usage, libvirt_summary, node_devices, documents, problems = {}, None, [], None, []
     if params['libvirt']:
         try:
             conn = _libvirt.Connection(params['uri'], readonly=True)
         except LibvirtFailure as exc:
             module.fail_json(msg='%s (set libvirt: false to inventory the host without libvirt)' % exc)
         try:
-            usage, domain_count, node_devices, problems = read_libvirt(module, conn)
+            usage, domain_count, (node_devices, documents), problems = read_libvirt(module, conn)
         except LibvirtFailure as exc:
             module.fail_json(msg='%s (set libvirt: false to inventory the host without libvirt)' % exc)
         finally:
             conn.close()
         libvirt_summary = {'uri': params['uri'], 'domains': domain_count}
 
-    facts = host_facts.host_facts(host, usage)
+    if remote:
+        host = nodedev_source.read_host(documents or ())
+        facts = remote_facts(host, usage)
+    else:
+        facts = host_facts.host_facts(host, usage)
+    facts['source'] = nodedev_source.SOURCE if remote else 'sysfs'
     facts['problems'].extend(problems)
     if libvirt_summary is not None:
         compare_groups = source.sysfs_is_libvirt_host(root, params['uri'])
@@ -483,7 +536,8 @@ def main():
         facts['libvirt'] = libvirt_summary
     formats = params['format']
     if any(name != 'facts' for name in formats):
-        title = params['title'] or ('Host devices on %s' % (socket.gethostname() if root == '/' else root))
+        machine = source.uri_host(params['uri']) if remote else socket.gethostname()
+        title = params['title'] or ('Host devices on %s' % (machine if root == '/' else root))
         facts['reports'] = report.render(facts, formats, title)
     module.exit_json(changed=False, **facts)
 

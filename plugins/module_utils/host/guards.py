@@ -190,7 +190,8 @@ def _pci_group(subject):
 
 def _pci_vfio(subject):
     host = subject.host
-    if host.iommu_enabled and subject.dev.iommu_group is not None and not host.iommu.get('vfio_device'):
+    # None: not known (a remote host's node devices): no finding, the source names it as not checked
+    if host.iommu_enabled and subject.dev.iommu_group is not None and host.iommu.get('vfio_device') is False:
         return [Finding('vfio', '/dev/vfio/vfio is missing: the vfio modules are not loaded',
                         step={'action': 'load_module', 'module': 'vfio-pci', 'message': 'load the vfio-pci module'})]
     return []

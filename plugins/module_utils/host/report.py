@@ -72,14 +72,16 @@ def _iommu_rows(facts):
     modules = sorted(name for name, loaded in (iommu.get('modules') or {}).items() if loaded)
     cmdline = ' '.join(key if value is True else '%s=%s' % (key, value)
                        for key, value in sorted((iommu.get('cmdline') or {}).items()))
-    remapping = iommu.get('interrupt_remapping')
+    remapping, vfio = iommu.get('interrupt_remapping'), iommu.get('vfio_device')
+    # read from libvirt's node devices (a remote host), the kernel's state is not known: never 'none' or 'no'
+    unknown = 'not known (read from %s)' % iommu['source'] if iommu.get('source') else None
     return [
         ('IOMMU', state),
         ('Interrupt remapping', 'unknown' if remapping is None else _text(remapping)),
-        ('/dev/vfio/vfio', 'present' if iommu.get('vfio_device') else 'missing'),
-        ('Loaded modules', ', '.join(modules) or 'none'),
-        ('IOMMU kernel parameters', cmdline or 'none'),
-        ('ACS override', _text(bool(iommu.get('acs_override')))),
+        ('/dev/vfio/vfio', 'unknown' if vfio is None else 'present' if vfio else 'missing'),
+        ('Loaded modules', unknown or ', '.join(modules) or 'none'),
+        ('IOMMU kernel parameters', unknown or cmdline or 'none'),
+        ('ACS override', unknown or _text(bool(iommu.get('acs_override')))),
     ]
 
 

@@ -10,9 +10,9 @@ ever see that model. Two sources:
 - ``sysfs_source.SysfsSource(root)``: sysfs and procfs below a root (this machine, an image, a fixture
   tree). It sees everything, including what makes a device host-critical (mounts, routes, input devices)
   and which processes hold vfio groups open.
-- a libvirt node-device source (for ``qemu+ssh://`` and other remote URIs, where the host's sysfs is not
-  readable): it builds the same model from ``virConnectListAllDevices`` and each device's XML
-  (``node_device_xml.parse_node_device`` reads the parts that matter).
+- ``nodedev_source.NodeDeviceSource(connection)`` (for ``qemu+ssh://`` and other remote URIs, where the
+  host's sysfs is not readable): it builds the same model from ``virConnectListAllDevices`` and each
+  device's XML, and names the guards it cannot answer (``nodedev_source.NOT_CHECKED``).
 
 The contract a source keeps (``model.Host`` documents each field):
 
@@ -44,8 +44,20 @@ class HostSource(object):
         raise NotImplementedError('%s does not read hosts' % type(self).__name__)
 
 
+def uri_host(uri):
+    """The host name a libvirt URI names (None for this machine: qemu:///system, qemu+unix://, qemu:///embed)."""
+    return urlsplit(uri).hostname
+
+
+def reads_node_devices(root, uri):
+    """Whether the host must be read from libvirt's node devices (``nodedev_source``) rather than sysfs: the
+    real root and a URI that names a host, even this one (qemu+ssh://127.0.0.1/...: what the far end of a
+    transport sees is not assumed to be this machine). A fixture or image root is read as given."""
+    return os.path.realpath(root) == '/' and uri_host(uri) is not None
+
+
 def sysfs_is_libvirt_host(root, uri):
     """Whether sysfs read below ``root`` is the host libvirt at ``uri`` runs on: the real root and a URI
     without a host name. Otherwise (a fixture or image root, a remote URI) what one says about a device
     cannot be compared with what the other says."""
-    return os.path.realpath(root) == '/' and not urlsplit(uri).hostname
+    return os.path.realpath(root) == '/' and uri_host(uri) is None
