@@ -12,6 +12,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.virtdev.libvirt.plugins.filter.guest_plan import guest_plan, resolve_profile
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _domain_settings
+from ansible_collections.virtdev.libvirt.plugins.modules import domain
 
 ROLE_VARS = 'roles/guest/vars/main.yml'
 ROLE_DEFAULTS = 'roles/guest/defaults/main.yml'
@@ -29,8 +30,8 @@ def builtin(request):
 def defaults(request):
     with open(request.config.rootpath / ROLE_DEFAULTS, encoding='utf-8') as handle:
         role = yaml.safe_load(handle)
-    return {key: role['guest_' + key] for key in ('profile', 'type', 'machine', 'firmware', 'memory', 'vcpus',
-                                                    'hotplug_ports', 'networks', 'state')}
+    keys = ('profile', 'type', 'machine', 'firmware', 'memory', 'vcpus', 'hotplug_ports', 'networks', 'state')
+    return {key: role['guest_' + key] for key in keys}
 
 
 def _kinds(plan):
@@ -50,7 +51,6 @@ def test_every_builtin_profile_plans_valid_devices_and_settings(builtin, default
 
 
 def _full_params(params):
-    from ansible_collections.virtdev.libvirt.plugins.modules import domain
     full = {key: None for key in domain.argument_spec()}
     full.update(params)
     return full
