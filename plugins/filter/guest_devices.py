@@ -12,7 +12,8 @@ version_added: 0.1.0
 description:
   - Turns short lists of networks, disks and host devices plus a profile (NIC model, disk bus, fixed
     devices) into the O(virtdev.libvirt.domain_devices#module:config) list of the
-    M(virtdev.libvirt.domain_devices) module. Used by the P(virtdev.libvirt.guest#role) role.
+    M(virtdev.libvirt.domain_devices) module. The P(virtdev.libvirt.guest#role) role uses the fuller
+    C(virtdev.libvirt.guest_plan) filter, which also resolves profiles.
   - Disks without a C(target) get the profile's prefix and the next free name as the Linux kernel names
     disks (vdb, vdc, ... vdz, vdaa, vdab, ...).
 author:
@@ -58,68 +59,7 @@ _value:
   elements: dict
 '''
 
-import itertools
-
-from ansible.errors import AnsibleFilterError
-
-SOURCE_KEYS = ('network', 'bridge', 'direct', 'user', 'hostdev')
-DISK_SOURCE_KEYS = ('file', 'block', 'volume')
-DISK_OPTIONS = ('format', 'bus', 'device', 'readonly', 'cache', 'io', 'discard', 'serial')
-
-
-def _nic(network, profile, index):
-    if not isinstance(network, dict) or not any(key in network for key in SOURCE_KEYS):
-        raise AnsibleFilterError('networks[%d]: %r needs one of %s' % (index, network, ', '.join(SOURCE_KEYS)))
-    source = {key: value for key, value in network.items() if key in SOURCE_KEYS or key == 'mode'}
-    nic = {'kind': 'interface', 'source': source, 'model': network.get('model', profile['nic_model'])}
-    if network.get('mac'):
-        nic['mac'] = network['mac']
-    return nic
-
-
-def disk_letters(number):
-    """The letters of the ``number``-th disk (0 -> a, 25 -> z, 26 -> aa, 701 -> zz, 702 -> aaa), as the Linux
-    kernel names disks (sd_format_disk_name): vdz is followed by vdaa."""
-    letters = ''
-    number += 1
-    while number:
-        number, remainder = divmod(number - 1, 26)
-        letters = chr(ord('a') + remainder) + letters
-    return letters
-
-
-def _disk(disk, profile, index, used):
-    if not isinstance(disk, dict) or not any(key in disk for key in DISK_SOURCE_KEYS + ('device',)):
-        raise AnsibleFilterError('disks[%d]: %r needs one of %s' % (index, disk, ', '.join(DISK_SOURCE_KEYS)))
-    target = disk.get('target')
-    if not target:
-        # vda is the boot disk of most images: generated names start at the second letter
-        target = next(profile['disk_prefix'] + disk_letters(number) for number in itertools.count(1)
-                      if profile['disk_prefix'] + disk_letters(number) not in used)
-    used.add(target)
-    result = {'kind': 'disk', 'target': target, 'bus': disk.get('bus', profile['disk_bus'])}
-    source = {key: disk[key] for key in DISK_SOURCE_KEYS + ('pool',) if key in disk}
-    if source:
-        result['source'] = source
-    result.update({key: disk[key] for key in DISK_OPTIONS if key in disk and key != 'bus'})
-    return result
-
-
-def _hostdev(device):
-    if isinstance(device, dict):
-        return dict({'kind': 'hostdev'}, **device)
-    return {'kind': 'hostdev', 'type': 'pci', 'address': str(device)}
-
-
-def guest_devices(profile, networks=None, disks=None, host_devices=None):
-    for key in ('nic_model', 'disk_bus', 'disk_prefix', 'devices'):
-        if key not in (profile or {}):
-            raise AnsibleFilterError('guest_devices: the profile needs %s (got %r)' % (key, profile))
-    used = {disk['target'] for disk in disks or [] if isinstance(disk, dict) and disk.get('target')}
-    config = [_nic(network, profile, index) for index, network in enumerate(networks or [])]
-    config += [_disk(disk, profile, index, used) for index, disk in enumerate(disks or [])]
-    config += [_hostdev(device) for device in host_devices or []]
-    return config + list(profile['devices'])
+from ansible_collections.virtdev.libvirt.plugins.filter.guest_plan import disk_letters, guest_devices  # noqa: F401  pylint: disable=unused-import
 
 
 class FilterModule:

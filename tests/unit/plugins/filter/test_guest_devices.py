@@ -11,6 +11,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.virtdev.libvirt.plugins.filter.guest_devices import guest_devices
+from ansible_collections.virtdev.libvirt.plugins.filter.guest_plan import resolve_profile
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine
 
 ROLE_VARS = 'roles/guest/vars/main.yml'
@@ -19,7 +20,8 @@ ROLE_VARS = 'roles/guest/vars/main.yml'
 @pytest.fixture(scope='module')
 def profiles(request):
     with open(request.config.rootpath / ROLE_VARS, encoding='utf-8') as handle:
-        return yaml.safe_load(handle)['__guest_profiles']
+        profiles = yaml.safe_load(handle)['__guest_builtin_profiles']
+    return {name: resolve_profile(name, profiles) for name in profiles}
 
 
 def test_every_profile_expands_to_a_valid_config(profiles):

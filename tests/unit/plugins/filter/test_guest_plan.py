@@ -1,0 +1,137 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The guest_plan filter: profiles as data (inheritance, overrides, exclude), GPU and VF expansion, host needs."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.virtdev.libvirt.plugins.filter.guest_plan import guest_plan, resolve_profile
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _domain_settings
+from ansible_collections.virtdev.libvirt.plugins.modules import domain
+
+ROLE_VARS = 'roles/guest/vars/main.yml'
+ROLE_DEFAULTS = 'roles/guest/defaults/main.yml'
+GPU_HOST = [{'address': '0000:01:00.0'}, {'address': '0000:01:00.1'}, {'address': '0000:02:00.0'}]
+SRIOV_HOST = [{'address': '0000:65:00.0', 'sriov': {'vfs': ['0000:65:02.0', '0000:65:02.1']}}]
+
+
+@pytest.fixture(scope='module')
+def builtin(request):
+    with open(request.config.rootpath / ROLE_VARS, encoding='utf-8') as handle:
+        return yaml.safe_load(handle)['__guest_builtin_profiles']
+
+
+@pytest.fixture(scope='module')
+def defaults(request):
+    with open(request.config.rootpath / ROLE_DEFAULTS, encoding='utf-8') as handle:
+        role = yaml.safe_load(handle)
+    keys = ('profile', 'type', 'machine', 'firmware', 'memory', 'vcpus', 'hotplug_ports', 'networks', 'state')
+    return {key: role['guest_' + key] for key in keys}
+
+
+def _kinds(plan):
+    return [device['kind'] for device in plan['config']]
+
+
+def test_every_builtin_profile_plans_valid_devices_and_settings(builtin, defaults):
+    guests = [{'name': 'g-' + name, 'profile': name, 'disks': [{'file': '/srv/%s.qcow2' % name}]} for name in builtin]
+    guests.append({'name': 'g-gpu', 'profile': 'gpu_passthrough', 'gpu': '01:00'})
+    guests.append({'name': 'g-vf', 'profile': 'sriov_nic', 'vfs': [{'pf': 'enp65s0f0', 'index': 1}]})
+    plans = guest_plan(guests, builtin, defaults, GPU_HOST + SRIOV_HOST, {'enp65s0f0': '0000:65:00.0'})
+    assert [plan['profile'] for plan in plans] == list(builtin) + ['gpu_passthrough', 'sriov_nic']
+    for plan in plans:
+        _device_engine.declare(plan['config'], plan['name'])          # every device validates
+        params = dict(plan['domain'], name=plan['name'])
+        _domain_settings.normalize(_full_params(params))               # every setting validates
+
+
+def _full_params(params):
+    full = {key: None for key in domain.argument_spec()}
+    full.update(params)
+    return full
+
+
+def test_inheritance_merges_domain_appends_devices_and_replaces_by_id(builtin):
+    profiles = dict(builtin, web={'parent': 'linux_server', 'domain': {'features': {'pae': True}, 'title': 'web'},
+                                  'devices': [{'id': 'rng', 'kind': 'rng', 'backend': '/dev/random'},
+                                              {'id': 'wd', 'kind': 'watchdog', 'model': 'i6300esb'}]})
+    web = resolve_profile('web', profiles)
+    assert web['domain']['features'] == {'acpi': True, 'apic': True, 'pae': True}   # merged, not replaced
+    assert web['domain']['on_crash'] == 'restart' and web['domain']['title'] == 'web'
+    rngs = [device for device in web['devices'] if device['kind'] == 'rng']
+    assert rngs == [{'id': 'rng', 'kind': 'rng', 'backend': '/dev/random'}]             # replaced by id
+    assert [device['kind'] for device in web['devices']][-1] == 'watchdog'              # appended
+    assert web['nic_model'] == 'virtio'                                                 # from minimal, two levels up
+
+
+def test_precedence_defaults_profile_guest_then_guest_domain(builtin, defaults):
+    plan, = guest_plan([{'name': 'w', 'profile': 'windows11', 'memory': 8192, 'machine': 'q35',
+                         'domain': {'features': {'hyperv': {'vpindex': False}}, 'firmware': 'efi'}}],
+                       builtin, defaults)
+    assert plan['domain']['memory'] == 8192                         # guest beats the role default
+    assert plan['domain']['firmware'] == 'efi'                      # profile beats the role default (bios)
+    assert plan['domain']['features']['hyperv']['vpindex'] is False  # guest's domain beats the profile
+    assert plan['domain']['features']['hyperv']['relaxed'] is True   # the rest of the profile's group stays
+    assert plan['domain']['pcie_root_ports'] == 4
+
+
+def test_exclude_and_vsock_opt_out_drop_profile_devices(builtin, defaults):
+    plan, = guest_plan([{'name': 'v', 'profile': 'virtio', 'vsock': False, 'exclude': ['video', 'balloon']}],
+                       builtin, defaults)
+    kinds = _kinds(plan)
+    assert 'vsock' not in kinds and 'video' not in kinds and 'memballoon' not in kinds
+    assert 'rng' in kinds and 'channel' in kinds
+
+
+def test_gpu_is_one_multifunction_device_and_goes_to_vfio(builtin, defaults):
+    plan, = guest_plan([{'name': 'g', 'profile': 'gpu_passthrough', 'gpu': '0000:01:00.0', 'networks': []}],
+                       builtin, defaults, GPU_HOST)
+    hostdevs = [device for device in plan['config'] if device['kind'] == 'hostdev']
+    assert [device['address'] for device in hostdevs] == ['0000:01:00.0', '0000:01:00.1']
+    assert [device['guest_address'] for device in hostdevs] == ['0000:00:10.0', '0000:00:10.1']
+    assert hostdevs[0]['multifunction'] is True and 'multifunction' not in hostdevs[1]
+    assert plan['vfio'] == ['0000:01:00.0', '0000:01:00.1'] and plan['passthrough']
+    assert plan['domain']['features']['kvm'] == {'hidden': True}
+
+
+def test_vfs_by_pf_index_and_trusted_by_raw_xml(builtin, defaults):
+    plan, = guest_plan([{'name': 's', 'profile': 'sriov_nic', 'vfs': [
+        {'pf': 'p0', 'index': 0, 'mac': '52:54:00:00:00:01', 'vlan': 7},
+        {'address': '0000:65:02.1', 'mac': '52:54:00:00:00:02', 'trust': True}]}],
+        builtin, defaults, SRIOV_HOST, {'p0': '0000:65:00.0'})
+    nic, trusted = plan['config'][:2]
+    assert nic == {'kind': 'interface', 'source': {'hostdev': '0000:65:02.0'}, 'managed': True,
+                   'mac': '52:54:00:00:00:01', 'vlan': 7}
+    assert "trustGuestRxFilters='yes'" in trusted['xml'] and "function='0x1'" in trusted['xml']
+    assert plan['networks'] == [] and plan['passthrough'] and plan['vfio'] == []   # libvirt manages VFs itself
+    _device_engine.declare(plan['config'], 's')
+
+
+def test_networks_come_from_guest_then_profile_then_default(builtin, defaults):
+    plans = guest_plan([{'name': 'a'}, {'name': 'b', 'profile': 'sriov_nic'},
+                        {'name': 'c', 'networks': [{'bridge': 'br0'}]}], builtin, defaults)
+    assert [plan['networks'] for plan in plans] == [['default'], [], []]
+
+
+@pytest.mark.parametrize('guests, profiles, message', [
+    ([{'name': 'a', 'profile': 'nope'}], {}, "profile: 'nope' is not a profile"),
+    ([{'name': 'a', 'profile': 'x'}], {'x': {'parent': 'y'}, 'y': {'parent': 'x'}}, 'inheritance loops: x -> y -> x'),
+    ([{'name': 'a', 'profile': 'x'}], {'x': {'nic_model': 'virtio'}}, 'profiles.x: needs disk_bus, disk_prefix'),
+    ([{'name': 'a', 'profile': 'x'}], {'x': {'nic': 'virtio'}}, 'profiles.x: unknown keys nic'),
+    ([{'name': 'a', 'gpu': '09:00'}], None, "guests[0] (a).gpu: '09:00': the host has no PCI device at 0000:09:00"),
+    ([{'name': 'a', 'vfs': [{'pf': 'p9', 'index': 0}]}], None, "guests[0] (a).vfs[0].pf: 'p9' is not an SR-IOV PF"),
+    ([{'name': 'a', 'vfs': [{'address': '0000:65:02.0', 'trust': True}]}], None, 'vfs[0].trust: a trusted VF needs a mac'),
+    ([{'name': 'a', 'host_devices': ['65:00']}], None, 'host_devices[0]'),
+    ([{'name': 'a', 'domain': {'state': 'running'}}], None, 'guests[0] (a).domain.state: is set by the role'),
+    ([{'name': 'a'}, {'name': 'a'}], None, 'guests: a listed more than once'),
+    ([{'name': 'a', 'networks': ['default']}], None, "guests[0] (a).networks[0]: 'default' needs one of"),
+])
+def test_bad_input_names_the_field(builtin, defaults, guests, profiles, message):
+    with pytest.raises(AnsibleFilterError) as error:
+        guest_plan(guests, dict(builtin, **(profiles or {})) if profiles is not None else builtin, defaults, GPU_HOST)
+    assert message in str(error.value)
