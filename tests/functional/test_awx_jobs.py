@@ -73,8 +73,9 @@ def awx_job(tmp_path, collection_pythonpath):
         project_before = sorted(os.listdir(project))
         (private / 'env').mkdir()
         (private / 'inventory').mkdir()
-        (private / 'inventory' / 'hosts').write_text(
-            '%s ansible_python_interpreter=%s\n' % (hosts, sys.executable), encoding='utf-8')
+        (private / 'inventory' / 'hosts').write_text(''.join(
+            '%s ansible_python_interpreter=%s\n' % (line, sys.executable) for line in hosts.splitlines()),
+            encoding='utf-8')
         (private / 'env' / 'extravars').write_text(json.dumps(extravars), encoding='utf-8')
         (private / 'env' / 'envvars').write_text(json.dumps({
             'ANSIBLE_COLLECTIONS_PATH': str(collection_pythonpath),
@@ -275,15 +276,19 @@ def test_gpu_passthrough_job(awx_job, tmp_path, embed_uri, virsh):
     assert '<hostdev' not in virsh(embed_uri, 'dumpxml', 'gpu02')
 
 
-@pytest.mark.parametrize('pattern, answers, named', [
-    ('host_prepare', {'host_prepare_iommu': 'arm'}, ['host_prepare_iommu', 'arm']),
-    ('guests', {'guests': [{'name': 'web01', 'memory': 'lots'}]}, ['guests', 'memory', 'lots']),
-    ('sriov_guest', {'sriov_guest_name': 'net01'}, ['sriov_guest_vfs']),
+# a wrong variable in one host's inventory stops every host in the validation task
+BAD_HV2 = 'hv1 ansible_connection=local\nhv2 ansible_connection=local guests=\'[{"name": "web01", "memory": "lots"}]\''
+
+
+@pytest.mark.parametrize('pattern, answers, hosts, named', [
+    ('host_prepare', {'host_prepare_iommu': 'arm'}, 'hv1 ansible_connection=local', ['host_prepare_iommu', 'arm']),
+    ('guests', {}, BAD_HV2, ['guests', 'memory', 'lots']),
+    ('sriov_guest', {'sriov_guest_name': 'net01'}, 'hv1 ansible_connection=local', ['sriov_guest_vfs']),
 ])
-def test_wrong_answer_fails_before_any_host_task(awx_job, pattern, answers, named):
-    job = awx_job(pattern, answers)
+def test_wrong_answer_fails_before_any_host_task(awx_job, pattern, answers, hosts, named):
+    job = awx_job(pattern, answers, hosts=hosts)
     assert job.rc != 0
-    assert job.host_tasks() == [VALIDATION_TASK % pattern], job.stdout
+    assert job.host_tasks() == [VALIDATION_TASK % pattern] * len(hosts.splitlines()), job.stdout
     [(_task, message)] = job.failures()
     for word in named:
         assert word in message, message
