@@ -12,7 +12,8 @@ the local connection; the collection comes from this checkout instead of ``ansib
 Asserted: the review job on fresh hypervisors shows every guest of host_vars to be created and writes
 nothing; the apply job creates them with their devices; applying again changes nothing; removing a device
 from host_vars removes it from the guest, and the review job of that change prints exactly what the apply
-job then prints (same diff, same changes, same summary).
+job then prints (same diffs, results, recap and summary; each task's results per hypervisor compared in a
+fixed order, since the hypervisors run in parallel).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from harness import libvirtd  # noqa: E402  pylint: disable=wrong-import-positio
 
 LAYOUT = TESTS.parent / 'docs' / 'gitops'
 HYPERVISORS = ('hv1', 'hv2')
+# a line that ends one host's result of a task (the default callback prints a diff before it)
+RESULT_END = re.compile(r'^(ok|changed|skipping|included|fatal|failed): ')
+RESULT_HOST = re.compile(r'^\w+: \[([^]]+)\]|^included: \S+ for ([^=]+?)(?: =>|$)')
 RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
 
 
@@ -68,6 +72,29 @@ class Run:
 
     def guests(self, host):
         return self.stats['virtdev_guests'][host]
+
+    def output(self):
+        """{host: [(play or task header, the host's result with its diff), ...]} in the order the host ran
+        them, and under None what belongs to no host (recap, summary). The hypervisors run in parallel, so
+        the order of their results, and of the task sections of files they include, varies between runs."""
+        by_host = {None: []}
+        for section in re.split(r'\n(?=(?:PLAY|TASK|RUNNING HANDLER) \[|PLAY RECAP)', self.stdout):
+            header, _newline, body = section.partition('\n')
+            lines = []
+            for line in body.splitlines():
+                lines.append(line)
+                host = RESULT_HOST.search(line) if RESULT_END.match(line) else None
+                if host:
+                    names = (host.group(1) or host.group(2)).split(', ')  # 'included: FILE for hv2, hv1'
+                    if host.group(2):
+                        lines[-1] = lines[-1].replace(host.group(2), ', '.join(sorted(names)))
+                    for name in names:
+                        by_host.setdefault(name, []).append((header, '\n'.join(lines)))
+                    lines = []
+            # the summary's hosts come in the order they finished: compared as data (stats)
+            by_host[None].append((header, '\n'.join(line for line in lines if not line.startswith('\tRUN: '))))
+        by_host[None].sort()
+        return by_host
 
 
 @pytest.fixture(scope='module')
@@ -156,6 +183,9 @@ def test_gitops_example(repository, hypervisors, virsh):
     assert review.rc == 0, review.stdout
     assert review.changed == {'hv1': 1, 'hv2': 0}, review.stdout
     assert 'web01-data.qcow2' in virsh(hypervisors['hv1'], 'dumpxml', 'web01')  # the review wrote nothing
+    # its diff shows the disk leaving web01
+    [header] = [header for header, result in review.output()['hv1'] if 'web01-data.qcow2' in result]
+    assert header.startswith('TASK [virtdev.libvirt.guest : Give the guest the devices of its profile]'), header
 
     # merged: the disk leaves the guest, exactly as the review showed
     apply = run(commands['apply'])
@@ -164,4 +194,4 @@ def test_gitops_example(repository, hypervisors, virsh):
     assert "<source file='/var/lib/libvirt/images/web01.qcow2'/>" in virsh(hypervisors['hv1'], 'dumpxml', 'web01')
     assert apply.changed == review.changed and apply.stats == review.stats
     assert apply.stats['virtdev_guests']['hv1']['web01']['changed'] is True
-    assert apply.stdout == review.stdout
+    assert apply.output() == review.output()
