@@ -73,8 +73,9 @@ def awx_job(tmp_path, collection_pythonpath):
         project_before = sorted(os.listdir(project))
         (private / 'env').mkdir()
         (private / 'inventory').mkdir()
-        (private / 'inventory' / 'hosts').write_text(
-            '%s ansible_python_interpreter=%s\n' % (hosts, sys.executable), encoding='utf-8')
+        (private / 'inventory' / 'hosts').write_text(''.join(
+            '%s ansible_python_interpreter=%s\n' % (line, sys.executable) for line in hosts.splitlines()),
+            encoding='utf-8')
         (private / 'env' / 'extravars').write_text(json.dumps(extravars), encoding='utf-8')
         (private / 'env' / 'envvars').write_text(json.dumps({
             'ANSIBLE_COLLECTIONS_PATH': str(collection_pythonpath),
@@ -220,3 +221,74 @@ def test_sriov_guest_job(awx_job, tmp_path, embed_uri, virsh):
     assert "<address domain='0x0000' bus='0x41' slot='0x02' function='0x1'/>" in xml
     assert '<interface' not in xml  # the VF is its only NIC
     assert job.project_after == job.project_before
+
+
+GPU = ['0000:01:00.0', '0000:01:00.1']
+
+
+def test_gpu_passthrough_job(awx_job, tmp_path, embed_uri, virsh):
+    """The GPU and its audio function (one IOMMU group, on vfio-pci after host_prepare) given to a new guest,
+    checked against the host tree given in gpu_host_root."""
+    def gpu_on_vfio(spec):
+        for device in spec['pci']:
+            if device['address'] in GPU:
+                device['driver'] = 'vfio-pci'
+
+    root = build('desktop', tmp_path, mutate=gpu_on_vfio)
+    answers = {'libvirt_uri': embed_uri, 'gpu_name': 'gpu01', 'gpu_tcg': True, 'gpu_memory': 512,
+               'gpu_host_root': root, 'gpu_addresses': ','.join(GPU),
+               'virtdev_host_prepare': {'hv1': {'cmdline_changed': False, 'reboot_pending': False,
+                                                'devices_bound': GPU + ['0000:03:00.0']}}}
+    local = 'localhost ansible_connection=local'
+
+    # a check job for review: the guest to be created, nothing written
+    check = awx_job('gpu_passthrough', answers, hosts=local, check=True)
+    assert check.rc == 0, check.stdout
+    assert check.artifacts == {'virtdev_guests': {'localhost': {'gpu01': {
+        'defined': True, 'changed': True, 'host_devices': None}}}}
+    assert 'gpu01 would be created' in check.stdout
+    assert virsh(embed_uri, 'list', '--all', '--name').strip() == ''
+
+    job = awx_job('gpu_passthrough', answers, hosts=local)
+    assert job.rc == 0, job.stdout
+    assert job.artifacts == {'virtdev_guests': {'localhost': {'gpu01': {
+        'defined': True, 'changed': True, 'host_devices': GPU}}}}
+    xml = virsh(embed_uri, 'dumpxml', 'gpu01')
+    for function in ('0x0', '0x1'):
+        assert "<address domain='0x0000' bus='0x01' slot='0x00' function='%s'/>" % function in xml
+    assert "<hidden state='on'/>" in xml and "<vendor_id state='on' value='0123456789ab'/>" in xml
+    assert job.project_after == job.project_before
+
+    # the same answers again as a check job: nothing to do, and the summary says so
+    again = awx_job('gpu_passthrough', answers, hosts=local, check=True)
+    assert again.rc == 0, again.stdout
+    assert again.changed() == 0
+    assert again.artifacts['virtdev_guests']['localhost']['gpu01'] == {
+        'defined': True, 'changed': False, 'host_devices': GPU}
+
+    # the host checks read the tree of gpu_host_root: its ISA bridge is refused, no device is given
+    bridge = awx_job('gpu_passthrough', dict(answers, gpu_name='gpu02', gpu_addresses='0000:00:1f.0'), hosts=local)
+    assert bridge.rc != 0
+    [(task, _message)] = bridge.failures()
+    [refusal] = [event['event_data']['res']['msg'] for event in bridge.events if event['event'] == 'runner_item_on_failed']
+    assert task == 'The GPU (and its other functions) passed through', task
+    assert '(pci 0000:00:1f.0): is host-critical' in refusal and 'nothing was changed' in refusal, refusal
+    assert '<hostdev' not in virsh(embed_uri, 'dumpxml', 'gpu02')
+
+
+# a wrong variable in one host's inventory stops every host in the validation task
+BAD_HV2 = 'hv1 ansible_connection=local\nhv2 ansible_connection=local guests=\'[{"name": "web01", "memory": "lots"}]\''
+
+
+@pytest.mark.parametrize('pattern, answers, hosts, named', [
+    ('host_prepare', {'host_prepare_iommu': 'arm'}, 'hv1 ansible_connection=local', ['host_prepare_iommu', 'arm']),
+    ('guests', {}, BAD_HV2, ['guests', 'memory', 'lots']),
+    ('sriov_guest', {'sriov_guest_name': 'net01'}, 'hv1 ansible_connection=local', ['sriov_guest_vfs']),
+])
+def test_wrong_answer_fails_before_any_host_task(awx_job, pattern, answers, hosts, named):
+    job = awx_job(pattern, answers, hosts=hosts)
+    assert job.rc != 0
+    assert job.host_tasks() == [VALIDATION_TASK % pattern] * len(hosts.splitlines()), job.stdout
+    [(_task, message)] = job.failures()
+    for word in named:
+        assert word in message, message
