@@ -135,6 +135,24 @@ def boot_path(host):
     return None
 
 
+# An explicit bootloader that the host's own signals contradict would edit files the next boot does not
+# read: (bootloader given, the contradicting signal, what to use instead).
+CONTRADICTIONS = (
+    ('grub', lambda host: host.loader_info and not host.proxmox_uuids, 'systemd-boot or kernelstub'),
+    ('bls', lambda host: host.loader_info, 'systemd-boot or kernelstub'),
+    ('systemd-boot', lambda host: host.proxmox_uuids, 'proxmox-boot-tool'),
+    ('systemd-boot', lambda host: host.kernelstub, 'kernelstub'),
+)
+
+
+def check_choice(host, bootloader):
+    """Refuse an explicit ``bootloader`` that what the host boots with contradicts, naming the signal."""
+    for name, contradicted, instead in CONTRADICTIONS:
+        if name == bootloader and contradicted(host):
+            raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s'
+                               % (bootloader, host.root, host.found(), instead))
+
+
 def os_release(root):
     """``/etc/os-release`` (or ``/usr/lib/os-release``) as a dict."""
     text = files.read(root, '/etc/os-release')

@@ -66,6 +66,7 @@ def plan(root, bootloader, args, state, options):
         bootloader = detect.boot_path(host)
     if bootloader not in BACKENDS:
         raise CmdlineError('bootloader: unknown value %r (one of auto, %s)' % (bootloader, ', '.join(BOOTLOADERS)))
+    detect.check_choice(host, bootloader)
     backend = BACKENDS[bootloader]
     scopes = backend.scopes(host, options)
     warnings = []

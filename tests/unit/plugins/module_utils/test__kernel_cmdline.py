@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import cmdline, config_files, detect
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import cmdline, config_files, detect, grub
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import plan as boot
 from ansible_collections.virtdev.libvirt.tests.unit.fixtures.bootloaders import trees
 
@@ -406,3 +406,129 @@ def test_arguments_up_to_the_kernel_command_line_size_only():
     with pytest.raises(cmdline.CmdlineError, match='args: together 3068 bytes'):
         cmdline.parse_args([half, 'b' + half[1:], 'c' + half[1:]])
     assert len(cmdline.parse_args([half, 'b' + half[1:], 'c' + half[1:]], state='absent')) == 3   # removing is fine
+
+
+# --------------------------------------------------------------------------- parameters that repeat or hold lists
+
+@pytest.mark.parametrize('segments, wanted, state, expected', [
+    # dracut's rd.driver.pre repeats: the existing preload stays, the new one is added once
+    ([['rd.driver.pre=scsi_dh_alua', 'quiet']], ['rd.driver.pre=vfio-pci'], 'present',
+     [['rd.driver.pre=scsi_dh_alua', 'quiet', 'rd.driver.pre=vfio-pci']]),
+    ([['rd.driver.pre=scsi_dh_alua,vfio-pci']], ['rd.driver.pre=vfio-pci'], 'present',
+     [['rd.driver.pre=scsi_dh_alua,vfio-pci']]),
+    ([['rd.driver.pre=a', 'rd.driver.pre=b']], ['rd.driver.pre=b,c'], 'present',
+     [['rd.driver.pre=a', 'rd.driver.pre=b', 'rd.driver.pre=c']]),
+    ([['rd.driver.pre=scsi_dh_alua,vfio-pci', 'rd.driver.pre=vfio-pci']], ['rd.driver.pre=vfio-pci'], 'absent',
+     [['rd.driver.pre=scsi_dh_alua']]),
+    ([['console=tty1', 'console=ttyS0']], ['console=ttyS1,115200'], 'present',
+     [['console=tty1', 'console=ttyS0', 'console=ttyS1,115200']]),
+    ([['console=tty1', 'console=ttyS0']], ['console=tty1'], 'absent', [['console=ttyS0']]),
+    ([['modprobe.blacklist=nouveau'], ['modprobe.blacklist=radeon']], ['modprobe.blacklist=nouveau,amdgpu'], 'present',
+     [['modprobe.blacklist=nouveau'], ['modprobe.blacklist=radeon', 'modprobe.blacklist=amdgpu']]),
+    # vfio-pci.ids is read from its last occurrence: that one gains the items, nothing is collapsed
+    ([['vfio-pci.ids=8086:1533', 'quiet']], ['vfio-pci.ids=10de:1b80,10de:10f0'], 'present',
+     [['vfio-pci.ids=8086:1533,10de:1b80,10de:10f0', 'quiet']]),
+    ([['vfio_pci.ids=1:1'], ['vfio-pci.ids=2:2']], ['vfio-pci.ids=1:1'], 'present',
+     [['vfio_pci.ids=1:1'], ['vfio-pci.ids=2:2,1:1']]),
+    ([['vfio-pci.ids=8086:1533,10de:1b80']], ['vfio-pci.ids=10de:1b80'], 'absent', [['vfio-pci.ids=8086:1533']]),
+    ([['vfio-pci.ids=10de:1b80']], ['vfio-pci.ids=10de:1b80'], 'absent', [[]]),
+    ([['vfio-pci.ids=10de:1b80', 'rd.driver.pre=x']], ['vfio-pci.ids', 'rd.driver.pre'], 'absent', [[]]),
+])
+def test_multi_value_parameters_gain_and_lose_values_only(segments, wanted, state, expected):
+    result, _outcome = _reconcile(segments, wanted, state=state)
+    assert result == expected
+    assert cmdline.satisfied([t for s in result for t in s], args(*wanted, state=state), state)
+    again, outcome = _reconcile(result, wanted, state=state)
+    assert again == result and not (outcome.added or outcome.replaced or outcome.removed)
+
+
+def test_multi_value_table_rows_are_normalized_keys():
+    for key, (repeats, listed, source) in cmdline.MULTI_VALUE.items():
+        assert key == cmdline.normalize_key(key) and (repeats or listed) and source
+
+
+@pytest.mark.parametrize('proc, wanted, lacking', [
+    ('rd.driver.pre=a rd.driver.pre=vfio-pci', ['rd.driver.pre=vfio-pci'], []),
+    ('vfio-pci.ids=1:1,2:2 vfio-pci.ids=3:3', ['vfio-pci.ids=1:1'], ['vfio-pci.ids=1:1']),  # the last one counts
+    ('vfio-pci.ids=3:3,1:1', ['vfio-pci.ids=1:1,3:3'], []),
+    ('console=ttyS0 console=tty0', ['console=ttyS0'], []),
+])
+def test_running_kernel_reading_of_multi_value_parameters(proc, wanted, lacking):
+    assert cmdline.missing(cmdline.split_cmdline(proc), args(*wanted), 'present') == lacking
+
+
+# --------------------------------------------------------------------------- boot path detection
+
+def _efivar(root, name, value):
+    trees.write(root, '/sys/firmware/efi/efivars/%s-%s' % (name, detect.LOADER_VENDOR), '')
+    with open(os.path.join(root, 'sys/firmware/efi/efivars/%s-%s' % (name, detect.LOADER_VENDOR)), 'wb') as handle:
+        handle.write(b'\x07\x00\x00\x00' + (value + '\x00').encode('utf-16-le'))
+
+
+def test_efi_variables_are_read_as_efivarfs_stores_them(tmp_path):
+    root = str(tmp_path)
+    _efivar(root, 'LoaderInfo', 'systemd-boot 252')
+    _efivar(root, 'LoaderEntrySelected', 'arch.conf')
+    host = detect.Host(root)
+    assert (host.firmware, host.loader_info, host.loader_entry) == ('uefi', 'systemd-boot 252', 'arch.conf')
+    assert host.systemd_boot_booted is True
+
+
+def test_systemd_boot_installed_but_grub_booted_on_uefi_is_grub(tmp_path):
+    root = trees.debian_grub(str(tmp_path))
+    trees.write(root, '/boot/efi/loader/loader.conf', 'timeout 3\n')
+    os.makedirs(os.path.join(root, 'sys/firmware/efi'))
+    assert detect.boot_path(detect.Host(root)) == 'grub'  # no LoaderInfo: systemd-boot did not start us
+    _efivar(root, 'LoaderInfo', 'systemd-boot 252')
+    assert detect.boot_path(detect.Host(root)) == 'systemd-boot'
+
+
+def test_seed_requires_the_root_device(tmp_path):
+    root = str(tmp_path)
+    assert config_files.seed_kernel_cmdline(root, [('a', None), ('b', ['BOOT_IMAGE=/x', 'root=/dev/sda1', 'ro'])]) \
+        == (['root=/dev/sda1', 'ro'], 'b')
+    with pytest.raises(cmdline.CmdlineError, match='from b: it has no root= \\(quiet\\)'):
+        config_files.seed_kernel_cmdline(root, [('a', None), ('b', ['quiet', '$tuned_params'])])
+    with pytest.raises(cmdline.CmdlineError, match='none of a, b exists'):
+        config_files.seed_kernel_cmdline(root, [('a', None), ('b', None)])
+
+
+def test_grub_reads_dropins_from_the_distribution_script_or_os_release(tmp_path):
+    root = str(tmp_path)
+    assert grub.reads_dropins(root)[0] is None
+    trees.write(root, '/etc/os-release', 'ID=ubuntu\nID_LIKE=debian\n')
+    assert grub.reads_dropins(root)[0] is True
+    trees.write(root, '/usr/sbin/grub2-mkconfig', '#!/bin/sh\n. ${sysconfdir}/default/grub\n', mode=0o755)
+    assert grub.reads_dropins(root) == (False, '%s/usr/sbin/grub2-mkconfig does not source /etc/default/grub.d' % root)
+
+
+def test_unknown_dropin_reader_is_refused_naming_the_dropins(tmp_path):
+    root = str(tmp_path)
+    trees.write(root, '/etc/default/grub', 'GRUB_CMDLINE_LINUX=""\n')
+    trees.write(root, '/etc/default/grub.d/50-x.cfg', 'GRUB_TIMEOUT=1\n')
+    with pytest.raises(cmdline.CmdlineError) as exc:
+        plan(root, 'grub', args('iommu=pt'), 'present')
+    assert 'cannot tell whether grub-mkconfig reads %s/etc/default/grub.d/50-x.cfg' % root in str(exc.value)
+    assert 'no grub-mkconfig or grub2-mkconfig below root and /etc/os-release ID=None' in str(exc.value)
+
+
+def test_a_failed_check_rolls_back_every_file_written(tmp_path, monkeypatch):
+    root = trees.rhel_bls(str(tmp_path))
+    start = {p: trees.read(root, p) for p in ('/etc/kernel/cmdline', '/etc/default/grub')}
+    entries = sorted(os.listdir(os.path.join(root, 'boot/loader/entries')))
+    before = [trees.read(root, '/boot/loader/entries/' + e) for e in entries]
+    wanted = args('iommu=pt')
+    options = dict(grub_file='/etc/default/grub', grub_variable='GRUB_CMDLINE_LINUX', update_command=None)
+    planned = boot.plan(root, 'bls', wanted, 'present', options)
+    real_validate = boot.validate
+
+    def failing(config, text):
+        if config.path == '/etc/default/grub':
+            raise cmdline.CmdlineError('validation of the new /etc/default/grub failed: injected')
+        real_validate(config, text)
+    monkeypatch.setattr(boot, 'validate', failing)
+    runner = boot.Runner(run=lambda argv: (0, '', ''), find=lambda name: None)
+    with pytest.raises(cmdline.CmdlineError, match='injected; files restored to their previous content'):
+        boot.apply(planned, lambda: boot.plan(root, 'bls', wanted, 'present', options), wanted, 'present', runner)
+    assert [trees.read(root, '/boot/loader/entries/' + e) for e in entries] == before
+    assert {p: trees.read(root, p) for p in start} == start

@@ -252,3 +252,18 @@ def test_systemd_boot_and_grub_both_installed_on_an_image_is_refused(capsys, tmp
     write(root, '/etc/default/grub', 'GRUB_CMDLINE_LINUX=""\n')
     _refused(capsys, root, ['both systemd-boot (/boot/efi/loader/loader.conf) and GRUB (/boot/grub/grub.cfg)',
                             'firmware: unknown'])
+
+
+@pytest.mark.parametrize('name, bootloader, instead', [
+    ('proxmox8-zfs-uefi', 'systemd-boot', 'proxmox-boot-tool'),
+    ('popos', 'systemd-boot', 'kernelstub'),
+    ('arch', 'grub', 'systemd-boot or kernelstub'),
+    ('arch', 'bls', 'systemd-boot or kernelstub'),
+])
+def test_explicit_bootloader_the_host_contradicts_is_refused(capsys, tmp_path, name, bootloader, instead):
+    root = str(tmp_path)
+    distros.BY_NAME[name].build(root)
+    write(root, '/etc/default/grub', 'GRUB_CMDLINE_LINUX=""\n')
+    write(root, '/boot/loader/entries/x.conf', 'options root=/dev/sda1\n')
+    _refused(capsys, root, ['bootloader: %s is not what %s boots with' % (bootloader, root),
+                            'use bootloader: %s' % instead], bootloader=bootloader)
