@@ -14,9 +14,9 @@ description:
   - Makes kernel arguments such as C(intel_iommu=on), C(iommu=pt) or C(vfio-pci.ids=10de:1b80) present or
     absent in the configuration the bootloader really uses, idempotently, and reports whether a reboot is
     needed for the running kernel to see them. It never reboots.
-  - The boot path is decided from what the host really boots with (O(bootloader=auto)): UEFI or BIOS
-    (C(/sys/firmware/efi)), the C(LoaderInfo) EFI variable systemd-boot sets, ESPs managed by
-    C(proxmox-boot-tool) (C(/etc/kernel/proxmox-boot-uuids)), kernelstub's configuration, a mounted ESP with
+  - With O(bootloader=auto) the boot path is decided from what the host really boots with, namely UEFI or
+    BIOS (C(/sys/firmware/efi)), the C(LoaderInfo) EFI variable systemd-boot sets, ESPs managed by
+    proxmox-boot-tool (listed in C(/etc/kernel/proxmox-boot-uuids)), kernelstub's configuration, a mounted ESP with
     C(loader/loader.conf), BLS entries next to GRUB, C(/etc/default/grub). When these do not single out one
     path the module fails, naming what it found, and changes nothing.
   - For O(bootloader=grub) it edits C(GRUB_CMDLINE_LINUX) (or O(grub_variable)) in C(/etc/default/grub) or
@@ -28,7 +28,8 @@ description:
   - For O(bootloader=bls) (GRUB with Boot Loader Specification entries, as on RHEL and Fedora) it edits the
     C(options) lines of every C(/boot/loader/entries/*.conf) entry, C(GRUB_CMDLINE_LINUX) when
     C(/etc/default/grub) exists, and C(/etc/kernel/cmdline) (created when missing), as
-    C(grubby --update-kernel=ALL) does, so kernels installed before or after the reboot get the arguments. When C(grubby) is installed and O(root=/), the change is made with
+    C(grubby --update-kernel=ALL) does, so kernels installed before or after the reboot get the arguments.
+    When C(grubby) is installed and O(root=/), the change is made with
     C(grubby --update-kernel=ALL) and then checked, and completed directly where grubby left something out.
   - For O(bootloader=systemd-boot) it edits C(/etc/kernel/cmdline) and the entries in the ESP's
     C(loader/entries).

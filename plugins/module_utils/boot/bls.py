@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import config_files as files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import detect, grub
-from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, satisfied
 
 NAME = 'bls'
 
@@ -40,7 +40,6 @@ def regenerate(host, options):
 
 def grubby_args(plan, args, state):
     """The arguments grubby has to be given: those some entry does not hold exactly yet."""
-    from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import satisfied
     entries = [scope for scope in plan.scopes if scope.files and isinstance(scope.files[0], files.BlsEntry)]
     return [arg.text for arg in args
             if any(not satisfied(scope.tokens(original=True), [arg], state, exact=True) for scope in entries)]

@@ -261,8 +261,6 @@ class GrubDefaultsFile(ConfigFile):
                 for name in GRUB_VARIABLES]
 
 
-
-
 class KernelstubConfig(ConfigFile):
     """Pop!_OS ``/etc/kernelstub/configuration`` (JSON): kernelstub writes every boot entry's options as
     ``root=UUID=<root> ro`` followed by ``user.kernel_options``, at each kernel update."""
@@ -363,12 +361,10 @@ def kernel_cmdline_scope(root, sources):
     if text is not None:
         return file_scope(CmdlineFile(KERNEL_CMDLINE, text))
     try:
-        seed, label = seed_kernel_cmdline(root, sources)
+        seed, _label = seed_kernel_cmdline(root, sources)
     except CmdlineError as exc:
         return file_scope(CmdlineFile(KERNEL_CMDLINE, None, refusal=str(exc)))
-    scope = file_scope(CmdlineFile(KERNEL_CMDLINE, None, seed=seed))
-    scope.seeded_from = label
-    return scope
+    return file_scope(CmdlineFile(KERNEL_CMDLINE, None, seed=seed))
 
 
 def entry_sources(root, entries):
