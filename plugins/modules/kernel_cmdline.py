@@ -14,19 +14,36 @@ description:
   - Makes kernel arguments such as C(intel_iommu=on), C(iommu=pt) or C(vfio-pci.ids=10de:1b80) present or
     absent in the configuration the bootloader really uses, idempotently, and reports whether a reboot is
     needed for the running kernel to see them. It never reboots.
+  - With O(bootloader=auto) the boot path is decided from what the host really boots with, namely UEFI or
+    BIOS (C(/sys/firmware/efi)), the C(LoaderInfo) EFI variable systemd-boot sets, ESPs managed by
+    proxmox-boot-tool (listed in C(/etc/kernel/proxmox-boot-uuids)), kernelstub's configuration, a mounted ESP with
+    C(loader/loader.conf), BLS entries next to GRUB, C(/etc/default/grub). When these do not single out one
+    path the module fails, naming what it found, and changes nothing.
   - For O(bootloader=grub) it edits C(GRUB_CMDLINE_LINUX) (or O(grub_variable)) in C(/etc/default/grub) or
-    in a C(/etc/default/grub.d/*.cfg) drop-in (O(grub_file)), taking the drop-ins that C(grub-mkconfig)
-    sources after the main file into account, then runs the distribution's grub config update
-    (C(update-grub), C(grub2-mkconfig -o /boot/grub2/grub.cfg) or C(grub-mkconfig -o /boot/grub/grub.cfg)).
+    in a C(/etc/default/grub.d/*.cfg) drop-in (O(grub_file)), taking the drop-ins into account only where the
+    system's C(grub-mkconfig) sources them (Debian, Ubuntu; not Fedora, RHEL, openSUSE, Arch, where a drop-in
+    is refused), then runs the distribution's grub config update (C(update-grub),
+    C(grub2-mkconfig -o /boot/grub2/grub.cfg), C(grub-mkconfig -o /boot/grub/grub.cfg), or
+    C(proxmox-boot-tool refresh) on ESPs that proxmox-boot-tool keeps).
   - For O(bootloader=bls) (GRUB with Boot Loader Specification entries, as on RHEL and Fedora) it edits the
-    C(options) lines of every C(/boot/loader/entries/*.conf) entry, and also C(/etc/kernel/cmdline) and
-    C(GRUB_CMDLINE_LINUX) when they exist, since kernel-install and grub2-mkconfig regenerate entries from
-    them. When C(grubby) is installed and O(root=/), the change is made with
+    C(options) lines of every C(/boot/loader/entries/*.conf) entry, C(GRUB_CMDLINE_LINUX) when
+    C(/etc/default/grub) exists, and C(/etc/kernel/cmdline) (created when missing), as
+    C(grubby --update-kernel=ALL) does, so kernels installed before or after the reboot get the arguments.
+    When C(grubby) is installed and O(root=/), the change is made with
     C(grubby --update-kernel=ALL) and then checked, and completed directly where grubby left something out.
-  - For O(bootloader=systemd-boot) it edits C(/etc/kernel/cmdline) (created from what kernel-install would
-    otherwise use, C(/usr/lib/kernel/cmdline) or C(/proc/cmdline), when missing) and the entries in the ESP's
+  - For O(bootloader=systemd-boot) it edits C(/etc/kernel/cmdline) and the entries in the ESP's
     C(loader/entries).
-  - Present C(key=value) replaces another value of the same key in place (for example C(intel_iommu=off)
+  - For O(bootloader=proxmox-boot-tool) (Proxmox VE with systemd-boot on ESPs it manages, ZFS on UEFI) it
+    edits C(/etc/kernel/cmdline), then runs C(proxmox-boot-tool refresh).
+  - For O(bootloader=kernelstub) (Pop!_OS) it edits C(user.kernel_options) of
+    C(/etc/kernelstub/configuration), from which kernelstub rewrites the entries at each kernel update, and
+    the entries in the ESP's C(loader/entries).
+  - A missing C(/etc/kernel/cmdline) is created from the full current command line (C(/usr/lib/kernel/cmdline),
+    C(/proc/cmdline), else the newest boot entry), and only when that names the root device (C(root=));
+    otherwise the module fails instead of writing a command line a new kernel could not boot with.
+  - Parameters that may repeat (C(rd.driver.pre), C(rd.driver.blacklist), C(modprobe.blacklist), C(console),
+    C(rd.lvm.lv), ...) and comma-list values (C(vfio-pci.ids)) gain the missing values; what is there stays.
+  - Any other present C(key=value) replaces another value of the same key in place (for example C(intel_iommu=off)
     becomes C(intel_iommu=on)) and removes duplicates; each replacement is reported in RV(replaced).
     Keys compare as the kernel does, with C(-) and C(_) equal.
   - Files are written through a temporary file that is parsed back and checked (and, for GRUB shell
@@ -59,11 +76,10 @@ options:
     default: present
   bootloader:
     description:
-      - Which configuration layout to edit. V(auto) picks V(systemd-boot) when an ESP C(loader/loader.conf)
-        exists, else V(bls) when C(/boot/loader/entries/*.conf) exist, else V(grub) when C(/etc/default/grub)
-        exists, else V(systemd-boot) when C(/etc/kernel/cmdline) exists.
+      - Which boot path to edit. V(auto) decides from what the host boots with (see the description and
+        C(docs/kernel_cmdline.md) for the rules) and fails, naming what it found, when that is ambiguous.
     type: str
-    choices: [auto, grub, bls, systemd-boot]
+    choices: [auto, grub, bls, systemd-boot, proxmox-boot-tool, kernelstub]
     default: auto
   grub_file:
     description:
@@ -83,19 +99,20 @@ options:
     default: GRUB_CMDLINE_LINUX
   root:
     description:
-      - Directory all paths are read and written under (for images and tests). The bootloader update command
-        and grubby run only when this is C(/).
+      - Directory all paths are read and written under (for images and tests). The regeneration command
+        and grubby run only when this is C(/); otherwise RV(regenerate) names what to run in that system.
     type: path
     default: /
   update_bootloader:
     description:
-      - Run the grub config update after C(/etc/default/grub) changed (O(bootloader=grub) only). Never in
-        check mode, never when nothing changed, never when O(root) is not C(/).
+      - Run the regeneration (grub config update, C(proxmox-boot-tool refresh)) after the files changed.
+        Never in check mode, never when nothing changed, never when O(root) is not C(/); when it does not
+        run, RV(regenerate) lists it.
     type: bool
     default: true
   update_command:
     description:
-      - The command to regenerate the grub configuration instead of the detected one.
+      - The command to regenerate the grub configuration instead of the detected one (O(bootloader=grub)).
     type: list
     elements: str
   backup:
@@ -104,7 +121,9 @@ options:
     default: false
 notes:
   - A new argument takes effect at the next boot; RV(reboot_required) tells whether the running kernel
-    (C(/proc/cmdline) under O(root)) already has the wanted state.
+    (C(/proc/cmdline) under O(root)) already has the wanted state, and RV(next_boot) which entries carry it.
+  - When the files carried the arguments before the running kernel booted and C(/proc/cmdline) still lacks
+    them, the module fails saying which entry the host booted from, instead of asking for another reboot.
   - Debian's kernel enables the Intel IOMMU by default, so C(/proc/cmdline) without C(intel_iommu=on) does not
     prove that the IOMMU is off.
   - Unified kernel images embed their command line and are not changed.
@@ -127,9 +146,12 @@ EXAMPLES = r'''
     msg: "Reboot needed for {{ iommu.after | join(' ') }}"
   when: iommu.reboot_required
 
-- name: Bind a GPU to vfio-pci at boot, through a drop-in of our own
+# One argument per item: in a YAML flow list [a,b] the commas of vfio-pci.ids would split it.
+- name: Bind a GPU to vfio-pci at boot, through a drop-in of our own (Debian, Ubuntu)
   virtdev.libvirt.kernel_cmdline:
-    args: [vfio-pci.ids=10de:1b80,10de:10f0, rd.driver.pre=vfio-pci]
+    args:
+      - vfio-pci.ids=10de:1b80,10de:10f0
+      - rd.driver.pre=vfio-pci
     bootloader: grub
     grub_file: /etc/default/grub.d/90-vfio.cfg
     backup: true
@@ -142,13 +164,13 @@ EXAMPLES = r'''
 
 RETURN = r'''
 bootloader:
-  description: The layout that was edited (detected with O(bootloader=auto)).
+  description: The boot path that was edited (detected with O(bootloader=auto)).
   returned: success
   type: str
   sample: grub
 before:
   description: Arguments of the primary command line before the change (the GRUB variables' effective value,
-    the newest BLS entry, or C(/etc/kernel/cmdline)).
+    the newest BLS entry, C(/etc/kernel/cmdline), or kernelstub's C(user.kernel_options)).
   returned: success
   type: list
   elements: str
@@ -202,14 +224,32 @@ backup_files:
   type: list
   elements: str
 commands:
-  description: Commands run (or that would run in check mode) after the files changed, such as C(update-grub).
+  description: Commands run (or that would run in check mode), such as grubby or C(update-grub).
   returned: success
   type: list
   elements: list
   sample: [[update-grub]]
+regenerate:
+  description: Commands still to be run in the target system for the boot configuration to carry the change
+    (with O(root) other than C(/), or O(update_bootloader=false)); empty when nothing is left to do.
+  returned: success
+  type: list
+  elements: list
+  sample: [[proxmox-boot-tool, refresh]]
+next_boot:
+  description: Which boot entries carry the command line at the next boot.
+  returned: success
+  type: str
+  sample: the grub.cfg that update-grub generates from /etc/default/grub
+booted_from:
+  description: After a reboot that did not bring the arguments, the entry the running kernel came from
+    (the module fails then, saying so).
+  returned: failure
+  type: str
 reboot_required:
   description: Whether the running kernel's C(/proc/cmdline) differs from the wanted state, so a reboot is
     needed for it to take effect. True also when a change was made and C(/proc/cmdline) cannot be read.
+    C(/proc/cmdline) counts every occurrence of a repeatable parameter and the last of any other.
   returned: success
   type: bool
 diff:
@@ -220,113 +260,17 @@ diff:
 '''
 
 import os
-import shutil
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _kernel_cmdline as core
-
-
-class _Writer(object):
-    """Temp file + validate + atomic move, with backups and a rollback on failure."""
-
-    def __init__(self, module, root, backup):
-        self.module = module
-        self.root = root
-        self.backup = backup
-        self.written = []  # (real path, previous text or None)
-        self.backups = []
-
-    def write(self, config, before, after):
-        module = self.module
-        real = core.under(self.root, config.path)
-        directory = os.path.dirname(real)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        core.validate(config, after)
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(real), dir=directory)
-        try:
-            with os.fdopen(fd, 'wb') as handle:
-                handle.write(after.encode('utf-8'))
-            if before is not None:
-                shutil.copymode(real, tmp)
-            else:
-                os.chmod(tmp, 0o644)
-            if isinstance(config, core.GrubDefaultsFile):
-                sh = module.get_bin_path('sh')
-                if sh:
-                    rc, _out, err = module.run_command([sh, '-n', tmp])
-                    if rc != 0:
-                        raise core.CmdlineError('validation of the new %s failed: sh -n: %s' % (config.path, err.strip()))
-            if before is not None and self.backup:
-                self.backups.append(module.backup_local(real))
-            module.atomic_move(tmp, real, unsafe_writes=False)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        self.written.append((real, before))
-
-    def rollback(self):
-        for real, before in reversed(self.written):
-            try:
-                if before is None:
-                    os.unlink(real)
-                else:
-                    with open(real, 'wb') as handle:
-                        handle.write(before.encode('utf-8'))
-            except OSError as exc:
-                self.module.warn('could not restore %s: %s' % (real, exc))
-
-
-def _update_command(module, root):
-    if module.params['update_command']:
-        return list(module.params['update_command'])
-    update_grub = module.get_bin_path('update-grub')
-    if update_grub:
-        return [update_grub]
-    grub2 = module.get_bin_path('grub2-mkconfig')
-    if grub2:
-        return [grub2, '-o', '/boot/grub2/grub.cfg']
-    grub = module.get_bin_path('grub-mkconfig')
-    if grub:
-        return [grub, '-o', '/boot/grub/grub.cfg']
-    return None
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import plan as boot
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, parse_args, satisfied
 
 
 def find_grubby(module, root):
     """grubby edits the running system's files, so only when root is /."""
-    if root != '/':
-        return None
-    return module.get_bin_path('grubby')
-
-
-def _grubby_args(plan, args, state):
-    entries = [scope for scope in plan.scopes if scope.files and isinstance(scope.files[0], core.BlsEntry)]
-    needed = [arg.text for arg in args
-              if any(not core.satisfied(scope.tokens(original=True), [arg], state, exact=True) for scope in entries)]
-    return needed
-
-
-def _snapshot(plan, root):
-    texts = _reread(root, [core.under(root, path) for path in (core.GRUB_MAIN, core.KERNEL_CMDLINE)])
-    for scope in plan.scopes:
-        for config in scope.files:
-            real = core.under(root, config.path)
-            texts[real] = config.text
-    return texts
-
-
-def _reread(root, paths):
-    result = {}
-    for real in paths:
-        if os.path.isfile(real):
-            with open(real, 'rb') as handle:
-                result[real] = handle.read().decode('utf-8', 'replace')
-        else:
-            result[real] = None
-    return result
+    return module.get_bin_path('grubby') if root == '/' else None
 
 
 def run_module():
@@ -335,9 +279,10 @@ def run_module():
             uri=dict(type='str'),  # accepted for the action group's module_defaults; unused
             args=dict(type='list', elements='str', required=True),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
-            bootloader=dict(type='str', choices=['auto', 'grub', 'bls', 'systemd-boot'], default='auto'),
-            grub_file=dict(type='path', default=core.GRUB_MAIN),
-            grub_variable=dict(type='str', choices=list(core.GRUB_VARIABLES), default='GRUB_CMDLINE_LINUX'),
+            bootloader=dict(type='str', choices=['auto'] + list(boot.BOOTLOADERS), default='auto'),
+            grub_file=dict(type='path', default='/etc/default/grub'),
+            grub_variable=dict(type='str', choices=['GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT'],
+                               default='GRUB_CMDLINE_LINUX'),
             root=dict(type='path', default='/'),
             update_bootloader=dict(type='bool', default=True),
             update_command=dict(type='list', elements='str'),
@@ -351,109 +296,65 @@ def run_module():
     state = params['state']
     if not os.path.isdir(root):
         module.fail_json(msg='root: %r is not a directory' % params['root'])
+    options = dict(grub_file=params['grub_file'], grub_variable=params['grub_variable'],
+                   update_command=params['update_command'])
 
     def make_plan():
-        return core.plan(root, params['bootloader'], args, state,
-                         grub_file=params['grub_file'], grub_variable=params['grub_variable'])
+        return boot.plan(root, params['bootloader'], args, state, options)
 
     try:
-        args = core.parse_args(params['args'], state)
-        plan = make_plan()
-    except core.CmdlineError as exc:
+        args = parse_args(params['args'], state)
+        planned = make_plan()
+    except CmdlineError as exc:
         module.fail_json(msg=str(exc))
 
-    commands = []
-    update = None
-    grub_changed = any(isinstance(config, core.GrubDefaultsFile) for config, _b, _a in plan.changes)
-    if plan.bootloader == 'grub' and grub_changed and params['update_bootloader'] and root == '/':
-        update = _update_command(module, root)
-        if update is None:
-            module.fail_json(msg='update_bootloader: none of update-grub, grub2-mkconfig or grub-mkconfig was found; '
-                                 'install GRUB, set update_command, or set update_bootloader=false (nothing was changed)')
-        commands.append(update)
-
-    files = [core.under(root, config.path) for config, _b, _a in plan.changes]
-    diffs = [dict(before=before or '', after=after, before_header=core.under(root, config.path),
-                  after_header=core.under(root, config.path)) for config, before, after in plan.changes]
-    report = plan.report()
-    final = plan
-    writer = _Writer(module, root, params['backup'])
-
-    if plan.changed and not module.check_mode:
-        grubby = find_grubby(module, root) if plan.bootloader == 'bls' else None
+    run, pending = boot.pending_regeneration(planned, params['update_bootloader'])
+    if planned.bootloader == 'grub' and planned.changed and root == '/' and params['update_bootloader'] and not run:
+        module.fail_json(msg='update_bootloader: none of update-grub, grub2-mkconfig or grub-mkconfig was found; '
+                             'install GRUB, set update_command, or set update_bootloader=false (nothing was changed)')
+    files, diffs, commands, backups, final = planned.files(), [c.diff(root) for _f, c in planned.changes], run, [], planned
+    if planned.changed and not module.check_mode:
+        runner = boot.Runner(run=module.run_command, find=module.get_bin_path, grubby=find_grubby(module, root),
+                             atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False),
+                             backup=module.backup_local if params['backup'] else None)
         try:
-            if grubby:
-                before_texts = _snapshot(plan, root)
-                if params['backup']:
-                    for config, before, _after in plan.changes:
-                        if before is not None:
-                            writer.backups.append(module.backup_local(core.under(root, config.path)))
-                    writer.backup = False
-                needed = _grubby_args(plan, args, state)
-                if needed:
-                    cmd = [grubby, '--update-kernel=ALL', '--bls-directory=%s' % core.under(root, core.BLS_DIR)]
-                    cmd.append(('--args=%s' if state == 'present' else '--remove-args=%s') % ' '.join(needed))
-                    commands.insert(0, cmd)
-                    rc, out, err = module.run_command(cmd)
-                    if rc != 0:
-                        raise core.CmdlineError('%s failed (rc=%d): %s' % (' '.join(cmd), rc, (err or out).strip()))
-                    writer.written.extend(before_texts.items())
-                residual = make_plan()
-                for config, before, after in residual.changes:
-                    writer.write(config, before, after)
-                final = make_plan()
-                if final.changed:
-                    raise core.CmdlineError('after grubby and a direct edit, %s still differ from the wanted state'
-                                            % ', '.join(core.under(root, c.path) for c, _b, _a in final.changes))
-                after_texts = _reread(root, before_texts)
-                order = files + [path for path in before_texts if path not in files]
-                files = [path for path in order if after_texts[path] != before_texts[path]]
-                diffs = [dict(before=before_texts[path] or '', after=after_texts[path] or '',
-                              before_header=path, after_header=path) for path in files]
-            else:
-                for config, before, after in plan.changes:
-                    writer.write(config, before, after)
-        except (core.CmdlineError, OSError) as exc:
-            writer.rollback()
-            module.fail_json(msg='%s; files restored to their previous content' % exc, commands=commands)
-        if update is not None:
-            rc, out, err = module.run_command(update)
-            if rc != 0:
-                module.fail_json(msg='%s failed (rc=%d) after the files were changed: %s'
-                                 % (' '.join(update), rc, (err or out).strip()),
-                                 files=files, commands=commands, changed=True)
+            done = boot.apply(planned, make_plan, args, state, runner, params['update_bootloader'])
+        except boot.Regenerate as exc:
+            module.fail_json(msg=str(exc), changed=True, files=exc.done.files, commands=exc.done.commands,
+                             regenerate=planned.regenerate)
+        except CmdlineError as exc:
+            module.fail_json(msg=str(exc))
+        files, diffs, commands, backups, final = done.files, done.diffs, done.commands, done.backups, done.final
 
-    for warning in plan.warnings:
+    for warning in planned.warnings:
         module.warn(warning)
+    mismatch = boot.boot_mismatch(planned, args, state, options)
+    if mismatch:
+        module.fail_json(msg=mismatch, changed=False, reboot_required=False,
+                         booted_from=boot.booted_entry(planned.host)[0])
+    proc = planned.host.proc_cmdline
+    reboot = planned.changed if proc is None else not satisfied(proc, args, state)
 
-    proc = core.read_proc_cmdline(root)
-    if proc is None:
-        reboot = plan.changed
-    else:
-        reboot = core.reboot_required(proc, args, state)
-
-    # After a real run through grubby the files are read back; otherwise the plan is what was written.
-    afters = [scope.tokens(original=final is not plan) for scope in final.scopes]
-    if len(afters) != len(plan.scopes):  # grubby created a file the plan did not know about
-        afters = [scope.tokens() for scope in plan.scopes]
+    # After a real run the files are read back; in check mode the plan is the prediction.
+    afters = [scope.tokens(original=final is not planned) for scope in final.scopes]
+    report = planned.report()
     result = dict(
-        changed=plan.changed,
-        bootloader=plan.bootloader,
-        before=plan.scopes[0].tokens(original=True),
+        changed=planned.changed,
+        bootloader=planned.bootloader,
+        before=planned.scopes[0].tokens(original=True),
         after=afters[0],
         locations=[dict(name=scope.name, before=scope.tokens(original=True), after=after,
-                        changed=scope.tokens(original=True) != after) for scope, after in zip(plan.scopes, afters)],
-        added=report['added'],
-        removed=report['removed'],
-        replaced=report['replaced'],
-        duplicates=report['duplicates'],
+                        changed=scope.tokens(original=True) != after) for scope, after in zip(planned.scopes, afters)],
         files=files,
         commands=commands,
+        regenerate=pending,
+        next_boot=boot.next_boot(planned, options),
         reboot_required=reboot,
+        **report
     )
-    if params['backup'] and plan.changed:
-        result['backup_files'] = [path for path in writer.backups if path]
-    if module._diff and plan.changed:
+    if params['backup'] and planned.changed:
+        result['backup_files'] = backups
+    if module._diff and planned.changed:
         result['diff'] = diffs
     module.exit_json(**result)
 

@@ -100,7 +100,11 @@ def test_check_apply_idempotent_in_guest(playbook_run):
     # the update command ran once per real change: not in check mode, not when nothing changed
     assert update_log.split() == ["ran", "ran"]
     assert apply["commands"] == [["/bin/sh", "-c", "echo ran >> /run/testbed/update-grub.log"]]
+    assert check["commands"] == apply["commands"]  # check mode names what the real run runs
     assert again["commands"] == []
+    # root is /: the regeneration ran, nothing is left to the admin
+    assert apply["regenerate"] == [] and check["regenerate"] == []
+    assert apply["next_boot"].startswith("the grub.cfg that /bin/sh -c echo ran")
 
 
 def test_reboot_required_follows_the_running_kernel(playbook_run):

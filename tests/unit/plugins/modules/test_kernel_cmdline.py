@@ -199,7 +199,8 @@ def test_root_must_exist(capsys, tmp_path):
 
 def test_undetectable_bootloader(capsys, tmp_path):
     result = run(capsys, root=str(tmp_path), args=['iommu=pt'])
-    assert result['failed'] is True and 'could not detect the bootloader' in result['msg']
+    assert result['failed'] is True and 'cannot tell which boot path' in result['msg']
+    assert 'no boot path matches (found: firmware: unknown' in result['msg']
 
 
 # --------------------------------------------------------------------------- RHEL BLS

@@ -1,0 +1,179 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Which boot path the host really boots with, from what the firmware and the loader left behind.
+
+The signals, read below ``root`` (on a live host, ``/sys`` and ``/proc`` are the kernel's):
+
+* ``/sys/firmware/efi``: booted through UEFI; a ``/sys/firmware`` without it: BIOS; no ``/sys/firmware``
+  at all (an image): unknown;
+* the ``LoaderInfo`` EFI variable, which systemd-boot sets when it starts a kernel (systemd's Boot Loader
+  Interface), and ``LoaderEntrySelected``, the entry it started;
+* ``/etc/kernel/proxmox-boot-uuids``: ESPs that ``proxmox-boot-tool`` keeps in sync (not mounted);
+* ``/etc/kernelstub/configuration``: kernelstub (Pop!_OS) writes the systemd-boot entries;
+* a mounted ESP with ``loader/loader.conf`` (systemd-boot), BLS entries in ``/boot/loader/entries``
+  next to GRUB (RHEL, Fedora), ``/etc/default/grub`` and a generated ``grub.cfg``.
+
+A path that the signals do not single out is refused with what was found, never guessed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import config_files as files
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, split_cmdline
+
+LOADER_VENDOR = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f'  # systemd's Boot Loader Interface EFI variables
+EFIVARS = '/sys/firmware/efi/efivars'
+ESP_CANDIDATES = ('/boot/efi', '/efi', '/boot')
+BLS_DIR = '/boot/loader/entries'
+GRUB_MAIN = '/etc/default/grub'
+GRUB_CONFIGS = ('/boot/grub/grub.cfg', '/boot/grub2/grub.cfg')
+PROXMOX_UUIDS = '/etc/kernel/proxmox-boot-uuids'
+KERNELSTUB_CONFIG = '/etc/kernelstub/configuration'
+
+
+def efi_variable(root, name):
+    """The string value of one of systemd's Boot Loader Interface EFI variables, or None.
+
+    efivarfs files start with 4 bytes of attributes; the value is NUL-terminated UTF-16LE."""
+    path = files.shown(root, '%s/%s-%s' % (EFIVARS, name, LOADER_VENDOR))
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    return data[4:].decode('utf-16-le', 'replace').split('\x00', 1)[0] or None
+
+
+class Host(object):
+    """The facts about one host (or image) below ``root`` that decide its boot path."""
+
+    def __init__(self, root):
+        self.root = root
+        self.live = root == '/'
+        if files.exists(root, '/sys/firmware/efi'):
+            self.firmware = 'uefi'
+        elif files.exists(root, '/sys/firmware'):
+            self.firmware = 'bios'
+        else:
+            self.firmware = None  # an image: nothing tells
+        self.loader_info = efi_variable(root, 'LoaderInfo')  # set by systemd-boot when it booted us
+        self.loader_entry = efi_variable(root, 'LoaderEntrySelected')
+        self.proxmox_uuids = [line.split()[0] for line in (files.read(root, PROXMOX_UUIDS) or '').splitlines()
+                              if line.strip() and not line.startswith('#')]
+        self.kernelstub = files.exists(root, KERNELSTUB_CONFIG)
+        self.esp = next((esp for esp in ESP_CANDIDATES if files.exists(root, esp + '/loader/loader.conf')), None)
+        self.bls_entries = files.listing(root, BLS_DIR, '*.conf')
+        self.grub_defaults = files.exists(root, GRUB_MAIN)
+        self.grub_configs = [path for path in GRUB_CONFIGS if files.exists(root, path)]
+        proc = files.read(root, '/proc/cmdline')
+        self.proc_cmdline = None if proc is None else split_cmdline(proc)
+
+    @property
+    def systemd_boot_booted(self):
+        """True: systemd-boot started this kernel; False: something else did; None: cannot tell."""
+        if self.loader_info:
+            return True
+        return False if self.firmware is not None else None
+
+    def found(self):
+        """What was found, for refusals."""
+        facts = ['firmware: %s' % {'uefi': 'UEFI (/sys/firmware/efi)', 'bios': 'BIOS (no /sys/firmware/efi)',
+                                   None: 'unknown (no /sys/firmware below root)'}[self.firmware]]
+        if self.loader_info:
+            facts.append('booted by %s (LoaderInfo EFI variable)' % self.loader_info)
+        if self.proxmox_uuids:
+            facts.append('%s lists %d ESP(s)' % (PROXMOX_UUIDS, len(self.proxmox_uuids)))
+        if self.kernelstub:
+            facts.append(KERNELSTUB_CONFIG)
+        if self.esp:
+            facts.append('%s/loader/loader.conf' % self.esp)
+        if self.bls_entries:
+            facts.append('%d entries in %s' % (len(self.bls_entries), BLS_DIR))
+        if self.grub_defaults:
+            facts.append(GRUB_MAIN)
+        facts.extend(self.grub_configs)
+        return '; '.join(facts)
+
+
+def _refuse(host, why):
+    raise CmdlineError('cannot tell which boot path %s boots with: %s (found: %s); set bootloader explicitly'
+                       % (host.root, why, host.found()))
+
+
+def boot_path(host):
+    """The backend name for ``host``; CmdlineError naming the signals when ambiguous or unknown.
+
+    One rule per layout, in order: the first whose signals are present decides."""
+    booted_by_sdboot = host.systemd_boot_booted
+    if host.proxmox_uuids:
+        if booted_by_sdboot:
+            return 'proxmox-boot-tool'
+        if booted_by_sdboot is False:
+            return 'grub'  # proxmox-boot-tool keeps GRUB on the ESPs; refreshed by proxmox-boot-tool too
+        _refuse(host, '%s lists ESPs, which proxmox-boot-tool sets up with systemd-boot or with GRUB, and no '
+                      'EFI variable below root says which one booted' % PROXMOX_UUIDS)
+    if host.kernelstub and booted_by_sdboot is not False:
+        return 'kernelstub'
+    if host.esp and booted_by_sdboot is not False:
+        if booted_by_sdboot is None and host.grub_configs:
+            _refuse(host, 'both systemd-boot (%s/loader/loader.conf) and GRUB (%s) are installed'
+                    % (host.esp, ', '.join(host.grub_configs)))
+        return 'systemd-boot'
+    if host.bls_entries and (host.grub_defaults or host.grub_configs):
+        return 'bls'
+    if host.grub_defaults:
+        return 'grub'
+    if booted_by_sdboot and files.exists(host.root, files.KERNEL_CMDLINE):
+        return 'systemd-boot'
+    if booted_by_sdboot is None and files.exists(host.root, files.KERNEL_CMDLINE) and not host.bls_entries:
+        return 'systemd-boot'
+    _refuse(host, 'no boot path matches')
+    return None
+
+
+# An explicit bootloader that the host's own signals contradict would edit files the next boot does not
+# read: (bootloader given, the contradicting signal, what to use instead).
+CONTRADICTIONS = (
+    ('grub', lambda host: host.loader_info and not host.proxmox_uuids, 'systemd-boot or kernelstub'),
+    ('bls', lambda host: host.loader_info, 'systemd-boot or kernelstub'),
+    ('systemd-boot', lambda host: host.proxmox_uuids, 'proxmox-boot-tool'),
+    ('systemd-boot', lambda host: host.kernelstub, 'kernelstub'),
+)
+
+
+def check_choice(host, bootloader):
+    """Refuse an explicit ``bootloader`` that what the host boots with contradicts, naming the signal."""
+    for name, contradicted, instead in CONTRADICTIONS:
+        if name == bootloader and contradicted(host):
+            raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s'
+                               % (bootloader, host.root, host.found(), instead))
+
+
+def os_release(root):
+    """``/etc/os-release`` (or ``/usr/lib/os-release``) as a dict."""
+    text = files.read(root, '/etc/os-release')
+    if text is None:
+        text = files.read(root, '/usr/lib/os-release') or ''
+    result = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition('=')
+        if sep and key.strip() and not key.startswith('#'):
+            result[key.strip()] = value.strip().strip('"\'')
+    return result
+
+
+SBIN = ('/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin')
+
+
+def find_program(root, name):
+    """The path (as on the target) of an installed program below root, or None."""
+    for directory in SBIN:
+        path = '%s/%s' % (directory, name)
+        full = files.shown(root, path)
+        if os.path.isfile(full) and os.access(full, os.X_OK):
+            return path
+    return None

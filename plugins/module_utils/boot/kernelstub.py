@@ -1,0 +1,31 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pop!_OS: kernelstub writes the systemd-boot entries (``Pop_OS-current.conf``, ``Pop_OS-oldkern.conf``)
+as ``root=UUID=<root> ro`` followed by ``user.kernel_options`` of ``/etc/kernelstub/configuration``,
+at every kernel update. Both are edited: the configuration so the arguments survive the next update
+(an edit of the entries alone would be undone, and a removed argument would come back), the entries so
+the next boot has them. Nothing is regenerated.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import config_files as files
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import detect
+
+NAME = 'kernelstub'
+
+
+def scopes(host, options):
+    root = host.root
+    text = files.read(root, detect.KERNELSTUB_CONFIG)
+    config = files.KernelstubConfig(detect.KERNELSTUB_CONFIG, text, files.shown(root, detect.KERNELSTUB_CONFIG))
+    result = [files.file_scope(config)]
+    if host.esp:
+        result.extend(files.file_scope(entry) for entry in files.bls_entries(root, host.esp + '/loader/entries'))
+    return result
+
+
+def regenerate(host, options):
+    return []

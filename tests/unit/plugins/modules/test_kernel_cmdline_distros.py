@@ -1,0 +1,269 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""kernel_cmdline on fake roots of each distribution admins run (tests/unit/fixtures/bootloaders/distros.py).
+
+For each: check mode with diff writes nothing, the real run, a second run changes nothing, the command
+line the next boot and the next kernel get — computed the way that distribution's tools compute it —
+holds every requested argument once and every earlier argument in order, a simulated reboot into it
+settles the module, and a reboot into an entry without the arguments is reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import plan as boot
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import parse_args
+from ansible_collections.virtdev.libvirt.tests.unit.fixtures.bootloaders import distros
+from ansible_collections.virtdev.libvirt.tests.unit.fixtures.bootloaders.trees import read, write
+from ansible_collections.virtdev.libvirt.tests.unit.plugins.modules.test_kernel_cmdline import run, snapshot
+
+WANTED = ['intel_iommu=on', 'iommu=pt', 'vfio-pci.ids=10de:1b80,10de:10f0', 'rd.driver.pre=vfio-pci']
+
+# What has to run in the target system after the change, per distribution (root is not /: named, not run).
+REGENERATE = {
+    'debian12': [['update-grub']],
+    'ubuntu2204-cloud': [['update-grub']],
+    'ubuntu2404-cloud': [['update-grub']],
+    'proxmox8-grub': [['update-grub']],
+    'opensuse': [['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']],
+    'proxmox8-zfs-uefi': [['proxmox-boot-tool', 'refresh']],
+}
+
+
+def in_order(earlier, later):
+    """Whether ``earlier`` is a subsequence of ``later`` (nothing lost, nothing reordered)."""
+    position = iter(later)
+    return all(token in position for token in earlier)
+
+
+def assert_carries(tokens, earlier, what):
+    for arg in WANTED:
+        assert tokens.count(arg) == 1, (what, arg, tokens)
+    assert any(token.startswith('root=') for token in tokens), (what, tokens)
+    if earlier is not None:
+        assert in_order(earlier, tokens), (what, earlier, tokens)
+
+
+@pytest.mark.parametrize('distro', distros.DISTROS, ids=str)
+def test_distribution_check_apply_again_reboot(capsys, tmp_path, distro):
+    root = str(tmp_path)
+    distro.build(root)
+    earlier_boot, earlier_kernel = distro.boot(root), distro.new_kernel(root)
+    start = snapshot(root)
+
+    checked = run(capsys, check=True, diff=True, root=root, args=WANTED)
+    assert checked['rc'] == 0, checked
+    assert checked['changed'] is True and checked['diff'] and checked['bootloader'] == distro.bootloader
+    assert snapshot(root) == start, 'check mode wrote something'
+
+    applied = run(capsys, root=root, args=WANTED)
+    assert applied['rc'] == 0, applied
+    for key in ('changed', 'files', 'before', 'after', 'added', 'replaced', 'regenerate', 'next_boot'):
+        assert applied[key] == checked[key], key
+    assert applied['regenerate'] == REGENERATE.get(distro.name, [])
+    assert applied['commands'] == []  # root is not /: nothing runs
+    assert applied['reboot_required'] is True
+    assert [diff['after_header'] for diff in checked['diff']] == applied['files']
+
+    written = snapshot(root)
+    again = run(capsys, root=root, args=WANTED)
+    assert again['rc'] == 0 and again['changed'] is False and again['files'] == [], again
+    assert snapshot(root) == written
+
+    assert_carries(distro.boot(root), earlier_boot, 'next boot')
+    if distro.new_kernel(root) is not None:
+        assert_carries(distro.new_kernel(root), earlier_kernel, 'next kernel')
+
+    # The host comes up from something that lacks the arguments: said, not "reboot again".
+    distro.reboot_elsewhere(root, earlier_boot)
+    stale = run(capsys, root=root, args=WANTED)
+    assert stale['failed'] is True and stale['reboot_required'] is False, stale
+    assert 'the host booted from ' in stale['msg'] and ', which does not carry intel_iommu=on' in stale['msg']
+    assert stale['booted_from'] in stale['msg']
+    if REGENERATE.get(distro.name):
+        assert '(was %s run?)' % ' '.join(REGENERATE[distro.name][0]) in stale['msg']
+
+    distro.reboot(root)
+    settled = run(capsys, root=root, args=WANTED)
+    assert settled['rc'] == 0, settled
+    assert settled['changed'] is False and settled['reboot_required'] is False
+
+
+def test_grub_not_regenerated_is_named(capsys, tmp_path):
+    distro = distros.BY_NAME['debian12']
+    root = str(tmp_path)
+    distro.build(root)
+    earlier = distro.boot(root)
+    run(capsys, root=root, args=WANTED)
+    distro.reboot_elsewhere(root, earlier)
+    stale = run(capsys, root=root, args=WANTED)
+    assert stale['msg'].startswith('the host booted from the entry for /boot/vmlinuz-6.1.0-18-amd64 in '
+                                   '%s/boot/grub/grub.cfg, which does not carry intel_iommu=on' % root), stale['msg']
+    assert stale['msg'].endswith('(was update-grub run?)')
+
+
+def test_booted_entry_that_carries_the_arguments_without_the_kernel_getting_them(capsys, tmp_path):
+    distro = distros.BY_NAME['arch']
+    root = str(tmp_path)
+    distro.build(root)
+    earlier = distro.boot(root)
+    run(capsys, root=root, args=WANTED)
+    distros.reboot(root, ' '.join(earlier), 'arch.conf')  # e.g. the line was edited at the boot menu
+    stale = run(capsys, root=root, args=WANTED)
+    assert stale['msg'].startswith('the host booted from the systemd-boot entry %s/boot/loader/entries/arch.conf, '
+                                   'which carries intel_iommu=on' % root), stale['msg']
+    assert 'changed at the boot menu' in stale['msg']
+
+
+def test_rhel_keeps_the_multipath_preload_next_to_vfio(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.rhel9(root)
+    run(capsys, root=root, args=['rd.driver.pre=vfio-pci'])
+    for path in distros.entry_files(root, '/boot/loader/entries'):
+        options = distros.options_of(read(root, path))
+        assert options.count('rd.driver.pre=scsi_dh_alua') == 1 and options.count('rd.driver.pre=vfio-pci') == 1
+    assert 'rd.driver.pre=scsi_dh_alua rhgb quiet rd.driver.pre=vfio-pci' in read(root, '/etc/kernel/cmdline')
+    # absent removes only that value
+    result = run(capsys, root=root, args=['rd.driver.pre=vfio-pci'], state='absent')
+    assert result['changed'] is True
+    assert 'rd.driver.pre=vfio-pci' not in read(root, '/etc/kernel/cmdline')
+    assert 'rd.driver.pre=scsi_dh_alua' in read(root, '/etc/kernel/cmdline')
+
+
+def test_ubuntu_cloud_console_is_added_next_to_the_others(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.ubuntu2404_cloud(root)
+    result = run(capsys, root=root, args=['console=ttyS1,115200'])
+    assert result['changed'] is True and result['replaced'] == []
+    boot = distros.grub_boot(root, 'grub-mkconfig', 'UUID=x')
+    assert [t for t in boot if t.startswith('console=')] == ['console=ttyS1,115200', 'console=tty1', 'console=ttyS0']
+
+
+def test_vfio_ids_gain_items_in_the_occurrence_the_kernel_reads(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.debian12(root)
+    path = '/etc/default/grub'
+    write(root, path, read(root, path).replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="vfio-pci.ids=8086:1533"'))
+    result = run(capsys, root=root, args=['vfio-pci.ids=10de:1b80,10de:10f0'])
+    assert result['replaced'] == [{'before': 'vfio-pci.ids=8086:1533', 'after': 'vfio-pci.ids=8086:1533,10de:1b80,10de:10f0',
+                                   'location': '/etc/default/grub:8 GRUB_CMDLINE_LINUX'}]
+    result = run(capsys, root=root, args=['vfio-pci.ids=10de:10f0'], state='absent')
+    assert 'GRUB_CMDLINE_LINUX="vfio-pci.ids=8086:1533,10de:1b80"' in read(root, path)
+
+
+def test_popos_removed_argument_stays_removed_at_the_next_kernel_update(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.popos(root)
+    result = run(capsys, root=root, args=['nomodeset'], state='absent')
+    assert result['changed'] is True and result['bootloader'] == 'kernelstub'
+    assert 'nomodeset' not in distros.kernelstub_writes(root)
+    for name in ('current', 'oldkern'):
+        assert 'nomodeset' not in read(root, '/boot/efi/loader/entries/Pop_OS-%s.conf' % name)
+    config = json.loads(read(root, '/etc/kernelstub/configuration'))
+    assert config['default']['kernel_options'] == ['quiet', 'splash']  # kernelstub's defaults untouched
+
+
+# --------------------------------------------------------------------------- refused: nothing changes, names why
+
+def _refused(capsys, root, fragments, **params):
+    start = snapshot(root)
+    result = run(capsys, root=root, args=WANTED, **params)
+    assert result.get('failed') is True, result
+    for fragment in fragments:
+        assert fragment in result['msg'], (fragment, result['msg'])
+    assert snapshot(root) == start
+    return result
+
+
+def test_opensuse_refuses_a_dropin_its_grub2_mkconfig_never_reads(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.opensuse(root)
+    _refused(capsys, root, ['grub_file: %s/etc/default/grub.d/90-vfio.cfg is a drop-in' % root,
+                            '%s/usr/sbin/grub2-mkconfig does not source /etc/default/grub.d' % root],
+             grub_file='/etc/default/grub.d/90-vfio.cfg')
+
+
+def test_rhel_refuses_a_dropin_too(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.rhel9(root)
+    _refused(capsys, root, ['is a drop-in', 'grub2-mkconfig does not source'], grub_file='/etc/default/grub.d/90-vfio.cfg')
+
+
+def test_opensuse_warns_that_an_existing_dropin_is_ignored(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.opensuse(root)
+    write(root, '/etc/default/grub.d/50-site.cfg', 'GRUB_CMDLINE_LINUX="nomodeset"\n')
+    planned = boot.plan(root, 'auto', parse_args(['iommu=pt']), 'present',
+                        dict(grub_file='/etc/default/grub', grub_variable='GRUB_CMDLINE_LINUX', update_command=None))
+    assert planned.warnings == ['/etc/default/grub.d/50-site.cfg: ignored at boot, %s/usr/sbin/grub2-mkconfig does '
+                                'not source /etc/default/grub.d' % root]
+    result = run(capsys, root=root, args=['iommu=pt'])
+    assert result['changed'] is True and result['files'] == [os.path.join(root, 'etc/default/grub')]
+    assert 'iommu=pt' in distros.grub_boot(root, 'grub2-mkconfig', 'UUID=x')
+
+
+def test_proxmox_image_without_firmware_information_is_refused(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    for name in os.listdir(os.path.join(root, 'sys/firmware/efi/efivars')):
+        os.unlink(os.path.join(root, 'sys/firmware/efi/efivars', name))
+    os.rmdir(os.path.join(root, 'sys/firmware/efi/efivars'))
+    os.rmdir(os.path.join(root, 'sys/firmware/efi'))
+    os.rmdir(os.path.join(root, 'sys/firmware'))
+    _refused(capsys, root, ['/etc/kernel/proxmox-boot-uuids lists ESPs', 'lists 2 ESP(s)', 'set bootloader explicitly'])
+    # told which one, it works
+    result = run(capsys, root=root, args=WANTED, bootloader='proxmox-boot-tool')
+    assert result['changed'] is True and result['files'] == [os.path.join(root, 'etc/kernel/cmdline')]
+
+
+def test_proxmox_on_bios_is_grub_refreshed_by_proxmox_boot_tool(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    os.unlink(os.path.join(root, 'sys/firmware/efi/efivars/LoaderInfo-' + distros.LOADER_VENDOR))
+    os.unlink(os.path.join(root, 'sys/firmware/efi/efivars/LoaderEntrySelected-' + distros.LOADER_VENDOR))
+    os.rmdir(os.path.join(root, 'sys/firmware/efi/efivars'))
+    os.rename(os.path.join(root, 'sys/firmware/efi'), os.path.join(root, 'sys/firmware/acpi'))
+    result = run(capsys, root=root, args=['iommu=pt'])
+    assert result['bootloader'] == 'grub' and result['regenerate'] == [['proxmox-boot-tool', 'refresh']]
+    assert 'root=ZFS=rpool/ROOT/pve-1' in distros.grub_boot(root, 'grub-mkconfig', 'x')
+
+
+def test_systemd_boot_image_without_any_command_line_source_is_refused(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.debian12_sdboot_image(root)
+    entry = distros.entry_files(root, '/boot/efi/loader/entries')[0]
+    write(root, entry, read(root, entry).replace('root=UUID=%s ' % distros.ROOT_UUID, ''))
+    _refused(capsys, root, ['refusing to create %s/etc/kernel/cmdline' % root, 'it has no root= (ro quiet)',
+                            os.path.basename(entry)])
+    os.unlink(os.path.join(root, entry.lstrip('/')))
+    _refused(capsys, root, ['refusing to create %s/etc/kernel/cmdline: no full command line' % root,
+                            '/usr/lib/kernel/cmdline, /proc/cmdline'])
+
+
+def test_systemd_boot_and_grub_both_installed_on_an_image_is_refused(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.debian12_sdboot_image(root)
+    write(root, '/boot/grub/grub.cfg', '# generated\n')
+    write(root, '/etc/default/grub', 'GRUB_CMDLINE_LINUX=""\n')
+    _refused(capsys, root, ['both systemd-boot (/boot/efi/loader/loader.conf) and GRUB (/boot/grub/grub.cfg)',
+                            'firmware: unknown'])
+
+
+@pytest.mark.parametrize('name, bootloader, instead', [
+    ('proxmox8-zfs-uefi', 'systemd-boot', 'proxmox-boot-tool'),
+    ('popos', 'systemd-boot', 'kernelstub'),
+    ('arch', 'grub', 'systemd-boot or kernelstub'),
+    ('arch', 'bls', 'systemd-boot or kernelstub'),
+])
+def test_explicit_bootloader_the_host_contradicts_is_refused(capsys, tmp_path, name, bootloader, instead):
+    root = str(tmp_path)
+    distros.BY_NAME[name].build(root)
+    write(root, '/etc/default/grub', 'GRUB_CMDLINE_LINUX=""\n')
+    write(root, '/boot/loader/entries/x.conf', 'options root=/dev/sda1\n')
+    _refused(capsys, root, ['bootloader: %s is not what %s boots with' % (bootloader, root),
+                            'use bootloader: %s' % instead], bootloader=bootloader)
