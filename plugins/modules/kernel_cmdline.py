@@ -129,7 +129,7 @@ EXAMPLES = r'''
 
 - name: Bind a GPU to vfio-pci at boot, through a drop-in of our own
   virtdev.libvirt.kernel_cmdline:
-    args: [vfio-pci.ids=10de:1b80,10de:10f0, rd.driver.pre=vfio-pci]
+    args: ["vfio-pci.ids=10de:1b80,10de:10f0", rd.driver.pre=vfio-pci]
     bootloader: grub
     grub_file: /etc/default/grub.d/90-vfio.cfg
     backup: true
