@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Write the docsite's guides (docs/docsite/rst/*.rst and docs/docsite/extra-docs.yml) from docs/*.md.
@@ -63,7 +62,7 @@ def render_guide(name: str) -> str:
 
 
 def render_extra_docs(names: list[str]) -> str:
-    placed = {name for _, members in SECTIONS for name in members}
+    placed = {name for _title, members in SECTIONS for name in members}
     sections = []
     for title, members in SECTIONS:
         toctree = [n for n in members if n in names] if members else [n for n in names if n not in placed]
