@@ -123,10 +123,20 @@ step_collection() {
     SUMMARY+=("collection: $COLLECTION_NAMESPACE.$COLLECTION_NAME $version built and installed into .collections ($(elapsed "$t0") s)")
 }
 
+# --- 5. side venvs: the version matrix's second ansible-core and the release tools -----------------
+step_side_venvs() {
+    local t0
+    t0=$(now)
+    ensure_side_venv "$MATRIX_VENV" "$ROOT/requirements/matrix.txt"
+    ensure_side_venv "$RELEASE_VENV" "$ROOT/requirements/release.txt"
+    SUMMARY+=("side venvs: $("$MATRIX_VENV/bin/python" -c 'import ansible.release as r; print("ansible-core", r.__version__)') in $MATRIX_VENV, release tools in $RELEASE_VENV ($(elapsed "$t0") s)")
+}
+
 step_packages
 step_account
 step_venv
 step_collection
+step_side_venvs
 
 log ""
 log "bootstrap summary"

@@ -72,3 +72,39 @@ ensure_pythonpath_view() {
 require_venv() {
     [ -x "$VENV/bin/python" ] || die "$VENV is missing: run scripts/bootstrap.sh"
 }
+
+# Side venvs of their own (never the main one): the second ansible-core of the version matrix
+# (requirements/matrix.txt) and the release tools (requirements/release.txt), both on Python 3.12.
+MATRIX_VENV="$STATE/venv-matrix"
+RELEASE_VENV="$STATE/venv-release"
+SIDE_PYTHON_VERSION=3.12
+
+# The Python 3.12 interpreter for the side venvs: $SIDE_PYTHON, python3.12 on PATH, or pyenv's.
+side_python() {
+    local candidate
+    for candidate in "${SIDE_PYTHON:-}" "$(command -v "python$SIDE_PYTHON_VERSION" 2>/dev/null)" \
+        "$(command -v pyenv >/dev/null 2>&1 && pyenv root 2>/dev/null)"/versions/"$SIDE_PYTHON_VERSION".*/bin/python \
+        "$HOME"/.pyenv/versions/"$SIDE_PYTHON_VERSION".*/bin/python; do
+        if [ -z "$candidate" ] || [ ! -x "$candidate" ]; then continue; fi
+        "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != (${SIDE_PYTHON_VERSION/./, }))" 2>/dev/null &&
+            { printf '%s\n' "$candidate"; return 0; }
+    done
+    return 1
+}
+
+# Create or refresh VENV from requirements/FILE (only when FILE or the interpreter changed).
+ensure_side_venv() { # venv requirements-file
+    local venv="$1" reqs="$2" python stamp want have=""
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        python=$(side_python) || die "no Python $SIDE_PYTHON_VERSION for $venv (set SIDE_PYTHON, or install it with pyenv)"
+        rm -rf "$venv"
+        "$python" -m venv "$venv" || die "cannot create $venv"
+    fi
+    stamp="$venv/.bootstrap-requirements"
+    want=$(cat "$reqs" <("$venv/bin/python" -V 2>&1) | sha256sum | cut -d' ' -f1)
+    [ -f "$stamp" ] && have=$(cat "$stamp")
+    [ "$want" = "$have" ] && return 0
+    log "Installing $(basename "$reqs") into $venv"
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$reqs" || die "pip install -r $reqs failed"
+    printf '%s\n' "$want" >"$stamp"
+}

@@ -6,9 +6,15 @@
 #   bench        pytest tests/benchmarks (the benchmark harness at tiny N: correctness, idempotence, no writes)
 #   kernel       pytest tests/kernel (real Debian kernel under QEMU TCG with an emulated IOMMU)
 #   sanity       ansible-test sanity on a copy of the collection (no ignore entries allowed)
-#   lint         ansible-lint (profile from .ansible-lint) over playbooks/, roles/, tests/integration/, extensions/
+#   lint         ansible-lint (profile from .ansible-lint) over the whole repository
 #   molecule     `molecule test` of every roles/*/molecule/* scenario (default driver, this host)
 #   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd
+#   matrix       the newest ansible-core (requirements/matrix.txt, Python 3.12, .state/venv-matrix): the unit
+#                tests that run modules and plugins, the sanity tests that differ by version, and the
+#                integration targets listed in MATRIX_TARGETS on the embedded driver
+#   release      the release checks: build + install of the tarball (contents checked), galaxy-importer
+#                offline, antsibull-changelog lint + a trial release, ansible-builder (the collection's EE
+#                metadata and the example image), the antsibull-docs docsite (fails on warnings)
 #
 # A run that includes the functional stage ends by writing docs/reliability.md from the figures the
 # stages leave in $VIRTDEV_RELIABILITY_DIR (scripts/render_reliability.py).
@@ -26,7 +32,7 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_STAGES=(unit functional bench kernel sanity lint molecule integration)
+ALL_STAGES=(unit functional bench kernel sanity lint molecule integration matrix release)
 ONLY=()
 TARGETS=()
 BOOTSTRAP=1
@@ -160,9 +166,12 @@ run_pytest_stage() {
 }
 
 # --- sanity ------------------------------------------------------------------------------------
-stage_sanity() {
-    local t dest home pyver pip_version standin rc bad=()
-    header "sanity: ansible-test sanity"
+# run_sanity NAME VENV HOME [ansible-test sanity options...]: ansible-test of VENV on a copy of the
+# collection, with HOME (ansible-test's caches and per-test venvs) private to this checkout and VENV.
+run_sanity() {
+    local name="$1" venv="$2" home="$3" t dest pyver pip_version standin rc bad=()
+    shift 3
+    header "$name: ansible-test sanity $*"
     t=$(now)
     # Ignore files must not exist or must be empty.
     for f in tests/sanity/ignore-*.txt; do
@@ -170,48 +179,43 @@ stage_sanity() {
         if grep -qv '^[[:space:]]*\(#.*\)\{0,1\}$' "$f"; then bad+=("$f"); fi
     done
     if [ "${#bad[@]}" -gt 0 ]; then
-        record FAIL sanity "$t" "ignore entries present in: ${bad[*]}"
+        record FAIL "$name" "$t" "ignore entries present in: ${bad[*]}"
         return
     fi
-    dest=$(stage_collection "$RUN_DIR/sanity")
+    dest=$(stage_collection "$RUN_DIR/$name")
     # ansible-test creates one venv per sanity test and bootstraps pip in it with a get-pip script it
     # downloads from a host this machine cannot reach; a local stand-in in its cache dir is used
-    # instead. HOME is private to this checkout so nothing is written to the user's ~/.ansible.
-    home="$STATE/ansible-test-home"
-    pyver=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    pip_version=$(python - "$pyver" <<'EOF'
+    # instead.
+    pyver=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    pip_version=$("$venv/bin/python" - "$pyver" <<'PYEOF'
 import sys
 from ansible_test._internal.python_requirements import get_venv_packages
 class Python:  # the only attribute get_venv_packages reads
     version = sys.argv[1]
 print(get_venv_packages(Python())['pip'])
-EOF
+PYEOF
     ) || pip_version=24.2
     standin="$home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
     mkdir -p "$(dirname "$standin")"
     cp "$ROOT/tests/harness/get_pip_standin.py" "$standin"
     # ansible-test passes only HOME and PATH (+ a few) to pip: pip's settings must come from config
     # files (/etc/pip.conf, ...), and its cache is $home/.cache/pip.
-    (cd "$dest" && HOME="$home" ansible-test sanity --local --python "$pyver" --color no)
+    (cd "$dest" && PATH="$venv/bin:$PATH" HOME="$home" "$venv/bin/ansible-test" sanity --local --python "$pyver" --color no "$@")
     rc=$?
-    if [ "$rc" -eq 0 ]; then record PASS sanity "$t"; else record FAIL sanity "$t" "ansible-test exit code $rc"; fi
+    if [ "$rc" -eq 0 ]; then record PASS "$name" "$t"; else record FAIL "$name" "$t" "ansible-test exit code $rc"; fi
 }
 
+stage_sanity() { run_sanity sanity "$VENV" "$STATE/ansible-test-home"; }
+
 # --- lint --------------------------------------------------------------------------------------
+# ansible-lint over the whole repository (profile and excluded local state in .ansible-lint)
 stage_lint() {
-    local t paths=() p rc
-    header "lint: ansible-lint"
+    local t rc
+    header "lint: ansible-lint (whole repository)"
     t=$(now)
-    for p in playbooks roles tests/integration extensions; do
-        if [ -d "$p" ] && [ -n "$(find "$p" -name '*.yml' -o -name '*.yaml' | head -1)" ]; then paths+=("$p"); fi
-    done
-    if [ "${#paths[@]}" -eq 0 ]; then
-        record SKIP lint "$t" "no YAML in playbooks/, roles/, tests/integration/, extensions/"
-        return
-    fi
     # a home of this checkout's own: ansible-lint installs the collection under $ANSIBLE_HOME/collections, and
     # a shared ~/.ansible holding another checkout's copy would hide this one's playbooks from the syntax check
-    ANSIBLE_HOME="$ROOT/.state/ansible-home" ansible-lint --offline --nocolor "${paths[@]}"
+    ANSIBLE_HOME="$ROOT/.state/ansible-home" ansible-lint --offline --nocolor
     rc=$?
     if [ "$rc" -eq 0 ]; then record PASS lint "$t"; else record FAIL lint "$t" "ansible-lint exit code $rc"; fi
 }
@@ -310,6 +314,187 @@ stage_integration() {
     fi
 }
 
+# --- matrix: the newest ansible-core -----------------------------------------------------------
+# The main venv holds the oldest ansible-core the collection claims (meta/runtime.yml); this stage runs
+# what differs by version on the newest one, within ~6 minutes: the unit tests that run modules and
+# plugins through ansible-core (module_utils import only the standard library, libvirt and lxml: their
+# tests do not depend on it), the sanity tests whose rules come with ansible-core, and a subset of
+# integration targets on the embedded driver.
+MATRIX_UNIT=(tests/unit/plugins/modules tests/unit/plugins/filter tests/unit/test_hostile_inputs.py tests/unit/test_module_examples.py)
+MATRIX_SANITY=(--test ansible-doc --test compile --test import --test validate-modules --test action-plugin-docs)
+MATRIX_TARGETS=(action_group domain)
+
+stage_matrix() {
+    local t version target uri rc template
+    t=$(now)
+    if [ ! -x "$MATRIX_VENV/bin/ansible-playbook" ]; then
+        record FAIL matrix "$t" "$MATRIX_VENV is missing: run scripts/bootstrap.sh"
+        return
+    fi
+    version=$("$MATRIX_VENV/bin/python" -c 'import ansible.release as r; print(r.__version__)')
+    header "matrix: ansible-core $version, $("$MATRIX_VENV/bin/python" -V 2>&1): unit"
+    "$MATRIX_VENV/bin/python" -m pytest -p no:cacheprovider -q -rfEs --timeout=300 \
+        --basetemp="$RUN_DIR/pytest-matrix" "${MATRIX_UNIT[@]}"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then record PASS "matrix/$version/unit" "$t"; else record FAIL "matrix/$version/unit" "$t" "pytest exit code $rc"; fi
+
+    run_sanity "matrix/$version/sanity" "$MATRIX_VENV" "$STATE/ansible-test-home-matrix" "${MATRIX_SANITY[@]}"
+
+    template="$RUN_DIR/matrix-embed-template"
+    t=$(now)
+    if ! python tests/harness/embed.py prepare "$template" --caps-cache "$CAPS_CACHE/embed" >/dev/null; then
+        record FAIL "matrix/$version/integration" "$t" "the embedded QEMU driver does not work"
+        return
+    fi
+    for target in "${MATRIX_TARGETS[@]}"; do
+        t=$(now)
+        uri=$(python tests/harness/embed.py prepare "$RUN_DIR/matrix-embed-$target" --seed-from "$template")
+        header "matrix/$version/integration/$target@embed ($uri)"
+        "$MATRIX_VENV/bin/ansible-playbook" tests/integration/run_target.yml -e "target=$target" -e "libvirt_uri=$uri"
+        rc=$?
+        if [ "$rc" -eq 0 ]; then
+            record PASS "matrix/$version/integration/$target@embed" "$t"
+        else
+            record FAIL "matrix/$version/integration/$target@embed" "$t" "ansible-playbook exit code $rc"
+        fi
+    done
+}
+
+# --- release: what Galaxy, AWX and the docsite will do with the release ------------------------------
+release_step() { # name command... (records PASS/FAIL of one release check)
+    local name="$1" t rc
+    shift
+    header "release/$name"
+    t=$(now)
+    "$@"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then record PASS "release/$name" "$t"; else record FAIL "release/$name" "$t" "exit code $rc"; fi
+}
+
+# build the tarball from the files a commit would hold, install it, and check what it holds
+release_build() {
+    local src listing missing=() shipped=() f
+    src=$(stage_collection "$REL/src") || return 1
+    ansible-galaxy collection build --output-path "$REL" "$src" || return 1
+    TARBALL=$(ls "$REL/$COLLECTION_NAMESPACE-$COLLECTION_NAME-$VERSION.tar.gz") || return 1
+    ansible-galaxy collection install --force --offline -p "$REL/installed" "$TARBALL" || return 1
+    listing=$(tar -tzf "$TARBALL") || return 1
+    for f in LICENSE README.md MANIFEST.json FILES.json meta/runtime.yml meta/execution-environment.yml \
+        meta/ee-requirements.txt meta/ee-bindep.txt docs/docsite/extra-docs.yml docs/docsite/links.yml \
+        tests/config.yml $(cd "$ROOT" && ls roles/*/README.md plugins/modules/*.py); do
+        grep -qx "$f" <<<"$listing" || missing+=("$f")
+    done
+    for f in scripts/ requirements/ tests/benchmarks/ tests/harness/ tests/kernel/ tests/functional/ .ci/ .state/ .venv; do
+        grep -q "^$f" <<<"$listing" && shipped+=("$f")
+    done
+    [ "${#missing[@]}" -eq 0 ] || { printf 'missing from the tarball: %s\n' "${missing[*]}"; return 1; }
+    [ "${#shipped[@]}" -eq 0 ] || { printf 'dev tooling in the tarball (build_ignore): %s\n' "${shipped[*]}"; return 1; }
+    printf '%s: %s files, %s bytes\n' "$(basename "$TARBALL")" "$(wc -l <<<"$listing")" "$(stat -c %s "$TARBALL")"
+}
+
+# galaxy-importer as Galaxy runs it, offline, with the required tags checked; ansible-lint is the lint
+# stage's (whole repository); any warning of the importer fails
+release_importer() {
+    local log="$REL/importer.log" rc
+    (cd "$REL" && HOME="$REL/importer-home" GALAXY_IMPORTER_CHECK_REQUIRED_TAGS=true \
+        GALAXY_IMPORTER_RUN_ANSIBLE_LINT=false GALAXY_IMPORTER_ANSIBLE_LOCAL_TMP="$REL/importer-tmp" \
+        GALAXY_IMPORTER_TMP_ROOT_DIR="$REL" PATH="$RELEASE_VENV/bin:$PATH" \
+        "$RELEASE_VENV/bin/python" -m galaxy_importer.main "$TARBALL") >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    [ "$rc" -eq 0 ] || return 1
+    ! grep -E '^(WARNING|ERROR)|Traceback' "$log" || { echo "galaxy-importer reported the lines above"; return 1; }
+    grep -q 'Importer processing completed successfully' "$log"
+}
+
+# fragments lint, then a trial release of galaxy.yml's version in a copy (new modules and roles listed)
+release_changelog() {
+    local copy name
+    antsibull-changelog lint || return 1
+    copy=$(stage_collection "$REL/changelog") || return 1
+    (cd "$copy" && ANSIBLE_COLLECTIONS_PATH="$REL/changelog" antsibull-changelog release --version "$VERSION") || return 1
+    grep -q "^v$VERSION$" "$copy/CHANGELOG.rst" || { echo "CHANGELOG.rst has no v$VERSION section"; return 1; }
+    if grep -q '^releases: {}' "$ROOT/changelogs/changelog.yaml"; then   # the first release lists everything
+        for name in "$ROOT"/plugins/modules/*.py "$ROOT"/roles/*/; do
+            name=$(basename "${name%.py}")
+            grep -q "virtdev\.libvirt\.$name - " "$copy/CHANGELOG.rst" ||
+                { echo "the trial release does not list virtdev.libvirt.$name (version_added?)"; return 1; }
+        done
+    fi
+}
+
+# ansible-builder: the collection's EE metadata as an image that includes it reads it (introspect of
+# the installed tarball), and the docs example image definition with the tarball (create)
+release_ee() {
+    local deps ctx
+    deps=$("$RELEASE_VENV/bin/ansible-builder" introspect --sanitize "$REL/installed") || return 1
+    printf '%s\n' "$deps"
+    if ! grep -q 'libvirt-python' <<<"$deps" || ! grep -q 'openssh-client' <<<"$deps" || ! grep -q 'libvirt-dev' <<<"$deps"; then
+        echo "introspect does not list the collection's Python and system dependencies"
+        return 1
+    fi
+    ctx="$REL/ee"
+    cp -r "$ROOT/docs/docsite/examples/ee" "$ctx" && cp "$TARBALL" "$ctx/" || return 1
+    grep -q "/$(basename "$TARBALL")\$" "$ctx/requirements.yml" ||
+        { echo "docs/docsite/examples/ee/requirements.yml does not name $(basename "$TARBALL")"; return 1; }
+    (cd "$ctx" && "$RELEASE_VENV/bin/ansible-builder" create -f execution-environment.yml --context context) || return 1
+    if [ ! -f "$ctx/context/_build/collections/$(basename "$TARBALL")" ] || [ ! -f "$ctx/context/Dockerfile" ]; then
+        echo "the example's build context lacks the tarball or its Dockerfile"
+        return 1
+    fi
+}
+
+# the antsibull-docs docsite: module, role and plugin docs plus the guides (docs/docsite/rst, from
+# docs/*.md by scripts/gen_docsite.py). Offline, Sphinx cannot fetch the intersphinx inventories of
+# docs.python.org and docs.ansible.com, so those warnings and the references they would resolve
+# (ansible-core's own labels, NETWORK_LABELS) are let through; any other warning fails.
+NETWORK_LABELS="common_return_values|ansible_configuration_settings|ansible_collections\.ansible\.builtin\.[a-z_]+"
+release_docsite() {
+    local copy log="$REL/docsite.log" warnings="$REL/docsite-warnings.log" rc
+    "$RELEASE_VENV/bin/python" scripts/gen_docsite.py --check || return 1
+    copy=$(stage_collection "$REL/docsite-src") || return 1
+    mkdir -p "$REL/docsite"
+    (
+        export PATH="$RELEASE_VENV/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$REL/docsite-src"
+        antsibull-docs lint-collection-docs --plugin-docs "$copy" &&
+            antsibull-docs sphinx-init --use-current --fail-on-error --dest-dir "$REL/docsite" \
+                "$COLLECTION_NAMESPACE.$COLLECTION_NAME" &&
+            sed -i "s|-W --keep-going|--keep-going -w $warnings|" "$REL/docsite/build.sh" &&
+            "$REL/docsite/build.sh"
+    ) >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    [ "$rc" -eq 0 ] || return 1
+    if grep 'WARNING' "$warnings" | grep -vE "failed to reach any of the inventories|undefined label: '($NETWORK_LABELS)'"; then
+        echo "the docsite build warned (lines above)"
+        return 1
+    fi
+    [ -f "$REL/docsite/build/html/collections/$COLLECTION_NAMESPACE/$COLLECTION_NAME/index.html" ] &&
+        [ -f "$REL/docsite/build/html/collections/$COLLECTION_NAMESPACE/$COLLECTION_NAME/docsite/guide_gpu_passthrough.html" ]
+}
+
+stage_release() {
+    local t
+    t=$(now)
+    if [ ! -x "$RELEASE_VENV/bin/galaxy-importer" ] && [ ! -x "$RELEASE_VENV/bin/antsibull-docs" ]; then
+        record FAIL release "$t" "$RELEASE_VENV is missing: run scripts/bootstrap.sh"
+        return
+    fi
+    REL="$RUN_DIR/release"
+    mkdir -p "$REL"
+    VERSION=$(sed -n 's/^version:[[:space:]]*//p' galaxy.yml | tr -d "\"'")
+    TARBALL=""
+    release_step build release_build
+    if [ -z "$TARBALL" ]; then
+        record FAIL release "$t" "no tarball: the other release checks did not run"
+        return
+    fi
+    release_step galaxy-importer release_importer
+    release_step changelog release_changelog
+    release_step ansible-builder release_ee
+    release_step docsite release_docsite
+}
+
 want unit && run_pytest_stage unit tests/unit 300
 want functional && run_pytest_stage functional tests/functional 900
 want bench && run_pytest_stage bench tests/benchmarks 600
@@ -318,11 +503,15 @@ want sanity && stage_sanity
 want lint && stage_lint
 want molecule && stage_molecule
 want integration && stage_integration
+want matrix && stage_matrix
+want release && stage_release
 
 # docs/reliability.md from the figures of this run (the fault and race tests run in the functional stage)
 if want functional; then
     t=$(now)
-    if python scripts/render_reliability.py "$VIRTDEV_RELIABILITY_DIR" docs/reliability.md; then
+    # the docsite's copy (docs/docsite/rst/reliability.rst) follows the page it is generated from
+    if python scripts/render_reliability.py "$VIRTDEV_RELIABILITY_DIR" docs/reliability.md &&
+        { [ ! -x "$RELEASE_VENV/bin/python" ] || "$RELEASE_VENV/bin/python" scripts/gen_docsite.py; }; then
         record PASS reliability-page "$t"
     else
         record FAIL reliability-page "$t" "scripts/render_reliability.py failed"

@@ -267,6 +267,16 @@ mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run
 mkdir -p /newroot/run/testbed
 mount --bind /xfer /newroot/run/testbed
+# The checkout may live below a directory the guest gets fresh (/tmp, /run): share it explicitly, with
+# a tmpfs overlay like / so the guest can write there without touching the host's files.
+R=__CHECKOUT__
+case "$R" in
+/tmp/* | /run/*)
+    mkdir -p "/newroot$R" /rw/checkout-upper /rw/checkout-work
+    mount -t overlay overlay -o "lowerdir=/hostro$R,upperdir=/rw/checkout-upper,workdir=/rw/checkout-work" \
+        "/newroot$R" || mount --bind "/hostro$R" "/newroot$R" || fail "share the checkout $R"
+    ;;
+esac
 echo 1 > /proc/sys/kernel/printk
 stty -echo 2>/dev/null
 echo "$M READY"
@@ -300,7 +310,8 @@ def build_initramfs(dest: Path, kernel_version: str, token: str, busybox: str | 
     archive.chardev("dev/console", 5, 1)
     archive.chardev("dev/null", 1, 3)
     archive.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
-    archive.file("init", _INIT.replace("__TOKEN__", token).encode(), 0o755)
+    archive.file("init", _INIT.replace("__TOKEN__", token).replace("__CHECKOUT__", shlex.quote(str(REPO_ROOT))).encode(),
+                 0o755)
     names = []
     for path in module_closure(kernel_version):
         data = path.read_bytes()

@@ -12,8 +12,12 @@ import os
 import pytest
 
 from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils import _internal as _ansible_internal
-from ansible.module_utils.testing import patch_module_args
+from ansible.module_utils.testing import patch_module_args  # public since ansible-core 2.19
+
+try:  # private, version-guarded: ansible-core 2.19+ routes module warnings by it (see run_module)
+    from ansible.module_utils import _internal as _ansible_internal
+except ImportError:  # pragma: no cover - an ansible-core without it has no such routing
+    _ansible_internal = None
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.prepare import sysfs_writer
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import build_with_kernel
@@ -34,13 +38,16 @@ def run_module(capsys, module, check=False, diff=False, **params):
     params['_ansible_diff'] = diff
     # once any controller code is imported in this process (a filter plugin's test imports ansible.errors),
     # module warnings would go to the controller's display instead of the result: run as on a target
-    controller, _ansible_internal.is_controller = _ansible_internal.is_controller, False
+    routing = _ansible_internal is not None and hasattr(_ansible_internal, 'is_controller')
+    if routing:
+        controller, _ansible_internal.is_controller = _ansible_internal.is_controller, False
     try:
         with patch_module_args(params):
             with pytest.raises(SystemExit) as exc:
                 module.main()
     finally:
-        _ansible_internal.is_controller = controller
+        if routing:
+            _ansible_internal.is_controller = controller
     result = json.loads(capsys.readouterr().out)
     result['rc'] = exc.value.code
     return result

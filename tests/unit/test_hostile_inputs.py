@@ -24,6 +24,7 @@ import os
 import pytest
 
 from ansible.errors import AnsibleFilterError
+from ansible.release import __version__ as ANSIBLE_CORE_VERSION
 
 from ansible_collections.virtdev.libvirt.plugins.filter.guest_devices import guest_devices
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt
@@ -290,6 +291,18 @@ CASES = [
 
 RESULTS = collections.OrderedDict()   # ident -> (module, refused before any write)
 
+# ansible-core 2.21 logs a module's arguments to syslog before the module's code runs and itself refuses a
+# top-level string argument holding NUL ("Failed to log to syslog (embedded null character)"): the module never
+# sees the value, so its message cannot name the field (still refused, nothing written).
+CORE_REFUSES_TOP_LEVEL_NUL = tuple(int(part) for part in ANSIBLE_CORE_VERSION.split('.')[:2]) >= (2, 21)
+
+
+def _expected_fragments(case, params, message):
+    nul_argument = any(isinstance(value, str) and '\x00' in value for value in params.values())
+    if CORE_REFUSES_TOP_LEVEL_NUL and nul_argument and message.startswith('Failed to log to syslog'):
+        return ['embedded null character']
+    return case.expect
+
 
 def _manifest_case(case):
     if case.ident == 'manifest-names-entry':
@@ -378,13 +391,14 @@ def test_hostile_input_is_refused_naming_field_and_value_and_nothing_is_written(
     try:
         params = _params(case, root)
     except AnsibleFilterError as exc:   # the guest role's filter refuses before any module runs
-        message, writes = str(exc), 0
+        message, writes, expect = str(exc), 0, case.expect
     else:
         result = run_module(capsys, MODULES[case.module], **params)   # raises on a traceback
         assert result['rc'] == 1 and result.get('failed') is True, result
         assert 'exception' not in result and 'Traceback' not in result['msg'], result
         message, writes = result['msg'], libvirt_writes()
-    for fragment in case.expect:
+        expect = _expected_fragments(case, params, message)
+    for fragment in expect:
         assert fragment in message, '%r not in %r' % (fragment, message[:2000])
     for fragment in case.hidden:
         assert fragment not in message
