@@ -40,11 +40,15 @@ def reads_dropins(root):
             return found, '%s %s %s' % (files.shown(root, program), 'sources' if found else 'does not source',
                                         GRUB_DROPIN_DIR)
     release = detect.os_release(root)
-    family = ('%s %s' % (release.get('ID', ''), release.get('ID_LIKE', ''))).split()
-    if 'debian' in family or 'ubuntu' in family:
+    if _debian_family(release):
         return True, 'no grub-mkconfig below root; %s ID=%s: Debian\'s grub-mkconfig sources %s' % (
             '/etc/os-release', release.get('ID'), GRUB_DROPIN_DIR)
     return None, 'no grub-mkconfig or grub2-mkconfig below root and /etc/os-release ID=%s' % release.get('ID')
+
+
+def _debian_family(release):
+    family = ('%s %s' % (release.get('ID', ''), release.get('ID_LIKE', ''))).split()
+    return 'debian' in family or 'ubuntu' in family
 
 
 def grub_scope(root, grub_file, variable, required=True):
@@ -118,4 +122,12 @@ def regenerate(host, options):
         path = detect.find_program(host.root, program)
         if path is not None:
             return [[path if host.live else program] + arguments]
-    return []
+    if host.live:
+        return []  # a live host without any of them: planning refuses (nothing would regenerate grub.cfg)
+    # An image or chroot without GRUB's tools inside it: still name what its system will have to run,
+    # from its family and from where its grub.cfg lives (/boot/grub2 on Fedora, RHEL, openSUSE).
+    if _debian_family(detect.os_release(host.root)):
+        return [['update-grub']]
+    if os.path.isdir(files.shown(host.root, '/boot/grub2')):
+        return [['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']]
+    return [['grub-mkconfig', '-o', '/boot/grub/grub.cfg']]

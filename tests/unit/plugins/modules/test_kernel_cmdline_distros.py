@@ -267,3 +267,20 @@ def test_explicit_bootloader_the_host_contradicts_is_refused(capsys, tmp_path, n
     write(root, '/boot/loader/entries/x.conf', 'options root=/dev/sda1\n')
     _refused(capsys, root, ['bootloader: %s is not what %s boots with' % (bootloader, root),
                             'use bootloader: %s' % instead], bootloader=bootloader)
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('debian12', [['update-grub']]),
+    ('opensuse', [['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']]),
+])
+def test_an_image_without_grub_tools_still_names_the_regeneration(capsys, tmp_path, name, expected):
+    """An image or chroot whose GRUB tools are not inside it: the edit is made and what its system must run
+    is named, never an empty 'nothing left to do'."""
+    root = str(tmp_path)
+    distros.BY_NAME[name].build(root)
+    for program in ('update-grub', 'grub-mkconfig', 'grub2-mkconfig'):
+        if os.path.exists(os.path.join(root, 'usr/sbin', program)):
+            os.unlink(os.path.join(root, 'usr/sbin', program))
+    applied = run(capsys, root=root, args=WANTED)
+    assert applied['changed'] is True and applied['commands'] == [], applied
+    assert applied['regenerate'] == expected
