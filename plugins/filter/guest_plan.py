@@ -196,6 +196,9 @@ def _disk(disk, profile, where, used):
     if source:
         result['source'] = source
     result.update({key: disk[key] for key in DISK_OPTIONS if key in disk and key != 'bus'})
+    if 'format' not in result and str(disk.get('file', '')).endswith('.qcow2'):
+        # libvirt takes an image without a driver type as raw: a qcow2 file would reach the guest as its raw bytes
+        result['format'] = 'qcow2'
     return result
 
 

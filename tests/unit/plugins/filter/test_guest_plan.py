@@ -135,3 +135,10 @@ def test_bad_input_names_the_field(builtin, defaults, guests, profiles, message)
     with pytest.raises(AnsibleFilterError) as error:
         guest_plan(guests, dict(builtin, **(profiles or {})) if profiles is not None else builtin, defaults, GPU_HOST)
     assert message in str(error.value)
+
+
+def test_a_qcow2_image_is_attached_as_qcow2_unless_a_format_is_given(builtin, defaults):
+    guests = [{'name': 'g', 'profile': 'minimal', 'disks': [
+        {'file': '/srv/a.qcow2'}, {'file': '/srv/b.qcow2', 'format': 'raw'}, {'file': '/srv/c.img'}]}]
+    disks = [device for device in guest_plan(guests, builtin, defaults)[0]['config'] if device['kind'] == 'disk']
+    assert [disk.get('format') for disk in disks] == ['qcow2', 'raw', None]
