@@ -122,10 +122,11 @@ def _devices_with_ids(devices, where):
     return [dict(item) for item in devices]
 
 
-def resolve_profile(name, profiles, chain=()):
-    """A profile with its parents' values folded in; errors name the profile and the key."""
+def resolve_profile(name, profiles, chain=(), where=None):
+    """A profile with its parents' values folded in; errors name the profile and the key (and the guest,
+    ``where``, that asked for it)."""
     if not isinstance(name, str) or name not in profiles:
-        where = 'profiles.%s.parent' % chain[-1] if chain else 'profile'
+        where = 'profiles.%s.parent' % chain[-1] if chain else '%s.profile' % where if where else 'profile'
         _fail(where, '%r is not a profile (known: %s)' % (name, ', '.join(sorted(profiles))))
     if name in chain:
         _fail('profiles.%s.parent' % name, 'inheritance loops: %s' % ' -> '.join(chain + (name,)))
@@ -326,7 +327,7 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
     unknown = sorted(set(guest) - set(GUEST_KEYS))
     if unknown:
         _fail(where, 'unknown keys %s' % ', '.join(unknown))
-    profile = resolve_profile(guest.get('profile') or defaults.get('profile', 'virtio'), profiles)
+    profile = resolve_profile(guest.get('profile') or defaults.get('profile', 'virtio'), profiles, where=where)
     profile['nic_model'] = guest.get('nic_model') or profile['nic_model']
     profile['disk_bus'] = guest.get('disk_bus') or profile['disk_bus']
     if not isinstance(guest.get('domain') or {}, dict):
@@ -345,6 +346,11 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
     networks = guest.get('networks')
     if networks is None:
         networks = profile['networks'] if 'networks' in profile else defaults.get('networks', [])
+    offered = {device.get(key) for device in profile['devices'] for key in ('id', 'kind')}
+    for index, name in enumerate(guest.get('exclude') or []):
+        if name not in offered:  # a typo would otherwise keep the device it meant to drop, silently
+            _fail('%s.exclude[%d]' % (where, index), '%r is no device id or kind of its profile (there are: %s)'
+                  % (name, ', '.join(sorted(str(item) for item in offered if item))))
     exclude = list(profile['exclude']) + list(guest.get('exclude') or [])
     if guest.get('vsock') is False:
         exclude.append('vsock')

@@ -142,3 +142,10 @@ def test_a_qcow2_image_is_attached_as_qcow2_unless_a_format_is_given(builtin, de
         {'file': '/srv/a.qcow2'}, {'file': '/srv/b.qcow2', 'format': 'raw'}, {'file': '/srv/c.img'}]}]
     disks = [device for device in guest_plan(guests, builtin, defaults)[0]['config'] if device['kind'] == 'disk']
     assert [disk.get('format') for disk in disks] == ['qcow2', 'raw', None]
+
+
+def test_an_unknown_profile_or_exclude_names_the_guest_and_the_entry(builtin, defaults):
+    with pytest.raises(AnsibleFilterError, match=r"guests\[0\] \(b1\)\.profile: 'nosuch' is not a profile"):
+        guest_plan([{'name': 'b1', 'profile': 'nosuch'}], builtin, defaults)
+    with pytest.raises(AnsibleFilterError, match=r"guests\[0\] \(b1\)\.exclude\[1\]: 'nosuchdev' is no device id or kind"):
+        guest_plan([{'name': 'b1', 'profile': 'virtio', 'exclude': ['rng', 'nosuchdev']}], builtin, defaults)
