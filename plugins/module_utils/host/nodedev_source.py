@@ -27,6 +27,7 @@ SOURCE = 'libvirt node devices'
 # (guard, what was not checked, why) per kind of device: the guards whose facts are not in node device XML
 _NO_MOUNTS = "libvirt's node devices do not tell which filesystems (/, /boot, swap, ...) live on which disks"
 _NO_ROUTES = "node devices name a NIC's interfaces but not the host's routes, bridges or bonds"
+_NO_SUBSYSTEM_IDS = "libvirt's node devices do not carry subsystem ids"
 _NO_BOOT_VGA = 'node devices do not carry the boot_vga flag of a display device'
 _NO_DEV_NODES = "node devices do not show the host's /dev, /proc or kernel command line"
 NOT_CHECKED = {
@@ -243,6 +244,8 @@ def read_host(documents):
     """A ``model.Host`` from node device XML documents (strings); unreadable ones become problems."""
     host = model.Host(SOURCE)
     host.problems.append(NOT_VISIBLE)
+    host.pci_listing = "among libvirt's node devices"
+    host.unavailable_ids = {'subsystem_vendor': _NO_SUBSYSTEM_IDS, 'subsystem_device': _NO_SUBSYSTEM_IDS}
     docs = []
     for text in documents:
         try:
