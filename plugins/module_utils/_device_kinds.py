@@ -460,7 +460,7 @@ class TextInteger(Text):
 INTERFACE = Kind(
     'interface', 'interface',
     docs=KindDocs(
-        hw_class='virtio (model virtio), emulated (e1000, e1000e, rtl8139), passthrough (`source.hostdev`: '
+        hw_class='virtio (model virtio), emulated (e1000, e1000e, rtl8139), passthrough (`source.hostdev` or `source.pf` + `vf`: '
                  'an SR-IOV VF)',
         identity='`mac`; without one, a MAC derived from the domain name, the source and the position among '
                  'NICs on that source — or an existing NIC on the same source — so re-runs never add NICs',

@@ -161,3 +161,14 @@ def test_refusals_from_node_devices_name_the_source_and_what_it_cannot_carry(hos
     assert _guards(check) == ['ids']
     assert ("the subsystem vendor id cannot be compared with 0x10de as configured: libvirt's node devices do not "
             'carry subsystem ids') in check.errors[0] and 'None' not in check.errors[0]
+
+
+def test_the_summary_of_a_document_and_the_host_model_come_from_the_same_reader(host):
+    summaries = {entry['name']: entry for entry in map(nodedev_source.summary, docs.sriov_host())}
+    pf = next(entry for entry in summaries.values() if entry['address'] == docs.PF)
+    assert (pf['type'], pf['vendor'], pf['product'], pf['iommu_group']) == ('pci', '0x8086', '0x1521', 2)
+    assert host.pci[docs.PF].iommu_group == pf['iommu_group']
+    mdev = next(entry for entry in summaries.values() if entry['type'] == 'mdev')
+    assert (mdev['uuid'], mdev['mdev_type']) == (docs.MDEV_UUID, 'nvidia-63') and docs.MDEV_UUID in host.mdevs
+    usb = next(entry for entry in summaries.values() if entry['type'] == 'usb_device' and entry['device'] == 2)
+    assert (usb['bus'], usb['vendor']) == (1, '0x046d')
