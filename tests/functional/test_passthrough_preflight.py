@@ -201,3 +201,6 @@ def test_a_nic_given_a_vf_by_pf_and_index_converges_like_its_address(libvirtd_ur
                            state='replaced')
         assert refused['failed'] is True and field in refused['msg'], refused
     assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == defined
+    rendered = run_module('domain_devices', {'state': 'rendered', 'config': by_index})   # reads no host
+    assert rendered['failed'] is True and rendered['msg'].startswith('config[0].source.pf: a VF given by pf and vf'), \
+        rendered
