@@ -208,10 +208,10 @@ class DomainDevices:
                 if not any(names_vf_by_pf(item) for item in request.declared):
                     continue
                 # declare() makes one item per config entry, in order
-                request.config = [dict(raw, source={'hostdev': vf_address(host, item.spec['source'],
-                                                                            item.where + '.source')})
-                                  if names_vf_by_pf(item) else raw
-                                  for raw, item in zip(request.config, request.declared)]
+                request.config = [
+                    dict(raw, source={'hostdev': vf_address(host, item.spec['source'], item.where + '.source')})
+                    if names_vf_by_pf(item) else raw
+                    for raw, item in zip(request.config, request.declared)]
                 request.declared = request.redeclare(request.name or request.uuid)
         except SpecError as exc:
             self.fail('%s (nothing was changed)' % exc)

@@ -170,8 +170,7 @@ def test_amd_dummy_host_bridge_does_not_block_its_group(libvirtd_uri, run_module
     assert 'group_critical' not in str(result.get('warnings')) and 'refused' not in str(result), result
 
 
-def test_a_nic_given_a_vf_by_pf_and_index_converges_like_its_address(libvirtd_uri, run_module, virsh, guest,
-                                                                      tmp_path):
+def test_a_nic_given_a_vf_by_pf_and_index_converges_like_its_address(libvirtd_uri, run_module, virsh, guest, tmp_path):
     """source: {pf, vf} is resolved against the host (a fixture tree here) before planning: check mode predicts
     the real run, a re-run (by index or by the VF's address) changes nothing, a bad index changes nothing."""
     root = sysfs_trees.build('sriov', tmp_path)
