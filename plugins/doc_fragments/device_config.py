@@ -66,8 +66,10 @@ options:
       source:
         description:
         - 'For O(config[].kind=interface): Where the NIC is plugged: exactly one of network (a libvirt network,
-          also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev (an
-          SR-IOV VF by PCI address, passed through). Required.'
+          also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, hostdev (an SR-IOV
+          VF by PCI address, passed through), or pf with vf (the VF with index vf, as the kernel numbers them in
+          virtfnN, of the SR-IOV PF at PCI address pf: read from the host, sysfs or, over a remote URI, libvirt
+          node devices, and written as a hostdev source with that VF address). Required.'
         - 'For O(config[].kind=disk): Backing store: exactly one of file, block (absolute paths), or volume with
           pool.'
         - 'For O(config[].kind=filesystem): Host directory to share: dir (an absolute path). Required.'
@@ -93,6 +95,14 @@ options:
             description:
             - Selects a V(user) source for kind interface.
             type: bool
+          pf:
+            description:
+            - Selects a V(pf) source for kind interface.
+            type: str
+          vf:
+            description:
+            - With a V(pf) source of kind interface.
+            type: int
           hostdev:
             description:
             - Selects a V(hostdev) source for kind interface.
@@ -539,8 +549,10 @@ options:
           source:
             description:
             - 'For O(config[].kind=interface): Where the NIC is plugged: exactly one of network (a libvirt network,
-              also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev
-              (an SR-IOV VF by PCI address, passed through). Required.'
+              also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, hostdev (an
+              SR-IOV VF by PCI address, passed through), or pf with vf (the VF with index vf, as the kernel numbers
+              them in virtfnN, of the SR-IOV PF at PCI address pf: read from the host, sysfs or, over a remote URI,
+              libvirt node devices, and written as a hostdev source with that VF address). Required.'
             - 'For O(config[].kind=disk): Backing store: exactly one of file, block (absolute paths), or volume
               with pool.'
             - 'For O(config[].kind=filesystem): Host directory to share: dir (an absolute path). Required.'
@@ -566,6 +578,14 @@ options:
                 description:
                 - Selects a V(user) source for kind interface.
                 type: bool
+              pf:
+                description:
+                - Selects a V(pf) source for kind interface.
+                type: str
+              vf:
+                description:
+                - With a V(pf) source of kind interface.
+                type: int
               hostdev:
                 description:
                 - Selects a V(hostdev) source for kind interface.

@@ -29,6 +29,7 @@ import time
 from ansible_collections.virtdev.libvirt.plugins.module_utils import (
     _device_engine, _guest_lock, _ids, _schema, _xml,
 )
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import host_devices, removal_consent
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 # The host side's passthrough guards: the one place the device layer reaches into the host side (preflight).
@@ -735,6 +736,37 @@ def _assignment_requests(run):
     return list(unique.values())
 
 
+def read_host(host_root, host_source=None):
+    """The host model: from ``host_source`` (a remote host's node devices) or this machine's sysfs below
+    ``host_root``."""
+    return host_source.read_host() if host_source is not None else host_preflight.read_host(host_root)
+
+
+def names_vf_by_pf(item):
+    """Whether a declared device is an interface taking an SR-IOV VF by its PF and index (``source: {pf, vf}``)."""
+    return item.kind is not None and item.kind.tag == 'interface' and 'pf' in item.spec.get('source', {})
+
+
+def vf_address(host, source, where):
+    """The PCI address of VF ``source['vf']`` of the PF ``source['pf']`` on ``host``; a PF that is not there,
+    is not a PF, or has no such VF raises SpecError naming ``where``.pf or ``where``.vf and the value.
+
+    The index is the kernel's (virtfnN in sysfs); libvirt lists a PF's VFs in that order."""
+    pf, index = source['pf'], source['vf']
+    dev = host.device(pf)
+    if dev is None:
+        raise SpecError(where + '.pf', 'there is no PCI device %s on this host (not %s)' % (pf, host.pci_listing))
+    if dev.physfn:
+        raise SpecError(where + '.pf', '%s is an SR-IOV VF (of PF %s), not a PF' % (pf, dev.physfn))
+    if not dev.vfs and not dev.sriov_totalvfs:
+        raise SpecError(where + '.pf', '%s is not an SR-IOV physical function (it has no VFs)' % pf)
+    if index >= len(dev.vfs):
+        have = '%d VFs (0..%d)' % (len(dev.vfs), len(dev.vfs) - 1) if dev.vfs else \
+            'no VFs enabled (create them with virtdev.libvirt.sriov_vfs)'
+        raise SpecError(where + '.vf', '%d is out of range: PF %s has %s' % (index, pf, have))
+    return dev.vfs[index]
+
+
 def preflight(connection, runs, host_root, force, host_source=None):
     """Check every host device the runs would assign, before anything is written.
 
@@ -757,7 +789,7 @@ def preflight(connection, runs, host_root, force, host_source=None):
     for run, requests in wanted:
         run.host_requests = requests
     try:
-        host = host_source.read_host() if host_source is not None else host_preflight.read_host(host_root)
+        host = read_host(host_root, host_source)
     except nodedev_source.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked
         for run, _requests in wanted:
             run.refusals = ['the passthrough guards cannot run: %s' % exc]

@@ -359,6 +359,28 @@ class DriverAttr(Field):
         node.set(self.attr, self.to_text(value))
 
 
+class ResolvedOnHost(Field):
+    """An option naming something of the host that the runner resolves before planning (an SR-IOV VF by its
+    PF and index becomes the VF's PCI address): validated like ``inner``, it never reaches the XML."""
+
+    def __init__(self, option, inner, description=''):
+        super().__init__(option, '', None, description=description)
+        self.inner = inner
+        self.value_type = inner.value_type
+
+    def normalize(self, value, where):
+        return self.inner.normalize(value, where)
+
+    def read(self, element):
+        return None
+
+    def write(self, element, value):
+        pass  # replaced by what it names on the host before any plan is made
+
+    def clear(self, element):
+        pass
+
+
 class Variant:
     """One form of a polymorphic ``source`` option: which key selects it and where its values go."""
 

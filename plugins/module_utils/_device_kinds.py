@@ -18,8 +18,8 @@ import hashlib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    KIB_PER, DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, Source, SpecError, Text,
-    Uuid, Variant, YesNo,
+    KIB_PER, DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, ResolvedOnHost, Source,
+    SpecError, Text, Uuid, Variant, YesNo,
 )
 
 EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'
@@ -460,7 +460,7 @@ class TextInteger(Text):
 INTERFACE = Kind(
     'interface', 'interface',
     docs=KindDocs(
-        hw_class='virtio (model virtio), emulated (e1000, e1000e, rtl8139), passthrough (`source.hostdev`: '
+        hw_class='virtio (model virtio), emulated (e1000, e1000e, rtl8139), passthrough (`source.hostdev` or `source.pf` + `vf`: '
                  'an SR-IOV VF)',
         identity='`mac`; without one, a MAC derived from the domain name, the source and the position among '
                  'NICs on that source — or an existing NIC on the same source — so re-runs never add NICs',
@@ -475,10 +475,16 @@ INTERFACE = Kind(
                                          Field('mode', 'source', 'mode',
                                                choices=('vepa', 'bridge', 'private', 'passthrough'))]),
             Variant('user', 'user', flag=True),
+            # pf + vf: resolved by the runner to the VF's address (a hostdev source) before planning
+            Variant('pf', 'hostdev', [ResolvedOnHost('pf', PciAddress('pf', '')),
+                                      ResolvedOnHost('vf', Integer('vf', '', '', minimum=0, maximum=65535))], needs=('vf',)),
             Variant('hostdev', 'hostdev', [PciAddress('hostdev', 'source/address', pci_type=True)]),
         ], description='Where the NIC is plugged: exactly one of network (a libvirt network, also a hostdev '
-                       'VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev '
-                       '(an SR-IOV VF by PCI address, passed through).'),
+                       'VF pool), bridge, direct (a host device, with optional mode), user: true, hostdev '
+                       '(an SR-IOV VF by PCI address, passed through), or pf with vf (the VF with index vf, '
+                       'as the kernel numbers them in virtfnN, of the SR-IOV PF at PCI address pf: read from '
+                       'the host, sysfs or, over a remote URI, libvirt node devices, and written as a hostdev '
+                       'source with that VF address).'),
         Field('model', 'model', 'type', choices=('virtio', 'e1000', 'e1000e', 'rtl8139', 'virtio-transitional',
                                                  'virtio-non-transitional'), libvirt_fills=True,
               description='NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).'),
@@ -491,7 +497,7 @@ INTERFACE = Kind(
               description='Virtual link state; changed live without a restart.'),
     ],
     key=ident('mac', 'mac'),
-    device_class=lambda spec: (PASSTHROUGH if 'hostdev' in spec.get('source', {})
+    device_class=lambda spec: (PASSTHROUGH if {'hostdev', 'pf'} & set(spec.get('source', {}))
                                else VIRTIO if str(spec.get('model', '')).startswith('virtio') else EMULATED),
     hotplug=True, required=('source',), live_update=only_differ('link_state'),
     derived=Derived('mac', 'source', derived_mac, 'the MAC', "<mac address='...'/>"),

@@ -17,7 +17,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _ids, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
-    ApplyError, DomainRun, preflight,
+    ApplyError, DomainRun, names_vf_by_pf, preflight, read_host, vf_address,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
@@ -86,6 +86,10 @@ class DomainDevices:
     # -- states without a connection --------------------------------------------------------------
     def rendered(self):
         request, = self.requests()
+        for item in request.declared:
+            if names_vf_by_pf(item):
+                self.fail('%s.source.pf: a VF given by pf and vf is found on the host, which state=rendered does '
+                          'not read: give its PCI address as source.hostdev' % item.where)
         self.module.exit_json(changed=False, rendered=_device_engine.render(request.declared))
 
     def parsed(self):
@@ -109,6 +113,7 @@ class DomainDevices:
     def converge(self):
         requests = self.requests()
         self.connection = _common.connect(self.module)
+        self.resolve_vfs(requests)
         params = self.params
         runs = [DomainRun(self.connection, request.name, request.declared, params['state'], params['apply'],
                           self.module.check_mode, params['detach_timeout'], params['detach_attempts'],
@@ -182,6 +187,35 @@ class DomainDevices:
             return '%s; %s' % (exc, start_failure)
         return str(exc)
 
+    def host_source(self):
+        """Where the host is read from: libvirt's node devices for a URI naming a host (None: sysfs)."""
+        if source.reads_node_devices(self.params['host_root'], self.params['uri']):
+            return nodedev_source.NodeDeviceSource(self.connection)
+        return None
+
+    def resolve_vfs(self, requests):
+        """Interfaces given ``source: {pf, vf}`` take the VF's PCI address (``source: {hostdev}``) before any
+        guest is read or planned, so identity, re-runs and the passthrough guards see what an address given
+        directly gives. A PF or index the host does not have fails the task naming it; nothing is written."""
+        if not any(names_vf_by_pf(item) for request in requests for item in request.declared):
+            return
+        try:
+            host = read_host(self.params['host_root'], self.host_source())
+        except nodedev_source.NodeDevicesUnavailable as exc:
+            self.fail('source.pf: the VFs of a PF cannot be found: %s (nothing was changed)' % exc)
+        try:
+            for request in requests:
+                if not any(names_vf_by_pf(item) for item in request.declared):
+                    continue
+                # declare() makes one item per config entry, in order
+                request.config = [
+                    dict(raw, source={'hostdev': vf_address(host, item.spec['source'], item.where + '.source')})
+                    if names_vf_by_pf(item) else raw
+                    for raw, item in zip(request.config, request.declared)]
+                request.declared = request.redeclare(request.name or request.uuid)
+        except SpecError as exc:
+            self.fail('%s (nothing was changed)' % exc)
+
     def check_host(self, runs):
         """Passthrough guards for every host device the runs would assign (before any write): refused guests
         fail (with on_error=stop, nothing is written then). Returns the refusals.
@@ -192,8 +226,8 @@ class DomainDevices:
         if mode == 'off' or not runs:
             return []
         root, uri = self.params['host_root'], self.params['uri']
-        remote = source.reads_node_devices(root, uri)
-        host_source = nodedev_source.NodeDeviceSource(self.connection) if remote else None
+        host_source = self.host_source()
+        remote = host_source is not None
         errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=host_source)
         if any(run.host_requests for run in runs):
             self.host_checks = {'source': nodedev_source.SOURCE if remote else 'sysfs', 'not_checked': []}

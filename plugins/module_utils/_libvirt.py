@@ -189,14 +189,24 @@ class Connection:
     def domains(self):
         return self._call('list', 'list domains', self._conn.listAllDomains, 0)
 
-    def domain_definitions(self):
+    def domain_definitions(self, problems=None):
         """Every domain of the connection as {'name', 'live_xml', 'config_xml'}: the live XML of a running
-        domain, the persistent definition of a defined one (None where it has none)."""
+        domain, the persistent definition of a defined one (None where it has none).
+
+        With a ``problems`` list, a domain that cannot be read (undefined while the list was read) is
+        left out and described there; without one, its failure is raised."""
         found = []
         for dom in self.domains():
-            live = self.xml(dom, inactive=False) if self.is_active(dom) else None
-            config = self.xml(dom) if self.is_persistent(dom) else None
-            found.append({'name': dom.name(), 'live_xml': live, 'config_xml': config})
+            try:
+                name = self.name_of(dom)
+                live = self.xml(dom, inactive=False) if self.is_active(dom) else None
+                config = self.xml(dom) if self.is_persistent(dom) else None
+            except LibvirtFailure as exc:
+                if problems is None:
+                    raise
+                problems.append('a domain could not be read (it may have been undefined meanwhile): %s' % exc)
+                continue
+            found.append({'name': name, 'live_xml': live, 'config_xml': config})
         return found
 
     # -- writes ------------------------------------------------------------------------------

@@ -456,16 +456,7 @@ def argument_spec():
 def read_libvirt(module, conn):
     """(usage, node devices, problems) from a read-only connection."""
     problems = []
-    domains = []
-    for dom in conn.domains():
-        try:
-            name = dom.name()
-            live = conn.xml(dom, inactive=False) if conn.is_active(dom) else None
-            config = conn.xml(dom, inactive=True) if conn.is_persistent(dom) else None
-        except LibvirtFailure as exc:  # the domain went away while we read it
-            problems.append('a domain could not be read (it may have been undefined meanwhile): %s' % exc)
-            continue
-        domains.append({'name': name, 'live_xml': live, 'config_xml': config})
+    domains = conn.domain_definitions(problems)
     try:
         usage = domain_usage.usage_from_domains(domains)
     except ValueError as exc:

@@ -168,3 +168,38 @@ def test_amd_dummy_host_bridge_does_not_block_its_group(libvirtd_uri, run_module
                         check_mode=True)
     assert result.get('failed') is not True and result['changed'] is True, result
     assert 'group_critical' not in str(result.get('warnings')) and 'refused' not in str(result), result
+
+
+def test_a_nic_given_a_vf_by_pf_and_index_converges_like_its_address(libvirtd_uri, run_module, virsh, guest, tmp_path):
+    """source: {pf, vf} is resolved against the host (a fixture tree here) before planning: check mode predicts
+    the real run, a re-run (by index or by the VF's address) changes nothing, a bad index changes nothing."""
+    root = sysfs_trees.build('sriov', tmp_path)
+    name = guest('pf-vf-index')
+    by_index = [{'kind': 'interface', 'source': {'pf': '0000:41:00.0', 'vf': 3}}]
+    empty = virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
+    predicted = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'host_root': root,
+                                              'config': by_index}, check_mode=True)
+    assert predicted.get('failed') is not True, predicted
+    assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == empty          # check mode wrote nothing
+    done = converge(run_module, libvirtd_uri, name, root, by_index)
+    assert done.get('failed') is not True, done
+    assert done['changed'] is True and predicted['changed'] is True
+    nics = [[device for device in result['after'] if device['kind'] == 'interface'] for result in (predicted, done)]
+    assert done['commands'] == predicted['commands'] and nics[0] == nics[1]   # libvirt adds its implicit devices
+    assert nics[1][0]['source'] == {'hostdev': '0000:41:02.3'}, nics
+    defined = virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
+    assert "<address type='pci' domain='0x0000' bus='0x41' slot='0x02' function='0x3'/>" in defined, defined
+    again = converge(run_module, libvirtd_uri, name, root, by_index)
+    assert again['changed'] is False and again['commands'] == [], again
+    by_address = converge(run_module, libvirtd_uri, name, root,
+                          [{'kind': 'interface', 'source': {'hostdev': '0000:41:02.3'}}])
+    assert by_address['changed'] is False, by_address                          # the same NIC, the same MAC
+    for source, field in (({'pf': '0000:41:00.0', 'vf': 4}, 'config[0].source.vf: 4 is out of range'),
+                          ({'pf': '0000:42:00.0', 'vf': 0}, 'config[0].source.pf: 0000:42:00.0 is not an SR-IOV')):
+        refused = converge(run_module, libvirtd_uri, name, root, [{'kind': 'interface', 'source': source}],
+                           state='replaced')
+        assert refused['failed'] is True and field in refused['msg'], refused
+    assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == defined
+    rendered = run_module('domain_devices', {'state': 'rendered', 'config': by_index})   # reads no host
+    assert rendered['failed'] is True and rendered['msg'].startswith('config[0].source.pf: a VF given by pf and vf'), \
+        rendered

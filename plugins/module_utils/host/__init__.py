@@ -10,7 +10,7 @@ Layers, each a module named for what it is about (lower layers never import high
   ``model.Host``. ``sysfs_source.SysfsSource`` reads sysfs/procfs below a root (``below_root`` for
   read-only file access that never leaves the root, ``root`` for the path rules shared with writes).
   A second source -- libvirt's node-device API, for hosts reached through a remote URI -- produces the
-  same ``model.Host`` from ``virNodeDevice`` XML (``node_device_xml`` parses it); everything above the
+  same ``model.Host`` from ``virNodeDevice`` XML (``nodedev_source`` reads it: the one node device XML reader); everything above the
   source works unchanged on either. What a source cannot see (a remote host's mounts and routes) it says
   in ``Host.problems``; see ``source`` for the contract.
 - Device model: ``model`` (PCI functions, USB devices, mdev types and devices, IOMMU groups).

@@ -122,8 +122,8 @@ def _iommu_off_message(host):
 
 def _pci_exists(subject):
     if subject.dev is None:
-        return [Finding('exists', 'there is no PCI device %s on this host (not under /sys/bus/pci/devices)'
-                        % subject.address)]
+        return [Finding('exists', 'there is no PCI device %s on this host (not %s)'
+                        % (subject.address, subject.host.pci_listing))]
     return []
 
 
@@ -309,6 +309,10 @@ def _pci_ids(subject):
         if wanted is None:
             continue
         actual = getattr(subject.dev, attribute)
+        if actual is None and attribute in subject.host.unavailable_ids:
+            findings.append(Finding('ids', 'the %s id cannot be compared with %s as configured: %s'
+                                    % (field.replace('_', ' '), wanted, subject.host.unavailable_ids[attribute])))
+            continue
         number = below_root.int_or_none(actual, 16) if actual else None
         actual = '0x%04x' % number if number is not None else actual
         if actual != wanted:

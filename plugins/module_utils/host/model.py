@@ -188,6 +188,8 @@ class Host:
         self.critical_usb = {}  # USB device name -> reasons
         self.group_users = {}  # IOMMU group number (str) -> processes holding /dev/vfio/N open
         self.problems = []
+        self.pci_listing = 'under /sys/bus/pci/devices'   # where a PCI device that exists would be listed
+        self.unavailable_ids = {}  # PciDevice attribute -> why this source cannot tell it
 
     def device(self, address):
         return self.pci.get(address)

@@ -2,58 +2,20 @@
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""libvirt's node devices (``virsh nodedev-dumpxml``): the parts that matter here, parsed from their XML,
-and merged into the host facts (``merge_node_devices``). Node device names are read by ``_ids``.
+"""libvirt's node devices (``virsh nodedev-dumpxml``) in the host facts: the parts that matter here, read by
+``nodedev_source`` (the one node device XML reader), merged into the facts (``merge_node_devices``).
 """
 
 from __future__ import annotations
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _xml
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import below_root
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source
 
 
 def parse_node_device(text):
-    """The parts of a libvirt node device XML that matter here, as a dict.
-
-    {'name', 'parent', 'type' (the first capability), 'address' (PCI), 'iommu_group', 'vendor', 'product',
-    'uuid' and 'mdev_type' (mdev), 'bus' and 'device' (usb_device)}; missing parts are None.
-    """
-    root = _xml.parse(text, 'node device XML')
-    result = {'name': (root.findtext('name') or '').strip(), 'parent': (root.findtext('parent') or '').strip() or None,
-              'type': None, 'address': None, 'iommu_group': None, 'vendor': None, 'product': None,
-              'uuid': None, 'mdev_type': None, 'bus': None, 'device': None}
-    capability = root.find('capability')
-    if capability is None:
-        return result
-    kind = capability.get('type')
-    result['type'] = kind
-    if kind == 'pci':
-        parts = [below_root.int_or_none((capability.findtext(part) or '').strip(), 0) for part in ('domain', 'bus', 'slot', 'function')]
-        if all(part is not None for part in parts):
-            result['address'] = '%04x:%02x:%02x.%x' % tuple(parts)
-        group = capability.find('iommuGroup')
-        if group is not None:
-            result['iommu_group'] = below_root.int_or_none(group.get('number'))
-    if kind in ('pci', 'usb_device'):
-        for field in ('vendor', 'product'):
-            element = capability.find(field)
-            if element is not None and element.get('id'):
-                try:
-                    result[field] = _ids.hex_id(element.get('id'), field)
-                except ValueError:
-                    result[field] = None
-    if kind == 'usb_device':
-        result['bus'] = below_root.int_or_none((capability.findtext('bus') or '').strip())
-        result['device'] = below_root.int_or_none((capability.findtext('device') or '').strip())
-    if kind == 'mdev':
-        mdev_type = capability.find('type')
-        result['mdev_type'] = mdev_type.get('id') if mdev_type is not None else None
-        uuid = (capability.findtext('uuid') or '').strip().lower()
-        if not uuid:  # older libvirt: only the name mdev_<uuid with underscores>[_parent] carries it
-            candidate = result['name'][len('mdev_'):len('mdev_') + 36].replace('_', '-')
-            uuid = candidate if _ids.CANONICAL_UUID_RE.match(candidate) else ''
-        result['uuid'] = uuid or None
-    return result
+    """The parts of a libvirt node device XML that matter here, as a dict (``nodedev_source.summary``: the one
+    reader of node device XML, which also builds the host model of a remote host)."""
+    return nodedev_source.summary(text)
 
 
 def merge_node_devices(facts, node_devices, compare_groups=True):

@@ -27,6 +27,7 @@ SOURCE = 'libvirt node devices'
 # (guard, what was not checked, why) per kind of device: the guards whose facts are not in node device XML
 _NO_MOUNTS = "libvirt's node devices do not tell which filesystems (/, /boot, swap, ...) live on which disks"
 _NO_ROUTES = "node devices name a NIC's interfaces but not the host's routes, bridges or bonds"
+_NO_SUBSYSTEM_IDS = "libvirt's node devices do not carry subsystem ids"
 _NO_BOOT_VGA = 'node devices do not carry the boot_vga flag of a display device'
 _NO_DEV_NODES = "node devices do not show the host's /dev, /proc or kernel command line"
 NOT_CHECKED = {
@@ -151,6 +152,39 @@ class _Document:
         self.kind = self.capability.get('type') if self.capability is not None else None
 
 
+def _mdev_uuid(doc):
+    """An mdev's UUID, lower case; older libvirt gives it only in the name mdev_<uuid with underscores>[_parent].
+    None when neither holds one."""
+    uuid = (_text(doc.capability, 'uuid') or '').lower()
+    if not uuid:
+        uuid = doc.name[len('mdev_'):len('mdev_') + 36].replace('_', '-')
+    return uuid if _ids.CANONICAL_UUID_RE.match(uuid) else None
+
+
+def summary(text):
+    """The parts of one node device document that host_devices_info and the mdev module use, as a dict:
+    {'name', 'parent', 'type' (the first capability), 'address' (PCI), 'iommu_group', 'vendor', 'product',
+    'uuid' and 'mdev_type' (mdev), 'bus' and 'device' (usb_device)}; missing parts are None.
+    Unreadable XML raises ValueError."""
+    doc = _Document(text)
+    cap = doc.capability
+    result = {'name': doc.name, 'parent': doc.parent, 'type': doc.kind, 'address': None, 'iommu_group': None,
+              'vendor': None, 'product': None, 'uuid': None, 'mdev_type': None, 'bus': None, 'device': None}
+    if doc.kind == 'pci':
+        result['address'] = _pci_address(cap)
+        group = cap.find('iommuGroup')
+        result['iommu_group'] = _int(group.get('number')) if group is not None else None
+    if doc.kind in ('pci', 'usb_device'):
+        result['vendor'], result['product'] = _hex_id(cap.find('vendor')), _hex_id(cap.find('product'))
+    if doc.kind == 'usb_device':
+        result['bus'], result['device'] = _int(_text(cap, 'bus')), _int(_text(cap, 'device'))
+    if doc.kind == 'mdev':
+        mdev_type = cap.find('type')
+        result['mdev_type'] = mdev_type.get('id') if mdev_type is not None else None
+        result['uuid'] = _mdev_uuid(doc)
+    return result
+
+
 def _pci_device(doc, host):
     cap = doc.capability
     address = _pci_address(cap)
@@ -196,10 +230,8 @@ def _pci_device(doc, host):
 
 def _mdev_device(doc, host):
     cap = doc.capability
-    uuid = (_text(cap, 'uuid') or '').lower()
-    if not uuid:  # older libvirt: only the name mdev_<uuid with underscores> carries it
-        uuid = doc.name[len('mdev_'):len('mdev_') + 36].replace('_', '-')
-    if not _ids.CANONICAL_UUID_RE.match(uuid):
+    uuid = _mdev_uuid(doc)
+    if uuid is None:
         host.problems.append('node device %s: a mediated device without a UUID; ignored' % doc.name)
         return
     mdev_type = cap.find('type')
@@ -243,6 +275,8 @@ def read_host(documents):
     """A ``model.Host`` from node device XML documents (strings); unreadable ones become problems."""
     host = model.Host(SOURCE)
     host.problems.append(NOT_VISIBLE)
+    host.pci_listing = "among libvirt's node devices"
+    host.unavailable_ids = {'subsystem_vendor': _NO_SUBSYSTEM_IDS, 'subsystem_device': _NO_SUBSYSTEM_IDS}
     docs = []
     for text in documents:
         try:

@@ -67,6 +67,20 @@ def test_domain_definitions_reads_every_domain_once_each_way(connection):
         dom.undefine()   # the test driver refuses the NVRAM flag of Connection.undefine
 
 
+def test_domain_definitions_leaves_out_a_domain_undefined_meanwhile_only_when_asked(connection, monkeypatch):
+    name = 'adapter-%s' % uuid.uuid4().hex[:8]
+    dom = connection.define(guest_xml(name))
+    listed = connection.domains()                       # the list is read, then the domain goes away
+    dom.undefine()
+    monkeypatch.setattr(connection, 'domains', lambda: listed)
+    problems = []
+    found = [entry['name'] for entry in connection.domain_definitions(problems)]
+    assert name not in found and 'test' in found
+    assert len(problems) == 1 and 'undefined meanwhile' in problems[0]
+    with pytest.raises(_libvirt.LibvirtFailure):
+        connection.domain_definitions()
+
+
 def test_writes_are_counted_as_writes_and_failures_are_explained(connection):
     name = 'adapter-%s' % uuid.uuid4().hex[:8]
     dom = connection.define(guest_xml(name))
@@ -92,8 +106,8 @@ def test_a_bad_definition_is_refused_with_the_schema_message(connection):
 
 def _libvirt_calls(function):
     """Calls in ``function`` that go to libvirt: methods of the connection or of a handle it was given
-    (a domain, network or node device), other than reading the handle's own name or UUID."""
-    local = {'name', 'UUIDString', 'get_error_code', 'get_error_message', 'get_error_domain'}
+    (a domain, network or node device), other than reading the handle's own name or UUID (or appending to a list given to the method)."""
+    local = {'name', 'UUIDString', 'append', 'get_error_code', 'get_error_message', 'get_error_domain'}
     params = {arg.arg for arg in function.args.args[1:]}
     for node in ast.walk(function):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):

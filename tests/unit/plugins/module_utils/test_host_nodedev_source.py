@@ -151,3 +151,24 @@ def test_the_source_reads_every_document_and_says_when_there_are_none():
         nodedev_source.NodeDeviceSource(_FakeConnection()).documents()
     with pytest.raises(_libvirt.ConnectionLost):
         nodedev_source.NodeDeviceSource(_FakeConnection([], lost=True)).documents()
+
+
+def test_refusals_from_node_devices_name_the_source_and_what_it_cannot_carry(host):
+    check = preflight.check_assignment(host, [{'type': 'pci', 'address': '0000:09:00.0'}], 'web', usage={})
+    assert "(not among libvirt's node devices)" in check.errors[0] and '/sys/bus/pci' not in check.errors[0]
+    check = preflight.check_assignment(host, [{'type': 'pci', 'address': docs.GPU, 'subsystem_vendor': '0x10de'}],
+                                       'web', usage={})
+    assert _guards(check) == ['ids']
+    assert ("the subsystem vendor id cannot be compared with 0x10de as configured: libvirt's node devices do not "
+            'carry subsystem ids') in check.errors[0] and 'None' not in check.errors[0]
+
+
+def test_the_summary_of_a_document_and_the_host_model_come_from_the_same_reader(host):
+    summaries = {entry['name']: entry for entry in map(nodedev_source.summary, docs.sriov_host())}
+    pf = next(entry for entry in summaries.values() if entry['address'] == docs.PF)
+    assert (pf['type'], pf['vendor'], pf['product'], pf['iommu_group']) == ('pci', '0x8086', '0x1521', 2)
+    assert host.pci[docs.PF].iommu_group == pf['iommu_group']
+    mdev = next(entry for entry in summaries.values() if entry['type'] == 'mdev')
+    assert (mdev['uuid'], mdev['mdev_type']) == (docs.MDEV_UUID, 'nvidia-63') and docs.MDEV_UUID in host.mdevs
+    usb = next(entry for entry in summaries.values() if entry['type'] == 'usb_device' and entry['device'] == 2)
+    assert (usb['bus'], usb['vendor']) == (1, '0x046d')
