@@ -7,8 +7,8 @@
 ``plan`` decides the boot path, lets its backend name the command lines it reads, reconciles each and
 returns the file changes (values, nothing written) and the regeneration commands. ``apply`` writes them
 through the host runner's transactional writer (``_files.Transaction``: each temporary file parsed back,
-GRUB fragments through ``sh -n``), runs grubby / the regeneration on a live host, rolls every file back on a
-failure, and reads the result back. ``boot_mismatch`` tells, after a reboot, which entry the running
+GRUB fragments through ``sh -n``), runs grubby / the regeneration on a live host, rolls every file back
+on a failure, and reads the result back. ``boot_mismatch`` tells, after a reboot, which entry the running
 kernel came from when it lacks what the files carry.
 """
 
