@@ -14,8 +14,9 @@ run); ``run(module, operation_class)`` does the rest the same way for every host
 3. check mode: ``predict()`` returns the state the run would leave, from a dry run that writes nowhere;
 4. ``apply(files)``: the writes, sysfs through the backend, files through ``files`` (one
    ``_files.Transaction``, with ``file_backup()`` as its backup hook). When it raises, the files
-   written so far are put back and ``roll_back`` undoes the backend's own writes and says what is really left: the failure result tells what
-   happened (``changed`` is true only when something could not be undone), never the plan;
+   written so far are put back and ``roll_back`` undoes the backend's own writes and says what is
+   really left: the failure result tells what happened (``changed`` is true only when something could
+   not be undone), never the plan;
 5. ``read_back()``: the state after the run, read again from the host rather than assumed;
 6. ``result(after)`` plus ``changed`` and, with --diff, ``diff(after)`` and the file diffs.
 
