@@ -259,13 +259,11 @@ diff:
   elements: dict
 '''
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import plan as boot
-from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, parse_args, satisfied
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.operation import KernelCmdline
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import runner
 
 
 def find_grubby(module, root):
@@ -273,7 +271,12 @@ def find_grubby(module, root):
     return module.get_bin_path('grubby') if root == '/' else None
 
 
-def run_module():
+class KernelCmdlineRun(KernelCmdline):
+    def grubby(self):
+        return find_grubby(self.module, self.root)
+
+
+def main():
     module = AnsibleModule(
         argument_spec=dict(
             uri=dict(type='str'),  # accepted for the action group's module_defaults; unused
@@ -290,77 +293,7 @@ def run_module():
         ),
         supports_check_mode=True,
     )
-    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
-    params = module.params
-    root = os.path.abspath(params['root'])
-    state = params['state']
-    if not os.path.isdir(root):
-        module.fail_json(msg='root: %r is not a directory' % params['root'])
-    options = dict(grub_file=params['grub_file'], grub_variable=params['grub_variable'],
-                   update_command=params['update_command'])
-
-    def make_plan():
-        return boot.plan(root, params['bootloader'], args, state, options)
-
-    try:
-        args = parse_args(params['args'], state)
-        planned = make_plan()
-    except CmdlineError as exc:
-        module.fail_json(msg=str(exc))
-
-    run, pending = boot.pending_regeneration(planned, params['update_bootloader'])
-    if planned.bootloader == 'grub' and planned.changed and root == '/' and params['update_bootloader'] and not run:
-        module.fail_json(msg='update_bootloader: none of update-grub, grub2-mkconfig or grub-mkconfig was found; '
-                             'install GRUB, set update_command, or set update_bootloader=false (nothing was changed)')
-    files, diffs, commands, backups, final = planned.files(), [c.diff(root) for _f, c in planned.changes], run, [], planned
-    if planned.changed and not module.check_mode:
-        runner = boot.Runner(run=module.run_command, find=module.get_bin_path, grubby=find_grubby(module, root),
-                             atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False),
-                             backup=module.backup_local if params['backup'] else None)
-        try:
-            done = boot.apply(planned, make_plan, args, state, runner, params['update_bootloader'])
-        except boot.Regenerate as exc:
-            module.fail_json(msg=str(exc), changed=True, files=exc.done.files, commands=exc.done.commands,
-                             regenerate=planned.regenerate)
-        except CmdlineError as exc:
-            module.fail_json(msg=str(exc))
-        files, diffs, commands, backups, final = done.files, done.diffs, done.commands, done.backups, done.final
-
-    for warning in planned.warnings:
-        module.warn(warning)
-    mismatch = boot.boot_mismatch(planned, args, state, options)
-    if mismatch:
-        module.fail_json(msg=mismatch, changed=False, reboot_required=False,
-                         booted_from=boot.booted_entry(planned.host)[0])
-    proc = planned.host.proc_cmdline
-    reboot = planned.changed if proc is None else not satisfied(proc, args, state)
-
-    # After a real run the files are read back; in check mode the plan is the prediction.
-    afters = [scope.tokens(original=final is not planned) for scope in final.scopes]
-    report = planned.report()
-    result = dict(
-        changed=planned.changed,
-        bootloader=planned.bootloader,
-        before=planned.scopes[0].tokens(original=True),
-        after=afters[0],
-        locations=[dict(name=scope.name, before=scope.tokens(original=True), after=after,
-                        changed=scope.tokens(original=True) != after) for scope, after in zip(planned.scopes, afters)],
-        files=files,
-        commands=commands,
-        regenerate=pending,
-        next_boot=boot.next_boot(planned, options),
-        reboot_required=reboot,
-        **report
-    )
-    if params['backup'] and planned.changed:
-        result['backup_files'] = backups
-    if module._diff and planned.changed:
-        result['diff'] = diffs
-    module.exit_json(**result)
-
-
-def main():
-    run_module()
+    runner.run(module, KernelCmdlineRun)
 
 
 if __name__ == '__main__':

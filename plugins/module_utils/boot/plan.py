@@ -6,9 +6,9 @@
 
 ``plan`` decides the boot path, lets its backend name the command lines it reads, reconciles each and
 returns the file changes (values, nothing written) and the regeneration commands. ``apply`` writes them
-through the one transactional writer (``_files.Transaction``: each temporary file parsed back, GRUB
-fragments through ``sh -n``), runs grubby / the regeneration on a live host, rolls every file back on a
-failure, and reads the result back. ``boot_mismatch`` tells, after a reboot, which entry the running
+through the host runner's transactional writer (``_files.Transaction``: each temporary file parsed back,
+GRUB fragments through ``sh -n``), runs grubby / the regeneration on a live host, rolls every file back
+on a failure, and reads the result back. ``boot_mismatch`` tells, after a reboot, which entry the running
 kernel came from when it lacks what the files carry.
 """
 
@@ -115,14 +115,12 @@ def validate(config, text):
 
 class Runner(object):
     """What ``apply`` needs from the module: ``run(argv) -> (rc, out, err)``, ``find(name)`` (an installed
-    program or None), grubby, ``atomic_move`` and ``backup`` for the Transaction."""
+    program or None) and grubby."""
 
-    def __init__(self, run, find, grubby=None, atomic_move=None, backup=None):
+    def __init__(self, run, find, grubby=None):
         self.run = run
         self.find = find
         self.grubby = grubby  # grubby's path when installed and root is /
-        self.atomic_move = atomic_move
-        self.backup = backup
 
 
 class Applied(object):
@@ -160,14 +158,17 @@ def _snapshot(root, the_plan):
     return texts
 
 
-def apply(the_plan, replan, args, state, runner, update_bootloader=True):
+def apply(the_plan, replan, args, state, runner, update_bootloader=True, transaction=None):
     """Carry out ``the_plan`` (not in check mode); ``replan()`` plans again (the read-back).
+    ``transaction``: the run's ``_files.Transaction`` (the host runner's, with its backup hook); None: a
+    plain one.
 
     Returns Applied; raises CmdlineError after rolling back every file when something fails before the
     files are all written, or (files kept, said so) when the regeneration fails."""
     host = the_plan.host
     done = Applied()
-    transaction = _files.Transaction(host.root, atomic_move=runner.atomic_move, backup=runner.backup)
+    if transaction is None:
+        transaction = _files.Transaction(host.root)
     grubby = runner.grubby if the_plan.bootloader == 'bls' else None
     try:
         if grubby:
@@ -175,9 +176,9 @@ def apply(the_plan, replan, args, state, runner, update_bootloader=True):
             needed = bls.grubby_args(the_plan, args, state)
             if needed:
                 for path, text in before.items():
-                    if text is not None and runner.backup is not None and \
+                    if text is not None and transaction.backup is not None and \
                             any(change.path == path for _c, change in the_plan.changes):
-                        transaction.backups.append(runner.backup(files.shown(host.root, path)))
+                        transaction.backups.append(transaction.backup(files.shown(host.root, path)))
                     transaction.remember(path, text)
                 command = bls.grubby_command(grubby, host.root, needed, state)
                 done.commands.append(command)

@@ -13,14 +13,15 @@ run); ``run(module, operation_class)`` does the rest the same way for every host
    ("... (nothing was changed)"); ``Refused`` is a guard that said no ("refused, nothing was changed:");
 3. check mode: ``predict()`` returns the state the run would leave, from a dry run that writes nowhere;
 4. ``apply(files)``: the writes, sysfs through the backend, files through ``files`` (one
-   ``_files.Transaction``). When it raises, the files written so far are put back and ``roll_back``
-   undoes the backend's own writes and says what is really left: the failure result tells what
-   happened (``changed`` is true only when something could not be undone), never the plan;
+   ``_files.Transaction``, with ``file_backup()`` as its backup hook). When it raises, the files
+   written so far are put back and ``roll_back`` undoes the backend's own writes and says what is
+   really left: the failure result tells what happened (``changed`` is true only when something could
+   not be undone), never the plan;
 5. ``read_back()``: the state after the run, read again from the host rather than assumed;
 6. ``result(after)`` plus ``changed`` and, with --diff, ``diff(after)`` and the file diffs.
 
 A step that must fail with a result of its own (a command failing after the writes were kept) raises
-``Failed``. Nothing here knows a particular backend, so kernel_cmdline can move onto it as well.
+``Failed`` (``predict`` and ``read_back`` may raise it too). Nothing here knows a particular backend.
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ class Operation(object):
         """--diff entries of the backend's own changes (the file diffs are added by the runner)."""
         return []
 
+    def file_backup(self):
+        """The Transaction's ``backup(path)`` hook (``module.backup_local`` when the module's backup option
+        asks for it), called before every existing file is replaced; None: no backups."""
+        return None
+
     def close(self):
         """Release what ``plan`` opened (a connection), whatever happened."""
 
@@ -144,10 +150,14 @@ def run(module, operation_class):
     for warning in operation.warnings:
         module.warn(warning)
     if module.check_mode:
-        after = operation.predict()
+        try:
+            after = operation.predict()
+        except Failed as exc:  # the host's state fails the run even without a change (nothing was written)
+            _fail(module, operation, exc)
     else:
         files = _files.Transaction(operation.root,
-                                   atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False))
+                                   atomic_move=lambda src, dest: module.atomic_move(src, dest, unsafe_writes=False),
+                                   backup=operation.file_backup())
         try:
             operation.apply(files)
         except Failed as exc:

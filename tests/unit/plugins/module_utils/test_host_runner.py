@@ -208,3 +208,37 @@ def test_control_characters_are_refused_before_anything_is_read(root):
     end, _module = run(root, fail='in\x00put')
     assert end.failed and 'fail' in end.result['msg'] and 'changed' not in end.result
     assert conf(root) == 'count=0\n'
+
+
+class BackedUp(Scripted):
+    """Asks the runner's Transaction for a backup of every file it replaces."""
+
+    def file_backup(self):
+        def backup(path):
+            copy = path + '.bak'
+            with open(path) as source, open(copy, 'w') as target:
+                target.write(source.read())
+            return copy
+        return backup
+
+
+def test_the_operations_backup_hook_runs_before_a_file_is_replaced(root):
+    module = FakeModule(str(root))
+    with pytest.raises(Exit) as exc:
+        runner.run(module, BackedUp)
+    assert not exc.value.failed and conf(root) == 'count=2\n'
+    assert (root / 'etc' / 'example.conf.bak').read_text() == 'count=0\n'
+
+
+class RefusedInCheckMode(Scripted):
+    def predict(self):
+        raise runner.Failed('the running kernel did not get the arguments', changed=False, booted_from='entry 1')
+
+
+def test_a_prediction_that_fails_reports_its_own_result_and_writes_nothing(root):
+    module = FakeModule(str(root), check_mode=True)
+    with pytest.raises(Exit) as exc:
+        runner.run(module, RefusedInCheckMode)
+    assert exc.value.failed and exc.value.result == {
+        'msg': 'the running kernel did not get the arguments', 'changed': False, 'booted_from': 'entry 1'}
+    assert conf(root) == 'count=0\n'
