@@ -141,7 +141,8 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
     prepare = {'host_prepare_root': root, 'host_prepare_iommu': 'intel', 'host_prepare_bootloader': 'grub',
                'host_prepare_bootloader_update_command': ['/bin/true'], 'host_prepare_persistent': False,
                'host_prepare_vfio_devices': ['0000:03:00.0']}
-    guests = {'guests_uri': embed_uri, 'guests_host_root': root,
+    # host_prepare is the workflow node that prepares the host: the guests node only converges the guests
+    guests = {'guests_uri': embed_uri, 'guests_host_root': root, 'guests_prepare_host': False,
               'guests': [{'name': 'nic01', 'type': 'qemu', 'profile': 'minimal', 'networks': [],
                           'memory': 256, 'host_devices': ['0000:03:00.0']}]}
 
@@ -176,7 +177,7 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
 
     converged = awx_job('guests', dict(guests, **second.artifacts))
     assert converged.rc == 0, converged.stdout
-    line = {'defined': True, 'changed': True, 'running': False, 'restart_required': False}
+    line = {'profile': 'minimal', 'created': True, 'changed': True, 'state': 'present', 'restart_required': False}
     assert converged.artifacts == {'virtdev_guests': {'hv1': {'nic01': line}}}
     assert virsh(embed_uri, 'list', '--all', '--name').split() == ['nic01']
     assert "<address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>" in virsh(embed_uri, 'dumpxml', 'nic01')
@@ -185,7 +186,7 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
     again = awx_job('guests', dict(guests, **second.artifacts), check=True)
     assert again.rc == 0, again.stdout
     assert again.changed() == 0
-    assert again.artifacts['virtdev_guests']['hv1']['nic01']['changed'] is False
+    assert again.artifacts['virtdev_guests']['hv1']['nic01'] == dict(line, created=False, changed=False)
 
 
 def test_gpu_passthrough_job_checks_first(awx_job, embed_uri, virsh):
@@ -216,7 +217,7 @@ def test_sriov_guest_job(awx_job, tmp_path, embed_uri, virsh):
     job = awx_job('sriov_guest', answers)
     assert job.rc == 0, job.stdout
     assert job.artifacts == {'virtdev_guests': {'hv1': {'net01': {
-        'defined': True, 'changed': True, 'running': False, 'restart_required': False}}}}
+        'profile': 'minimal', 'created': True, 'changed': True, 'state': 'present', 'restart_required': False}}}}
     xml = virsh(embed_uri, 'dumpxml', 'net01')
     assert "<address domain='0x0000' bus='0x41' slot='0x02' function='0x1'/>" in xml
     assert '<interface' not in xml  # the VF is its only NIC
