@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -227,6 +228,15 @@ def test_sriov_guest_job(awx_job, tmp_path, embed_uri, virsh):
 GPU = ['0000:01:00.0', '0000:01:00.1']
 
 
+def _hostdevs(xml):
+    """(host address, guest address) of each hostdev in a domain's XML or in rendered device XML."""
+    root = ElementTree.fromstring('<devices>%s</devices>' % xml if not xml.lstrip().startswith('<domain') else xml)
+    def _pci(element):
+        return tuple(element.get(field) for field in ('domain', 'bus', 'slot', 'function'))
+    return sorted((_pci(hostdev.find('source/address')), _pci(hostdev.find('address')))
+                  for hostdev in root.iter('hostdev'))
+
+
 def test_gpu_passthrough_job(awx_job, tmp_path, embed_uri, virsh):
     """The GPU and its audio function (one IOMMU group, on vfio-pci after host_prepare) given to a new guest,
     checked against the host tree given in gpu_host_root."""
@@ -242,21 +252,29 @@ def test_gpu_passthrough_job(awx_job, tmp_path, embed_uri, virsh):
                                                 'devices_bound': GPU + ['0000:03:00.0']}}}
     local = 'localhost ansible_connection=local'
 
-    # a check job for review: the guest to be created, nothing written
+    # a check job for review: the guest to be created with its planned devices, nothing written
     check = awx_job('gpu_passthrough', answers, hosts=local, check=True)
     assert check.rc == 0, check.stdout
-    assert check.artifacts == {'virtdev_guests': {'localhost': {'gpu01': {
-        'defined': True, 'changed': True, 'host_devices': None}}}}
-    assert 'gpu01 would be created' in check.stdout
+    line = {'profile': 'gpu_passthrough', 'created': True, 'changed': True, 'state': 'present',
+            'restart_required': False}
+    assert check.artifacts == {'virtdev_guests': {'localhost': {'gpu01': line}}}
+    [plan] = [event['event_data']['res']['msg'] for event in check.events
+              if event['event'] == 'runner_item_on_ok'
+              and event['event_data']['task'] == 'Show the plan of each guest to be created']
+    assert plan['guest'] == 'gpu01' and plan['would_create'] is True
+    assert [device['address'] for device in plan['devices'] if device['kind'] == 'hostdev'] == GPU
+    planned = _hostdevs(''.join(plan['devices_xml']))
+    assert [host for host, _guest in planned] == [('0x0000', '0x01', '0x00', '0x0'), ('0x0000', '0x01', '0x00', '0x1')]
     assert virsh(embed_uri, 'list', '--all', '--name').strip() == ''
 
     job = awx_job('gpu_passthrough', answers, hosts=local)
     assert job.rc == 0, job.stdout
-    assert job.artifacts == {'virtdev_guests': {'localhost': {'gpu01': {
-        'defined': True, 'changed': True, 'host_devices': GPU}}}}
+    assert job.artifacts == {'virtdev_guests': {'localhost': {'gpu01': line}}}
     xml = virsh(embed_uri, 'dumpxml', 'gpu01')
     for function in ('0x0', '0x1'):
         assert "<address domain='0x0000' bus='0x01' slot='0x00' function='%s'/>" % function in xml
+    # check mode showed exactly the devices the real run gave the guest, at the same guest addresses
+    assert _hostdevs(xml) == planned
     assert "<hidden state='on'/>" in xml and "<vendor_id state='on' value='0123456789ab'/>" in xml
     assert job.project_after == job.project_before
 
@@ -264,17 +282,16 @@ def test_gpu_passthrough_job(awx_job, tmp_path, embed_uri, virsh):
     again = awx_job('gpu_passthrough', answers, hosts=local, check=True)
     assert again.rc == 0, again.stdout
     assert again.changed() == 0
-    assert again.artifacts['virtdev_guests']['localhost']['gpu01'] == {
-        'defined': True, 'changed': False, 'host_devices': GPU}
+    assert again.artifacts['virtdev_guests']['localhost']['gpu01'] == dict(line, created=False, changed=False)
 
-    # the host checks read the tree of gpu_host_root: its ISA bridge is refused, no device is given
+    # the host checks read the tree of gpu_host_root: its ISA bridge is refused before anything is written,
+    # so no half-made guest is left behind
     bridge = awx_job('gpu_passthrough', dict(answers, gpu_name='gpu02', gpu_addresses='0000:00:1f.0'), hosts=local)
     assert bridge.rc != 0
-    [(task, _message)] = bridge.failures()
-    [refusal] = [event['event_data']['res']['msg'] for event in bridge.events if event['event'] == 'runner_item_on_failed']
-    assert task == 'The GPU (and its other functions) passed through', task
-    assert '(pci 0000:00:1f.0): is host-critical' in refusal and 'nothing was changed' in refusal, refusal
-    assert '<hostdev' not in virsh(embed_uri, 'dumpxml', 'gpu02')
+    [(task, refusal)] = bridge.failures()
+    assert task == 'Refuse host devices that are not safe to pass through or that another guest uses', task
+    assert '0000:00:1f.0 (' in refusal and 'host-critical' in refusal and 'no guest was changed' in refusal, refusal
+    assert virsh(embed_uri, 'list', '--all', '--name').split() == ['gpu01']
 
 
 # a wrong variable in one host's inventory stops every host in the validation task
