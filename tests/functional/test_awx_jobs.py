@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -141,7 +142,8 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
     prepare = {'host_prepare_root': root, 'host_prepare_iommu': 'intel', 'host_prepare_bootloader': 'grub',
                'host_prepare_bootloader_update_command': ['/bin/true'], 'host_prepare_persistent': False,
                'host_prepare_vfio_devices': ['0000:03:00.0']}
-    guests = {'guests_uri': embed_uri, 'guests_host_root': root,
+    # host_prepare is the workflow node that prepares the host: the guests node only converges the guests
+    guests = {'guests_uri': embed_uri, 'guests_host_root': root, 'guests_prepare_host': False,
               'guests': [{'name': 'nic01', 'type': 'qemu', 'profile': 'minimal', 'networks': [],
                           'memory': 256, 'host_devices': ['0000:03:00.0']}]}
 
@@ -176,7 +178,7 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
 
     converged = awx_job('guests', dict(guests, **second.artifacts))
     assert converged.rc == 0, converged.stdout
-    line = {'defined': True, 'changed': True, 'running': False, 'restart_required': False}
+    line = {'profile': 'minimal', 'created': True, 'changed': True, 'state': 'present', 'restart_required': False}
     assert converged.artifacts == {'virtdev_guests': {'hv1': {'nic01': line}}}
     assert virsh(embed_uri, 'list', '--all', '--name').split() == ['nic01']
     assert "<address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/>" in virsh(embed_uri, 'dumpxml', 'nic01')
@@ -185,7 +187,7 @@ def test_workflow_reboot_pending_stops_guests_then_they_converge(awx_job, tmp_pa
     again = awx_job('guests', dict(guests, **second.artifacts), check=True)
     assert again.rc == 0, again.stdout
     assert again.changed() == 0
-    assert again.artifacts['virtdev_guests']['hv1']['nic01']['changed'] is False
+    assert again.artifacts['virtdev_guests']['hv1']['nic01'] == dict(line, created=False, changed=False)
 
 
 def test_gpu_passthrough_job_checks_first(awx_job, embed_uri, virsh):
@@ -216,7 +218,7 @@ def test_sriov_guest_job(awx_job, tmp_path, embed_uri, virsh):
     job = awx_job('sriov_guest', answers)
     assert job.rc == 0, job.stdout
     assert job.artifacts == {'virtdev_guests': {'hv1': {'net01': {
-        'defined': True, 'changed': True, 'running': False, 'restart_required': False}}}}
+        'profile': 'minimal', 'created': True, 'changed': True, 'state': 'present', 'restart_required': False}}}}
     xml = virsh(embed_uri, 'dumpxml', 'net01')
     assert "<address domain='0x0000' bus='0x41' slot='0x02' function='0x1'/>" in xml
     assert '<interface' not in xml  # the VF is its only NIC
@@ -224,6 +226,15 @@ def test_sriov_guest_job(awx_job, tmp_path, embed_uri, virsh):
 
 
 GPU = ['0000:01:00.0', '0000:01:00.1']
+
+
+def _hostdevs(xml):
+    """(host address, guest address) of each hostdev in a domain's XML or in rendered device XML."""
+    root = ElementTree.fromstring('<devices>%s</devices>' % xml if not xml.lstrip().startswith('<domain') else xml)
+    def _pci(element):
+        return tuple(element.get(field) for field in ('domain', 'bus', 'slot', 'function'))
+    return sorted((_pci(hostdev.find('source/address')), _pci(hostdev.find('address')))
+                  for hostdev in root.iter('hostdev'))
 
 
 def test_gpu_passthrough_job(awx_job, tmp_path, embed_uri, virsh):
@@ -241,21 +252,29 @@ def test_gpu_passthrough_job(awx_job, tmp_path, embed_uri, virsh):
                                                 'devices_bound': GPU + ['0000:03:00.0']}}}
     local = 'localhost ansible_connection=local'
 
-    # a check job for review: the guest to be created, nothing written
+    # a check job for review: the guest to be created with its planned devices, nothing written
     check = awx_job('gpu_passthrough', answers, hosts=local, check=True)
     assert check.rc == 0, check.stdout
-    assert check.artifacts == {'virtdev_guests': {'localhost': {'gpu01': {
-        'defined': True, 'changed': True, 'host_devices': None}}}}
-    assert 'gpu01 would be created' in check.stdout
+    line = {'profile': 'gpu_passthrough', 'created': True, 'changed': True, 'state': 'present',
+            'restart_required': False}
+    assert check.artifacts == {'virtdev_guests': {'localhost': {'gpu01': line}}}
+    [plan] = [event['event_data']['res']['msg'] for event in check.events
+              if event['event'] == 'runner_item_on_ok'
+              and event['event_data']['task'] == 'Show the plan of each guest to be created']
+    assert plan['guest'] == 'gpu01' and plan['would_create'] is True
+    assert [device['address'] for device in plan['devices'] if device['kind'] == 'hostdev'] == GPU
+    planned = _hostdevs(''.join(plan['devices_xml']))
+    assert [host for host, _guest in planned] == [('0x0000', '0x01', '0x00', '0x0'), ('0x0000', '0x01', '0x00', '0x1')]
     assert virsh(embed_uri, 'list', '--all', '--name').strip() == ''
 
     job = awx_job('gpu_passthrough', answers, hosts=local)
     assert job.rc == 0, job.stdout
-    assert job.artifacts == {'virtdev_guests': {'localhost': {'gpu01': {
-        'defined': True, 'changed': True, 'host_devices': GPU}}}}
+    assert job.artifacts == {'virtdev_guests': {'localhost': {'gpu01': line}}}
     xml = virsh(embed_uri, 'dumpxml', 'gpu01')
     for function in ('0x0', '0x1'):
         assert "<address domain='0x0000' bus='0x01' slot='0x00' function='%s'/>" % function in xml
+    # check mode showed exactly the devices the real run gave the guest, at the same guest addresses
+    assert _hostdevs(xml) == planned
     assert "<hidden state='on'/>" in xml and "<vendor_id state='on' value='0123456789ab'/>" in xml
     assert job.project_after == job.project_before
 
@@ -263,17 +282,16 @@ def test_gpu_passthrough_job(awx_job, tmp_path, embed_uri, virsh):
     again = awx_job('gpu_passthrough', answers, hosts=local, check=True)
     assert again.rc == 0, again.stdout
     assert again.changed() == 0
-    assert again.artifacts['virtdev_guests']['localhost']['gpu01'] == {
-        'defined': True, 'changed': False, 'host_devices': GPU}
+    assert again.artifacts['virtdev_guests']['localhost']['gpu01'] == dict(line, created=False, changed=False)
 
-    # the host checks read the tree of gpu_host_root: its ISA bridge is refused, no device is given
+    # the host checks read the tree of gpu_host_root: its ISA bridge is refused before anything is written,
+    # so no half-made guest is left behind
     bridge = awx_job('gpu_passthrough', dict(answers, gpu_name='gpu02', gpu_addresses='0000:00:1f.0'), hosts=local)
     assert bridge.rc != 0
-    [(task, _message)] = bridge.failures()
-    [refusal] = [event['event_data']['res']['msg'] for event in bridge.events if event['event'] == 'runner_item_on_failed']
-    assert task == 'The GPU (and its other functions) passed through', task
-    assert '(pci 0000:00:1f.0): is host-critical' in refusal and 'nothing was changed' in refusal, refusal
-    assert '<hostdev' not in virsh(embed_uri, 'dumpxml', 'gpu02')
+    [(task, refusal)] = bridge.failures()
+    assert task == 'Refuse host devices that are not safe to pass through or that another guest uses', task
+    assert '0000:00:1f.0 (' in refusal and 'host-critical' in refusal and 'no guest was changed' in refusal, refusal
+    assert virsh(embed_uri, 'list', '--all', '--name').split() == ['gpu01']
 
 
 # a wrong variable in one host's inventory stops every host in the validation task

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -40,6 +41,8 @@ HYPERVISORS = ('hv1', 'hv2')
 # a line that ends one host's result of a task (the default callback prints a diff before it)
 RESULT_END = re.compile(r'^(ok|changed|skipping|included|fatal|failed): ')
 RESULT_HOST = re.compile(r'^\w+: \[([^]]+)\]|^included: \S+ for ([^=]+?)(?: =>|$)')
+# a loop item's result as the default callback prints it: '... => (item=web01) => {' up to its closing '}'
+PLAN_ITEM = re.compile(r'\(item=[^)]*\) => (\{\n.*?\n\})$', re.M | re.S)
 RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', re.M)
 
 
@@ -69,6 +72,17 @@ class Run:
         self.changed = {host: int(changed) for host, _ok, changed, _u, _f in RECAP.findall(proc.stdout)}
         stats = re.search(r'^\tRUN: (.*)$', proc.stdout, re.M)
         self.stats = json.loads(stats.group(1)) if stats else {}
+
+    def plans(self):
+        """{guest: plan} of each guest that check mode shows it would create (the guest role's plan: profile,
+        devices in option format and as libvirt XML)."""
+        plans = {}
+        for section in re.split(r'\n(?=TASK \[)', self.stdout):
+            if section.startswith('TASK [virtdev.libvirt.guest : Show the plan of each guest to be created]'):
+                for match in PLAN_ITEM.finditer(section):
+                    plan = json.loads(match.group(1))['msg']
+                    plans[plan['guest']] = plan
+        return plans
 
     def guests(self, host):
         return self.stats['virtdev_guests'][host]
@@ -133,12 +147,30 @@ def repository(tmp_path, hypervisors, collection_pythonpath):
     return checkout, run
 
 
+def _device_tags(xml):
+    """How many devices of each element a domain's XML (or rendered device XML) has, leaving out what
+    libvirt adds to every guest (controllers, the emulator, the input, graphics and audio of the machine)."""
+    root = ElementTree.fromstring(xml if xml.lstrip().startswith('<domain') else '<devices>%s</devices>' % xml)
+    devices = root.find('devices') if root.tag == 'domain' else root
+    tags = [device.tag for device in devices
+            if device.tag not in ('controller', 'emulator', 'input', 'graphics', 'audio')]
+    return sorted(tags)
+
+
 def _domains(virsh, uri):
     return sorted(virsh(uri, 'list', '--all', '--name').split())
 
 
+# the network the example's guests use (the virtio and emulated profiles' NIC): defined, not started, so no
+# bridge is made on this machine; the guest role refuses a guest whose network does not exist
+DEFAULT_NETWORK = "<network><name>default</name><bridge name='virbr-gitops'/></network>"
+
+
 def test_gitops_example(repository, hypervisors, virsh):
     checkout, run = repository
+    for uri in hypervisors.values():
+        if 'default' not in virsh(uri, 'net-list', '--all', '--name').split():
+            virsh(uri, 'net-define', xml=DEFAULT_NETWORK)
     commands = pipeline_commands()
     manifests = {host: _yaml(checkout / 'host_vars' / (host + '.yml'))['guests'] for host in HYPERVISORS}
     assert all(manifests.values())
@@ -146,12 +178,19 @@ def test_gitops_example(repository, hypervisors, virsh):
     # a merge request on fresh hypervisors: every guest of host_vars is to be created, nothing is written
     review = run(commands['review'])
     assert review.rc == 0, review.stdout
+    plans = review.plans()
     for host, guests in manifests.items():
         assert sorted(review.guests(host)) == sorted(guest['name'] for guest in guests)
         for guest in guests:
-            assert review.guests(host)[guest['name']]['changed'] is True
-            # TODO(profiles): assert the planned devices once check mode plans a new guest's devices
-            assert '%s would be created' % guest['name'] in review.stdout
+            assert review.guests(host)[guest['name']] == {
+                'profile': guest['profile'], 'created': True, 'changed': True, 'state': 'present',
+                'restart_required': False}
+            # the reviewer sees each new guest's devices: its disks and extra devices among them
+            planned = plans[guest['name']]['devices']
+            assert [device['source']['file'] for device in planned if device['kind'] == 'disk'] == [
+                disk['file'] for disk in guest['disks']], planned
+            for extra in guest.get('extra_devices', []):
+                assert any(extra.items() <= device.items() for device in planned), (extra, planned)
         assert review.changed[host] >= len(guests)
         assert _domains(virsh, hypervisors[host]) == []
 
@@ -161,11 +200,15 @@ def test_gitops_example(repository, hypervisors, virsh):
     for host, guests in manifests.items():
         assert _domains(virsh, hypervisors[host]) == sorted(guest['name'] for guest in guests)
         for guest in guests:
-            assert apply.guests(host)[guest['name']] == {
-                'defined': True, 'changed': True, 'running': False, 'restart_required': False}
+            # check mode predicted the real run: the same summary, and the devices the review showed
+            assert apply.guests(host)[guest['name']] == review.guests(host)[guest['name']]
             xml = virsh(hypervisors[host], 'dumpxml', guest['name'])
             for disk in guest['disks']:
                 assert "<source file='%s'/>" % disk['file'] in xml, (guest['name'], disk)
+            real, planned = _device_tags(xml), _device_tags(''.join(plans[guest['name']]['devices_xml']))
+            if 'memballoon' not in planned and 'memballoon' in real:
+                real.remove('memballoon')  # libvirt's default balloon for a guest whose profile gives none
+            assert real == planned, (guest['name'], real, planned)
     assert "<watchdog model='i6300esb' action='reset'>" in virsh(hypervisors['hv2'], 'dumpxml', 'db01')
 
     # applied again (the next merge touching another host): nothing to change
@@ -185,7 +228,7 @@ def test_gitops_example(repository, hypervisors, virsh):
     assert 'web01-data.qcow2' in virsh(hypervisors['hv1'], 'dumpxml', 'web01')  # the review wrote nothing
     # its diff shows the disk leaving web01
     [header] = [header for header, result in review.output()['hv1'] if 'web01-data.qcow2' in result]
-    assert header.startswith('TASK [virtdev.libvirt.guest : Give the guest the devices of its profile]'), header
+    assert header.startswith('TASK [virtdev.libvirt.guest : Give every guest its devices (one manifest for the host)]'), header
 
     # merged: the disk leaves the guest, exactly as the review showed
     apply = run(commands['apply'])

@@ -153,3 +153,14 @@ def test_headers_and_pattern_specs_are_generated_from_the_specs():
     script = os.path.join(CHECKOUT, 'scripts', 'gen_playbook_headers.py')
     result = subprocess.run([sys.executable, script, '--check'], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr + 'run: .venv/bin/python scripts/gen_playbook_headers.py'
+
+
+def test_guests_playbook_takes_exactly_the_guest_roles_guest_options():
+    """playbooks/guests.yml hands its guests to the guest role as they are: one shape of a guest entry, the
+    role's (profiles, gpu, vfs, mdevs, exclude, domain...), so a survey or host_vars file checked by the
+    playbook is never refused by the role, nor the other way round."""
+    role = _yaml(os.path.join(CHECKOUT, 'roles', 'guest', 'meta', 'argument_specs.yml'))
+    role_guest = role['argument_specs']['main']['options']['guests']
+    play_guest = _spec('guests')['guests']
+    assert play_guest['options'] == role_guest['options']
+    assert (play_guest['type'], play_guest['elements']) == (role_guest['type'], role_guest['elements'])
