@@ -374,8 +374,11 @@ def identity(element):
     return _stable_key(element)
 
 
-def plan(domain_xml, declared, state):
-    """Compute the plan for merged / replaced / overridden / deleted on one domain's XML."""
+def plan(domain_xml, declared, state, overridden_kinds=None):
+    """Compute the plan for merged / replaced / overridden / deleted on one domain's XML.
+
+    ``overridden`` makes the guest's devices exactly the declared list, over every kind (or only over the
+    element tags in ``overridden_kinds``), except what the kind table calls ``implicit``."""
     domain = _xml.parse(domain_xml, 'domain XML')
     live = domain.get('id') is not None  # only a running guest's definition has an id (libvirt's formatdomain)
     devices = devices_of(domain)
@@ -412,10 +415,12 @@ def plan(domain_xml, declared, state):
                                          verify_key=_stable_key(found)))
 
     if state == 'overridden':
-        scope = {item.tag for item in declared}
+        scope = DEVICE_TAGS if overridden_kinds is None else frozenset(overridden_kinds)
         for element in existing:
             if id(element) in claimed or element.tag not in scope:
                 continue
+            # asked in libvirt's device order, on what is left: a serial console whose serial port was
+            # just removed, or the video of a removed graphics device, is no longer libvirt's own
             if is_implicit(element):
                 result.implicit.append(result._describe(element))  # pylint: disable=protected-access
                 continue

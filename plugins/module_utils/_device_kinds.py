@@ -585,11 +585,18 @@ CONTROLLER = Kind(
                                or spec.get('type') == 'virtio-serial' else EMULATED),
     hotplug=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
     required=('type',),
-    # the PCI root and the first USB, SATA, IDE and virtio-serial controllers
-    implicit=lambda element: (element.get('index') == '0'
-                              and element.get('type') in ('pci', 'usb', 'sata', 'ide', 'virtio-serial')),
+    # libvirt adds the first controller of each type a device needs (PCI root, USB, SATA, IDE, SCSI,
+    # virtio-serial, ...) and the PCI(e) buses (root ports, bridges) it places devices on
+    implicit=lambda element: element.get('index') == '0' or element.get('type') == 'pci',
     description='A USB, SCSI, PCI/PCIe, virtio-serial, SATA or IDE controller.',
     example={'kind': 'controller', 'type': 'pci', 'model': 'pcie-root-port', 'index': 9})
+
+def _first_video_of_a_display(element):
+    """libvirt gives a guest with a graphics device a video adapter when it has none."""
+    devices = element.getparent()
+    return (devices is not None and devices.find('graphics') is not None
+            and devices.find('video') is element)
+
 
 VIDEO = Kind(
     'video', 'video',
@@ -608,6 +615,7 @@ VIDEO = Kind(
     ],
     key=lambda spec: ('video',), repeatable=True,
     device_class=_virtio_if('model', 'virtio'), hotplug=False, required=('model',),
+    implicit=_first_video_of_a_display,
     description='A video adapter; the first one declared is matched to the first one defined.',
     example={'kind': 'video', 'model': 'virtio', 'heads': 1})
 
@@ -708,8 +716,9 @@ CONSOLE = Kind(
     fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
     key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
     device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
-    # the serial console libvirt mirrors from the first serial port
-    implicit=lambda element: element.find('target') is not None and element.find('target').get('type') == 'serial',
+    # the serial console libvirt mirrors from the first serial port (it goes with that port)
+    implicit=lambda element: (element.find('target') is not None and element.find('target').get('type') == 'serial'
+                              and (element.getparent() is None or element.getparent().find('serial') is not None)),
     description='A console: the serial console, or a virtio console (hvc); matched in order of declaration.',
     example={'kind': 'console', 'type': 'pty', 'target_type': 'virtio'})
 
@@ -1026,9 +1035,17 @@ class Untyped:
         return None
 
 
+def _audio_of_a_device(element):
+    """libvirt adds an audio backend by itself; a spice one goes with the spice display (libvirt refuses
+    spice audio without spice graphics)."""
+    devices = element.getparent()
+    return (element.get('type') != 'spice' or devices is None
+            or devices.find("graphics[@type='spice']") is not None)
+
+
 UNTYPED = {row.tag: row for row in (
     Untyped('hub', ('@type',)),
-    Untyped('audio', ('@id',), implicit=_always),   # libvirt adds an audio backend for a sound card
+    Untyped('audio', ('@id',), implicit=_audio_of_a_device),
     Untyped('shmem', ('@name',)),
     Untyped('crypto', ('@model', '@type')),
     Untyped('pstore', ('@backend',)),

@@ -142,3 +142,40 @@ def test_names_with_xml_metacharacters_are_only_names(name, embed_uri, run_modul
     again = run_module('domain_devices', {'uri': embed_uri, 'domain': created['domain']['uuid'],
                                           'config': [{'kind': 'rng'}]})
     assert first['changed'] is True and again['changed'] is False
+
+
+@pytest.mark.parametrize('profile', ['linux-q35-uefi-scsi', 'legacy-pc-ide'])
+def test_overridden_removes_a_dropped_kind_and_leaves_what_libvirt_adds(profile, libvirtd_uri, run_module, virsh,
+                                                                        image):
+    name = 'ovr-' + profile
+    virsh(libvirtd_uri, 'define', '{xml}', xml=virt_install_xml(libvirtd_uri, name, profile, image))
+    try:
+        gathered = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'})['gathered']
+        kinds = {item['kind'] for item in gathered}
+        dropped = 'rng' if 'rng' in kinds else 'sound'
+        assert dropped in kinds, kinds
+        kept = [item for item in gathered if item['kind'] != dropped]
+        # narrowed to other kinds: the earlier behaviour, nothing changes
+        narrow = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'overridden',
+                                               'config': kept, 'overridden_kinds': ['disk', 'interface']})
+        assert narrow['rc'] == 0 and narrow['changed'] is False, narrow
+        # only the disks declared: every other device the guest may lose goes, what libvirt owns stays
+        disks = [item for item in gathered if item['kind'] == 'disk']
+        for config, removed in ((kept, {dropped}), (disks, None)):
+            args = {'uri': libvirtd_uri, 'domain': name, 'state': 'overridden', 'config': config}
+            predicted = run_module('domain_devices', args, check_mode=True)
+            done = run_module('domain_devices', args)
+            assert done['rc'] == 0 and done['changed'] is True, done.get('msg')
+            assert predicted['commands'] == done['commands']
+            assert {c['op'] for c in done['commands']} == {'detach'}
+            if removed is not None:
+                assert {c['kind'] for c in done['commands']} == removed
+            again = run_module('domain_devices', args)
+            assert again['rc'] == 0 and again['changed'] is False, again['commands']
+            after = {item['kind'] for item in run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name,
+                                                                             'state': 'gathered'})['gathered']}
+            assert dropped not in after
+        assert {'interface', 'graphics'} & after == set(), after
+        assert {'controller', 'memballoon'} <= after   # libvirt's own: left, listed in implicit
+    finally:
+        virsh(libvirtd_uri, 'undefine', '--nvram', name, check=False)

@@ -63,8 +63,8 @@ DOMAIN = """
 """
 
 
-def run(config, state='merged', xml=DOMAIN, name='web01'):
-    return engine.plan(xml, engine.declare(config, name), state)
+def run(config, state='merged', xml=DOMAIN, name='web01', overridden_kinds=None):
+    return engine.plan(xml, engine.declare(config, name), state, overridden_kinds)
 
 
 def devices(text):
@@ -165,9 +165,10 @@ def test_replaced_resets_unlisted_options_but_merged_keeps_them():
     assert not run([nic], 'replaced').changed
 
 
-def test_overridden_removes_other_devices_of_the_kinds_named_but_not_implicit_ones():
+def test_overridden_narrowed_removes_other_devices_of_the_kinds_named_but_not_implicit_ones():
     result = run([{'kind': 'interface', 'mac': '52:54:00:aa:bb:02', 'source': {'bridge': 'br0'}, 'model': 'e1000'},
-                  {'kind': 'xml', 'xml': "<input type='tablet' bus='usb'/>"}], 'overridden')
+                  {'kind': 'xml', 'xml': "<input type='tablet' bus='usb'/>"}], 'overridden',
+                 overridden_kinds=['interface', 'input'])
     macs = [el.get('address') for el in devices(result.new_xml).iter('mac')]
     assert macs == ['52:54:00:aa:bb:02']
     # the PS/2 mouse is implicit: reported, not removed; disks were not named: untouched
