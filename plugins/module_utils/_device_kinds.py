@@ -81,13 +81,15 @@ class Kind:
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
                  live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices,
-                 docs=None):
+                 docs=None, limits=()):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
         self.fields = {field.option: field for field in fields}
         self.key = key
         self.loose = loose
+        # limits only libvirt or QEMU enforce (at define or start): spec -> (option, problem) or None
+        self.limits = limits
         self.repeatable = repeatable
         self.device_class = device_class
         self.hotplug = hotplug if callable(hotplug) else (lambda spec, _answer=hotplug: _answer)
@@ -149,6 +151,10 @@ class Kind:
                 raise SpecError(where, '%s requires option %s' % (self.label, option))
             if value is not None:
                 result[option] = value
+        for limit in self.limits:
+            found = limit(result)
+            if found is not None:
+                raise SpecError('%s.%s' % (where, found[0]), found[1])
         return result
 
     def parse(self, element, secrets=True):
@@ -463,7 +469,8 @@ INTERFACE = Kind(
         hw_class='virtio (model virtio), emulated (e1000, e1000e, rtl8139), passthrough (`source.hostdev`: '
                  'an SR-IOV VF)',
         identity='`mac`; without one, a MAC derived from the domain name, the source and the position among '
-                 'NICs on that source — or an existing NIC on the same source — so re-runs never add NICs',
+                 'NICs on that source — or an existing NIC that agrees on every declared option (a loose match never '
+                 'changes the NIC it finds; when none agrees, the NIC is added) — so re-runs never add NICs',
         hotplug='yes; `link_state` live'),
     fields=[
         Mac('mac', 'mac', 'address', libvirt_fills=True,
@@ -795,6 +802,15 @@ REDIRDEV = Kind(
     description='USB redirection (SPICE or usbredir over TCP); repeat the entry for several channels.',
     example={'kind': 'redirdev', 'type': 'spicevmc'})
 
+def _vnc_password_length(spec):
+    """libvirt's QEMU driver refuses a VNC password longer than 8 characters (VNC authentication uses 8)."""
+    password = spec.get('password')
+    if spec.get('type') == 'vnc' and password and password != _secrets.PLACEHOLDER and len(password) > 8:
+        return 'password', ('a VNC password has at most 8 characters (libvirt refuses a longer one); this one has %d'
+                            % len(password))
+    return None
+
+
 GRAPHICS = Kind(
     'graphics', 'graphics',
     docs=KindDocs(
@@ -814,6 +830,7 @@ GRAPHICS = Kind(
     key=ident('type', 'type'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('type',),
     live_update=only_differ('password'), implied=(('listen', {'type': 'address'}),), live_fills=('listen',),
+    limits=(_vnc_password_length,),
     description='A graphical console (VNC, SPICE).',
     example={'kind': 'graphics', 'type': 'vnc', 'listen': '127.0.0.1', 'autoport': True})
 

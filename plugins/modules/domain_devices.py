@@ -26,7 +26,9 @@ description:
     RV(waiting_for_restart) (and RV(pending_unplug)). A paused guest gets no live step and no restart. See
     C(docs/domain_devices.md), "Running guests".
   - An interface declared without O(config[].mac) gets a stable MAC derived from the domain name, its
-    source and its position, or matches an existing NIC on the same source, so re-runs never add NICs.
+    source and its position, or matches an existing NIC that agrees on every declared option, so re-runs never add
+    NICs. A device found this way (without its identity: a NIC without MAC, a controller without index) is never
+    changed; when no existing device agrees on every declared option, the declared one is added.
 author:
   - virtdev.libvirt maintainers (@virtdev)
 extends_documentation_fragment:

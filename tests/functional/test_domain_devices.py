@@ -179,3 +179,44 @@ def test_overridden_removes_a_dropped_kind_and_leaves_what_libvirt_adds(profile,
         assert {'controller', 'memballoon'} <= after   # libvirt's own: left, listed in implicit
     finally:
         virsh(libvirtd_uri, 'undefine', '--nvram', name, check=False)
+
+
+def test_a_nic_found_without_mac_keeps_its_model(libvirtd_uri, run_module, virsh):
+    """The hand-made virtio NIC stays virtio; the e1000 declared next to a virtio NIC is added (check mode
+    predicts the same)."""
+    name = 'loose-nic'
+    virsh(libvirtd_uri, 'define', '{xml}', xml=SMALL_GUEST.replace('</os>', '</os><devices><interface type='
+                                                                   "'network'><mac address='52:54:00:00:11:01'/>"
+                                                                   "<source network='default'/><model type='virtio'/>"
+                                                                   '</interface></devices>') % name)
+    try:
+        config = [{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'e1000'},
+                  {'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio'}]
+        args = {'uri': libvirtd_uri, 'domain': name, 'state': 'merged', 'config': config}
+        predicted = run_module('domain_devices', args, check_mode=True)
+        done = run_module('domain_devices', args)
+        assert done['rc'] == 0 and done['changed'] is True, done.get('msg')
+        assert [(c['op'], c['kind']) for c in done['commands']] == [('attach', 'interface')]
+        assert predicted['commands'] == done['commands']
+        nics = {item['mac']: item['model'] for item in done['after'] if item['kind'] == 'interface'}
+        assert nics['52:54:00:00:11:01'] == 'virtio' and sorted(nics.values()) == ['e1000', 'virtio']
+        assert run_module('domain_devices', args)['changed'] is False
+    finally:
+        virsh(libvirtd_uri, 'undefine', name, check=False)
+
+
+def test_a_vnc_password_libvirt_would_refuse_is_refused_before_anything_is_read(libvirtd_uri, run_module, virsh):
+    name = 'vnc-limit'
+    virsh(libvirtd_uri, 'define', '{xml}', xml=SMALL_GUEST % name)
+    try:
+        before = virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
+        args = {'uri': libvirtd_uri, 'domain': name,
+                'config': [{'kind': 'graphics', 'type': 'vnc', 'password': 'tenletters'}]}
+        for check_mode in (True, False):
+            result = run_module('domain_devices', args, check_mode=check_mode)
+            assert result['rc'] != 0 and not result.get('changed')
+            assert 'config[0].password: a VNC password has at most 8 characters' in result['msg']
+            assert 'tenletters' not in str(result)
+        assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
+    finally:
+        virsh(libvirtd_uri, 'undefine', name, check=False)
