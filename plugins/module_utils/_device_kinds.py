@@ -486,9 +486,12 @@ INTERFACE = Kind(
         ], description='Where the NIC is plugged: exactly one of network (a libvirt network, also a hostdev '
                        'VF pool), bridge, direct (a host device, with optional mode), user: true, or hostdev '
                        '(an SR-IOV VF by PCI address, passed through).'),
-        Field('model', 'model', 'type', choices=('virtio', 'e1000', 'e1000e', 'rtl8139', 'virtio-transitional',
-                                                 'virtio-non-transitional'), libvirt_fills=True,
-              description='NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).'),
+        # libvirt passes the model through to QEMU (formatdomain: "any model QEMU supports"), so any name
+        # of libvirt's schema is taken; virtio* is para-virtualized, every other model emulated
+        Field('model', 'model', 'type', pattern=r'^[a-zA-Z0-9_\-]+$', pattern_hint='virtio, e1000, pcnet ...',
+              libvirt_fills=True,
+              description='NIC model, any model libvirt passes to QEMU: virtio (para-virtualized) or e1000, e1000e, '
+                          'rtl8139, pcnet, ne2k_pci, i82559er, vmxnet3 ... (emulated).'),
         Integer('queues', 'driver', 'queues', minimum=1, maximum=256, description='virtio-net multiqueue count.'),
         Field('driver', 'driver', 'name', choices=('vhost', 'qemu'), description='virtio-net backend.'),
         Integer('mtu', 'mtu', 'size', minimum=68, maximum=65535, description='MTU the guest sees.'),
@@ -632,7 +635,7 @@ SOUND = Kind(
         hw_class='emulated',
         identity='`model`',
         hotplug='no'),
-    fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7'),
+    fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7', 'pcspk'),
                   description='Sound card model.')],
     key=ident('model', 'model'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('model',),

@@ -220,3 +220,23 @@ def test_a_vnc_password_libvirt_would_refuse_is_refused_before_anything_is_read(
         assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
     finally:
         virsh(libvirtd_uri, 'undefine', name, check=False)
+
+
+def test_a_pcnet_nic_and_a_pcspk_sound_round_trip_typed(libvirtd_uri, run_module, virsh):
+    name = 'old-models'
+    virsh(libvirtd_uri, 'define', '{xml}', xml=SMALL_GUEST.replace('</os>', "</os><devices><interface type='network'>"
+                                                                   "<mac address='52:54:00:00:12:01'/><source network="
+                                                                   "'default'/><model type='pcnet'/></interface>"
+                                                                   "<sound model='pcspk'/></devices>") % name)
+    try:
+        gathered = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'})['gathered']
+        typed = {item['kind']: item for item in gathered}
+        assert typed['interface']['model'] == 'pcnet' and typed['interface']['class'] == 'emulated'
+        assert typed['sound']['model'] == 'pcspk'
+        for state in ('replaced', 'overridden'):
+            for check_mode in (True, False):
+                result = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': state,
+                                                       'config': gathered}, check_mode=check_mode)
+                assert result['rc'] == 0 and result['changed'] is False, result.get('msg') or result['commands']
+    finally:
+        virsh(libvirtd_uri, 'undefine', name, check=False)

@@ -284,7 +284,8 @@ def test_pci_addresses_accepted(address, expected):
 
 BAD_INPUT = [
     ([{'kind': 'gpu'}], "config[0].kind: 'gpu' is not one of"),
-    ([{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'ne2k'}], "config[0].model: 'ne2k' is not one of"),
+    ([{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'e1000 x'}],
+     "config[0].model: 'e1000 x' is not valid"),
     ([{'kind': 'interface', 'source': {'network': 'default'}, 'mac': '52:54:00:zz:00:01'}],
      "config[0].mac: '52:54:00:zz:00:01' is not a MAC address"),
     ([{'kind': 'hostdev', 'address': '01:00'}], "config[0].address: '01:00' is not a PCI address"),
@@ -352,3 +353,16 @@ def test_a_vnc_password_longer_than_libvirt_takes_is_refused_naming_the_option_n
     assert ten not in str(err.value)
     assert engine.declare([{'kind': 'graphics', 'type': 'vnc', 'password': ten[:8]}], 'web01')
     assert engine.declare([{'kind': 'graphics', 'type': 'spice', 'password': ten}], 'web01')   # SPICE: no limit
+
+
+def test_any_nic_model_libvirt_passes_to_qemu_round_trips_classified_and_pcspk_too():
+    xml = ("<domain type='qemu'><name>web01</name><devices>%s<sound model='pcspk'/></devices></domain>" % ''.join(
+        "<interface type='network'><mac address='52:54:00:00:00:%02x'/><source network='default'/>"
+        "<model type='%s'/></interface>" % (n, model)
+        for n, model in enumerate(('virtio', 'e1000', 'pcnet', 'ne2k_pci', 'rtl8139', 'virtio-transitional'))))
+    gathered = engine.gather(xml)
+    assert [item['class'] for item in gathered if item['kind'] == 'interface'] == [
+        'virtio', 'emulated', 'emulated', 'emulated', 'emulated', 'virtio']
+    assert all(item['kind'] != 'xml' for item in gathered)          # all typed, the pcspk sound too
+    for state in ('merged', 'replaced', 'overridden'):
+        assert not engine.plan(xml, engine.declare(gathered, 'web01'), state).changed
