@@ -601,6 +601,7 @@ CONTROLLER = Kind(
     description='A USB, SCSI, PCI/PCIe, virtio-serial, SATA or IDE controller.',
     example={'kind': 'controller', 'type': 'pci', 'model': 'pcie-root-port', 'index': 9})
 
+
 def _first_video_of_a_display(element):
     """libvirt gives a guest with a graphics device a video adapter when it has none."""
     devices = element.getparent()
@@ -804,6 +805,7 @@ REDIRDEV = Kind(
     device_class=lambda spec: EMULATED, hotplug=True, required=('type',),
     description='USB redirection (SPICE or usbredir over TCP); repeat the entry for several channels.',
     example={'kind': 'redirdev', 'type': 'spicevmc'})
+
 
 def _vnc_password_length(spec):
     """libvirt's QEMU driver refuses a VNC password longer than 8 characters (VNC authentication uses 8)."""

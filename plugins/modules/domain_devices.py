@@ -27,8 +27,8 @@ description:
     C(docs/domain_devices.md), "Running guests".
   - An interface declared without O(config[].mac) gets a stable MAC derived from the domain name, its
     source and its position, or matches an existing NIC that agrees on every declared option, so re-runs never add
-    NICs. A device found this way (without its identity: a NIC without MAC, a controller without index) is never
-    changed; when no existing device agrees on every declared option, the declared one is added.
+    NICs. A device found this way (without its identity, as a NIC without MAC or a controller without index) is never
+    changed. When no existing device agrees on every declared option, the declared one is added.
 author:
   - virtdev.libvirt maintainers (@virtdev)
 extends_documentation_fragment:
@@ -59,7 +59,7 @@ options:
       - V(replaced) makes each listed device exactly its spec; its unlisted options are reset (except
         those libvirt derives when absent, such as a disk bus), parts of its XML that no option manages
         are kept.
-      - V(overridden) is V(replaced) plus removal of every other device, of every kind: the guest's devices
+      - V(overridden) is V(replaced) plus removal of every other device, of every kind; the guest's devices
         become exactly O(config) (a kind left out of O(config) is removed). Devices libvirt adds or owns by
         itself (the first controller of each type, PCI root ports and bridges, PS/2 inputs, the serial
         console, memballoon, audio backends, the video adapter of a guest with graphics) are left in place
