@@ -129,8 +129,8 @@ options:
             type: str
       model:
         description:
-        - 'For O(config[].kind=interface): NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).
-          One of V(virtio), V(e1000), V(e1000e), V(rtl8139), V(virtio-transitional), V(virtio-non-transitional).'
+        - 'For O(config[].kind=interface): NIC model, any model libvirt passes to QEMU: virtio (para-virtualized)
+          or e1000, e1000e, rtl8139, pcnet, ne2k_pci, i82559er, vmxnet3 ... (emulated).'
         - 'For O(config[].kind=controller): Controller model: usb piix3-uhci, ich9-ehci1, qemu-xhci...; scsi lsilogic,
           virtio-scsi...; pci pcie-root-port, pci-bridge, pcie-to-pci-bridge... One of V(piix3-uhci), V(piix4-uhci),
           V(ehci), V(ich9-ehci1), V(ich9-uhci1), V(ich9-uhci2), V(ich9-uhci3), V(vt82c686b-uhci), V(pci-ohci), V(nec-xhci),
@@ -142,7 +142,7 @@ options:
         - 'For O(config[].kind=video): Video adapter: virtio (virtio-gpu) or vga, cirrus, bochs, qxl, ramfb (emulated).
           One of V(vga), V(cirrus), V(bochs), V(qxl), V(ramfb), V(virtio), V(none). Required.'
         - 'For O(config[].kind=sound): Sound card model. One of V(ich6), V(ich9), V(ac97), V(es1370), V(sb16), V(usb),
-          V(ich7). Required.'
+          V(ich7), V(pcspk). Required.'
         - 'For O(config[].kind=watchdog): Watchdog model. One of V(i6300esb), V(ib700), V(itco), V(diag288). Required.'
         - 'For O(config[].kind=tpm): TPM frontend. One of V(tpm-tis), V(tpm-crb), V(tpm-spapr), V(spapr-tpm-proxy).'
         - 'For O(config[].kind=panic): Panic notifier model. One of V(isa), V(pseries), V(hyperv), V(s390), V(pvpanic).
@@ -612,8 +612,8 @@ options:
                 type: str
           model:
             description:
-            - 'For O(config[].kind=interface): NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).
-              One of V(virtio), V(e1000), V(e1000e), V(rtl8139), V(virtio-transitional), V(virtio-non-transitional).'
+            - 'For O(config[].kind=interface): NIC model, any model libvirt passes to QEMU: virtio (para-virtualized)
+              or e1000, e1000e, rtl8139, pcnet, ne2k_pci, i82559er, vmxnet3 ... (emulated).'
             - 'For O(config[].kind=controller): Controller model: usb piix3-uhci, ich9-ehci1, qemu-xhci...; scsi
               lsilogic, virtio-scsi...; pci pcie-root-port, pci-bridge, pcie-to-pci-bridge... One of V(piix3-uhci),
               V(piix4-uhci), V(ehci), V(ich9-ehci1), V(ich9-uhci1), V(ich9-uhci2), V(ich9-uhci3), V(vt82c686b-uhci),
@@ -625,7 +625,7 @@ options:
             - 'For O(config[].kind=video): Video adapter: virtio (virtio-gpu) or vga, cirrus, bochs, qxl, ramfb
               (emulated). One of V(vga), V(cirrus), V(bochs), V(qxl), V(ramfb), V(virtio), V(none). Required.'
             - 'For O(config[].kind=sound): Sound card model. One of V(ich6), V(ich9), V(ac97), V(es1370), V(sb16),
-              V(usb), V(ich7). Required.'
+              V(usb), V(ich7), V(pcspk). Required.'
             - 'For O(config[].kind=watchdog): Watchdog model. One of V(i6300esb), V(ib700), V(itco), V(diag288).
               Required.'
             - 'For O(config[].kind=tpm): TPM frontend. One of V(tpm-tis), V(tpm-crb), V(tpm-spapr), V(spapr-tpm-proxy).'

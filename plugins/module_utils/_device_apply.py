@@ -114,7 +114,7 @@ class DomainRun:
     """
 
     def __init__(self, connection, name, declared, state, apply_mode, check_mode, detach_timeout=30,
-                 detach_attempts=3, uuid=None, redeclare=None, allow_live_removal=()):
+                 detach_attempts=3, uuid=None, redeclare=None, allow_live_removal=(), overridden_kinds=None):
         self.connection = connection
         self.name = name if name is not None else uuid
         self.uuid = uuid            # the guest was asked for by UUID (the uuid option), not by name
@@ -126,6 +126,7 @@ class DomainRun:
         self.detach_timeout = detach_timeout
         self.detach_attempts = detach_attempts
         self.allow_live_removal = tuple(allow_live_removal or ())
+        self.overridden_kinds = overridden_kinds   # state overridden: the kinds it removes from (None: all)
         self.dom = None
         self.active = False
         self.guest_state = None     # running, paused, shutoff, ...: as found, then as the run leaves it
@@ -181,8 +182,8 @@ class DomainRun:
             return
         self.replans += planned
         self.active, self.guest_state, self.inactive_xml, self.live_xml = active, guest_state, inactive, live
-        self.config_plan = _device_engine.plan(inactive, self.declared, self.state) if inactive is not None else None
-        self.live_plan = _device_engine.plan(live, self.declared, self.state) if live is not None else None
+        self.config_plan = self._plan(inactive) if inactive is not None else None
+        self.live_plan = self._plan(live) if live is not None else None
         self.record = restart_record(inactive) if inactive is not None else None
         self.outcomes, self.reasons, self.plan_warnings = {}, {}, []
         if self.live_plan is not None:
@@ -207,6 +208,9 @@ class DomainRun:
                 raise ApplyError('domain %s: removing %s from the running guest needs allow_live_removal (%s); '
                                  'nothing was changed' % (self.name, ', '.join(withheld),
                                                           ', '.join(LIVE_REMOVAL_CLASSES)))
+
+    def _plan(self, domain_xml):
+        return _device_engine.plan(domain_xml, self.declared, self.state, self.overridden_kinds)
 
     @contextlib.contextmanager
     def locked(self, lock_dir, timeout):
@@ -429,7 +433,7 @@ class DomainRun:
                 return current
             previous = self.config_plan
             self.inactive_xml = current
-            self.config_plan = _device_engine.plan(current, self.declared, self.state)
+            self.config_plan = self._plan(current)
             self.replans += 1
             _keep_hotplug_addresses(previous, self.config_plan)
             if self.live_plan is not None:

@@ -294,16 +294,24 @@ class Plan:
         return [change.command() for change in self.changes]
 
 
+def _matches_loosely(item):
+    return item.kind is not None and bool(item.derived or item.key is None)
+
+
 def _loose_match(item, candidates_by_tag, claimed):
-    """A spec without full identity (NIC without MAC, controller without index) matches the first
-    unclaimed device of its kind whose ``loose`` options are equal."""
-    if item.kind is None or not (item.derived or item.key is None):
+    """A spec without full identity (NIC without MAC, controller without index) adopts the first unclaimed
+    device of its kind that agrees on every declared option (the model of a NIC included): a device found
+    only loosely never has a guest-visible property changed; when none agrees, the spec is a new device."""
+    if not _matches_loosely(item):
         return None
+    secret = {field.option for field in item.kind.secret_fields}
+    declared = [option for option in item.spec
+                if option not in secret and not (item.derived and option == item.derived.option)]
     for element in candidates_by_tag.get(item.tag, ()):
         if id(element) in claimed or kind_of_element(element) is not item.kind:
             continue
         current = item.kind.parse(element)
-        if all(current.get(option) == item.spec.get(option) for option in item.loose):
+        if all(current.get(option) == item.spec.get(option) for option in declared):
             return element
     return None
 
@@ -374,8 +382,11 @@ def identity(element):
     return _stable_key(element)
 
 
-def plan(domain_xml, declared, state):
-    """Compute the plan for merged / replaced / overridden / deleted on one domain's XML."""
+def plan(domain_xml, declared, state, overridden_kinds=None):
+    """Compute the plan for merged / replaced / overridden / deleted on one domain's XML.
+
+    ``overridden`` makes the guest's devices exactly the declared list, over every kind (or only over the
+    element tags in ``overridden_kinds``), except what the kind table calls ``implicit``."""
     domain = _xml.parse(domain_xml, 'domain XML')
     live = domain.get('id') is not None  # only a running guest's definition has an id (libvirt's formatdomain)
     devices = devices_of(domain)
@@ -386,14 +397,23 @@ def plan(domain_xml, declared, state):
     by_tag = {}
     for element in existing:
         by_tag.setdefault(element.tag, []).append(element)
-    claimed = set()
-
-    for item in declared:
+    claimed, found_for = set(), {}
+    for item in declared:       # identity first: a loose match never takes a device another spec names
         found = next((el for el in by_key.get(item.key, ()) if id(el) not in claimed), None)
-        if found is None:
-            found = _loose_match(item, by_tag, claimed)
         if found is not None:
             claimed.add(id(found))
+            found_for[id(item)] = found
+    # then the loose specs, the most specific first, so that a vaguer one does not take its device
+    loose = [item for item in declared if id(item) not in found_for and _matches_loosely(item)]
+    for item in sorted(loose, key=lambda item: -len(item.spec)):
+        found = _loose_match(item, by_tag, claimed)
+        if found is not None:
+            claimed.add(id(found))
+            found_for[id(item)] = found
+
+    for item in declared:
+        found = found_for.get(id(item))
+        if found is not None:
             result.matched[item.where] = found
         if state == 'deleted':
             if found is not None:
@@ -412,10 +432,12 @@ def plan(domain_xml, declared, state):
                                          verify_key=_stable_key(found)))
 
     if state == 'overridden':
-        scope = {item.tag for item in declared}
+        scope = DEVICE_TAGS if overridden_kinds is None else frozenset(overridden_kinds)
         for element in existing:
             if id(element) in claimed or element.tag not in scope:
                 continue
+            # asked in libvirt's device order, on what is left: a serial console whose serial port was
+            # just removed, or the video of a removed graphics device, is no longer libvirt's own
             if is_implicit(element):
                 result.implicit.append(result._describe(element))  # pylint: disable=protected-access
                 continue

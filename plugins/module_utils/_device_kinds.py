@@ -81,13 +81,15 @@ class Kind:
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
                  live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices,
-                 docs=None):
+                 docs=None, limits=()):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
         self.fields = {field.option: field for field in fields}
         self.key = key
         self.loose = loose
+        # limits only libvirt or QEMU enforce (at define or start): spec -> (option, problem) or None
+        self.limits = limits
         self.repeatable = repeatable
         self.device_class = device_class
         self.hotplug = hotplug if callable(hotplug) else (lambda spec, _answer=hotplug: _answer)
@@ -149,6 +151,10 @@ class Kind:
                 raise SpecError(where, '%s requires option %s' % (self.label, option))
             if value is not None:
                 result[option] = value
+        for limit in self.limits:
+            found = limit(result)
+            if found is not None:
+                raise SpecError('%s.%s' % (where, found[0]), found[1])
         return result
 
     def parse(self, element, secrets=True):
@@ -463,7 +469,8 @@ INTERFACE = Kind(
         hw_class='virtio (model virtio), emulated (e1000, e1000e, rtl8139), passthrough (`source.hostdev` or `source.pf` + `vf`: '
                  'an SR-IOV VF)',
         identity='`mac`; without one, a MAC derived from the domain name, the source and the position among '
-                 'NICs on that source — or an existing NIC on the same source — so re-runs never add NICs',
+                 'NICs on that source — or an existing NIC that agrees on every declared option (a loose match never '
+                 'changes the NIC it finds; when none agrees, the NIC is added) — so re-runs never add NICs',
         hotplug='yes; `link_state` live'),
     fields=[
         Mac('mac', 'mac', 'address', libvirt_fills=True,
@@ -485,9 +492,12 @@ INTERFACE = Kind(
                        'as the kernel numbers them in virtfnN, of the SR-IOV PF at PCI address pf: read from '
                        'the host, sysfs or, over a remote URI, libvirt node devices, and written as a hostdev '
                        'source with that VF address).'),
-        Field('model', 'model', 'type', choices=('virtio', 'e1000', 'e1000e', 'rtl8139', 'virtio-transitional',
-                                                 'virtio-non-transitional'), libvirt_fills=True,
-              description='NIC model: virtio (para-virtualized) or e1000, e1000e, rtl8139 (emulated).'),
+        # libvirt passes the model through to QEMU (formatdomain: "any model QEMU supports"), so any name
+        # of libvirt's schema is taken; virtio* is para-virtualized, every other model emulated
+        Field('model', 'model', 'type', pattern=r'^[a-zA-Z0-9_\-]+$', pattern_hint='virtio, e1000, pcnet ...',
+              libvirt_fills=True,
+              description='NIC model, any model libvirt passes to QEMU: virtio (para-virtualized) or e1000, e1000e, '
+                          'rtl8139, pcnet, ne2k_pci, i82559er, vmxnet3 ... (emulated).'),
         Integer('queues', 'driver', 'queues', minimum=1, maximum=256, description='virtio-net multiqueue count.'),
         Field('driver', 'driver', 'name', choices=('vhost', 'qemu'), description='virtio-net backend.'),
         Integer('mtu', 'mtu', 'size', minimum=68, maximum=65535, description='MTU the guest sees.'),
@@ -591,11 +601,19 @@ CONTROLLER = Kind(
                                or spec.get('type') == 'virtio-serial' else EMULATED),
     hotplug=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
     required=('type',),
-    # the PCI root and the first USB, SATA, IDE and virtio-serial controllers
-    implicit=lambda element: (element.get('index') == '0'
-                              and element.get('type') in ('pci', 'usb', 'sata', 'ide', 'virtio-serial')),
+    # libvirt adds the first controller of each type a device needs (PCI root, USB, SATA, IDE, SCSI,
+    # virtio-serial, ...) and the PCI(e) buses (root ports, bridges) it places devices on
+    implicit=lambda element: element.get('index') == '0' or element.get('type') == 'pci',
     description='A USB, SCSI, PCI/PCIe, virtio-serial, SATA or IDE controller.',
     example={'kind': 'controller', 'type': 'pci', 'model': 'pcie-root-port', 'index': 9})
+
+
+def _first_video_of_a_display(element):
+    """libvirt gives a guest with a graphics device a video adapter when it has none."""
+    devices = element.getparent()
+    return (devices is not None and devices.find('graphics') is not None
+            and devices.find('video') is element)
+
 
 VIDEO = Kind(
     'video', 'video',
@@ -614,6 +632,7 @@ VIDEO = Kind(
     ],
     key=lambda spec: ('video',), repeatable=True,
     device_class=_virtio_if('model', 'virtio'), hotplug=False, required=('model',),
+    implicit=_first_video_of_a_display,
     description='A video adapter; the first one declared is matched to the first one defined.',
     example={'kind': 'video', 'model': 'virtio', 'heads': 1})
 
@@ -623,7 +642,7 @@ SOUND = Kind(
         hw_class='emulated',
         identity='`model`',
         hotplug='no'),
-    fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7'),
+    fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7', 'pcspk'),
                   description='Sound card model.')],
     key=ident('model', 'model'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('model',),
@@ -714,8 +733,9 @@ CONSOLE = Kind(
     fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
     key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
     device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
-    # the serial console libvirt mirrors from the first serial port
-    implicit=lambda element: element.find('target') is not None and element.find('target').get('type') == 'serial',
+    # the serial console libvirt mirrors from the first serial port (it goes with that port)
+    implicit=lambda element: (element.find('target') is not None and element.find('target').get('type') == 'serial'
+                              and (element.getparent() is None or element.getparent().find('serial') is not None)),
     description='A console: the serial console, or a virtio console (hvc); matched in order of declaration.',
     example={'kind': 'console', 'type': 'pty', 'target_type': 'virtio'})
 
@@ -792,6 +812,16 @@ REDIRDEV = Kind(
     description='USB redirection (SPICE or usbredir over TCP); repeat the entry for several channels.',
     example={'kind': 'redirdev', 'type': 'spicevmc'})
 
+
+def _vnc_password_length(spec):
+    """libvirt's QEMU driver refuses a VNC password longer than 8 characters (VNC authentication uses 8)."""
+    password = spec.get('password')
+    if spec.get('type') == 'vnc' and password and password != _secrets.PLACEHOLDER and len(password) > 8:
+        return 'password', ('a VNC password has at most 8 characters (libvirt refuses a longer one); this one has %d'
+                            % len(password))
+    return None
+
+
 GRAPHICS = Kind(
     'graphics', 'graphics',
     docs=KindDocs(
@@ -811,6 +841,7 @@ GRAPHICS = Kind(
     key=ident('type', 'type'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('type',),
     live_update=only_differ('password'), implied=(('listen', {'type': 'address'}),), live_fills=('listen',),
+    limits=(_vnc_password_length,),
     description='A graphical console (VNC, SPICE).',
     example={'kind': 'graphics', 'type': 'vnc', 'listen': '127.0.0.1', 'autoport': True})
 
@@ -1032,9 +1063,17 @@ class Untyped:
         return None
 
 
+def _audio_of_a_device(element):
+    """libvirt adds an audio backend by itself; a spice one goes with the spice display (libvirt refuses
+    spice audio without spice graphics)."""
+    devices = element.getparent()
+    return (element.get('type') != 'spice' or devices is None
+            or devices.find("graphics[@type='spice']") is not None)
+
+
 UNTYPED = {row.tag: row for row in (
     Untyped('hub', ('@type',)),
-    Untyped('audio', ('@id',), implicit=_always),   # libvirt adds an audio backend for a sound card
+    Untyped('audio', ('@id',), implicit=_audio_of_a_device),
     Untyped('shmem', ('@name',)),
     Untyped('crypto', ('@model', '@type')),
     Untyped('pstore', ('@backend',)),

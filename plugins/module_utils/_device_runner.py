@@ -20,6 +20,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply impo
     ApplyError, DomainRun, names_vf_by_pf, preflight, read_host, vf_address,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import DEVICE_TAGS
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, source
 
@@ -118,7 +119,8 @@ class DomainDevices:
         runs = [DomainRun(self.connection, request.name, request.declared, params['state'], params['apply'],
                           self.module.check_mode, params['detach_timeout'], params['detach_attempts'],
                           uuid=request.uuid, redeclare=request.redeclare,
-                          allow_live_removal=params['allow_live_removal'])
+                          allow_live_removal=params['allow_live_removal'],
+                          overridden_kinds=params['overridden_kinds'])
                 for request in requests]
         # read and plan every domain first: with on_error=stop a bad one fails the task before any write
         for run in runs:
@@ -350,6 +352,13 @@ def run(module):
     for option, low, high in RANGES:
         if not low <= module.params[option] <= high:
             module.fail_json(msg='%s: %r is out of range (%d..%d)' % (option, module.params[option], low, high))
+    unknown = [kind for kind in module.params['overridden_kinds'] or () if kind not in DEVICE_TAGS]
+    if unknown:
+        module.fail_json(msg='overridden_kinds: %s %s not a device kind (one of %s)' % (
+            ', '.join(repr(kind) for kind in unknown), 'is' if len(unknown) == 1 else 'are',
+            ', '.join(sorted(DEVICE_TAGS))))
+    if module.params['overridden_kinds'] is not None and state != 'overridden':
+        module.fail_json(msg='overridden_kinds: applies only to state=overridden (state is %s)' % state)
     if state in WRITING_STATES:
         runner.converge()
     else:

@@ -26,7 +26,9 @@ description:
     RV(waiting_for_restart) (and RV(pending_unplug)). A paused guest gets no live step and no restart. See
     C(docs/domain_devices.md), "Running guests".
   - An interface declared without O(config[].mac) gets a stable MAC derived from the domain name, its
-    source and its position, or matches an existing NIC on the same source, so re-runs never add NICs.
+    source and its position, or matches an existing NIC that agrees on every declared option, so re-runs never add
+    NICs. A device found this way (without its identity, as a NIC without MAC or a controller without index) is never
+    changed. When no existing device agrees on every declared option, the declared one is added.
 author:
   - virtdev.libvirt maintainers (@virtdev)
 extends_documentation_fragment:
@@ -57,9 +59,11 @@ options:
       - V(replaced) makes each listed device exactly its spec; its unlisted options are reset (except
         those libvirt derives when absent, such as a disk bus), parts of its XML that no option manages
         are kept.
-      - V(overridden) is V(replaced) plus removal of every other device of the kinds present in
-        O(config). Devices libvirt re-adds by itself (PCI root, first USB controller, PS/2 inputs,
-        memballoon) are reported in RV(implicit) instead of being removed.
+      - V(overridden) is V(replaced) plus removal of every other device, of every kind; the guest's devices
+        become exactly O(config) (a kind left out of O(config) is removed). Devices libvirt adds or owns by
+        itself (the first controller of each type, PCI root ports and bridges, PS/2 inputs, the serial
+        console, memballoon, audio backends, the video adapter of a guest with graphics) are left in place
+        and reported in RV(implicit). O(overridden_kinds) narrows the removal to named kinds.
       - V(deleted) removes the listed devices.
       - V(gathered) returns the current devices in the option format (no change). A console password shows
         as C(********); given back, that value keeps the current password (see O(config[].password)).
@@ -73,6 +77,15 @@ options:
     type: str
     choices: [merged, replaced, overridden, deleted, gathered, rendered, parsed]
     default: merged
+  overridden_kinds:
+    description:
+      - With O(state=overridden), remove unlisted devices only of these kinds (device element names such as
+        V(interface), V(disk), V(rng); an O(config[].kind=xml) entry counts as its element). Devices of other
+        kinds are left alone, as O(state=replaced) would.
+      - Default (not set) is every kind. To keep the behaviour of earlier releases (only the kinds present in
+        O(config)), list those kinds.
+    type: list
+    elements: str
   running_config:
     description:
       - Domain XML text for O(state=parsed). It is C(no_log) because domain XML can carry console passwords.
@@ -233,10 +246,11 @@ EXAMPLES = r'''
       - kind: xml
         xml: "<watchdog model='i6300esb' action='reset'/>"
 
-- name: Exactly these NICs, no others
+- name: Exactly these NICs, no others (devices of other kinds are left alone)
   virtdev.libvirt.domain_devices:
     domain: web01
     state: overridden
+    overridden_kinds: [interface]
     config:
       - {kind: interface, mac: "52:54:00:12:34:56", source: {network: default}, model: virtio}
 
@@ -425,6 +439,7 @@ def argument_spec():
             'config': {'type': 'list', 'elements': 'dict', 'options': devices},
         }},
         state={'type': 'str', 'default': 'merged', 'choices': list(_device_engine.STATES)},
+        overridden_kinds={'type': 'list', 'elements': 'str'},
         running_config={'type': 'str', 'no_log': True},  # domain XML: may carry console passwords
         apply={'type': 'str', 'default': 'auto', 'choices': list(APPLY_MODES)},
         restart={'type': 'str', 'default': 'never', 'choices': ['never', 'if_required']},

@@ -142,3 +142,101 @@ def test_names_with_xml_metacharacters_are_only_names(name, embed_uri, run_modul
     again = run_module('domain_devices', {'uri': embed_uri, 'domain': created['domain']['uuid'],
                                           'config': [{'kind': 'rng'}]})
     assert first['changed'] is True and again['changed'] is False
+
+
+@pytest.mark.parametrize('profile', ['linux-q35-uefi-scsi', 'legacy-pc-ide'])
+def test_overridden_removes_a_dropped_kind_and_leaves_what_libvirt_adds(profile, libvirtd_uri, run_module, virsh,
+                                                                        image):
+    name = 'ovr-' + profile
+    virsh(libvirtd_uri, 'define', '{xml}', xml=virt_install_xml(libvirtd_uri, name, profile, image))
+    try:
+        gathered = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'})['gathered']
+        kinds = {item['kind'] for item in gathered}
+        dropped = 'rng' if 'rng' in kinds else 'sound'
+        assert dropped in kinds, kinds
+        kept = [item for item in gathered if item['kind'] != dropped]
+        # narrowed to other kinds: the earlier behaviour, nothing changes
+        narrow = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'overridden',
+                                               'config': kept, 'overridden_kinds': ['disk', 'interface']})
+        assert narrow['rc'] == 0 and narrow['changed'] is False, narrow
+        # only the disks declared: every other device the guest may lose goes, what libvirt owns stays
+        disks = [item for item in gathered if item['kind'] == 'disk']
+        for config, removed in ((kept, {dropped}), (disks, None)):
+            args = {'uri': libvirtd_uri, 'domain': name, 'state': 'overridden', 'config': config}
+            predicted = run_module('domain_devices', args, check_mode=True)
+            done = run_module('domain_devices', args)
+            assert done['rc'] == 0 and done['changed'] is True, done.get('msg')
+            assert predicted['commands'] == done['commands']
+            assert {c['op'] for c in done['commands']} == {'detach'}
+            if removed is not None:
+                assert {c['kind'] for c in done['commands']} == removed
+            again = run_module('domain_devices', args)
+            assert again['rc'] == 0 and again['changed'] is False, again['commands']
+            gathered_now = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'})
+            after = {item['kind'] for item in gathered_now['gathered']}
+            assert dropped not in after
+        assert {'interface', 'graphics'} & after == set(), after
+        assert {'controller', 'memballoon'} <= after   # libvirt's own: left, listed in implicit
+    finally:
+        virsh(libvirtd_uri, 'undefine', '--nvram', name, check=False)
+
+
+def test_a_nic_found_without_mac_keeps_its_model(libvirtd_uri, run_module, virsh):
+    """The hand-made virtio NIC stays virtio; the e1000 declared next to a virtio NIC is added (check mode
+    predicts the same)."""
+    name = 'loose-nic'
+    virsh(libvirtd_uri, 'define', '{xml}', xml=SMALL_GUEST.replace('</os>', '</os><devices><interface type='
+                                                                   "'network'><mac address='52:54:00:00:11:01'/>"
+                                                                   "<source network='default'/><model type='virtio'/>"
+                                                                   '</interface></devices>') % name)
+    try:
+        config = [{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'e1000'},
+                  {'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio'}]
+        args = {'uri': libvirtd_uri, 'domain': name, 'state': 'merged', 'config': config}
+        predicted = run_module('domain_devices', args, check_mode=True)
+        done = run_module('domain_devices', args)
+        assert done['rc'] == 0 and done['changed'] is True, done.get('msg')
+        assert [(c['op'], c['kind']) for c in done['commands']] == [('attach', 'interface')]
+        assert predicted['commands'] == done['commands']
+        nics = {item['mac']: item['model'] for item in done['after'] if item['kind'] == 'interface'}
+        assert nics['52:54:00:00:11:01'] == 'virtio' and sorted(nics.values()) == ['e1000', 'virtio']
+        assert run_module('domain_devices', args)['changed'] is False
+    finally:
+        virsh(libvirtd_uri, 'undefine', name, check=False)
+
+
+def test_a_vnc_password_libvirt_would_refuse_is_refused_before_anything_is_read(libvirtd_uri, run_module, virsh):
+    name = 'vnc-limit'
+    virsh(libvirtd_uri, 'define', '{xml}', xml=SMALL_GUEST % name)
+    try:
+        before = virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
+        args = {'uri': libvirtd_uri, 'domain': name,
+                'config': [{'kind': 'graphics', 'type': 'vnc', 'password': 'tenletters'}]}
+        for check_mode in (True, False):
+            result = run_module('domain_devices', args, check_mode=check_mode)
+            assert result['rc'] != 0 and not result.get('changed')
+            assert 'config[0].password: a VNC password has at most 8 characters' in result['msg']
+            assert 'tenletters' not in str(result)
+        assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
+    finally:
+        virsh(libvirtd_uri, 'undefine', name, check=False)
+
+
+def test_a_pcnet_nic_and_a_pcspk_sound_round_trip_typed(libvirtd_uri, run_module, virsh):
+    name = 'old-models'
+    virsh(libvirtd_uri, 'define', '{xml}', xml=SMALL_GUEST.replace('</os>', "</os><devices><interface type='network'>"
+                                                                   "<mac address='52:54:00:00:12:01'/><source network="
+                                                                   "'default'/><model type='pcnet'/></interface>"
+                                                                   "<sound model='pcspk'/></devices>") % name)
+    try:
+        gathered = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'})['gathered']
+        typed = {item['kind']: item for item in gathered}
+        assert typed['interface']['model'] == 'pcnet' and typed['interface']['class'] == 'emulated'
+        assert typed['sound']['model'] == 'pcspk'
+        for state in ('replaced', 'overridden'):
+            for check_mode in (True, False):
+                result = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': state,
+                                                       'config': gathered}, check_mode=check_mode)
+                assert result['rc'] == 0 and result['changed'] is False, result.get('msg') or result['commands']
+    finally:
+        virsh(libvirtd_uri, 'undefine', name, check=False)

@@ -117,7 +117,7 @@ def test_a_guest_that_vetoes_an_unplug_gets_the_declared_definition(guest, run_m
     """overridden swaps a NIC on a guest that never releases devices: the definition is written anyway, the
     stuck NIC is named, a restart brings the guest in line at the addresses it had."""
     vm = guest('veto', cmdline='acpiphp.disable=1', devices=OLD_NIC)
-    args = {'uri': vm['uri'], 'domain': vm['name'], 'state': 'overridden', 'config': NEW_NICS,
+    args = {'uri': vm['uri'], 'domain': vm['name'], 'state': 'overridden', 'config': NEW_NICS, 'overridden_kinds': ['interface'],
             'detach_timeout': 3}
 
     predicted = ok(run_module('domain_devices', args, check_mode=True))
@@ -175,7 +175,7 @@ def test_a_guest_that_powers_off_slowly_is_restarted_by_the_next_run(guest, run_
 def test_a_paused_guest_gets_its_definition_and_no_live_step(cooperative, run_module):
     vm = cooperative
     virsh_out(vm['uri'], 'suspend', vm['name'])
-    args = {'uri': vm['uri'], 'domain': vm['name'], 'state': 'overridden', 'config': NEW_NICS,
+    args = {'uri': vm['uri'], 'domain': vm['name'], 'state': 'overridden', 'config': NEW_NICS, 'overridden_kinds': ['interface'],
             'restart': 'if_required', 'restart_timeout': 30}
     waiting = ['interface mac ' + NIC_B, 'interface mac ' + NIC_A]
 
@@ -286,7 +286,7 @@ def test_a_guest_shutting_down_meanwhile_keeps_the_declared_definition(guest, ru
     """Someone else shut the guest down while the module waited for an unplug: the definition is written, the
     module does not start a guest it did not stop, and the next boot has the declared NIC where it was plugged."""
     vm = guest('leaving', cmdline='acpiphp.disable=1 virtdev_power=slow:6', devices=OLD_NIC)
-    args = {'uri': vm['uri'], 'domain': vm['name'], 'state': 'overridden', 'config': NEW_NICS,
+    args = {'uri': vm['uri'], 'domain': vm['name'], 'state': 'overridden', 'config': NEW_NICS, 'overridden_kinds': ['interface'],
             'detach_timeout': 40}
     virsh_out(vm['uri'], 'shutdown', vm['name'])
     assert live_guest.wait_for(vm['console'], live_guest.BUTTON)

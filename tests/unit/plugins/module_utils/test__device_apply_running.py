@@ -132,7 +132,7 @@ def test_restart_record_is_read_from_the_metadata():
 
 def test_a_guest_that_keeps_a_device_gets_the_definition_and_the_device_is_named():
     guest = RunningGuest(unplug='pending')
-    swap = run(guest, [NEW_NIC])
+    swap = run(guest, [NEW_NIC], overridden_kinds=['interface'])
     swap.apply()
     assert guest.calls == ['detach net0', 'attach', 'define']   # removals first, the definition always
     assert swap.pending_unplug == swap.waiting == ['interface mac 52:54:00:00:00:0a']
@@ -146,7 +146,7 @@ def test_a_guest_that_keeps_a_device_gets_the_definition_and_the_device_is_named
 @pytest.mark.parametrize('check_mode', [True, False])
 def test_a_paused_guest_gets_no_live_step_and_no_restart(check_mode):
     guest = RunningGuest(state='paused')
-    swap = run(guest, [NEW_NIC], check_mode=check_mode)
+    swap = run(guest, [NEW_NIC], check_mode=check_mode, overridden_kinds=['interface'])
     swap.apply()
     swap.restart(True, 5)
     assert guest.calls == ([] if check_mode else ['define'])

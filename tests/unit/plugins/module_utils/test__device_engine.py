@@ -63,8 +63,8 @@ DOMAIN = """
 """
 
 
-def run(config, state='merged', xml=DOMAIN, name='web01'):
-    return engine.plan(xml, engine.declare(config, name), state)
+def run(config, state='merged', xml=DOMAIN, name='web01', overridden_kinds=None):
+    return engine.plan(xml, engine.declare(config, name), state, overridden_kinds)
 
 
 def devices(text):
@@ -165,9 +165,10 @@ def test_replaced_resets_unlisted_options_but_merged_keeps_them():
     assert not run([nic], 'replaced').changed
 
 
-def test_overridden_removes_other_devices_of_the_kinds_named_but_not_implicit_ones():
+def test_overridden_narrowed_removes_other_devices_of_the_kinds_named_but_not_implicit_ones():
     result = run([{'kind': 'interface', 'mac': '52:54:00:aa:bb:02', 'source': {'bridge': 'br0'}, 'model': 'e1000'},
-                  {'kind': 'xml', 'xml': "<input type='tablet' bus='usb'/>"}], 'overridden')
+                  {'kind': 'xml', 'xml': "<input type='tablet' bus='usb'/>"}], 'overridden',
+                 overridden_kinds=['interface', 'input'])
     macs = [el.get('address') for el in devices(result.new_xml).iter('mac')]
     assert macs == ['52:54:00:aa:bb:02']
     # the PS/2 mouse is implicit: reported, not removed; disks were not named: untouched
@@ -186,11 +187,50 @@ def test_interface_without_mac_gets_a_stable_mac_and_matches_on_rerun():
     assert run([spec], name='web02').commands[0]['key'] != first.commands[0]['key']
 
 
-def test_interface_without_mac_matches_an_existing_nic_on_the_same_source():
-    result = run([{'kind': 'interface', 'source': {'bridge': 'br0'}, 'model': 'virtio'}])
-    assert [c['op'] for c in result.commands] == ['update']
-    nic = find(result.new_xml, 'interface', 'mac@address', '52:54:00:aa:bb:02')
-    assert nic.find('model').get('type') == 'virtio'   # the existing NIC keeps its MAC
+ONE_VIRTIO_NIC = ("<domain type='qemu'><name>web01</name><devices>"
+                  "<interface type='network'><mac address='52:54:00:aa:bb:0a'/><source network='default'/>"
+                  "<model type='virtio'/></interface>"
+                  "<controller type='scsi' index='0' model='lsilogic'/>"
+                  "<input type='tablet' bus='usb'/></devices></domain>")
+
+
+@pytest.mark.parametrize('state', ['merged', 'replaced', 'overridden'])
+def test_a_loosely_found_device_is_adopted_only_when_it_agrees_on_every_declared_option(state):
+    e1000 = {'kind': 'interface', 'source': {'network': 'default'}, 'model': 'e1000'}
+    virtio = {'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio'}
+    # the issue's case: the hand-made virtio NIC stays virtio, the e1000 is added, in either order
+    for config in ([e1000, virtio], [virtio, e1000]):
+        result = run(config, state, xml=ONE_VIRTIO_NIC, overridden_kinds=['interface'])
+        assert [(c['op'], c['kind']) for c in result.commands] == [('attach', 'interface')], result.commands
+        nics = {el.find('mac').get('address'): el.find('model').get('type')
+                for el in devices(result.new_xml).iter('interface')}
+        assert nics['52:54:00:aa:bb:0a'] == 'virtio' and sorted(nics.values()) == ['e1000', 'virtio']
+        assert not run(config, state, xml=result.new_xml, overridden_kinds=['interface']).changed
+    # adopt: agrees on every declared option (no MAC: the existing one is kept)
+    assert not run([virtio], state, xml=ONE_VIRTIO_NIC, overridden_kinds=['interface']).changed
+    # never change: a controller or input found only by type keeps its model / bus; the spec is added
+    for spec, tag in (({'kind': 'controller', 'type': 'scsi', 'model': 'virtio-scsi'}, 'controller'),
+                      ({'kind': 'input', 'type': 'tablet', 'bus': 'virtio'}, 'input')):
+        result = run([spec], state, xml=ONE_VIRTIO_NIC, overridden_kinds=[tag])
+        ops = [c['op'] for c in result.commands]
+        # overridden removes the tablet; the first SCSI controller is libvirt's own (implicit)
+        replaced_too = state == 'overridden' and tag == 'input'
+        assert ops == (['attach', 'detach'] if replaced_too else ['attach']), result.commands
+        if not replaced_too:
+            assert _xml.to_string(devices(ONE_VIRTIO_NIC).find(tag)) in result.new_xml   # untouched
+        adopted = run([dict(spec, model='lsilogic') if tag == 'controller' else dict(spec, bus='usb')], state,
+                      xml=ONE_VIRTIO_NIC, overridden_kinds=[tag])
+        assert not adopted.changed, adopted.commands
+
+
+def test_the_most_specific_loose_spec_chooses_first():
+    two = ONE_VIRTIO_NIC.replace('</devices>', "<interface type='network'><mac address='52:54:00:aa:bb:0b'/>"
+                                 "<source network='default'/><model type='virtio'/><driver queues='4'/>"
+                                 "</interface></devices>")
+    # the vaguer spec comes first but does not take the only NIC with 4 queues
+    config = [{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio'},
+              {'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio', 'queues': 4}]
+    assert not run(config, 'merged', xml=two).changed
 
 
 def test_raw_xml_may_not_move_a_device():
@@ -244,7 +284,8 @@ def test_pci_addresses_accepted(address, expected):
 
 BAD_INPUT = [
     ([{'kind': 'gpu'}], "config[0].kind: 'gpu' is not one of"),
-    ([{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'ne2k'}], "config[0].model: 'ne2k' is not one of"),
+    ([{'kind': 'interface', 'source': {'network': 'default'}, 'model': 'e1000 x'}],
+     "config[0].model: 'e1000 x' is not valid"),
     ([{'kind': 'interface', 'source': {'network': 'default'}, 'mac': '52:54:00:zz:00:01'}],
      "config[0].mac: '52:54:00:zz:00:01' is not a MAC address"),
     ([{'kind': 'hostdev', 'address': '01:00'}], "config[0].address: '01:00' is not a PCI address"),
@@ -302,3 +343,26 @@ def test_raw_xml_hostdev_in_another_notation_is_the_same_device():
         engine.declare([{'kind': 'hostdev', 'address': '0000:00:1f.6'},
                         {'kind': 'xml', 'xml': "<hostdev mode='subsystem' type='pci'><source>"
                                                "<address slot='037' function='6'/></source></hostdev>"}], 'g')
+
+
+def test_a_vnc_password_longer_than_libvirt_takes_is_refused_naming_the_option_not_the_value():
+    ten = 'abcdefghij'
+    with pytest.raises(SpecError, match=r'config\[1\]\.password: a VNC password has at most 8 characters') as err:
+        engine.declare([{'kind': 'rng', 'backend': 'builtin'}, {'kind': 'graphics', 'type': 'vnc', 'password': ten}],
+                       'web01')
+    assert ten not in str(err.value)
+    assert engine.declare([{'kind': 'graphics', 'type': 'vnc', 'password': ten[:8]}], 'web01')
+    assert engine.declare([{'kind': 'graphics', 'type': 'spice', 'password': ten}], 'web01')   # SPICE: no limit
+
+
+def test_any_nic_model_libvirt_passes_to_qemu_round_trips_classified_and_pcspk_too():
+    xml = ("<domain type='qemu'><name>web01</name><devices>%s<sound model='pcspk'/></devices></domain>" % ''.join(
+        "<interface type='network'><mac address='52:54:00:00:00:%02x'/><source network='default'/>"
+        "<model type='%s'/></interface>" % (n, model)
+        for n, model in enumerate(('virtio', 'e1000', 'pcnet', 'ne2k_pci', 'rtl8139', 'virtio-transitional'))))
+    gathered = engine.gather(xml)
+    assert [item['class'] for item in gathered if item['kind'] == 'interface'] == [
+        'virtio', 'emulated', 'emulated', 'emulated', 'emulated', 'virtio']
+    assert all(item['kind'] != 'xml' for item in gathered)          # all typed, the pcspk sound too
+    for state in ('merged', 'replaced', 'overridden'):
+        assert not engine.plan(xml, engine.declare(gathered, 'web01'), state).changed
