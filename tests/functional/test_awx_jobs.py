@@ -231,6 +231,7 @@ GPU = ['0000:01:00.0', '0000:01:00.1']
 def _hostdevs(xml):
     """(host address, guest address) of each hostdev in a domain's XML or in rendered device XML."""
     root = ElementTree.fromstring('<devices>%s</devices>' % xml if not xml.lstrip().startswith('<domain') else xml)
+
     def _pci(element):
         return tuple(element.get(field) for field in ('domain', 'bus', 'slot', 'function'))
     return sorted((_pci(hostdev.find('source/address')), _pci(hostdev.find('address')))
