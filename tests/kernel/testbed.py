@@ -95,6 +95,9 @@ GUEST_MODULES = (
 HOST_PACKAGES = ("qemu-system-x86", "linux-image-amd64", "busybox-static", "kmod")
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "virtdev-testbed.lock"
+#: This process's hold on LOCK_PATH, shared by its guests: a test that boots its own guest (the
+#: bootloader variant) while the session's guest is up would otherwise wait for itself.
+_HELD: dict = {"file": None, "count": 0}
 
 
 class TestbedUnavailable(RuntimeError):
@@ -277,6 +280,15 @@ case "$R" in
         "/newroot$R" || mount --bind "/hostro$R" "/newroot$R" || fail "share the checkout $R"
     ;;
 esac
+# Booted through UEFI with a disk (tests/kernel/bootloader_bed.py): EFI variables and the ESP where a
+# host has them, so the tree's boot files are the ones the firmware and the loader read.
+if [ -d /sys/firmware/efi/efivars ]; then
+    mount -t efivarfs efivarfs /newroot/sys/firmware/efi/efivars || echo "$M WARN efivarfs"
+fi
+if [ -b /dev/vda ]; then
+    mkdir -p /newroot/boot/efi
+    mount -t vfat /dev/vda /newroot/boot/efi || fail "mount the ESP /dev/vda"
+fi
 echo 1 > /proc/sys/kernel/printk
 stty -echo 2>/dev/null
 echo "$M READY"
@@ -296,11 +308,13 @@ while read -r verb num; do
 done
 echo "$M POWEROFF"
 sync
+if [ -b /dev/vda ]; then umount /newroot/boot/efi || echo "$M WARN umount ESP"; fi
 poweroff -f
 """
 
 
-def build_initramfs(dest: Path, kernel_version: str, token: str, busybox: str | None = None) -> Path:
+def build_initramfs(dest: Path, kernel_version: str, token: str, busybox: str | None = None,
+                    modules=GUEST_MODULES) -> Path:
     """Write a gzip'ed newc initramfs to ``dest`` and return it."""
     busybox = busybox or find_busybox()
     archive = _Cpio()
@@ -313,7 +327,7 @@ def build_initramfs(dest: Path, kernel_version: str, token: str, busybox: str | 
     archive.file("init", _INIT.replace("__TOKEN__", token).replace("__CHECKOUT__", shlex.quote(str(REPO_ROOT))).encode(),
                  0o755)
     names = []
-    for path in module_closure(kernel_version):
+    for path in module_closure(kernel_version, modules):
         data = path.read_bytes()
         name = path.name
         if name.endswith(".xz"):
@@ -342,6 +356,7 @@ class Guest:
     BRIDGED_NICS = ("0000:01:01.0", "0000:01:02.0")
     HOST_CRITICAL = ("0000:00:1f.0", "0000:00:1f.2", "0000:00:1f.3")
     NIC_IDS = ("0x8086", "0x10d3")  # e1000e vendor / device
+    MODULES = GUEST_MODULES  # loaded by the initramfs
 
     def __init__(
         self,
@@ -430,11 +445,16 @@ class Guest:
         return cmd
 
     def _acquire_lock(self) -> None:
+        if _HELD["count"]:
+            _HELD["count"] += 1
+            self._lock_file = _HELD["file"]
+            return
         self._lock_file = open(LOCK_PATH, "a+")  # pylint: disable=consider-using-with
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _HELD.update(file=self._lock_file, count=1)
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
@@ -445,20 +465,34 @@ class Guest:
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
             self._lock_file = None
+            _HELD["count"] -= 1
+            if not _HELD["count"]:
+                fcntl.flock(_HELD["file"], fcntl.LOCK_UN)
+                _HELD["file"].close()
+                _HELD["file"] = None
+
+    def prepare(self, version: str, vmlinuz: Path, busybox: str) -> None:
+        """Build what QEMU boots in the fresh ``self.workdir`` (a variant adds its disks)."""
+        build_initramfs(self.workdir / "initrd.gz", version, self.token, busybox, self.MODULES)
 
     def start(self) -> float:
-        """Boot the guest; return the seconds from QEMU start to the READY marker."""
+        """Boot the guest; return the seconds from QEMU start to the READY marker.
+
+        A guest stopped with ``keep`` starts again from the same work directory (its disks kept)."""
         qemu, version, vmlinuz, busybox = self.check_available()
         self._acquire_lock()
         try:
-            self.workdir = Path(tempfile.mkdtemp(prefix="virtdev-testbed-"))
-            xfer = self.workdir / "xfer"
-            xfer.mkdir()
-            initrd = build_initramfs(self.workdir / "initrd.gz", version, self.token, busybox)
-            self._log = open(self.workdir / "serial.log", "wb")  # pylint: disable=consider-using-with
+            xfer = None if self.workdir is None else self.workdir / "xfer"
+            if xfer is None:
+                self.workdir = Path(tempfile.mkdtemp(prefix="virtdev-testbed-"))
+                xfer = self.workdir / "xfer"
+                xfer.mkdir()
+                self.prepare(version, vmlinuz, busybox)
+            initrd = self.workdir / "initrd.gz"
+            self._log = open(self.workdir / "serial.log", "ab")  # pylint: disable=consider-using-with
+            with self._cond:
+                offset = len(self._serial)
             started = time.monotonic()
             self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
                 self.qemu_command(qemu, vmlinuz, initrd, xfer),
@@ -466,7 +500,7 @@ class Guest:
             )
             self._reader = threading.Thread(target=self._read_serial, args=(self._proc.stdout,), daemon=True)
             self._reader.start()
-            match = self._wait_for(r"%s (READY|FAIL [^\r\n]*)" % re.escape(self.marker), 0, self.boot_timeout)
+            match = self._wait_for(r"%s (READY|FAIL [^\r\n]*)" % re.escape(self.marker), offset, self.boot_timeout)
             if match.group(1) != "READY":
                 raise TestbedError("guest setup failed: %s\n%s" % (match.group(1), self.serial_tail()))
             self.boot_seconds = time.monotonic() - started
