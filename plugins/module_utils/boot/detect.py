@@ -10,7 +10,9 @@ The signals, read below ``root`` (on a live host, ``/sys`` and ``/proc`` are the
   at all (an image): unknown;
 * the ``LoaderInfo`` EFI variable, which systemd-boot sets when it starts a kernel (systemd's Boot Loader
   Interface), and ``LoaderEntrySelected``, the entry it started;
-* ``/etc/kernel/proxmox-boot-uuids``: ESPs that ``proxmox-boot-tool`` keeps in sync (not mounted);
+* ``/etc/kernel/proxmox-boot-uuids``: ESPs that ``proxmox-boot-tool`` keeps in sync (not mounted); on a
+  live host ``proxmox-boot-tool status`` says what each of them is set up with (``uefi``: systemd-boot
+  entries written from ``/etc/kernel/cmdline``; ``grub``: GRUB and its grub.cfg) and how the system booted;
 * ``/etc/kernelstub/configuration``: kernelstub (Pop!_OS) writes the systemd-boot entries;
 * a mounted ESP with ``loader/loader.conf`` (systemd-boot), BLS entries in ``/boot/loader/entries``
   next to GRUB (RHEL, Fedora), ``/etc/default/grub`` and a generated ``grub.cfg``.
@@ -21,6 +23,7 @@ A path that the signals do not single out is refused with what was found, never 
 from __future__ import annotations
 
 import os
+import re
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import config_files as files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, split_cmdline
@@ -48,10 +51,42 @@ def efi_variable(root, name):
     return data[4:].decode('utf-16-le', 'replace').split('\x00', 1)[0] or None
 
 
-class Host(object):
-    """The facts about one host (or image) below ``root`` that decide its boot path."""
+# ``proxmox-boot-tool status`` (Proxmox VE administration guide, "Host Bootloader"): one line per ESP,
+# "<UUID> is configured with: uefi (versions: ...), grub (versions: ...)", and "System currently booted
+# with uefi" or "... legacy bios"; an ESP that no longer exists is only warned about and skipped.
+_PVE_ESP_RE = re.compile(r'^\s*(?P<uuid>\S+) is configured with: (?P<modes>.*)$')
+_PVE_MODE_RE = re.compile(r'\b(uefi|grub) \(versions')
+_PVE_BOOTED_RE = re.compile(r'booted with (uefi|legacy bios)')
 
-    def __init__(self, root):
+
+def proxmox_status(probe):
+    """(``proxmox-boot-tool status`` as {ESP UUID: [modes]}, booted with 'uefi'/'bios' or None, the output),
+    or CmdlineError naming the failure. ``probe``: a Runner (``run``, ``find``) on the live host."""
+    program = probe.find('proxmox-boot-tool')
+    if not program:
+        raise CmdlineError('%s lists ESPs but proxmox-boot-tool is not installed' % PROXMOX_UUIDS)
+    command = [program, 'status']
+    rc, out, err = probe.run(command)
+    if rc != 0:
+        raise CmdlineError('%s failed (rc=%d): %s' % (' '.join(command), rc, (err or out).strip()))
+    esps, booted = {}, None
+    for line in out.splitlines():
+        match = _PVE_ESP_RE.match(line)
+        if match:
+            esps[match.group('uuid')] = _PVE_MODE_RE.findall(match.group('modes'))
+        match = _PVE_BOOTED_RE.search(line)
+        if match:
+            booted = 'uefi' if match.group(1) == 'uefi' else 'bios'
+    return esps, booted, out.strip()
+
+
+class Host(object):
+    """The facts about one host (or image) below ``root`` that decide its boot path.
+
+    ``probe``: how to run the host's own tools (``proxmox-boot-tool status``); given only for a live host,
+    since those tools describe the running system, not an image below root."""
+
+    def __init__(self, root, probe=None):
         self.root = root
         self.live = root == '/'
         if files.exists(root, '/sys/firmware/efi'):
@@ -64,6 +99,12 @@ class Host(object):
         self.loader_entry = efi_variable(root, 'LoaderEntrySelected')
         self.proxmox_uuids = [line.split()[0] for line in (files.read(root, PROXMOX_UUIDS) or '').splitlines()
                               if line.strip() and not line.startswith('#')]
+        self.proxmox_esps = self.proxmox_booted = self.proxmox_error = None
+        if self.proxmox_uuids and probe is not None:
+            try:
+                self.proxmox_esps, self.proxmox_booted, _out = proxmox_status(probe)
+            except CmdlineError as exc:
+                self.proxmox_error = str(exc)
         self.kernelstub = files.exists(root, KERNELSTUB_CONFIG)
         self.esp = next((esp for esp in ESP_CANDIDATES if files.exists(root, esp + '/loader/loader.conf')), None)
         self.bls_entries = files.listing(root, BLS_DIR, '*.conf')
@@ -87,6 +128,10 @@ class Host(object):
             facts.append('booted by %s (LoaderInfo EFI variable)' % self.loader_info)
         if self.proxmox_uuids:
             facts.append('%s lists %d ESP(s)' % (PROXMOX_UUIDS, len(self.proxmox_uuids)))
+        if self.proxmox_esps is not None:
+            facts.append('proxmox-boot-tool status: %s' % (', '.join(
+                '%s configured with %s' % (uuid, ' and '.join(modes) or 'nothing')
+                for uuid, modes in sorted(self.proxmox_esps.items())) or 'no ESP configured'))
         if self.kernelstub:
             facts.append(KERNELSTUB_CONFIG)
         if self.esp:
@@ -104,11 +149,39 @@ def _refuse(host, why):
                        % (host.root, why, host.found()))
 
 
+def proxmox_path(host):
+    """The boot path ``proxmox-boot-tool status`` gives (each listed ESP set up with systemd-boot ("uefi")
+    or GRUB, and how the system booted), None when it was not consulted; CmdlineError when it failed or
+    the ESPs disagree."""
+    if host.proxmox_error:
+        _refuse(host, host.proxmox_error)
+    if host.proxmox_esps is None:
+        return None
+    booted = host.proxmox_booted or host.firmware
+    paths = {}
+    for uuid in host.proxmox_uuids:
+        modes = host.proxmox_esps.get(uuid)
+        if not modes:
+            continue  # gone or not set up: proxmox-boot-tool skips it too
+        if booted == 'uefi' and 'uefi' in modes:
+            paths[uuid] = 'proxmox-boot-tool'
+        elif 'grub' in modes:
+            paths[uuid] = 'grub'
+    if len(set(paths.values())) != 1:
+        _refuse(host, 'the ESPs proxmox-boot-tool keeps are %s' % (
+            ', '.join('%s: %s' % item for item in sorted(paths.items())) if paths else
+            'none set up for a %s boot' % (booted or 'UEFI or BIOS')))
+    return set(paths.values()).pop()
+
+
 def boot_path(host):
     """The backend name for ``host``; CmdlineError naming the signals when ambiguous or unknown.
 
     One rule per layout, in order: the first whose signals are present decides."""
     booted_by_sdboot = host.systemd_boot_booted
+    from_status = proxmox_path(host) if host.proxmox_uuids else None
+    if from_status:
+        return from_status
     if host.proxmox_uuids:
         if booted_by_sdboot:
             return 'proxmox-boot-tool'
@@ -147,6 +220,12 @@ CONTRADICTIONS = (
 
 def check_choice(host, bootloader):
     """Refuse an explicit ``bootloader`` that what the host boots with contradicts, naming the signal."""
+    if bootloader in ('grub', 'proxmox-boot-tool') and host.proxmox_esps is not None:
+        wanted = proxmox_path(host)
+        if wanted != bootloader:
+            raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s'
+                               % (bootloader, host.root, host.found(), wanted))
+        return
     for name, contradicted, instead in CONTRADICTIONS:
         if name == bootloader and contradicted(host):
             raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s'

@@ -6,7 +6,9 @@
 as ``root=UUID=<root> ro`` followed by ``user.kernel_options`` of ``/etc/kernelstub/configuration``,
 at every kernel update. Both are edited: the configuration so the arguments survive the next update
 (an edit of the entries alone would be undone, and a removed argument would come back), the entries so
-the next boot has them. Nothing is regenerated.
+the next boot has them. On a live host ``kernelstub`` then runs without options, which rewrites the
+entries from the configuration as a kernel update does (kernelstub's README: its configuration file and
+hook); under ``root`` it is named in ``regenerate``.
 """
 
 from __future__ import annotations
@@ -28,4 +30,5 @@ def scopes(host, options):
 
 
 def regenerate(host, options):
-    return []
+    program = detect.find_program(host.root, 'kernelstub') if host.live else None
+    return [[program or 'kernelstub']]

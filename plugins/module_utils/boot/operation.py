@@ -46,7 +46,13 @@ class KernelCmdline(Operation):
         self.diffs = [change.diff(self.root) for _config, change in planned.changes]
 
     def _replan(self):
-        return boot.plan(self.root, self.params['bootloader'], self.args, self.state, self.options)
+        return boot.plan(self.root, self.params['bootloader'], self.args, self.state, self.options, self.probe())
+
+    def probe(self):
+        """The live host's read-only tools (proxmox-boot-tool status); None for an image below root."""
+        if self.root != '/':
+            return None
+        return boot.Runner(run=self.module.run_command, find=self.module.get_bin_path)
 
     @property
     def changed(self):

@@ -52,16 +52,17 @@ class Plan(object):
         return [files.shown(self.host.root, change.path) for _config, change in self.changes]
 
 
-def plan(root, bootloader, args, state, options):
+def plan(root, bootloader, args, state, options, probe=None):
     """Plan the edit of every place the boot path reads under ``root``; nothing is written.
 
-    ``options``: grub_file, grub_variable, update_command (None for the distribution's)."""
+    ``options``: grub_file, grub_variable, update_command (None for the distribution's). ``probe``: a
+    Runner for the live host's read-only tools (``proxmox-boot-tool status``), None for an image."""
     if state not in ('present', 'absent'):
         raise CmdlineError('state: unknown value %r' % state)
     if options['grub_variable'] not in files.GRUB_VARIABLES:
         raise CmdlineError('grub_variable: unknown value %r (one of %s)'
                            % (options['grub_variable'], ', '.join(files.GRUB_VARIABLES)))
-    host = detect.Host(root)
+    host = detect.Host(root, probe)
     if bootloader == 'auto':
         bootloader = detect.boot_path(host)
     if bootloader not in BACKENDS:
@@ -305,8 +306,8 @@ CARRIED_BY = {
     'bls': 'the BLS entries {entries}; kernels installed later take /etc/kernel/cmdline (kernel-install)',
     'systemd-boot': 'the loader entries {entries}; kernels installed later take /etc/kernel/cmdline (kernel-install)',
     'proxmox-boot-tool': 'the entries that {regenerate} writes from /etc/kernel/cmdline on the ESPs {uuids}',
-    'kernelstub': 'the loader entries {entries}; kernels installed later take user.kernel_options of '
-                  '/etc/kernelstub/configuration',
+    'kernelstub': 'the loader entries {entries}, as {regenerate} rewrites them from user.kernel_options of '
+                  '/etc/kernelstub/configuration (and at every kernel update)',
 }
 
 

@@ -17,7 +17,7 @@ import os
 import pytest
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import plan as boot
-from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import parse_args
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, parse_args
 from ansible_collections.virtdev.libvirt.tests.unit.fixtures.bootloaders import distros
 from ansible_collections.virtdev.libvirt.tests.unit.fixtures.bootloaders.trees import read, write
 from ansible_collections.virtdev.libvirt.tests.unit.plugins.modules.test_kernel_cmdline import run, snapshot
@@ -32,6 +32,7 @@ REGENERATE = {
     'proxmox8-grub': [['update-grub']],
     'opensuse': [['grub2-mkconfig', '-o', '/boot/grub2/grub.cfg']],
     'proxmox8-zfs-uefi': [['proxmox-boot-tool', 'refresh']],
+    'popos': [['kernelstub']],
 }
 
 
@@ -151,7 +152,7 @@ def test_vfio_ids_gain_items_in_the_occurrence_the_kernel_reads(capsys, tmp_path
     write(root, path, read(root, path).replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="vfio-pci.ids=8086:1533"'))
     result = run(capsys, root=root, args=['vfio-pci.ids=10de:1b80,10de:10f0'])
     assert result['replaced'] == [{'before': 'vfio-pci.ids=8086:1533', 'after': 'vfio-pci.ids=8086:1533,10de:1b80,10de:10f0',
-                                   'location': '/etc/default/grub:8 GRUB_CMDLINE_LINUX'}]
+                                   'location': '/etc/default/grub:10 GRUB_CMDLINE_LINUX'}]
     result = run(capsys, root=root, args=['vfio-pci.ids=10de:10f0'], state='absent')
     assert 'GRUB_CMDLINE_LINUX="vfio-pci.ids=8086:1533,10de:1b80"' in read(root, path)
 
@@ -284,3 +285,87 @@ def test_an_image_without_grub_tools_still_names_the_regeneration(capsys, tmp_pa
     applied = run(capsys, root=root, args=WANTED)
     assert applied['changed'] is True and applied['commands'] == [], applied
     assert applied['regenerate'] == expected
+
+
+# --------------------------------------------------------------------------- proxmox-boot-tool status decides
+# The status comes from a stand-in executable (distros.proxmox_boot_tool_standin: the tool's data only).
+
+PVE_OPTIONS = dict(grub_file='/etc/default/grub', grub_variable='GRUB_CMDLINE_LINUX', update_command=None)
+
+
+def _pve_plan(root, bootloader='auto'):
+    return boot.plan(root, bootloader, parse_args(['iommu=pt']), 'present', PVE_OPTIONS, distros.ToolProbe(root))
+
+
+def _without_loader_variables(root):
+    for name in ('LoaderInfo', 'LoaderEntrySelected'):
+        os.unlink(os.path.join(root, 'sys/firmware/efi/efivars/%s-%s' % (name, distros.LOADER_VENDOR)))
+
+
+def test_proxmox_status_with_systemd_boot_esps_decides_and_refresh_runs_on_the_live_host(tmp_path):
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    _without_loader_variables(root)  # the status alone decides
+    log = distros.proxmox_boot_tool_standin(root, distros.PVE_STATUS_UEFI)
+    planned = _pve_plan(root)
+    assert planned.bootloader == 'proxmox-boot-tool' and planned.files() == [os.path.join(root, 'etc/kernel/cmdline')]
+    assert planned.regenerate == [['proxmox-boot-tool', 'refresh']]
+    # the live host's apply step runs the regeneration (the plan's host stands for the live one here)
+    planned.host.live = True
+    ran = []
+    probe = distros.ToolProbe(root)
+    runner = boot.Runner(run=lambda argv: ran.append(argv) or probe.run([probe.find(argv[0])] + argv[1:]),
+                         find=probe.find)
+    done = boot.apply(planned, lambda: _pve_plan(root), parse_args(['iommu=pt']), 'present', runner)
+    assert done.commands == [['proxmox-boot-tool', 'refresh']] == ran
+    assert read(root, '/var/log/pbt.calls').split() == ['status', 'status', 'refresh']  # plan, read back, refresh
+    assert 'iommu=pt' in distros.proxmox_refresh(root)
+
+
+def test_proxmox_status_with_grub_esps_is_grub_refreshed_even_when_booted_through_uefi(tmp_path):
+    """Proxmox VE with Secure Boot keeps GRUB on the ESPs: /etc/default/grub is what the next boot reads."""
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    _without_loader_variables(root)
+    distros.proxmox_boot_tool_standin(root, distros.PVE_STATUS_UEFI.replace(': uefi (', ': grub ('))
+    planned = _pve_plan(root)
+    assert planned.bootloader == 'grub' and planned.regenerate == [['proxmox-boot-tool', 'refresh']]
+    assert planned.files() == [os.path.join(root, 'etc/default/grub')]
+    with pytest.raises(CmdlineError) as exc:
+        _pve_plan(root, 'proxmox-boot-tool')
+    assert 'bootloader: proxmox-boot-tool is not what' in str(exc.value)
+    assert '1A2B-3C4D configured with grub' in str(exc.value) and 'use bootloader: grub' in str(exc.value)
+
+
+def test_proxmox_esps_set_up_differently_are_refused(tmp_path):
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    distros.proxmox_boot_tool_standin(root, distros.PVE_STATUS_UEFI.replace(
+        '5E6F-7A8B is configured with: uefi (', '5E6F-7A8B is configured with: grub ('))
+    start = snapshot(root)
+    with pytest.raises(CmdlineError) as exc:
+        _pve_plan(root)
+    assert 'the ESPs proxmox-boot-tool keeps are 1A2B-3C4D: proxmox-boot-tool, 5E6F-7A8B: grub' in str(exc.value)
+    assert read(root, '/var/log/pbt.calls') == 'status\n'  # only asked
+    del start['var/log/pbt.calls']
+    assert {k: v for k, v in snapshot(root).items() if k != 'var/log/pbt.calls'} == start
+
+
+def test_proxmox_stale_esp_is_skipped_as_the_tool_skips_it(tmp_path):
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    status = distros.PVE_STATUS_UEFI.replace(
+        '5E6F-7A8B is configured with: uefi (versions: 6.5.11-7-pve, %s)\n' % distros.PVE_KERNEL,
+        "WARN: /dev/disk/by-uuid/5E6F-7A8B does not exist - clean '/etc/kernel/proxmox-boot-uuids'! - skipping\n")
+    distros.proxmox_boot_tool_standin(root, status)
+    assert _pve_plan(root).bootloader == 'proxmox-boot-tool'
+
+
+def test_proxmox_status_failing_is_refused_with_its_message(tmp_path):
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    distros.proxmox_boot_tool_standin(root, 'E: /etc/kernel/proxmox-boot-uuids does not exist.\n', rc=2)
+    with pytest.raises(CmdlineError) as exc:
+        _pve_plan(root)
+    assert '/usr/sbin/proxmox-boot-tool status failed (rc=2): E: /etc/kernel/proxmox-boot-uuids' in str(exc.value)
+    assert 'set bootloader explicitly' in str(exc.value)
