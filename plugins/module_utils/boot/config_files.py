@@ -25,20 +25,10 @@ _ASSIGN_RE = re.compile(
 )
 
 
-def shown(root, path):
-    """Where a file below root is, for messages and results."""
-    try:
-        return _files.location(root, path)
-    except _files.FileError as exc:
-        raise CmdlineError(str(exc))
-
-
-def read(root, path):
-    """The text of ``path`` below root, None when missing; CmdlineError naming it when unreadable."""
-    try:
-        return _files.read_text(root, path)
-    except _files.FileError as exc:
-        raise CmdlineError(str(exc))
+# A file below root that cannot be located or read raises _files.FileError naming it, as for every
+# module's managed files; CmdlineError is for what the content or the request makes impossible.
+shown = _files.location  # where a file below root is, for messages and results
+read = _files.read_text  # its text, None when missing
 
 
 def exists(root, path):

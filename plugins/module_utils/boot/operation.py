@@ -13,12 +13,17 @@ write (files restored, said in the message), a regeneration that failed after th
 
 from __future__ import annotations
 
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import plan as boot
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, parse_args, satisfied
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.runner import Failed, Operation
 
 NO_GRUB_TOOL = ('update_bootloader: none of update-grub, grub2-mkconfig or grub-mkconfig was found; install GRUB, '
                 'set update_command, or set update_bootloader=false (nothing was changed)')
+
+
+# What stops planning: the request or the files' content (CmdlineError), a file that cannot be read (FileError)
+PLAN_ERRORS = (CmdlineError, _files.FileError)
 
 
 class KernelCmdline(Operation):
@@ -32,7 +37,7 @@ class KernelCmdline(Operation):
         try:
             self.args = parse_args(params['args'], self.state)
             self.planned = self._replan()
-        except CmdlineError as exc:
+        except PLAN_ERRORS as exc:
             raise Failed(str(exc))
         planned = self.planned
         self.run_commands, self.pending = boot.pending_regeneration(planned, params['update_bootloader'])
@@ -89,7 +94,10 @@ class KernelCmdline(Operation):
         return self.done.final if self.done else self.planned  # boot.apply planned again after writing
 
     def _check_boot(self):
-        mismatch = boot.boot_mismatch(self.planned, self.args, self.state, self.options)
+        try:
+            mismatch = boot.boot_mismatch(self.planned, self.args, self.state, self.options)
+        except PLAN_ERRORS as exc:
+            raise Failed(str(exc))
         if mismatch:
             raise Failed(mismatch, changed=False, reboot_required=False,
                          booted_from=boot.booted_entry(self.planned.host)[0])

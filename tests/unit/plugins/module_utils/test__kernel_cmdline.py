@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import cmdline, config_files, detect, grub
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import plan as boot
 from ansible_collections.virtdev.libvirt.tests.unit.fixtures.bootloaders import trees
@@ -392,7 +393,7 @@ def test_non_utf8_file_is_refused(tmp_path):
     os.makedirs(os.path.join(root, 'etc/default'))
     with open(os.path.join(root, 'etc/default/grub'), 'wb') as handle:
         handle.write(b'GRUB_CMDLINE_LINUX="\xff"\n')
-    with pytest.raises(cmdline.CmdlineError, match='cannot read .*etc/default/grub'):
+    with pytest.raises(_files.FileError, match='cannot read .*etc/default/grub'):  # as every module's files
         plan(root, 'grub', args('iommu=pt'), 'present')
 
 
