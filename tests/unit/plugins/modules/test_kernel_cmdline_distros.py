@@ -189,9 +189,10 @@ def test_opensuse_refuses_a_dropin_its_grub2_mkconfig_never_reads(capsys, tmp_pa
              grub_file='/etc/default/grub.d/90-vfio.cfg')
 
 
-def test_rhel_refuses_a_dropin_too(capsys, tmp_path):
+@pytest.mark.parametrize('name', ['rhel9', 'fedora'])
+def test_rhel_and_fedora_refuse_a_dropin_too(capsys, tmp_path, name):
     root = str(tmp_path)
-    distros.rhel9(root)
+    distros.BY_NAME[name].build(root)
     _refused(capsys, root, ['is a drop-in', 'grub2-mkconfig does not source'], grub_file='/etc/default/grub.d/90-vfio.cfg')
 
 
@@ -369,3 +370,36 @@ def test_proxmox_status_failing_is_refused_with_its_message(tmp_path):
         _pve_plan(root)
     assert '/usr/sbin/proxmox-boot-tool status failed (rc=2): E: /etc/kernel/proxmox-boot-uuids' in str(exc.value)
     assert 'set bootloader explicitly' in str(exc.value)
+
+
+def test_fedora_kernel_installed_before_the_reboot_gets_the_arguments(capsys, tmp_path):
+    """Fedora ships no /etc/kernel/cmdline: kernel-install would copy /proc/cmdline (without the arguments)
+    into the entry of a kernel installed before the reboot. The module creates it from the full command line."""
+    root = str(tmp_path)
+    distros.fedora(root)
+    assert read(root, '/etc/kernel/cmdline') is None
+    before = distros.kernel_install(root)
+    result = run(capsys, root=root, args=WANTED)
+    assert os.path.join(root, 'etc/kernel/cmdline') in result['files']
+    assert not any(arg in read(root, '/proc/cmdline') for arg in WANTED)  # not rebooted yet
+    assert_carries(distros.kernel_install(root), before, 'kernel installed before the reboot')
+
+
+def test_popos_kernelstub_runs_on_the_live_host_and_keeps_the_entries(tmp_path):
+    """kernelstub (a stand-in that logs its call: its data only) is run after the files are written."""
+    root = str(tmp_path)
+    distros.popos(root)
+    log = os.path.join(root, 'var/log/kernelstub.calls')
+    write(root, '/var/log/kernelstub.calls', '')
+    write(root, '/usr/sbin/kernelstub', '#!/bin/sh\necho "run $*" >> %s\n' % log, mode=0o755)
+    planned = boot.plan(root, 'auto', parse_args(['iommu=pt']), 'present', PVE_OPTIONS)
+    assert planned.bootloader == 'kernelstub' and planned.regenerate == [['kernelstub']]
+    planned.host.live = True  # the plan's host stands for the live one
+    probe = distros.ToolProbe(root)
+    runner = boot.Runner(run=lambda argv: probe.run([probe.find(argv[0])] + argv[1:]), find=probe.find)
+    done = boot.apply(planned, lambda: boot.plan(root, 'auto', parse_args(['iommu=pt']), 'present', PVE_OPTIONS),
+                      parse_args(['iommu=pt']), 'present', runner)
+    assert done.commands == [['kernelstub']] and read(root, '/var/log/kernelstub.calls') == 'run \n'
+    distros.kernelstub_refresh(root)  # what kernelstub writes from its configuration: the same entries
+    assert distros.options_of(read(root, '/boot/efi/loader/entries/Pop_OS-current.conf')) == \
+        distros.kernelstub_writes(root) and 'iommu=pt' in distros.kernelstub_writes(root)
