@@ -16,7 +16,8 @@ description:
     needed for the running kernel to see them. It never reboots.
   - With O(bootloader=auto) the boot path is decided from what the host really boots with, namely UEFI or
     BIOS (C(/sys/firmware/efi)), the C(LoaderInfo) EFI variable systemd-boot sets, ESPs managed by
-    proxmox-boot-tool (listed in C(/etc/kernel/proxmox-boot-uuids)), kernelstub's configuration, a mounted ESP with
+    proxmox-boot-tool (listed in C(/etc/kernel/proxmox-boot-uuids); with O(root=/), C(proxmox-boot-tool status)
+    says whether they hold systemd-boot or GRUB), kernelstub's configuration, a mounted ESP with
     C(loader/loader.conf), BLS entries next to GRUB, C(/etc/default/grub). When these do not single out one
     path the module fails, naming what it found, and changes nothing.
   - For O(bootloader=grub) it edits C(GRUB_CMDLINE_LINUX) (or O(grub_variable)) in C(/etc/default/grub) or
@@ -34,10 +35,12 @@ description:
   - For O(bootloader=systemd-boot) it edits C(/etc/kernel/cmdline) and the entries in the ESP's
     C(loader/entries).
   - For O(bootloader=proxmox-boot-tool) (Proxmox VE with systemd-boot on ESPs it manages, ZFS on UEFI) it
-    edits C(/etc/kernel/cmdline), then runs C(proxmox-boot-tool refresh).
+    edits C(/etc/kernel/cmdline), then runs C(proxmox-boot-tool refresh). ESPs that C(proxmox-boot-tool status)
+    reports as set up differently, or a failing status, are refused.
   - For O(bootloader=kernelstub) (Pop!_OS) it edits C(user.kernel_options) of
     C(/etc/kernelstub/configuration), from which kernelstub rewrites the entries at each kernel update, and
-    the entries in the ESP's C(loader/entries).
+    the entries in the ESP's C(loader/entries), then runs C(kernelstub), which rewrites the entries from that
+    configuration.
   - A missing C(/etc/kernel/cmdline) is created from the full current command line (C(/usr/lib/kernel/cmdline),
     C(/proc/cmdline), else the newest boot entry), and only when that names the root device (C(root=));
     otherwise the module fails instead of writing a command line a new kernel could not boot with.
@@ -105,7 +108,7 @@ options:
     default: /
   update_bootloader:
     description:
-      - Run the regeneration (grub config update, C(proxmox-boot-tool refresh)) after the files changed.
+      - Run the regeneration (grub config update, C(proxmox-boot-tool refresh), C(kernelstub)) after the files changed.
         Never in check mode, never when nothing changed, never when O(root) is not C(/); when it does not
         run, RV(regenerate) lists it.
     type: bool

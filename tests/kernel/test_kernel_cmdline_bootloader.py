@@ -14,6 +14,7 @@ its mounted ESP.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -32,6 +33,8 @@ def bed():
     try:
         BootloaderGuest.check_available()
     except TestbedUnavailable as exc:
+        if os.environ.get("VIRTDEV_TESTBED_REQUIRED", "") not in ("", "0", "false", "no"):
+            pytest.fail("bootloader test bed required but unavailable: %s" % exc)
         pytest.skip("bootloader test bed unavailable: %s" % exc)
     guest = BootloaderGuest()
     TIMINGS["boot"] = guest.start()
