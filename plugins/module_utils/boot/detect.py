@@ -60,8 +60,8 @@ _PVE_BOOTED_RE = re.compile(r'booted with (uefi|legacy bios)')
 
 
 def proxmox_status(probe):
-    """(``proxmox-boot-tool status`` as {ESP UUID: [modes]}, booted with 'uefi'/'bios' or None, the output),
-    or CmdlineError naming the failure. ``probe``: a Runner (``run``, ``find``) on the live host."""
+    """(``proxmox-boot-tool status`` as {ESP UUID: [modes]}, booted with 'uefi'/'bios' or None), or
+    CmdlineError naming the failure. ``probe``: a Runner (``run``, ``find``) on the live host."""
     program = probe.find('proxmox-boot-tool')
     if not program:
         raise CmdlineError('%s lists ESPs but proxmox-boot-tool is not installed' % PROXMOX_UUIDS)
@@ -77,7 +77,7 @@ def proxmox_status(probe):
         match = _PVE_BOOTED_RE.search(line)
         if match:
             booted = 'uefi' if match.group(1) == 'uefi' else 'bios'
-    return esps, booted, out.strip()
+    return esps, booted
 
 
 class Host(object):
@@ -102,7 +102,7 @@ class Host(object):
         self.proxmox_esps = self.proxmox_booted = self.proxmox_error = None
         if self.proxmox_uuids and probe is not None:
             try:
-                self.proxmox_esps, self.proxmox_booted, _out = proxmox_status(probe)
+                self.proxmox_esps, self.proxmox_booted = proxmox_status(probe)
             except CmdlineError as exc:
                 self.proxmox_error = str(exc)
         self.kernelstub = files.exists(root, KERNELSTUB_CONFIG)
