@@ -66,6 +66,14 @@ def check_names(requests, options):
                                         '(each of its devices needs its own)' % (name, mapping.count))
 
 
+def _managed(item):
+    """Whether libvirt binds the device to vfio-pci itself: a hostdev unless managed is false, an interface when
+    managed is true (libvirt's defaults)."""
+    if item.kind.tag == 'interface':
+        return item.spec.get('managed') is True
+    return item.spec.get('managed') is not False
+
+
 def _guest_name(connection, request):
     if request.name:
         return request.name
@@ -117,8 +125,8 @@ def resolve(connection, requests, options, read_host, state):
     usage = usage_from_domains(connection.domain_definitions())
     for request in wanted:
         guest = _guest_name(connection, request)
-        asks = [(item, host_mappings.Ask(guest, item.where, asked_mapping(item))) for item in request.declared
-                if asked_mapping(item) is not None]
+        asks = [(item, host_mappings.Ask(guest, item.where, asked_mapping(item), _managed(item)))
+                for item in request.declared if asked_mapping(item) is not None]
         request.asks = asks
     # one pass over every guest of the task, in its order: the same manifest resolves the same way
     host_mappings.resolve(host, options.mappings, usage, [ask for request in wanted for _item, ask in request.asks],

@@ -332,13 +332,16 @@ def holders(host, entry, usage, exclude=None):
     return [found[name] for name in sorted(found)]
 
 
-def not_free(host, entry, usage, guest, taken):
+def not_free(host, entry, usage, guest, taken, managed=True):
     """Why a candidate cannot go to ``guest`` (a list of messages; empty when it is free). ``taken``: device key ->
-    the guest an earlier ask of this run got it for."""
+    the guest an earlier ask of this run got it for; ``managed``: whether libvirt binds it to vfio-pci (else a
+    device on a host driver is not free)."""
     reasons = list(entry['mismatch'])
-    if entry['device'] in taken and taken[entry['device']] != guest:
-        reasons.append('given to guest %s by this task' % taken[entry['device']])
-    for use in holders(host, entry, usage, exclude=guest):
+    held = holders(host, entry, usage, exclude=guest)
+    taker = taken.get(entry['device'])
+    if taker is not None and taker != guest and taker not in [use['domain'] for use in held]:
+        reasons.append('given to guest %s by this task' % taker)
+    for use in held:
         reasons.append('held by guest %s (%s)' % (use['domain'], 'running' if use['live'] else 'defined'))
     if reasons:
         return reasons
@@ -348,12 +351,13 @@ def not_free(host, entry, usage, guest, taken):
         subjects = [guards.Subject(host, 'usb', request=usb_request(host, entry['usb']), usage=usage,
                                    domain_name=guest)]
     else:
-        subjects = [guards.Subject(host, 'pci', request={'type': 'pci', 'address': address, 'managed': True},
+        subjects = [guards.Subject(host, 'pci', request={'type': 'pci', 'address': address, 'managed': managed},
                                    together=entry['functions'], usage=usage, domain_name=guest)
                     for address in entry['functions']]
     for subject in subjects:
         for finding in guards.findings(subject):
-            if guards.GUARDS[finding.guard].assignment == guards.ERROR:
+            effect = guards.GUARDS[finding.guard].assignment
+            if effect == guards.ERROR or (effect == guards.UNMANAGED_ERROR and not managed):
                 text = '%s [guard %s]' % (finding.message, finding.guard)
                 if len(subjects) > 1:
                     text = '%s: %s' % (subject.address, text)
@@ -370,10 +374,11 @@ def _held_by(host, entry, usage, guest):
 class Ask:
     """One device entry asking for a mapping: the guest, where it is (``domains[0].config[1]``), the name."""
 
-    def __init__(self, guest, where, mapping):
+    def __init__(self, guest, where, mapping, managed=True):
         self.guest = guest
         self.where = where
         self.mapping = mapping
+        self.managed = managed  # libvirt binds the device to vfio-pci (hostdev default; an interface's managed)
         self.devices = []   # the chosen inventory entries
         self.kept = []      # of them, those the guest held already
         self.error = None
@@ -414,7 +419,7 @@ def resolve(host, mappings, usage, asks, keep_only=False):
                 break
             if entry in ask.devices:
                 continue
-            reasons = not_free(host, entry, usage, ask.guest, taken)
+            reasons = not_free(host, entry, usage, ask.guest, taken, ask.managed)
             if reasons:
                 refused.append('%s: %s' % (entry['device'], '; '.join(reasons)))
                 continue

@@ -101,6 +101,15 @@ def test_a_vf_mapping_by_pf_gives_each_guest_the_lowest_free_vf_deterministicall
     assert all(ask.error is None and not ask.kept for ask in first)
 
 
+def test_an_unmanaged_device_on_a_host_driver_is_not_free(sriov):
+    ask = mappings.Ask('web', 'config[0]', 'vfs', managed=False)
+    mappings.resolve(sriov, mappings.parse_mappings(VF_MAPPING), {}, [ask])
+    assert ask.devices[0]['device'] == VFS[1]   # VFS[0] is on iavf; libvirt would not bind it
+    two = [mappings.Ask('web', 'config[0]', 'vf0', managed=False)]
+    mappings.resolve(sriov, mappings.parse_mappings([{'name': 'vf0', 'candidates': [{'address': VFS[0]}]}]), {}, two)
+    assert 'is bound to iavf, not to vfio-pci [guard bind]' in two[0].error
+
+
 def test_a_held_device_is_kept_and_not_given_to_another_guest(sriov):
     # db already holds the third VF: it keeps it, web (asking first) takes the lowest other free one
     usage = _usage(db=[VFS[2]])
