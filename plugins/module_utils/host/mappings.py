@@ -476,6 +476,18 @@ def permitted_check(host, mappings, rules, requests):
     and the rules. A PCI device is permitted by a mapping whose candidates bring it (all functions of a
     multifunction slot) or a selector matching it; a USB device by a USB mapping or selector matching it; a
     mediated device when its parent PCI device is permitted."""
+    pci, usb = permitted_sets(host, mappings, rules)
+    outside = []
+    for request in requests:
+        device, allowed = _permitted_device(host, request, pci, usb)
+        if not allowed:
+            outside.append('%s (%s) is outside the permitted devices [rule permitted: %s]'
+                           % (request.get('where'), device, ', '.join(_rule_text(rule) for rule in rules) or 'empty'))
+    return outside
+
+
+def permitted_sets(host, mappings, rules):
+    """(PCI addresses, USB device names) the rules permit on ``host``."""
     pci, usb = set(), set()
     for rule in rules:
         if rule.get('mapping'):
@@ -494,13 +506,7 @@ def permitted_check(host, mappings, rules, requests):
                 pci.add(candidate['address'])
         else:
             pci.update(dev.address for dev in host.pci.values() if _pci_selected(dev, candidate))
-    outside = []
-    for request in requests:
-        device, allowed = _permitted_device(host, request, pci, usb)
-        if not allowed:
-            outside.append('%s (%s) is outside the permitted devices [rule permitted: %s]'
-                           % (request.get('where'), device, ', '.join(_rule_text(rule) for rule in rules) or 'empty'))
-    return outside
+    return pci, usb
 
 
 def _permitted_device(host, request, pci, usb):
