@@ -202,3 +202,42 @@ def test_bad_mapping_input_is_named_and_nothing_is_written(extra, message, run_m
     assert result['failed'] is True and not result.get('changed'), result
     assert message in result['msg'], result['msg']
     assert _addresses(virsh, libvirtd_uri, name) == []
+
+
+def test_usb_keys_alike_are_told_apart_by_serial_and_check_mode_predicts_the_run(run_module, libvirtd_uri, define,
+                                                                                 virsh, tmp_path):
+    root = sysfs_trees.build('desktop', tmp_path)   # two YubiKeys 1050:0407, serials 111 and 222
+    name, = define(libvirtd_uri, 'mp-usb')
+    args = {'uri': libvirtd_uri, 'host_root': root, 'domain': name,
+            'mappings': [{'name': 'yubikey-222', 'type': 'usb', 'candidates': [{'ids': '1050:0407', 'serial': '222'}]}],
+            'config': [{'kind': 'hostdev', 'type': 'usb', 'mapping': 'yubikey-222'}]}
+    predicted = run_module('domain_devices', args, check_mode=True)
+    real = run_module('domain_devices', args)
+    assert real.get('failed') is not True and real['changed'] is True, real.get('msg')
+    assert predicted['commands'] == real['commands'] and real['mappings'][0]['devices'] == ['usb 1-4.1 (bus 1 device 6)']
+    root_xml = etree.fromstring(virsh(libvirtd_uri, 'dumpxml', '--inactive', name).encode())
+    source = root_xml.find('devices/hostdev/source')
+    assert (source.find('vendor').get('id'), source.find('product').get('id'), source.find('address').get('device')) \
+        == ('0x1050', '0x0407', '6')
+    assert run_module('domain_devices', args)['changed'] is False
+
+
+def test_a_multifunction_mapping_gives_the_gpu_with_its_audio_in_one_guest_slot(run_module, libvirtd_uri, define,
+                                                                                virsh, tmp_path):
+    root = sysfs_trees.build('desktop', tmp_path)
+    name, = define(libvirtd_uri, 'mp-gpu')
+    args = {'uri': libvirtd_uri, 'host_root': root, 'domain': name,
+            'mappings': [{'name': 'gtx1080', 'multifunction': True,
+                          'candidates': [{'ids': '10de:1b80', 'subsystem': '1043:8591'}]}],
+            'config': [{'kind': 'hostdev', 'mapping': 'gtx1080', 'guest_address': '0000:05:00.0'}]}
+    real = run_module('domain_devices', args)
+    assert real.get('failed') is not True and real['changed'] is True, real.get('msg')
+    assert real['mappings'] == [{'where': 'config[0]', 'mapping': 'gtx1080', 'devices': ['0000:01:00.0'],
+                                 'functions': ['0000:01:00.0', '0000:01:00.1'], 'kept': []}]
+    root_xml = etree.fromstring(virsh(libvirtd_uri, 'dumpxml', '--inactive', name).encode())
+    guest_slots = [(hostdev.find('address').get('slot'), hostdev.find('address').get('function'),
+                    hostdev.find('address').get('multifunction')) for hostdev in root_xml.iterfind('devices/hostdev')]
+    assert guest_slots == [('0x00', '0x0', 'on'), ('0x00', '0x1', None)], guest_slots
+    assert _addresses(virsh, libvirtd_uri, name) == ['0000:01:00.0', '0000:01:00.1']
+    again = run_module('domain_devices', args)
+    assert again['changed'] is False and again['mappings'][0]['kept'] == ['0000:01:00.0'], again
