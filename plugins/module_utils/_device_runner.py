@@ -60,6 +60,7 @@ class DomainDevices:
         self.host_checks = None  # what the passthrough guards read and what they could not check
         self.mapping_options = None  # the validated mappings and permitted options
         self.mapped_host = None  # the host model the mappings were resolved on
+        self.mapping_lock = None  # held while devices are chosen from mappings and written
 
     def fail(self, msg, **extra):
         self.module.fail_json(msg=msg, **extra)
@@ -250,6 +251,15 @@ class DomainDevices:
     def resolve_mappings(self, requests):
         """Devices asking for a mapping take the device(s) it resolves to on this host (docs/device_mappings.md)
         before any guest is planned, as ``source: {pf, vf}`` does; a guest that cannot get one is refused."""
+        if not self.module.check_mode and any(_device_mappings.asked_mapping(item) is not None
+                                              for request in requests for item in request.declared):
+            # one choice of free devices at a time per host: two runs must not both take the same free device.
+            # Held until the module process ends, after every guest is written (flock is released on exit).
+            try:
+                self.mapping_lock = _guest_lock.GuestLock(_guest_lock.lock_dir(self.params['uri']), 'device-mappings',
+                                                          'device mappings', self.params['lock_timeout']).__enter__()
+            except _guest_lock.LockError as exc:
+                self.fail('mappings: the free devices cannot be chosen now: %s' % exc)
         try:
             self.mapped_host = _device_mappings.resolve(
                 self.connection, requests, self.mapping_options,

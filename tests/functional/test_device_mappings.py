@@ -7,6 +7,7 @@ libvirtd, with fake host trees (host_root) as the other passthrough tests use (d
 from __future__ import annotations
 
 import os
+import threading
 import sys
 
 import pytest
@@ -241,3 +242,22 @@ def test_a_multifunction_mapping_gives_the_gpu_with_its_audio_in_one_guest_slot(
     assert _addresses(virsh, libvirtd_uri, name) == ['0000:01:00.0', '0000:01:00.1']
     again = run_module('domain_devices', args)
     assert again['changed'] is False and again['mappings'][0]['kept'] == ['0000:01:00.0'], again
+
+
+def test_two_parallel_runs_never_give_one_device_to_two_guests(run_module, libvirtd_uri, define, virsh, tmp_path):
+    root = sysfs_trees.build('sriov', tmp_path)
+    names = define(libvirtd_uri, 'mp-par-a', 'mp-par-b')
+    vfs = [{'name': 'vfs', 'candidates': [{'pf': PF}]}]
+    results = {}
+
+    def converge(name):
+        results[name] = run_module('domain_devices', {'uri': libvirtd_uri, 'host_root': root, 'mappings': vfs,
+                                                      'domain': name, 'config': [{'kind': 'hostdev', 'mapping': 'vfs'}]})
+    threads = [threading.Thread(target=converge, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(result.get('failed') is not True for result in results.values()), results
+    taken = [_addresses(virsh, libvirtd_uri, name) for name in names]
+    assert sorted(taken) == [[VFS[0]], [VFS[1]]], taken
