@@ -338,9 +338,11 @@ def not_free(host, entry, usage, guest, taken, managed=True):
     device on a host driver is not free)."""
     reasons = list(entry['mismatch'])
     held = holders(host, entry, usage, exclude=guest)
-    taker = taken.get(entry['device'])
-    if taker is not None and taker != guest and taker not in [use['domain'] for use in held]:
-        reasons.append('given to guest %s by this task' % taker)
+    for key in _taken_keys(entry):
+        taker = taken.get(key)
+        if taker is not None and taker != guest and taker not in [use['domain'] for use in held]:
+            reasons.append('given to guest %s by this task' % taker)
+            break
     for use in held:
         reasons.append('held by guest %s (%s)' % (use['domain'], 'running' if use['live'] else 'defined'))
     if reasons:
@@ -364,6 +366,16 @@ def not_free(host, entry, usage, guest, taken, managed=True):
                 if text not in reasons:
                     reasons.append(text)
     return reasons
+
+
+def _taken_keys(entry):
+    """What taking a candidate takes: the device and each of its PCI functions (another mapping may name one)."""
+    return [entry['device']] + [address for address in entry['functions'] if address != entry['device']]
+
+
+def _take(taken, entry, guest):
+    for key in _taken_keys(entry):
+        taken[key] = guest
 
 
 def _held_by(host, entry, usage, guest):
@@ -394,12 +406,12 @@ def resolve(host, mappings, usage, asks, keep_only=False):
         for entry in inventories[ask.mapping]:
             if len(ask.devices) == mapping.count:
                 break
-            if entry['device'] not in taken and _held_by(host, entry, usage, ask.guest):
+            if not any(key in taken for key in _taken_keys(entry)) and _held_by(host, entry, usage, ask.guest):
                 if entry['mismatch']:
                     ask.error = ('guest %s holds %s from mapping %s, which no longer matches it: %s'
                                  % (ask.guest, entry['device'], ask.mapping, '; '.join(entry['mismatch'])))
                     break
-                taken[entry['device']] = ask.guest
+                _take(taken, entry, ask.guest)
                 ask.devices.append(entry)
                 ask.kept.append(entry['device'])
     if keep_only:
@@ -423,7 +435,7 @@ def resolve(host, mappings, usage, asks, keep_only=False):
             if reasons:
                 refused.append('%s: %s' % (entry['device'], '; '.join(reasons)))
                 continue
-            taken[entry['device']] = ask.guest
+            _take(taken, entry, ask.guest)
             ask.devices.append(entry)
         if len(ask.devices) < mapping.count:
             if not inventories[ask.mapping]:

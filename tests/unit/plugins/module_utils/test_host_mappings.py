@@ -173,6 +173,13 @@ def test_multifunction_takes_the_slot_and_a_lone_function_in_an_unclean_group_is
     assert '0000:01:00.1' in refused.error and '[guard group]' in refused.error
 
 
+def test_a_function_taken_by_a_multifunction_mapping_is_not_free_for_another_mapping(desktop):
+    raw = [{'name': 'gpu', 'multifunction': True, 'candidates': [{'address': '0000:01:00.0'}]},
+           {'name': 'hdmi', 'candidates': [{'address': '0000:01:00.1'}]}]
+    gpu, hdmi = _resolve(desktop, raw, {}, ('web', 'gpu'), ('db', 'hdmi'))
+    assert gpu.error is None and 'given to guest web by this task' in hdmi.error
+
+
 def test_host_critical_candidates_are_not_free(desktop):
     nics = [{'name': 'nic', 'candidates': [{'class': '0200'}]}]
     inventory = [entry['device'] for entry in mappings.inventory(desktop, mappings.parse_mappings(nics)['nic'])]
