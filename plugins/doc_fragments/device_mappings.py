@@ -15,11 +15,11 @@ options:
       - Device mappings (see C(docs/device_mappings.md)) - named logical devices, each with its candidate devices on
         the hosts, so that one guest definition serves every host of a fleet. Usually set once per host or host
         group in the inventory.
-      - A guest asks for a mapping by name, C({kind: hostdev, mapping: NAME}) or an interface
+      - "A guest asks for a mapping by name, C({kind: hostdev, mapping: NAME}) or an interface
         C(source: {mapping: NAME}). On each run the name is resolved on the host - a device the guest already
         holds from the mapping is kept, otherwise the first free candidate, in the mapping's order, is taken
         (guests in the order of the task) - and the device is then handled exactly as if its address had been
-        given.
+        given."
       - Free means held by no other guest's persistent or live definition, not taken by an earlier guest of the
         same task, and passing every passthrough guard that refuses an assignment (not host-critical, a clean
         IOMMU group, ...).
@@ -88,12 +88,13 @@ options:
             type: str
   permitted:
     description:
-      - The host's permitted passthrough devices - mapping names (strings) and selectors (dictionaries with the
-        keys of a candidate, plus C(type: usb) for USB devices).
-      - When given, every passthrough request - by mapping, by address in a typed device or in raw C(kind: xml) -
+      - "The host's permitted passthrough devices - mapping names (strings) and selectors (dictionaries with the
+        keys of a candidate, plus C(type: usb) for USB devices)."
+      - "When given, every passthrough request - by mapping, by address in a typed device or in raw C(kind: xml) -
         for a device outside the set is refused before anything is written, naming the device and the rules.
-        A mediated device is permitted when its parent PCI device is. O(force) does not override it.
+        A mediated device is permitted when its parent PCI device is. C(force) in M(virtdev.libvirt.domain_devices) does not override it."
       - Not given (the default) - no restriction. An empty list permits nothing.
+      - In M(virtdev.libvirt.host_devices_info) the devices it permits on the host are listed in its C(permitted) result.
     type: list
     elements: raw
 '''
