@@ -179,7 +179,8 @@ def note_in_diff(diff, request):
     """--diff says which concrete device each mapping resolved to."""
     if diff is None or not getattr(request, 'mapped', None):
         return diff
-    resolved = ', '.join('%s %s -> %s%s' % (entry['where'], entry['mapping'], ', '.join(entry['functions']),
-                                             ' (kept)' if entry['kept'] and len(entry['kept']) == len(entry['devices'])
-                                             else '') for entry in request.mapped)
+    resolved = ', '.join(
+        '%s %s -> %s%s' % (entry['where'], entry['mapping'], ', '.join(entry['functions']),
+                           ' (kept)' if entry['kept'] and len(entry['kept']) == len(entry['devices']) else '')
+        for entry in request.mapped)
     return dict(diff, after_header='%s (mappings: %s)' % (diff['after_header'], resolved))

@@ -58,9 +58,8 @@ def _resolved(result):
             for entry in result['results']}
 
 
-def test_one_guests_file_converges_on_two_hosts_each_guest_getting_the_local_device(run_module, embed_uri,
-                                                                                     embed_template, define, virsh,
-                                                                                     tmp_path):
+def test_one_guests_file_converges_on_two_hosts_each_guest_getting_the_local_device(
+        run_module, embed_uri, embed_template, define, virsh, tmp_path):
     host_a = (embed_uri, sysfs_trees.build('sriov', tmp_path))
     host_b = (embed.prepare_embed_root(str(tmp_path / 'embed-b'), seed_from=embed_template),
               sysfs_trees.build('xeon_acs_sriov', tmp_path))

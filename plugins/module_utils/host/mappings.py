@@ -233,8 +233,8 @@ def _mismatch(host, dev, candidate):
         unknown = [attribute for attribute in attributes if getattr(dev, attribute) is None
                    and attribute in host.unavailable_ids]
         if unknown:
-            found.append('its %s cannot be compared with %s: %s' % (label, _show_ids(candidate[key]),
-                                                                   host.unavailable_ids[unknown[0]]))
+            found.append('its %s cannot be compared with %s: %s'
+                         % (label, _show_ids(candidate[key]), host.unavailable_ids[unknown[0]]))
             continue
         actual = tuple(getattr(dev, attribute) for attribute in attributes)
         if actual != candidate[key]:
@@ -565,4 +565,3 @@ def argument_spec():
         }},
         'permitted': {'type': 'list', 'elements': 'raw'},
     }
-

@@ -197,7 +197,7 @@ def test_usb_keys_told_apart_by_serial(desktop):
     assert usb.name == '1-4.1' and usb.serial == '222'
     # two alike are plugged in: the request carries bus and device to name this one
     assert mappings.usb_request(desktop, usb) == {'type': 'usb', 'vendor': '0x1050', 'product': '0x0407',
-                                                 'bus': 1, 'device': 6}
+                                                  'bus': 1, 'device': 6}
     any_key = [{'name': 'key', 'type': 'usb', 'count': 2, 'candidates': [{'ids': '1050:0407'}]}]
     ask, = _resolve(desktop, any_key, {}, ('web', 'key'))
     assert [entry['usb'].serial for entry in ask.devices] == ['111', '222']
