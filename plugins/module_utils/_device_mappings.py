@@ -13,10 +13,12 @@ guards are exactly those of an address. The per-guest result says what each mapp
 from __future__ import annotations
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import _assignment_requests
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings as host_mappings
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.domain_usage import usage_from_domains
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host.nodedev_source import NodeDevicesUnavailable
 
 
 class Options:
@@ -161,11 +163,38 @@ def resolve(connection, requests, options, read_host, state):
     return host
 
 
-def permitted_refusals(host, options, run, requests):
-    """The messages for the run's host-device requests outside the permitted set ([] when permitted is not given)."""
-    if options.permitted is None or not requests:
+def check_permitted(runs, options, host):
+    """With ``permitted``, refuse every run asking for a host device outside it: by mapping, typed address or raw
+    XML alike (the requests the passthrough guards judge, ``_ids.host_device_requests``). ``host``: the host model,
+    or a function reading it (called only when some run asks for a device). Returns the refusals."""
+    if options is None or options.permitted is None:
         return []
-    return host_mappings.permitted_check(host, options.mappings, options.permitted, requests)
+    errors, wanted = [], []
+    for run in runs:
+        try:
+            wanted.append((run, _assignment_requests(run)))
+        except _ids.IdError as exc:
+            _refuse(run, errors, ['%s [guard address]' % exc])
+    wanted = [(run, requests) for run, requests in wanted if requests]
+    if not wanted:
+        return errors
+    try:
+        host = host() if callable(host) else host
+    except NodeDevicesUnavailable as exc:
+        for run, _requests in wanted:
+            _refuse(run, errors, ['the permitted devices cannot be checked: %s' % exc])
+        return errors
+    for run, requests in wanted:
+        outside = host_mappings.permitted_check(host, options.mappings, options.permitted, requests)
+        if outside:
+            _refuse(run, errors, outside)
+    return errors
+
+
+def _refuse(run, errors, messages):
+    run.refusals = list(messages)
+    errors.extend('domain %s: %s' % (run.name, text) for text in messages)
+    run.fail('refused to assign host devices, nothing of it was written: %s' % '; '.join(messages))
 
 
 def note_in_result(result, request):

@@ -19,7 +19,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import (
     _common, _device_engine, _device_mappings, _guest_lock, _ids, _xml,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
-    ApplyError, DomainRun, _assignment_requests, names_vf_by_pf, preflight, read_host, vf_address,
+    ApplyError, DomainRun, names_vf_by_pf, preflight, read_host, vf_address,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import DEVICE_TAGS
@@ -270,34 +270,10 @@ class DomainDevices:
             self.fail('mappings: %s (nothing was changed)' % exc)
 
     def check_permitted(self, runs):
-        """With ``permitted``, refuse every run asking for a host device outside it (by mapping, typed address or
-        raw XML alike: the same requests the guards judge). Returns the refusals."""
-        options = self.mapping_options
-        if options is None or options.permitted is None:
-            return []
-        errors, wanted = [], []
-        for run in runs:
-            try:
-                wanted.append((run, _assignment_requests(run)))
-            except _ids.IdError as exc:
-                run.refusals = ['%s [guard address]' % exc]
-                errors.append('domain %s: %s' % (run.name, run.refusals[0]))
-                run.fail('refused to assign host devices, nothing of it was written: %s' % run.refusals[0])
-        wanted = [(run, requests) for run, requests in wanted if requests]
-        if not wanted:
-            return errors
-        try:
-            host = self.mapped_host or read_host(self.params['host_root'], self.host_source())
-        except nodedev_source.NodeDevicesUnavailable as exc:
-            host, unreadable = None, 'the permitted devices cannot be checked: %s' % exc
-        for run, requests in wanted:
-            outside = ([unreadable] if host is None else
-                       _device_mappings.permitted_refusals(host, options, run, requests))
-            if outside:
-                run.refusals = list(outside)
-                errors.extend('domain %s: %s' % (run.name, text) for text in outside)
-                run.fail('refused to assign host devices, nothing of it was written: %s' % '; '.join(outside))
-        return errors
+        """With ``permitted``, refuse every run asking for a host device outside it. Returns the refusals."""
+        return _device_mappings.check_permitted(
+            runs, self.mapping_options, self.mapped_host or (lambda: read_host(self.params['host_root'],
+                                                                                self.host_source())))
 
     def check_host(self, runs):
         """Passthrough guards for every host device the runs would assign (before any write): refused guests
