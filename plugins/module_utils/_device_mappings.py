@@ -91,7 +91,7 @@ def _expand(raw, item, entry, host, mapping):
         return [dict(raw, source={'hostdev': entry['device']})]
     if entry['usb'] is not None:
         request = host_mappings.usb_request(host, entry['usb'])
-        address = '%d.%d' % (request['bus'], request['device']) if request['bus'] is not None else None
+        address = '%s.%s' % (request['bus'], request['device']) if request['bus'] is not None else None
         return [dict(raw, mapping=None, vendor=request['vendor'], product=request['product'], address=address)]
     expanded = []
     functions = entry['functions']
