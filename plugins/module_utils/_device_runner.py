@@ -271,9 +271,8 @@ class DomainDevices:
 
     def check_permitted(self, runs):
         """With ``permitted``, refuse every run asking for a host device outside it. Returns the refusals."""
-        return _device_mappings.check_permitted(
-            runs, self.mapping_options, self.mapped_host or (lambda: read_host(self.params['host_root'],
-                                                                                self.host_source())))
+        host = self.mapped_host or (lambda: read_host(self.params['host_root'], self.host_source()))
+        return _device_mappings.check_permitted(runs, self.mapping_options, host)
 
     def check_host(self, runs):
         """Passthrough guards for every host device the runs would assign (before any write): refused guests
