@@ -69,7 +69,8 @@ options:
           also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, hostdev (an SR-IOV
           VF by PCI address, passed through), or pf with vf (the VF with index vf, as the kernel numbers them in
           virtfnN, of the SR-IOV PF at PCI address pf: read from the host, sysfs or, over a remote URI, libvirt
-          node devices, and written as a hostdev source with that VF address). Required.'
+          node devices, and written as a hostdev source with that VF address), or mapping (a device mapping by name,
+          resolved on the host to a VF the guest holds or a free one, docs/device_mappings.md). Required.'
         - 'For O(config[].kind=disk): Backing store: exactly one of file, block (absolute paths), or volume with
           pool.'
         - 'For O(config[].kind=filesystem): Host directory to share: dir (an absolute path). Required.'
@@ -103,6 +104,10 @@ options:
             description:
             - With a V(pf) source of kind interface.
             type: int
+          mapping:
+            description:
+            - Selects a V(mapping) source for kind interface.
+            type: str
           hostdev:
             description:
             - Selects a V(hostdev) source for kind interface.
@@ -430,7 +435,7 @@ options:
         type: int
       address:
         description:
-        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host PCI address DDDD:BB:SS.F. Required.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host PCI address DDDD:BB:SS.F.'
         - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB BUS.DEVICE, when vendor:product is ambiguous
           or not known.'
         - 'For O(config[].kind=hostdev) with O(config[].type=scsi): SCSI BUS:TARGET:UNIT on the adapter. Required.'
@@ -455,6 +460,13 @@ options:
         - 'For O(config[].kind=hostdev) with O(config[].type=pci): On function 0 of a guest slot shared by several
           functions.'
         type: bool
+      mapping:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Instead of address: the name of a device mapping
+          (O(mappings)), resolved on the host to a device the guest holds or a free one (docs/device_mappings.md).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=usb): Instead of vendor/product: the name of a usb
+          device mapping (O(mappings)).'
+        type: str
       vendor:
         description:
         - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB vendor id, e.g. 0x046d.'
@@ -552,7 +564,9 @@ options:
               also a hostdev VF pool), bridge, direct (a host device, with optional mode), user: true, hostdev (an
               SR-IOV VF by PCI address, passed through), or pf with vf (the VF with index vf, as the kernel numbers
               them in virtfnN, of the SR-IOV PF at PCI address pf: read from the host, sysfs or, over a remote URI,
-              libvirt node devices, and written as a hostdev source with that VF address). Required.'
+              libvirt node devices, and written as a hostdev source with that VF address), or mapping (a device
+              mapping by name, resolved on the host to a VF the guest holds or a free one, docs/device_mappings.md).
+              Required.'
             - 'For O(config[].kind=disk): Backing store: exactly one of file, block (absolute paths), or volume
               with pool.'
             - 'For O(config[].kind=filesystem): Host directory to share: dir (an absolute path). Required.'
@@ -586,6 +600,10 @@ options:
                 description:
                 - With a V(pf) source of kind interface.
                 type: int
+              mapping:
+                description:
+                - Selects a V(mapping) source for kind interface.
+                type: str
               hostdev:
                 description:
                 - Selects a V(hostdev) source for kind interface.
@@ -922,7 +940,7 @@ options:
             type: int
           address:
             description:
-            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host PCI address DDDD:BB:SS.F. Required.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Host PCI address DDDD:BB:SS.F.'
             - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB BUS.DEVICE, when vendor:product is ambiguous
               or not known.'
             - 'For O(config[].kind=hostdev) with O(config[].type=scsi): SCSI BUS:TARGET:UNIT on the adapter. Required.'
@@ -947,6 +965,13 @@ options:
             - 'For O(config[].kind=hostdev) with O(config[].type=pci): On function 0 of a guest slot shared by several
               functions.'
             type: bool
+          mapping:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Instead of address: the name of a device
+              mapping (O(mappings)), resolved on the host to a device the guest holds or a free one (docs/device_mappings.md).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=usb): Instead of vendor/product: the name of a
+              usb device mapping (O(mappings)).'
+            type: str
           vendor:
             description:
             - 'For O(config[].kind=hostdev) with O(config[].type=usb): USB vendor id, e.g. 0x046d.'

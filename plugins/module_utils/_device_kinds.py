@@ -461,6 +461,10 @@ class TextInteger(Text):
         return int(text) if text is not None and text.isdigit() else text
 
 
+# the names of device mappings (host/mappings.py NAME_RE)
+MAPPING_NAME = r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
+
+
 # --- the table ---------------------------------------------------------------------------------------
 
 INTERFACE = Kind(
@@ -485,13 +489,16 @@ INTERFACE = Kind(
             # pf + vf: resolved by the runner to the VF's address (a hostdev source) before planning
             Variant('pf', 'hostdev', [ResolvedOnHost('pf', PciAddress('pf', '')),
                                       ResolvedOnHost('vf', Integer('vf', '', '', minimum=0, maximum=65535))], needs=('vf',)),
+            # mapping: resolved by the runner to a free VF of the named device mapping (docs/device_mappings.md)
+            Variant('mapping', 'hostdev', [ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'))]),
             Variant('hostdev', 'hostdev', [PciAddress('hostdev', 'source/address', pci_type=True)]),
         ], description='Where the NIC is plugged: exactly one of network (a libvirt network, also a hostdev '
                        'VF pool), bridge, direct (a host device, with optional mode), user: true, hostdev '
                        '(an SR-IOV VF by PCI address, passed through), or pf with vf (the VF with index vf, '
                        'as the kernel numbers them in virtfnN, of the SR-IOV PF at PCI address pf: read from '
                        'the host, sysfs or, over a remote URI, libvirt node devices, and written as a hostdev '
-                       'source with that VF address).'),
+                       'source with that VF address), or mapping (a device mapping by name, resolved on the host to a '
+                       'VF the guest holds or a free one, docs/device_mappings.md).'),
         # libvirt passes the model through to QEMU (formatdomain: "any model QEMU supports"), so any name
         # of libvirt's schema is taken; virtio* is para-virtualized, every other model emulated
         Field('model', 'model', 'type', pattern=r'^[a-zA-Z0-9_\-]+$', pattern_hint='virtio, e1000, pcnet ...',
@@ -507,7 +514,7 @@ INTERFACE = Kind(
               description='Virtual link state; changed live without a restart.'),
     ],
     key=ident('mac', 'mac'),
-    device_class=lambda spec: (PASSTHROUGH if {'hostdev', 'pf'} & set(spec.get('source', {}))
+    device_class=lambda spec: (PASSTHROUGH if {'hostdev', 'pf', 'mapping'} & set(spec.get('source', {}))
                                else VIRTIO if str(spec.get('model', '')).startswith('virtio') else EMULATED),
     hotplug=True, required=('source',), live_update=only_differ('link_state'),
     derived=Derived('mac', 'source', derived_mac, 'the MAC', "<mac address='...'/>"),
@@ -959,13 +966,30 @@ def _usb_key(spec):
     return ('usb', spec.get('vendor'), spec.get('product'), spec.get('address'))
 
 
-def _hostdev(subtype, fields, key, required, description, example, fixed=None):
+def _alone_with_mapping(exclusive):
+    """A limit: ``mapping`` names the host device, so the options it resolves to are not given with it."""
+    def limit(spec):
+        given = [option for option in exclusive if option in spec]
+        if 'mapping' in spec and given:
+            return given[0], 'does not go with mapping (the mapping gives it on each host)'
+        return None
+    return limit
+
+
+def _address_or_mapping(spec):
+    """A hostdev pci names its host device by address or by mapping, exactly one."""
+    if 'mapping' not in spec and 'address' not in spec:
+        return 'address', 'hostdev type=pci requires option address (or mapping)'
+    return _alone_with_mapping(('address',))(spec)
+
+
+def _hostdev(subtype, fields, key, required, description, example, fixed=None, limits=()):
     return Kind('hostdev', 'hostdev', fields=[Field('type', '', 'type', choices=(subtype,), default=subtype,
                                                     description='Host device type.')] + fields,
                 key=key, device_class=lambda spec: PASSTHROUGH, hotplug=True,
                 host_devices=_ids.host_device_requests,
                 fixed=dict({'mode': 'subsystem', 'type': subtype}, **(fixed or {})), required=required,
-                label='hostdev type=%s' % subtype, description=description, example=example)
+                label='hostdev type=%s' % subtype, description=description, example=example, limits=limits)
 
 
 HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
@@ -986,7 +1010,10 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
                                'multi-function device (a GPU and its audio function).'),
         OnOff('multifunction', 'address', 'multifunction', libvirt_fills=True,
               description='On function 0 of a guest slot shared by several functions.'),
-    ], key=ident('pci', 'address'), required=('address',),
+        ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'),
+                       description='Instead of address: the name of a device mapping (O(mappings)), resolved on the '
+                                   'host to a device the guest holds or a free one (docs/device_mappings.md).'),
+    ], key=ident('pci', 'address'), required=(), limits=(_address_or_mapping,),
         description='A host PCI device (or SR-IOV VF) passed through with VFIO.',
         example={'kind': 'hostdev', 'type': 'pci', 'address': '0000:65:00.0', 'managed': True,
                  'guest_address': '0000:00:10.0', 'multifunction': True}),
@@ -995,7 +1022,9 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         HexId('product', 'source/product', 'id', description='USB product id.'),
         NumberTuple('address', 'source/address', ('bus', 'device'), '.',
                     description='USB BUS.DEVICE, when vendor:product is ambiguous or not known.'),
-    ], key=_usb_key, required=(),
+        ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'),
+                       description='Instead of vendor/product: the name of a usb device mapping (O(mappings)).'),
+    ], key=_usb_key, required=(), limits=(_alone_with_mapping(('vendor', 'product', 'address')),),
         description='A host USB device passed through.',
         example={'kind': 'hostdev', 'type': 'usb', 'vendor': '0x046d', 'product': '0xc52b'}),
     _hostdev('mdev', [

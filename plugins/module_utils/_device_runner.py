@@ -15,13 +15,16 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _guest_lock, _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import (
+    _common, _device_engine, _device_mappings, _guest_lock, _ids, _xml,
+)
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
     ApplyError, DomainRun, names_vf_by_pf, preflight, read_host, vf_address,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import DEVICE_TAGS
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings as host_mappings
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, source
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
@@ -55,6 +58,9 @@ class DomainDevices:
         self.params = module.params
         self.connection = None
         self.host_checks = None  # what the passthrough guards read and what they could not check
+        self.mapping_options = None  # the validated mappings and permitted options
+        self.mapped_host = None  # the host model the mappings were resolved on
+        self.mapping_lock = None  # held while devices are chosen from mappings and written
 
     def fail(self, msg, **extra):
         self.module.fail_json(msg=msg, **extra)
@@ -88,6 +94,9 @@ class DomainDevices:
     def rendered(self):
         request, = self.requests()
         for item in request.declared:
+            if _device_mappings.asked_mapping(item) is not None:
+                self.fail('%s: a mapping is resolved on the host, which state=rendered does not read: give the '
+                          'address' % item.where)
             if names_vf_by_pf(item):
                 self.fail('%s.source.pf: a VF given by pf and vf is found on the host, which state=rendered does '
                           'not read: give its PCI address as source.hostdev' % item.where)
@@ -113,8 +122,10 @@ class DomainDevices:
 
     def converge(self):
         requests = self.requests()
+        self.mapping_options = self.mapping_options_of(requests)
         self.connection = _common.connect(self.module)
         self.resolve_vfs(requests)
+        self.resolve_mappings(requests)
         params = self.params
         runs = [DomainRun(self.connection, request.name, request.declared, params['state'], params['apply'],
                           self.module.check_mode, params['detach_timeout'], params['detach_attempts'],
@@ -122,8 +133,16 @@ class DomainDevices:
                           allow_live_removal=params['allow_live_removal'],
                           overridden_kinds=params['overridden_kinds'])
                 for request in requests]
+        mapping_refusals = []
+        for run, request in zip(runs, requests):
+            if getattr(request, 'mapping_error', None):
+                run.refusals = [request.mapping_error]
+                mapping_refusals.append('domain %s: %s' % (run.name, request.mapping_error))
+                run.fail('refused to assign host devices, nothing of it was written: %s' % request.mapping_error)
         # read and plan every domain first: with on_error=stop a bad one fails the task before any write
         for run in runs:
+            if run.error is not None:
+                continue
             if self.connection.lost:
                 run.fail('not read: the connection to libvirt was lost')
                 continue
@@ -131,19 +150,20 @@ class DomainDevices:
                 run.prepare()
             except (SpecError, LibvirtFailure, ApplyError) as exc:
                 run.fail(exc)
-        refusals = self.check_host([run for run in runs if run.error is None])
+        refusals = mapping_refusals + self.check_permitted([run for run in runs if run.error is None])
+        refusals += self.check_host([run for run in runs if run.error is None])
         halted = self.halted_before_writing(runs)
         lock_dir = _guest_lock.lock_dir(params['uri'])
         compact = params['domains'] is not None
         results, diffs = [], []
-        for run in runs:
+        for run, request in zip(runs, requests):
             if run.error is None and halted is None:
                 halted = self.write(run, lock_dir)
             elif run.error is None:
                 run.skipped = halted
             # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
-            results.append(run.result(compact=compact))
-            diffs.append(run.diff() if self.module._diff else None)
+            results.append(_device_mappings.note_in_result(run.result(compact=compact), request))
+            diffs.append(_device_mappings.note_in_diff(run.diff(), request) if self.module._diff else None)
             run.release()
         self.finish(runs, results, [diff for diff in diffs if diff], refusals)
 
@@ -217,6 +237,42 @@ class DomainDevices:
                 request.declared = request.redeclare(request.name or request.uuid)
         except SpecError as exc:
             self.fail('%s (nothing was changed)' % exc)
+
+    def mapping_options_of(self, requests):
+        """The validated mappings and permitted options; a device asking for a mapping that is not there (or of
+        another type) fails the task naming the field, before anything is read."""
+        try:
+            options = _device_mappings.Options(self.params)
+            _device_mappings.check_names(requests, options)
+        except (host_mappings.MappingError, SpecError) as exc:
+            self.fail('%s (nothing was changed)' % exc)
+        return options
+
+    def resolve_mappings(self, requests):
+        """Devices asking for a mapping take the device(s) it resolves to on this host (docs/device_mappings.md)
+        before any guest is planned, as ``source: {pf, vf}`` does; a guest that cannot get one is refused."""
+        if not self.module.check_mode and any(_device_mappings.asked_mapping(item) is not None
+                                              for request in requests for item in request.declared):
+            # one choice of free devices at a time per host: two runs must not both take the same free device.
+            # Held until the module process ends, after every guest is written (flock is released on exit).
+            try:
+                self.mapping_lock = _guest_lock.GuestLock(_guest_lock.lock_dir(self.params['uri']), 'device-mappings',
+                                                          'device mappings', self.params['lock_timeout']).__enter__()
+            except _guest_lock.LockError as exc:
+                self.fail('mappings: the free devices cannot be chosen now: %s' % exc)
+        try:
+            self.mapped_host = _device_mappings.resolve(
+                self.connection, requests, self.mapping_options,
+                lambda: read_host(self.params['host_root'], self.host_source()), self.params['state'])
+        except nodedev_source.NodeDevicesUnavailable as exc:
+            self.fail('mappings: cannot be resolved, the host cannot be read: %s (nothing was changed)' % exc)
+        except (ValueError, LibvirtFailure) as exc:  # SpecError, an unreadable domain XML
+            self.fail('mappings: %s (nothing was changed)' % exc)
+
+    def check_permitted(self, runs):
+        """With ``permitted``, refuse every run asking for a host device outside it. Returns the refusals."""
+        host = self.mapped_host or (lambda: read_host(self.params['host_root'], self.host_source()))
+        return _device_mappings.check_permitted(runs, self.mapping_options, host)
 
     def check_host(self, runs):
         """Passthrough guards for every host device the runs would assign (before any write): refused guests

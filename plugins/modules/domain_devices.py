@@ -34,6 +34,7 @@ author:
 extends_documentation_fragment:
   - virtdev.libvirt.connection
   - virtdev.libvirt.device_config
+  - virtdev.libvirt.device_mappings
 attributes:
   check_mode:
     support: full
@@ -424,6 +425,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _device_runner
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import APPLY_MODES, LIVE_REMOVAL_CLASSES
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings as host_mappings
 
 
 def argument_spec():
@@ -453,6 +455,7 @@ def argument_spec():
         host_root={'type': 'path', 'default': '/'},
         force={'type': 'bool', 'default': False},
     )
+    spec.update(host_mappings.argument_spec())
     return spec
 
 

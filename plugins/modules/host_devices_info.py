@@ -33,6 +33,7 @@ author:
   - virtdev.libvirt maintainers (@virtdev)
 extends_documentation_fragment:
   - virtdev.libvirt.connection
+  - virtdev.libvirt.device_mappings
 attributes:
   check_mode:
     support: full
@@ -411,6 +412,60 @@ libvirt:
     such as mediated devices defined but not started).
   returned: when O(libvirt=true)
   type: dict
+mappings:
+  description:
+    - Each device mapping of O(mappings) on this host (see C(docs/device_mappings.md)), in the order given.
+  returned: when O(mappings) is given
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The mapping's name.
+      type: str
+    type:
+      description: V(pci) or V(usb).
+      type: str
+    count:
+      description: How many devices a guest asking for it gets.
+      type: int
+    multifunction:
+      description: Whether a candidate brings every function of its slot.
+      type: bool
+    free:
+      description: How many of its candidates no guest holds and every refusing guard passes.
+      type: int
+    mismatches:
+      description: Exact candidates whose device no longer has the declared ids, subsystem or IOMMU group.
+      type: list
+      elements: str
+    candidates:
+      description:
+        - The devices of this host the mapping's candidates give, each with C(device) (PCI address or USB device),
+          C(functions), C(ids), C(candidate) (the entry of O(mappings) it comes from), C(held_by) (the guests
+          whose live or persistent definitions hold it, each C(domain), C(live), C(config)), C(free), C(not_free)
+          (why not) and C(mismatch) (what changed).
+      type: list
+      elements: dict
+  sample:
+    - name: x710-vf
+      type: pci
+      count: 1
+      multifunction: false
+      free: 3
+      mismatches: []
+      candidates:
+        - device: "0000:41:02.0"
+          functions: ["0000:41:02.0"]
+          ids: "8086:154c"
+          candidate: "mappings[0].candidates[0]"
+          held_by: [{domain: web, live: false, config: true}]
+          free: false
+          not_free: ["held by guest web (defined)"]
+          mismatch: []
+permitted:
+  description: The devices of this host O(permitted) lets guests have, C(pci) (addresses) and C(usb) (device names).
+  returned: when O(permitted) is given
+  type: dict
 reports:
   description: The rendered reports, one key per O(format) other than V(facts).
   returned: when O(format) asks for one
@@ -438,6 +493,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils.host import (
     domain_usage, node_device_xml, nodedev_source, report, source, sysfs_source,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import LibvirtFailure
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings as host_mappings
 
 
 def argument_spec():
@@ -450,6 +506,7 @@ def argument_spec():
         title={'type': 'str'},
         pci_ids={'type': 'path'},
     )
+    spec.update(host_mappings.argument_spec())
     return spec
 
 
@@ -490,6 +547,11 @@ def main():
     _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
     params = module.params
     _common.require_libraries(module, need_libvirt=params['libvirt'])
+    try:
+        mappings = host_mappings.parse_mappings(params['mappings'])
+        permitted = host_mappings.parse_permitted(params['permitted'], mappings)
+    except host_mappings.MappingError as exc:
+        module.fail_json(msg=str(exc))
     root = params['root']
     if not os.path.isdir(root):
         module.fail_json(msg='root: %r is not a directory' % root)
@@ -525,6 +587,11 @@ def main():
         compare_groups = source.sysfs_is_libvirt_host(root, params['uri'])
         libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices, compare_groups=compare_groups))
         facts['libvirt'] = libvirt_summary
+    if mappings:
+        facts['mappings'] = host_mappings.report(host, mappings, usage)
+    if permitted is not None:
+        pci, usb = host_mappings.permitted_sets(host, mappings, permitted)
+        facts['permitted'] = {'pci': sorted(pci), 'usb': sorted(usb)}
     formats = params['format']
     if any(name != 'facts' for name in formats):
         machine = source.uri_host(params['uri']) if remote else socket.gethostname()

@@ -212,3 +212,31 @@ def test_a_remote_libvirt_without_node_devices_refuses_the_assignment(remote_uri
     assert result['failed'] and 'the passthrough guards cannot run' in result['msg'], result['msg']
     assert 'gives no node devices' in result['msg'] and not result['changed']
     assert _inactive_xml(virsh, libvirtd_uri, name) == before
+
+
+def test_a_vf_mapping_resolves_on_the_remote_hosts_node_devices(remote_uri, libvirtd_uri, guest, run_faked, virsh):
+    """Over qemu+ssh the mapping is resolved on libvirt's node devices: the same guests file as locally."""
+    first, second = guest('remote-map-a'), guest('remote-map-b')
+    mappings = [{'name': 'vfs', 'candidates': [{'pf': docs.PF}]}]
+    args = {'uri': remote_uri, 'mappings': mappings, 'permitted': ['vfs'],
+            'domains': [{'domain': first, 'config': [{'kind': 'hostdev', 'mapping': 'vfs'}]},
+                        {'domain': second, 'config': [{'kind': 'hostdev', 'mapping': 'vfs'}]}]}
+    predicted = run_faked('domain_devices', args, docs.sriov_host(), check_mode=True)
+    assert not predicted.get('failed'), predicted.get('msg')
+    assigned = run_faked('domain_devices', args, docs.sriov_host())
+    assert assigned['changed'] and not assigned.get('failed'), assigned.get('msg')
+    resolved = [entry['mappings'][0]['devices'] for entry in assigned['results']]
+    assert resolved == [entry['mappings'][0]['devices'] for entry in predicted['results']] == [[docs.VF0], [docs.VF4]]
+    assert _hostdev_addresses(virsh, libvirtd_uri, first) == [docs.VF0]
+    assert _hostdev_addresses(virsh, libvirtd_uri, second) == [docs.VF4]
+    again = run_faked('domain_devices', args, docs.sriov_host())
+    assert not again['changed'] and not again.get('failed'), again.get('msg')
+    # outside the permitted set over ssh too, and the mapping reported by host_devices_info
+    outside = run_faked('domain_devices', {'uri': remote_uri, 'domain': first, 'mappings': mappings,
+                                           'permitted': ['vfs'], 'config': [{'kind': 'hostdev', 'address': docs.GPU}]},
+                        docs.sriov_host())
+    assert outside['failed'] and '(pci %s) is outside the permitted devices' % docs.GPU in outside['msg']
+    info = run_faked('host_devices_info', {'uri': remote_uri, 'mappings': mappings}, docs.sriov_host())
+    row, = info['mappings']
+    assert [(entry['device'], [use['domain'] for use in entry['held_by']]) for entry in row['candidates']] == [
+        (docs.VF0, [first]), (docs.VF4, [second])] and row['free'] == 0

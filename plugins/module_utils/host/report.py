@@ -130,6 +130,23 @@ def _md_table(columns, rows):
     return lines
 
 
+MAPPING_COLUMNS = ('Mapping', 'Device', 'Functions', 'Ids', 'Held by', 'Free', 'Why not free')
+
+
+def _mapping_rows(facts):
+    """One row per candidate of each device mapping (a mapping without one says so)."""
+    rows = []
+    for mapping in facts.get('mappings') or ():
+        name = '%s (%d free, asks %d)' % (mapping['name'], mapping['free'], mapping['count'])
+        if not mapping['candidates']:
+            rows.append((name, 'no device of this host matches', '', '', '', 'no', ''))
+        for row in mapping['candidates']:
+            rows.append((name, row['device'], ', '.join(row['functions']), row['ids'] or '',
+                         _used_by({'used_by': row['held_by']}), 'yes' if row['free'] else 'no',
+                         '; '.join(row['not_free'])))
+    return rows
+
+
 def render_markdown(facts, title=None):
     title = title or 'Host devices'
     lines = ['# %s' % _md(title), '']
@@ -148,6 +165,9 @@ def render_markdown(facts, title=None):
             (group['group'], group.get('type') or '', ', '.join(group['devices']),
              _used_by({'used_by': group.get('held_by')})) for group in facts['iommu_groups']
         ]) + ['']
+    if facts.get('mappings'):
+        lines += ['## Device mappings', '']
+        lines += _md_table(MAPPING_COLUMNS, _mapping_rows(facts)) + ['']
     if facts.get('problems'):
         lines += ['## Problems found while reading the host', '']
         lines += ['- %s' % _md(problem) for problem in facts['problems']] + ['']
@@ -200,6 +220,11 @@ def render_html(facts, title=None):
     if facts.get('mdev_types'):
         out.append('<h2>Mediated device types</h2>')
         out += _html_table(MDEV_COLUMNS, [_mdev_row(entry) for entry in facts['mdev_types']])
+    if facts.get('mappings'):
+        rows = _mapping_rows(facts)
+        out.append('<h2>Device mappings</h2>')
+        out += _html_table(MAPPING_COLUMNS, rows, verdict_column=5,
+                           verdicts=['ready' if row[5] == 'yes' else 'refused' for row in rows])
     if facts.get('problems'):
         out.append('<h2>Problems found while reading the host</h2>')
         out.append('<ul>%s</ul>' % ''.join('<li>%s</li>' % html.escape(problem) for problem in facts['problems']))

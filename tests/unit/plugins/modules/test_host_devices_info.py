@@ -204,3 +204,31 @@ def test_sysfs_is_libvirt_host(root, uri, expected, tmp_path):
     if root != '/':
         root = str(tmp_path)
     assert source.sysfs_is_libvirt_host(root, uri) is expected
+
+
+@NEEDS_LIBVIRT
+def test_mappings_are_reported_with_holders_free_count_and_mismatches(capsys, roots):
+    mappings = [{'name': 'gtx1080', 'multifunction': True,
+                 'candidates': [{'address': '0000:01:00.0', 'ids': '10de:1b80', 'subsystem': '1043:8591'}]},
+                {'name': 'i210', 'candidates': [{'ids': '8086:1533'}, {'address': '0000:00:1f.6', 'ids': '8086:15b8'}]}]
+    result = run(capsys, root=roots['desktop'], uri=TEST_DRIVER_URI, mappings=mappings,
+                 permitted=['gtx1080', {'class': '0c03'}], format=['facts', 'markdown', 'html'])
+    assert result['rc'] == 0, result
+    gpu, nic = result['mappings']
+    assert gpu['free'] == 0 and gpu['candidates'][0]['functions'] == ['0000:01:00.0', '0000:01:00.1']
+    assert gpu['candidates'][0]['held_by'] == [{'domain': 'gpu-vm', 'live': True, 'config': True}]   # running
+    assert [row['device'] for row in nic['candidates']] == ['0000:03:00.0', '0000:00:1f.6']
+    assert nic['candidates'][0]['held_by'][0]['domain'] == 'fw' and nic['free'] == 0
+    assert nic['mismatches'] == ['0000:00:1f.6: vendor:device is 8086:15bc on this host, the mapping says 8086:15b8 '
+                                 '(the card was replaced or moved)']
+    assert result['permitted'] == {'pci': ['0000:00:14.0', '0000:01:00.0', '0000:01:00.1'], 'usb': []}
+    markdown = result['reports']['markdown']
+    assert '## Device mappings' in markdown and '| gtx1080 (0 free, asks 1) | 0000:01:00.0 |' in markdown
+    assert 'gpu-vm (running)' in markdown and 'vendor:device is 8086:15bc' in markdown
+    assert '<h2>Device mappings</h2>' in result['reports']['html']
+
+
+def test_bad_mappings_fail_naming_the_field(capsys, roots):
+    result = run(capsys, root=roots['desktop'], libvirt=False,
+                 mappings=[{'name': 'gpu', 'candidates': [{'ids': 'nvidia'}]}])
+    assert result['failed'] is True and result['msg'].startswith("mappings[0].candidates[0].ids: 'nvidia'"), result
