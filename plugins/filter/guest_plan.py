@@ -80,7 +80,10 @@ _value:
       C(manifest) (its O(virtdev.libvirt.domain_devices#module:domains) entry),
       C(vfio) (host PCI addresses for vfio-pci), C(mdevs) (each C(uuid), C(parent), C(mdev_type)),
       C(networks) (libvirt network names the NICs use), C(passthrough) (whether it needs host devices) and
-      C(sriov) (each C(pf) and C(num_vfs) the PF must have before the guest gets its VFs, when it has fewer).
+      C(sriov) (each C(pf) and C(num_vfs) the PF must have before the guest gets its VFs, when it has fewer),
+      C(rendered_config) (C(config) with each VF by PF and index as the address the host gives it, for
+      O(virtdev.libvirt.domain_devices#module:state=rendered); VFs not there yet left out) and C(vfs_not_there)
+      (those VFs, named).
   type: list
   elements: dict
 '''
@@ -343,7 +346,9 @@ def _vf_need(pf, index, host_pci, where):
     if sriov.get('totalvfs') is not None and index >= sriov['totalvfs']:
         _fail(where + '.index', '%d is out of range: PF %s can have %d VFs (index 0..%d)'
               % (index, pf, sriov['totalvfs'], sriov['totalvfs'] - 1))
-    return {'pf': pf, 'num_vfs': max(index + 1, current), 'current': current}
+    vfs = sriov.get('vfs') or []
+    return {'pf': pf, 'num_vfs': max(index + 1, current), 'current': current,
+            'address': vfs[index] if index < len(vfs) else None}
 
 
 def _mdev(mdev, where):
@@ -424,6 +429,18 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
         if device.get('kind') == 'hostdev':
             vfio.append(address)
     needs = [need for _nic, need in vfs if need]
+    # for state=rendered (check mode, a guest to be created), which does not read the host: a VF by PF and index
+    # as the address the host gives it; a VF this run creates first has none yet and is left out
+    rendered, pending = [], []
+    for device in config:
+        source = device.get('source') or {}
+        if device.get('kind') == 'interface' and 'pf' in source:
+            need = next((need for nic, need in vfs if nic is device), None)
+            if need is None or need['address'] is None:
+                pending.append('VF %d of PF %s' % (source['vf'], source['pf']))
+                continue
+            device = dict(device, source={'hostdev': need['address']})
+        rendered.append(device)
     return {
         'name': guest['name'],
         'profile': profile['name'],
@@ -438,6 +455,8 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
         'passthrough': any(device.get('kind') == 'hostdev' or {'hostdev', 'pf'} & set(device.get('source') or {})
                            or (device.get('kind') == 'xml' and "type='hostdev'" in device.get('xml', ''))
                            for device in config),
+        'rendered_config': rendered,
+        'vfs_not_there': pending,
         # VFs to create before the guest gets them (each PF's count, at least the one it has)
         'sriov': [{'pf': need['pf'], 'num_vfs': need['num_vfs']} for need in needs if need['num_vfs'] > need['current']],
     }
@@ -492,7 +511,7 @@ def _check_value(value, spec, where, errors):
     try:
         converted = _CHECKERS[kind](value) if kind != 'str' else validation.check_type_str(value, allow_conversion=True)
     except (TypeError, ValueError):
-        errors.append('%s: %r (%s) is not a %s' % (where, value, type(value).__name__, kind))
+        errors.append('%s: %r (%s) is not a valid %s' % (where, value, type(value).__name__, kind))
         return
     if spec.get('choices') and converted not in spec['choices']:
         errors.append('%s: %r is not one of %s' % (where, value, ', '.join(str(item) for item in spec['choices'])))
@@ -522,11 +541,11 @@ def guest_input_errors(guests, options):
     ``guests[i] (name).field[j].key`` and the value - what ansible-core's argument validation says without
     the list index (``found in 'guests -> vfs'``)."""
     if not isinstance(guests, list):
-        return ['guests: %r (%s) is not a list' % (guests, type(guests).__name__)]
+        return ['guests: %r (%s) is not a valid list' % (guests, type(guests).__name__)]
     errors = []
     for index, guest in enumerate(guests):
         if not isinstance(guest, dict):
-            errors.append('guests[%d]: %r (%s) is not a dict' % (index, guest, type(guest).__name__))
+            errors.append('guests[%d]: %r (%s) is not a valid dict' % (index, guest, type(guest).__name__))
             continue
         where = 'guests[%d] (%s)' % (index, guest.get('name')) if guest.get('name') else 'guests[%d]' % index
         _check_options(guest, options, where, errors)

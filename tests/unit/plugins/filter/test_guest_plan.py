@@ -125,6 +125,9 @@ def test_a_vf_the_pf_does_not_have_yet_asks_for_the_count_by_pci_address_or_name
     assert plans[0]['config'][0]['source'] == {'pf': '0000:65:00.0', 'vf': 3}
     assert plans[0]['sriov'] == [{'pf': '0000:65:00.0', 'num_vfs': 4}]
     assert plans[1]['sriov'] == [{'pf': '0000:65:00.0', 'num_vfs': 6}]     # VF 1 exists: no need of its own
+    assert plans[1]['vfs_not_there'] == ['VF 5 of PF 0000:65:00.0']           # check mode cannot render it yet
+    assert [device['source'] for device in plans[1]['rendered_config'] if device['kind'] == 'interface'] == [
+        {'hostdev': '0000:65:02.1'}]
     with pytest.raises(AnsibleFilterError, match=r"guests\[0\] \(c\)\.vfs\[0\]\.index: 8 is out of range: PF 0000:65:00.0 can "
                                                  r"have 8 VFs"):
         guest_plan([{'name': 'c', 'vfs': [{'pf': '0000:65:00.0', 'index': 8}]}], builtin, defaults, host)
@@ -210,15 +213,15 @@ def guest_options(request):
 
 
 @pytest.mark.parametrize('guests, expected', [
-    ([{'name': 'a', 'memory': '2G'}], ["guests[0] (a).memory: '2G' (str) is not a int"]),
+    ([{'name': 'a', 'memory': '2G'}], ["guests[0] (a).memory: '2G' (str) is not a valid int"]),
     ([{'name': 'a'}, {'name': 'b', 'vfs': [{'pf': 'ens1', 'index': 0}, {'address': '65:02.1', 'vlan': 'ten'}]}],
-     ["guests[1] (b).vfs[1].vlan: 'ten' (str) is not a int"]),
+     ["guests[1] (b).vfs[1].vlan: 'ten' (str) is not a valid int"]),
     ([{'name': 'a', 'state': 'up', 'vsock': 'maybe'}],
-     ["guests[0] (a).state: 'up' is not one of present, running, shutoff", "guests[0] (a).vsock: 'maybe' (str) is not a bool"]),
+     ["guests[0] (a).state: 'up' is not one of present, running, shutoff", "guests[0] (a).vsock: 'maybe' (str) is not a valid bool"]),
     ([{'name': 'a', 'mdevs': [{'uuid': 'x', 'parent': '0000:00:02.0'}]}], ['guests[0] (a).mdevs[0].mdev_type: is required']),
     ([{'memory': 1}], ['guests[0].name: is required']),
-    ([{'name': 'a', 'disks': 'x.qcow2'}, 'b'], ["guests[0] (a).disks[0]: 'x.qcow2' (str) is not a dict",
-                                               "guests[1]: 'b' (str) is not a dict"]),
+    ([{'name': 'a', 'disks': 'x.qcow2'}, 'b'], ["guests[0] (a).disks[0]: 'x.qcow2' (str) is not a valid dict",
+                                               "guests[1]: 'b' (str) is not a valid dict"]),
     ([{'name': 'a', 'memory': '2048', 'vfs': [{'pf': 'ens1', 'index': '1', 'trust': 'yes'}]}], []),   # as ansible converts
 ])
 def test_input_errors_name_the_guest_the_index_and_the_value(guest_options, guests, expected):
