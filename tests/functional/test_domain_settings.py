@@ -199,8 +199,8 @@ def test_gpu_guest(guest, libvirtd_uri, collection_pythonpath, virsh):
     plugged = gpu.edit(['current_vcpus'], current_vcpus=2)
     assert plugged['commands'] == ['define', 'live current_vcpus'] and plugged['restart_required'] is False
     assert virsh(libvirtd_uri, 'vcpucount', '--live', '--active', 'gpu1').strip() == '2'
-    ballooned = gpu.edit(['current_memory'], current_memory=448)
-    assert ballooned['commands'] == ['define', 'live current_memory'] and ballooned['restart_required'] is False
+    # (no live balloon target here: the gpu_passthrough profile turns the balloon off - memory of a guest with a
+    # device passed through is pinned, so a balloon frees nothing)
     later = gpu.edit(['features.hyperv.vendor_id'], features={'hyperv': {'vendor_id': 'AfterReboot'}})
     assert later['restart_required'] is True and later['waiting_for_restart'] == ['features.hyperv.vendor_id']
     restarted = gpu.run(features={'hyperv': {'vendor_id': 'Rebooted'}}, restart='if_required', shutdown_timeout=5)
