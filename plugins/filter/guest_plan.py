@@ -506,12 +506,18 @@ _CHECKERS = {'str': validation.check_type_str, 'int': validation.check_type_int,
              'dict': validation.check_type_dict, 'path': validation.check_type_path, 'raw': validation.check_type_raw}
 
 
+def _type_name(value):
+    """The YAML type of a value (ansible hands strings over as its own str subclass)."""
+    return next((kind.__name__ for kind in (bool, int, float, str, list, dict) if isinstance(value, kind)),
+                type(value).__name__)
+
+
 def _check_value(value, spec, where, errors):
     kind = spec.get('type', 'str')
     try:
         converted = _CHECKERS[kind](value) if kind != 'str' else validation.check_type_str(value, allow_conversion=True)
     except (TypeError, ValueError):
-        errors.append('%s: %r (%s) is not a valid %s' % (where, value, type(value).__name__, kind))
+        errors.append('%s: %r (%s) is not a valid %s' % (where, value, _type_name(value), kind))
         return
     if spec.get('choices') and converted not in spec['choices']:
         errors.append('%s: %r is not one of %s' % (where, value, ', '.join(str(item) for item in spec['choices'])))
@@ -541,11 +547,11 @@ def guest_input_errors(guests, options):
     ``guests[i] (name).field[j].key`` and the value - what ansible-core's argument validation says without
     the list index (``found in 'guests -> vfs'``)."""
     if not isinstance(guests, list):
-        return ['guests: %r (%s) is not a valid list' % (guests, type(guests).__name__)]
+        return ['guests: %r (%s) is not a valid list' % (guests, _type_name(guests))]
     errors = []
     for index, guest in enumerate(guests):
         if not isinstance(guest, dict):
-            errors.append('guests[%d]: %r (%s) is not a valid dict' % (index, guest, type(guest).__name__))
+            errors.append('guests[%d]: %r (%s) is not a valid dict' % (index, guest, _type_name(guest)))
             continue
         where = 'guests[%d] (%s)' % (index, guest.get('name')) if guest.get('name') else 'guests[%d]' % index
         _check_options(guest, options, where, errors)
