@@ -560,4 +560,4 @@ def guest_input_errors(guests, options):
 
 class FilterModule:
     def filters(self):
-        return {'guest_plan': guest_plan, 'guest_input_errors': guest_input_errors}
+        return {'guest_plan': guest_plan}

@@ -225,5 +225,5 @@ def guest_options(request):
     ([{'name': 'a', 'memory': '2048', 'vfs': [{'pf': 'ens1', 'index': '1', 'trust': 'yes'}]}], []),   # as ansible converts
 ])
 def test_input_errors_name_the_guest_the_index_and_the_value(guest_options, guests, expected):
-    from ansible_collections.virtdev.libvirt.plugins.filter.guest_plan import guest_input_errors
+    from ansible_collections.virtdev.libvirt.plugins.filter.guest_input_errors import guest_input_errors
     assert guest_input_errors(guests, guest_options) == expected
