@@ -13,7 +13,7 @@ description:
   - Checks a C(guests) list (the P(virtdev.libvirt.guest#role) role's variable, the shape of a host_vars file)
     against the role's argument spec of one guest - types as ansible converts them, choices, required options,
     unknown options, nested lists such as C(vfs) and C(mdevs) - and returns one message per error, each naming
-    C(guests[i] (name).option[j].key) and the value.
+    the entry by its index and guest name, the option (with the index in a nested list) and the value.
   - ansible-core's own argument validation names the option and its list but not the entry
     (C(found in 'guests -> vfs')), and it runs as the role's first task; call this filter before the role
     (the C(guests) playbook does) to name the entry.
@@ -42,8 +42,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 _value:
-  description: One message per error (empty when the list is right), e.g.
-    C(guests[1] (nfv01).vfs[0].vlan: 'ten' (str) is not a valid int).
+  description: >-
+    One message per error (empty when the list is right), each starting with the entry's index and guest name,
+    for example guests[1] (nfv01).vfs[0].vlan: 'ten' (str) is not a valid int.
   type: list
   elements: str
 '''

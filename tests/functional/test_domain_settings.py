@@ -212,7 +212,7 @@ def test_gpu_guest(guest, libvirtd_uri, collection_pythonpath, virsh):
 
 
 def test_gpu_guest_checks_the_host_first_and_passes_each_function_once(guest, libvirtd_uri, collection_pythonpath,
-                                                                         virsh, tmp_path):
+                                                                       virsh, tmp_path):
     """The guide's playbook through the guest role: a device the host checks refuse leaves no guest; a GPU named
     by each of its functions (or by its slot) is one multi-function device, each function once."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'unit'))

@@ -55,7 +55,7 @@ def numvfs(root, pf):
 
 
 def test_vfs_by_pf_and_index_are_created_first_or_refused_and_trust_is_typed(tmp_path, embed_uri, virsh,
-                                                                               collection_pythonpath):
+                                                                             collection_pythonpath):
     root = str(build('sriov', tmp_path))
     # its bootloader file, with the IOMMU arguments the fake kernel runs with (no reboot pending)
     os.makedirs(os.path.join(root, 'etc/default'), exist_ok=True)

@@ -221,7 +221,7 @@ def guest_options(request):
     ([{'name': 'a', 'mdevs': [{'uuid': 'x', 'parent': '0000:00:02.0'}]}], ['guests[0] (a).mdevs[0].mdev_type: is required']),
     ([{'memory': 1}], ['guests[0].name: is required']),
     ([{'name': 'a', 'disks': 'x.qcow2'}, 'b'], ["guests[0] (a).disks[0]: 'x.qcow2' (str) is not a valid dict",
-                                               "guests[1]: 'b' (str) is not a valid dict"]),
+                                                "guests[1]: 'b' (str) is not a valid dict"]),
     ([{'name': 'a', 'memory': '2048', 'vfs': [{'pf': 'ens1', 'index': '1', 'trust': 'yes'}]}], []),   # as ansible converts
 ])
 def test_input_errors_name_the_guest_the_index_and_the_value(guest_options, guests, expected):
