@@ -152,6 +152,17 @@ def test_windows11_guest(guest, libvirtd_uri, collection_pythonpath, tmp_path):
     assert changed == 0
 
 
+def test_windows11_guest_refused_device_leaves_no_guest(guest, libvirtd_uri, collection_pythonpath, virsh, tmp_path):
+    """The guide's playbook defines the guest before its devices: a device refused then removes the guest it
+    created (a relative installer path: libvirt takes only absolute paths)."""
+    guest('w11bad')   # removed after the test, should anything be left
+    _changed, out = play('windows11_guest.yml', libvirtd_uri, collection_pythonpath, expect_failure=True,
+                         win11_name='w11bad', win11_type='qemu', win11_memory=256, win11_disk=str(tmp_path / 'w.qcow2'),
+                         win11_disk_size='16M', win11_iso='Win11.iso')
+    assert "'Win11.iso' is not an absolute path" in out and 'w11bad this run' in out, out
+    assert 'w11bad' not in virsh(libvirtd_uri, 'list', '--all', '--name').split(), 'a half-made guest was left'
+
+
 def test_gpu_guest(guest, libvirtd_uri, collection_pythonpath, virsh):
     gpu = guest('gpu1')
     common = {'gpu_name': 'gpu1', 'gpu_memory': 512, 'gpu_type': 'qemu'}
