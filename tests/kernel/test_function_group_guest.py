@@ -114,7 +114,8 @@ def gpu_run(gpu_bed):
         "group=$(basename $(readlink -f /sys/bus/pci/devices/%s/iommu_group)); test -c /dev/vfio/$group "
         "&& echo VFIO-NODE=yes" % FUNCTIONS[0],
     ])
-    result = gpu_bed.run(script, timeout=900)
+    # two role runs and the plan under TCG: 900 s was not enough on a loaded 2-core machine
+    result = gpu_bed.run(script, timeout=1800)
     assert result.rc == 0, result.output
     return before.output, result.output, json.loads(gpu_bed.get("gpu-plan.json"))
 
