@@ -187,6 +187,11 @@ options:
         - 'For O(config[].kind=hostdev) with O(config[].type=pci): Let libvirt detach the device from its host driver
           and reattach it. Default V(true).'
         type: bool
+      trust:
+        description:
+        - 'For O(config[].kind=interface): trustGuestRxFilters: the guest may change its MAC and receive filters
+          (direct and hostdev VF sources).'
+        type: bool
       link_state:
         description:
         - 'For O(config[].kind=interface): Virtual link state; changed live without a restart. One of V(up), V(down).'
@@ -683,6 +688,11 @@ options:
             - 'For O(config[].kind=interface): For a hostdev source: libvirt detaches the VF from its host driver.'
             - 'For O(config[].kind=hostdev) with O(config[].type=pci): Let libvirt detach the device from its host
               driver and reattach it. Default V(true).'
+            type: bool
+          trust:
+            description:
+            - 'For O(config[].kind=interface): trustGuestRxFilters: the guest may change its MAC and receive filters
+              (direct and hostdev VF sources).'
             type: bool
           link_state:
             description:

@@ -22,9 +22,13 @@ description:
     own C(type), C(machine), C(firmware), C(memory), C(vcpus), C(autostart), then the guest's C(domain).
   - A guest drops profile devices with C(exclude) (device C(id)s or kinds); C(vsock=false) is C(exclude=[vsock]).
   - C(gpu) (a PCI address with or without its function, or a list) passes every function of that host slot
-    through as one multi-function device of the guest (host functions come from O(host_pci), the
-    C(pci_devices) of M(virtdev.libvirt.host_devices_info)); C(vfs) gives SR-IOV VFs as NICs (by C(address),
-    or by C(pf) and C(index) with O(host_vfs)), with C(mac), C(vlan) and C(trust).
+    through as one multi-function device of the guest, each function once whether the slot or several of its
+    functions are named (host functions come from O(host_pci), the C(pci_devices) of
+    M(virtdev.libvirt.host_devices_info)).
+  - C(vfs) gives SR-IOV VFs as NICs with typed C(mac), C(vlan) and C(trust) - by C(address), or by C(pf) (a PCI
+    address, or an interface name O(host_vfs) maps to one) and C(index), which becomes the interface source
+    C(pf) + C(vf) of M(virtdev.libvirt.domain_devices); the plan's C(sriov) names the VF count a PF must have
+    first when it has fewer.
 author:
   - virtdev.libvirt maintainers (@virtdev)
 options:
@@ -49,8 +53,8 @@ options:
     default: []
   host_vfs:
     description:
-      - SR-IOV PFs by interface name - the PF's PCI address (its VFs are then read from O(host_pci)) or its VF
-        addresses in index order.
+      - SR-IOV PFs by interface name - the PF's PCI address (read on the target from
+        C(/sys/class/net/NAME/device)); PFs given by PCI address need no entry.
     type: dict
     default: {}
 '''
@@ -75,7 +79,11 @@ _value:
       M(virtdev.libvirt.domain) without C(uri), C(state) and C(name)), C(config) (the device list),
       C(manifest) (its O(virtdev.libvirt.domain_devices#module:domains) entry),
       C(vfio) (host PCI addresses for vfio-pci), C(mdevs) (each C(uuid), C(parent), C(mdev_type)),
-      C(networks) (libvirt network names the NICs use) and C(passthrough) (whether it needs host devices).
+      C(networks) (libvirt network names the NICs use), C(passthrough) (whether it needs host devices) and
+      C(sriov) (each C(pf) and C(num_vfs) the PF must have before the guest gets its VFs, when it has fewer),
+      C(rendered_config) (C(config) with each VF by PF and index as the address the host gives it, for
+      O(virtdev.libvirt.domain_devices#module:state=rendered); VFs not there yet left out) and C(vfs_not_there)
+      (those VFs, named).
   type: list
   elements: dict
 '''
@@ -84,6 +92,7 @@ import copy
 import itertools
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common import validation
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
 
@@ -233,27 +242,46 @@ def _hostdev(device, where):
     return {'kind': 'hostdev', 'type': 'pci', 'address': _pci(str(device), where), 'managed': True}
 
 
-def _slot_functions(address, host_pci, where):
-    """Every function of the host slot of ``address`` (DDDD:BB:SS or DDDD:BB:SS.F), function 0 first."""
+def _slot_of(address, where):
+    """(slot, function or None) of a GPU entry: DDDD:BB:SS names the slot, DDDD:BB:SS.F one of its functions."""
     text = str(address).strip().lower()
-    slot = _pci(text if '.' in text else text + '.0', where).rsplit('.', 1)[0]
-    functions = sorted(device['address'] for device in host_pci if device.get('address', '').rsplit('.', 1)[0] == slot)
-    if host_pci and not functions:
-        _fail(where, '%r: the host has no PCI device at %s' % (address, slot))
-    return functions or [slot + '.0']
+    full = _pci(text if '.' in text else text + '.0', where)
+    slot, function = full.rsplit('.', 1)
+    return slot, (full if '.' in text else None)
 
 
 def _gpus(guest, profile, host_pci, where):
-    """The GPU functions as one multi-function device per GPU, on consecutive free guest root-bus slots."""
+    """The GPU functions as one multi-function device per host slot, on consecutive free guest root-bus slots.
+
+    A slot named several times (by itself or by several of its functions, as a list of a GPU's functions does)
+    is one GPU: every function of it once. The functions come from the host (``host_pci``); without them, the
+    functions named (function 0 for a slot named by itself)."""
     gpus = guest.get('gpu')
     if gpus is None:
         return []
     gpus = gpus if isinstance(gpus, list) else [gpus]
     first = int(str(profile.get('gpu_slot', FIRST_GPU_SLOT)), 0)
-    config = []
+    on_host = {}
+    for device in host_pci:
+        on_host.setdefault(str(device.get('address', '')).rsplit('.', 1)[0], []).append(device['address'])
+    slots = {}   # host slot -> its functions, in the order the slots were first named
     for number, gpu in enumerate(gpus):
-        functions = _slot_functions(gpu, host_pci, '%s.gpu[%d]' % (where, number) if len(gpus) > 1 else where + '.gpu')
-        for function in functions:
+        at = '%s.gpu[%d]' % (where, number) if len(gpus) > 1 else where + '.gpu'
+        slot, function = _slot_of(gpu, at)
+        if host_pci:
+            if slot not in on_host:
+                _fail(at, '%r: the host has no PCI device at %s' % (gpu, slot))
+            if function is not None and function not in on_host[slot]:
+                _fail(at, '%r: the host has no function %s (slot %s has %s)'
+                      % (gpu, function, slot, ', '.join(sorted(on_host[slot]))))
+            slots[slot] = sorted(on_host[slot])
+        else:
+            named = slots.setdefault(slot, [])
+            if (function or slot + '.0') not in named:
+                named.append(function or slot + '.0')
+    config = []
+    for number, functions in enumerate(slots.values()):
+        for function in sorted(functions):
             guest_function = int(function.rsplit('.', 1)[1])
             device = {'kind': 'hostdev', 'type': 'pci', 'address': function, 'managed': True,
                       'guest_address': '0000:00:%02x.%d' % (first + number, guest_function)}
@@ -263,46 +291,64 @@ def _gpus(guest, profile, host_pci, where):
     return config
 
 
-def _vf(vf, where, host_vfs):
-    """An SR-IOV VF as a guest NIC, by address or by PF and index."""
+def _is_pci_address(text):
+    try:
+        _ids.pci_text(str(text), 'pf')
+    except _ids.IdError:
+        return False
+    return True
+
+
+def _vf(vf, where, host_vfs, host_pci):
+    """An SR-IOV VF as a guest NIC (typed: mac, vlan, trust), by address or by PF and index.
+
+    Returns (the NIC, the VF count the PF needs or None). A VF by PF and index is the module's
+    ``source: {pf, vf}`` (the module finds the VF's address on the host); the PF is a PCI address or an
+    interface name that ``host_vfs`` maps to its address (read on the target)."""
     if not isinstance(vf, dict):
         vf = {'address': vf}
+    need = None
     if vf.get('address'):
-        address = _pci(str(vf['address']), where + '.address')
+        source = {'hostdev': _pci(str(vf['address']), where + '.address')}
     elif vf.get('pf') is not None and vf.get('index') is not None:
-        available = host_vfs.get(vf['pf'])
-        if available is None:
-            _fail(where + '.pf', '%r is not an SR-IOV PF of this host with VFs (PFs with VFs: %s)'
-                  % (vf['pf'], ', '.join(sorted(host_vfs)) or 'none'))
-        if not isinstance(vf['index'], int) or not 0 <= vf['index'] < len(available):
-            _fail(where + '.index', '%r: PF %s has %d VFs (index 0..%d)'
-                  % (vf['index'], vf['pf'], len(available), len(available) - 1))
-        address = available[vf['index']]
+        index = vf['index']
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            _fail(where + '.index', '%r is not a VF index (0, 1, ...)' % (index,))
+        pf = _pci(str(vf['pf']), where + '.pf') if _is_pci_address(vf['pf']) else host_vfs.get(vf['pf'])
+        if pf is None:
+            _fail(where + '.pf', '%r is neither a PCI address nor a network interface of this host (interfaces '
+                  'found: %s)' % (vf['pf'], ', '.join(sorted(host_vfs)) or 'none'))
+        need = _vf_need(pf, index, host_pci, where)
+        source = {'pf': pf, 'vf': index}
     else:
         _fail(where, '%r needs address, or pf and index' % (vf,))
-    if vf.get('trust'):
-        return _trusted_vf(vf, address, where)
-    nic = {'kind': 'interface', 'source': {'hostdev': address}, 'managed': True}
-    for key in ('mac', 'vlan'):
+    nic = {'kind': 'interface', 'source': source, 'managed': True}
+    for key in ('mac', 'vlan', 'trust'):
         if vf.get(key) is not None:
             nic[key] = vf[key]
-    return nic
+    return nic, need
 
 
-def _trusted_vf(vf, address, where):
-    """trust (trustGuestRxFilters) has no typed option: the NIC as raw XML, identified by its MAC."""
-    if not vf.get('mac'):
-        _fail(where + '.trust', 'a trusted VF needs a mac (its identity as raw XML)')
-    try:
-        mac = _ids.parse_mac(str(vf['mac']), where + '.mac')
-        pci = _ids.parse_pci(address, where)
-    except _ids.IdError as exc:
-        raise AnsibleFilterError(str(exc))
-    vlan = "<vlan><tag id='%d'/></vlan>" % int(vf['vlan']) if vf.get('vlan') is not None else ''
-    xml = ("<interface type='hostdev' managed='yes' trustGuestRxFilters='yes'><mac address='%s'/><source>"
-           "<address type='pci' domain='0x%04x' bus='0x%02x' slot='0x%02x' function='0x%x'/></source>%s</interface>"
-           % (mac, pci.domain, pci.bus, pci.slot, pci.function, vlan))
-    return {'kind': 'xml', 'xml': xml}
+def _vf_need(pf, index, host_pci, where):
+    """The PF's VF count wanted for VF ``index``: ``{pf, num_vfs, current}``; checked against the host when it
+    was read (``host_pci``), None when it was not (the module checks then)."""
+    if not host_pci:
+        return None
+    device = next((item for item in host_pci if item.get('address') == pf), None)
+    if device is None:
+        _fail(where + '.pf', '%s: the host has no PCI device there' % pf)
+    sriov = device.get('sriov') or {}
+    if device.get('physfn'):
+        _fail(where + '.pf', '%s is an SR-IOV VF (of PF %s), not a PF' % (pf, device['physfn']))
+    if not sriov.get('totalvfs') and not sriov.get('vfs'):
+        _fail(where + '.pf', '%s is not an SR-IOV PF (it can have no VFs)' % pf)
+    current = sriov.get('numvfs') if sriov.get('numvfs') is not None else len(sriov.get('vfs') or [])
+    if sriov.get('totalvfs') is not None and index >= sriov['totalvfs']:
+        _fail(where + '.index', '%d is out of range: PF %s can have %d VFs (index 0..%d)'
+              % (index, pf, sriov['totalvfs'], sriov['totalvfs'] - 1))
+    vfs = sriov.get('vfs') or []
+    return {'pf': pf, 'num_vfs': max(index + 1, current), 'current': current,
+            'address': vfs[index] if index < len(vfs) else None}
 
 
 def _mdev(mdev, where):
@@ -363,18 +409,38 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
     config += [_hostdev(device, '%s.host_devices[%d]' % (where, index))
                for index, device in enumerate(guest.get('host_devices') or [])]
     config += _gpus(guest, profile, host_pci, where)
-    config += [_vf(vf, '%s.vfs[%d]' % (where, index), host_vfs) for index, vf in enumerate(guest.get('vfs') or [])]
+    vfs = [_vf(vf, '%s.vfs[%d]' % (where, index), host_vfs, host_pci) for index, vf in enumerate(guest.get('vfs') or [])]
+    config += [nic for nic, _need in vfs]
     mdevs = [_mdev(mdev, '%s.mdevs[%d]' % (where, index)) for index, mdev in enumerate(guest.get('mdevs') or [])]
     config += [device for device, _host in mdevs]
     config += [_strip_id(device) for device in profile['devices'] if not _excluded(device, exclude)]
     extra = list(guest.get('devices') or []) + list(guest.get('extra_devices') or [])
     config += _devices_with_ids(extra, where + '.devices')
 
-    vfio = []
+    vfio, named = [], {}
+    for index, device in enumerate(config):
+        address = device.get('address') if device.get('kind') == 'hostdev' and device.get('type', 'pci') == 'pci' \
+            else (device.get('source') or {}).get('hostdev') if device.get('kind') == 'interface' else None
+        if not address:
+            continue
+        if address in named:  # libvirt would refuse the second, after the guest was defined
+            _fail(where, 'the host device %s is given twice (%s and %s)' % (address, named[address], _named(device)))
+        named[address] = _named(device)
+        if device.get('kind') == 'hostdev':
+            vfio.append(address)
+    needs = [need for _nic, need in vfs if need]
+    # for state=rendered (check mode, a guest to be created), which does not read the host: a VF by PF and index
+    # as the address the host gives it; a VF this run creates first has none yet and is left out
+    rendered, pending = [], []
     for device in config:
-        if device.get('kind') == 'hostdev' and device.get('type', 'pci') == 'pci' and device.get('address'):
-            if device['address'] not in vfio:
-                vfio.append(device['address'])
+        source = device.get('source') or {}
+        if device.get('kind') == 'interface' and 'pf' in source:
+            need = next((need for nic, need in vfs if nic is device), None)
+            if need is None or need['address'] is None:
+                pending.append('VF %d of PF %s' % (source['vf'], source['pf']))
+                continue
+            device = dict(device, source={'hostdev': need['address']})
+        rendered.append(device)
     return {
         'name': guest['name'],
         'profile': profile['name'],
@@ -386,21 +452,25 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
         'mdevs': [host for _device, host in mdevs],
         'networks': sorted({nic['source']['network'] for nic in config
                             if nic.get('kind') == 'interface' and 'network' in nic.get('source', {})}),
-        'passthrough': any(device.get('kind') == 'hostdev' or 'hostdev' in device.get('source', {})
+        'passthrough': any(device.get('kind') == 'hostdev' or {'hostdev', 'pf'} & set(device.get('source') or {})
                            or (device.get('kind') == 'xml' and "type='hostdev'" in device.get('xml', ''))
                            for device in config),
+        'rendered_config': rendered,
+        'vfs_not_there': pending,
+        # VFs to create before the guest gets them (each PF's count, at least the one it has)
+        'sriov': [{'pf': need['pf'], 'num_vfs': need['num_vfs']} for need in needs if need['num_vfs'] > need['current']],
     }
 
 
-def _vfs_by_pf(host_vfs, host_pci):
-    """PF name -> VF addresses in index order; a PF given by its PCI address takes its VFs from host_pci."""
-    result = {}
-    by_address = {device.get('address'): (device.get('sriov') or {}).get('vfs') or [] for device in host_pci}
-    for name, value in (host_vfs or {}).items():
-        if isinstance(value, str):
-            value = by_address.get(value, [])
-        result[name] = list(value)
-    return result
+def _named(device):
+    if device.get('kind') == 'interface':
+        return 'vfs (an SR-IOV VF NIC)'
+    return 'gpu' if device.get('guest_address') else 'host_devices'
+
+
+def _pf_addresses(host_vfs):
+    """PF interface name -> its PCI address (a ``{name: address}`` map; only the text values count)."""
+    return {name: value for name, value in (host_vfs or {}).items() if isinstance(value, str)}
 
 
 def guest_plan(guests, profiles, defaults=None, host_pci=None, host_vfs=None):
@@ -408,7 +478,7 @@ def guest_plan(guests, profiles, defaults=None, host_pci=None, host_vfs=None):
         raise AnsibleFilterError('guests: must be a list of guest dictionaries (got %r)' % (guests,))
     if not isinstance(profiles, dict):
         raise AnsibleFilterError('profiles: must be a dictionary of profiles by name (got %r)' % (profiles,))
-    host_vfs = _vfs_by_pf(host_vfs, host_pci or [])
+    host_vfs = _pf_addresses(host_vfs)
     plans = [plan_guest(guest, profiles, defaults or {}, host_pci or [], host_vfs, 'guests[%d]' % index)
              for index, guest in enumerate(guests)]
     names = [plan['name'] for plan in plans]
@@ -428,6 +498,64 @@ def guest_devices(profile, networks=None, disks=None, host_devices=None):
     config += [_disk(disk, profile, 'disks[%d]' % index, used) for index, disk in enumerate(disks or [])]
     config += [_hostdev(device, 'host_devices[%d]' % index) for index, device in enumerate(host_devices or [])]
     return config + [_strip_id(device) for device in profile['devices']]
+
+
+# argument_specs types -> ansible's own converters (the ones validate_argument_spec applies)
+_CHECKERS = {'str': validation.check_type_str, 'int': validation.check_type_int, 'bool': validation.check_type_bool,
+             'float': validation.check_type_float, 'list': validation.check_type_list,
+             'dict': validation.check_type_dict, 'path': validation.check_type_path, 'raw': validation.check_type_raw}
+
+
+def _type_name(value):
+    """The YAML type of a value (ansible hands strings over as its own str subclass)."""
+    return next((kind.__name__ for kind in (bool, int, float, str, list, dict) if isinstance(value, kind)),
+                type(value).__name__)
+
+
+def _check_value(value, spec, where, errors):
+    kind = spec.get('type', 'str')
+    try:
+        converted = _CHECKERS[kind](value) if kind != 'str' else validation.check_type_str(value, allow_conversion=True)
+    except (TypeError, ValueError):
+        errors.append('%s: %r (%s) is not a valid %s' % (where, value, _type_name(value), kind))
+        return
+    if spec.get('choices') and converted not in spec['choices']:
+        errors.append('%s: %r is not one of %s' % (where, value, ', '.join(str(item) for item in spec['choices'])))
+    if kind == 'list' and spec.get('elements'):
+        element = dict(spec, type=spec['elements'])
+        element.pop('choices', None)
+        for index, item in enumerate(converted):
+            _check_value(item, element, '%s[%d]' % (where, index), errors)
+    elif kind == 'dict' and spec.get('options') and isinstance(converted, dict):
+        _check_options(converted, spec['options'], where, errors)
+
+
+def _check_options(values, options, where, errors):
+    unknown = sorted(set(values) - set(options))
+    if unknown:
+        errors.append('%s: unknown keys %s (known: %s)' % (where, ', '.join(unknown), ', '.join(sorted(options))))
+    for key, spec in options.items():
+        if values.get(key) is None:
+            if spec.get('required'):
+                errors.append('%s.%s: is required' % (where, key))
+            continue
+        _check_value(values[key], dict(spec), '%s.%s' % (where, key), errors)
+
+
+def guest_input_errors(guests, options):
+    """The type errors of ``guests`` against the role's argument spec of a guest (``options``), each naming
+    ``guests[i] (name).field[j].key`` and the value - what ansible-core's argument validation says without
+    the list index (``found in 'guests -> vfs'``)."""
+    if not isinstance(guests, list):
+        return ['guests: %r (%s) is not a valid list' % (guests, _type_name(guests))]
+    errors = []
+    for index, guest in enumerate(guests):
+        if not isinstance(guest, dict):
+            errors.append('guests[%d]: %r (%s) is not a valid dict' % (index, guest, _type_name(guest)))
+            continue
+        where = 'guests[%d] (%s)' % (index, guest.get('name')) if guest.get('name') else 'guests[%d]' % index
+        _check_options(guest, options, where, errors)
+    return errors
 
 
 class FilterModule:

@@ -510,6 +510,10 @@ INTERFACE = Kind(
         Integer('mtu', 'mtu', 'size', minimum=68, maximum=65535, description='MTU the guest sees.'),
         Integer('vlan', 'vlan/tag', 'id', minimum=0, maximum=4095, description='VLAN tag (hostdev VFs, Open vSwitch).'),
         YesNo('managed', '', 'managed', description='For a hostdev source: libvirt detaches the VF from its host driver.'),
+        # libvirt applies trustGuestRxFilters to macvtap (direct) and SR-IOV VF (hostdev) NICs (formatdomain)
+        YesNo('trust', '', 'trustGuestRxFilters',
+              description='trustGuestRxFilters: the guest may change its MAC and receive filters (direct and hostdev VF '
+                          'sources).'),
         Field('link_state', 'link', 'state', choices=('up', 'down'), libvirt_fills=True,
               description='Virtual link state; changed live without a restart.'),
     ],

@@ -369,7 +369,10 @@ class Guest:
         cwd: str | os.PathLike = REPO_ROOT,
         env: dict[str, str] | None = None,
         keep: bool = False,
+        extra_devices: tuple[str, ...] = (),
     ) -> None:
+        # more QEMU arguments for the emulated machine (a test's own devices; none by default)
+        self.extra_devices = tuple(extra_devices)
         self.smp = smp
         self.memory_mb = memory_mb
         self.append = tuple(append)
@@ -441,7 +444,7 @@ class Guest:
             "-device", "e1000e,netdev=shared0,bus=br1,addr=0x1,mac=52:54:00:76:01:01",
             "-netdev", "user,id=shared1,restrict=on",
             "-device", "e1000e,netdev=shared1,bus=br1,addr=0x2,mac=52:54:00:76:01:02",
-        ]
+        ] + list(self.extra_devices)
         return cmd
 
     def _acquire_lock(self) -> None:

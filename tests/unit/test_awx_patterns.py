@@ -143,7 +143,12 @@ def test_meta_yml_is_valid_under_ansible_lint_play_argspec_schema(path):
 @pytest.mark.parametrize('name', JOB_TEMPLATE_PLAYBOOKS)
 def test_each_play_validates_its_inputs_first(name):
     plays = _yaml(os.path.join(PLAYBOOKS, name + '.yml'))
-    first = plays[0]['tasks'][0]
+    tasks = plays[0]['tasks']
+    if name == 'guests':
+        # first the guest entries by index and name (ansible-core's message names no list index), reading only
+        assert 'virtdev.libvirt.guest_input_errors' in json.dumps(tasks[0]) and 'ansible.builtin.assert' in tasks[0]
+        tasks = tasks[1:]
+    first = tasks[0]
     assert first['name'] == 'Check the inputs against playbooks/%s.meta.yml' % name
     assert 'ansible.builtin.validate_argument_spec' in first
     assert "'%s.meta.yml'" % name in json.dumps(plays[0]['vars'])

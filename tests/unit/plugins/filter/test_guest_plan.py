@@ -99,17 +99,68 @@ def test_gpu_is_one_multifunction_device_and_goes_to_vfio(builtin, defaults):
     assert plan['domain']['features']['kvm'] == {'hidden': True}
 
 
-def test_vfs_by_pf_index_and_trusted_by_raw_xml(builtin, defaults):
+def test_vfs_by_pf_index_and_trusted_vf_as_typed_options(builtin, defaults):
     plan, = guest_plan([{'name': 's', 'profile': 'sriov_nic', 'vfs': [
         {'pf': 'p0', 'index': 0, 'mac': '52:54:00:00:00:01', 'vlan': 7},
-        {'address': '0000:65:02.1', 'mac': '52:54:00:00:00:02', 'trust': True}]}],
+        {'address': '0000:65:02.1', 'mac': '52:54:00:00:00:02', 'vlan': 100, 'trust': True}]}],
         builtin, defaults, SRIOV_HOST, {'p0': '0000:65:00.0'})
     nic, trusted = plan['config'][:2]
-    assert nic == {'kind': 'interface', 'source': {'hostdev': '0000:65:02.0'}, 'managed': True,
+    # by PF and index: the module's source pf + vf (it finds the VF's address on the host)
+    assert nic == {'kind': 'interface', 'source': {'pf': '0000:65:00.0', 'vf': 0}, 'managed': True,
                    'mac': '52:54:00:00:00:01', 'vlan': 7}
-    assert "trustGuestRxFilters='yes'" in trusted['xml'] and "function='0x1'" in trusted['xml']
+    assert trusted == {'kind': 'interface', 'source': {'hostdev': '0000:65:02.1'}, 'managed': True,
+                       'mac': '52:54:00:00:00:02', 'vlan': 100, 'trust': True}
     assert plan['networks'] == [] and plan['passthrough'] and plan['vfio'] == []   # libvirt manages VFs itself
-    _device_engine.declare(plan['config'], 's')
+    assert plan['sriov'] == []                                                     # the PF has VF 0 already
+    declared = _device_engine.declare(plan['config'], 's')
+    xml = _device_engine.render(declared)
+    assert 'trustGuestRxFilters="yes"' in xml[1] and '<tag id="100"/>' in xml[1], xml
+
+
+def test_a_vf_the_pf_does_not_have_yet_asks_for_the_count_by_pci_address_or_name(builtin, defaults):
+    host = [{'address': '0000:65:00.0', 'sriov': {'totalvfs': 8, 'numvfs': 2, 'vfs': ['0000:65:02.0', '0000:65:02.1']}}]
+    plans = guest_plan([{'name': 'a', 'profile': 'sriov_nic', 'vfs': [{'pf': '65:00.0', 'index': 3}]},
+                        {'name': 'b', 'profile': 'sriov_nic', 'vfs': [{'pf': 'ens1', 'index': 5}, {'pf': 'ens1', 'index': 1}]}],
+                       builtin, defaults, host, {'ens1': '0000:65:00.0'})
+    assert plans[0]['config'][0]['source'] == {'pf': '0000:65:00.0', 'vf': 3}
+    assert plans[0]['sriov'] == [{'pf': '0000:65:00.0', 'num_vfs': 4}]
+    assert plans[1]['sriov'] == [{'pf': '0000:65:00.0', 'num_vfs': 6}]     # VF 1 exists: no need of its own
+    assert plans[1]['vfs_not_there'] == ['VF 5 of PF 0000:65:00.0']           # check mode cannot render it yet
+    assert [device['source'] for device in plans[1]['rendered_config'] if device['kind'] == 'interface'] == [
+        {'hostdev': '0000:65:02.1'}]
+    with pytest.raises(AnsibleFilterError, match=r"guests\[0\] \(c\)\.vfs\[0\]\.index: 8 is out of range: PF 0000:65:00.0 can "
+                                                 r"have 8 VFs"):
+        guest_plan([{'name': 'c', 'vfs': [{'pf': '0000:65:00.0', 'index': 8}]}], builtin, defaults, host)
+    with pytest.raises(AnsibleFilterError, match=r"vfs\[0\]\.pf: 0000:65:02.0 is an SR-IOV VF \(of PF 0000:65:00.0\)"):
+        guest_plan([{'name': 'c', 'vfs': [{'pf': '0000:65:02.0', 'index': 0}]}], builtin, defaults,
+                   host + [{'address': '0000:65:02.0', 'physfn': '0000:65:00.0'}])
+    # the host not readable (a remote URI): the module finds (and checks) the VF itself
+    plan, = guest_plan([{'name': 'd', 'profile': 'sriov_nic', 'vfs': [{'pf': '0000:65:00.0', 'index': 3}]}], builtin, defaults)
+    assert plan['config'][0]['source'] == {'pf': '0000:65:00.0', 'vf': 3} and plan['sriov'] == []
+
+
+@pytest.mark.parametrize('gpu', [
+    '01:00', '0000:01:00.0', ['0000:01:00.0', '0000:01:00.1'], ['01:00.1', '01:00.0'], ['01:00', '01:00.1']])
+def test_a_gpu_named_by_slot_or_by_each_function_is_each_function_once(builtin, defaults, gpu):
+    plan, = guest_plan([{'name': 'g', 'profile': 'gpu_passthrough', 'gpu': gpu, 'networks': []}],
+                       builtin, defaults, GPU_HOST)
+    hostdevs = [device for device in plan['config'] if device['kind'] == 'hostdev']
+    assert [(device['address'], device['guest_address']) for device in hostdevs] == [
+        ('0000:01:00.0', '0000:00:10.0'), ('0000:01:00.1', '0000:00:10.1')]
+    assert plan['vfio'] == ['0000:01:00.0', '0000:01:00.1']
+    _device_engine.declare(plan['config'], 'g')
+
+
+def test_two_gpus_and_gpus_without_the_host_read(builtin, defaults):
+    plan, = guest_plan([{'name': 'g', 'profile': 'gpu_passthrough', 'gpu': ['02:00.0', '01:00.1', '01:00.0']}],
+                       builtin, defaults, GPU_HOST)
+    assert [(device['address'], device['guest_address']) for device in plan['config'] if device['kind'] == 'hostdev'] == [
+        ('0000:02:00.0', '0000:00:10.0'), ('0000:01:00.0', '0000:00:11.0'), ('0000:01:00.1', '0000:00:11.1')]
+    # host not read: the functions named, each once (function 0 for a slot named by itself)
+    plan, = guest_plan([{'name': 'g', 'profile': 'gpu_passthrough', 'gpu': ['01:00.1', '01:00.0', '01:00.1', '03:00']}],
+                       builtin, defaults)
+    assert [device['address'] for device in plan['config'] if device['kind'] == 'hostdev'] == [
+        '0000:01:00.0', '0000:01:00.1', '0000:03:00.0']
 
 
 def test_networks_come_from_guest_then_profile_then_default(builtin, defaults):
@@ -124,8 +175,12 @@ def test_networks_come_from_guest_then_profile_then_default(builtin, defaults):
     ([{'name': 'a', 'profile': 'x'}], {'x': {'nic_model': 'virtio'}}, 'profiles.x: needs disk_bus, disk_prefix'),
     ([{'name': 'a', 'profile': 'x'}], {'x': {'nic': 'virtio'}}, 'profiles.x: unknown keys nic'),
     ([{'name': 'a', 'gpu': '09:00'}], None, "guests[0] (a).gpu: '09:00': the host has no PCI device at 0000:09:00"),
-    ([{'name': 'a', 'vfs': [{'pf': 'p9', 'index': 0}]}], None, "guests[0] (a).vfs[0].pf: 'p9' is not an SR-IOV PF"),
-    ([{'name': 'a', 'vfs': [{'address': '0000:65:02.0', 'trust': True}]}], None, 'vfs[0].trust: a trusted VF needs a mac'),
+    ([{'name': 'a', 'vfs': [{'pf': 'p9', 'index': 0}]}], None,
+     "guests[0] (a).vfs[0].pf: 'p9' is neither a PCI address nor a network interface of this host"),
+    ([{'name': 'a', 'vfs': [{'pf': '0000:01:00.0', 'index': 0}]}], None, 'vfs[0].pf: 0000:01:00.0 is not an SR-IOV PF'),
+    ([{'name': 'a', 'gpu': '01:00.4'}], None, "guests[0] (a).gpu: '01:00.4': the host has no function 0000:01:00.4"),
+    ([{'name': 'a', 'gpu': '01:00', 'host_devices': ['01:00.1']}], None,
+     'guests[0] (a): the host device 0000:01:00.1 is given twice (host_devices and gpu)'),
     ([{'name': 'a', 'host_devices': ['65:00']}], None, 'host_devices[0]'),
     ([{'name': 'a', 'domain': {'state': 'running'}}], None, 'guests[0] (a).domain.state: is set by the role'),
     ([{'name': 'a'}, {'name': 'a'}], None, 'guests: a listed more than once'),
@@ -149,3 +204,26 @@ def test_an_unknown_profile_or_exclude_names_the_guest_and_the_entry(builtin, de
         guest_plan([{'name': 'b1', 'profile': 'nosuch'}], builtin, defaults)
     with pytest.raises(AnsibleFilterError, match=r"guests\[0\] \(b1\)\.exclude\[1\]: 'nosuchdev' is no device id or kind"):
         guest_plan([{'name': 'b1', 'profile': 'virtio', 'exclude': ['rng', 'nosuchdev']}], builtin, defaults)
+
+
+@pytest.fixture(scope='module')
+def guest_options(request):
+    with open(request.config.rootpath / 'roles/guest/meta/argument_specs.yml', encoding='utf-8') as handle:
+        return yaml.safe_load(handle)['argument_specs']['main']['options']['guests']['options']
+
+
+@pytest.mark.parametrize('guests, expected', [
+    ([{'name': 'a', 'memory': '2G'}], ["guests[0] (a).memory: '2G' (str) is not a valid int"]),
+    ([{'name': 'a'}, {'name': 'b', 'vfs': [{'pf': 'ens1', 'index': 0}, {'address': '65:02.1', 'vlan': 'ten'}]}],
+     ["guests[1] (b).vfs[1].vlan: 'ten' (str) is not a valid int"]),
+    ([{'name': 'a', 'state': 'up', 'vsock': 'maybe'}],
+     ["guests[0] (a).state: 'up' is not one of present, running, shutoff", "guests[0] (a).vsock: 'maybe' (str) is not a valid bool"]),
+    ([{'name': 'a', 'mdevs': [{'uuid': 'x', 'parent': '0000:00:02.0'}]}], ['guests[0] (a).mdevs[0].mdev_type: is required']),
+    ([{'memory': 1}], ['guests[0].name: is required']),
+    ([{'name': 'a', 'disks': 'x.qcow2'}, 'b'], ["guests[0] (a).disks[0]: 'x.qcow2' (str) is not a valid dict",
+                                                "guests[1]: 'b' (str) is not a valid dict"]),
+    ([{'name': 'a', 'memory': '2048', 'vfs': [{'pf': 'ens1', 'index': '1', 'trust': 'yes'}]}], []),   # as ansible converts
+])
+def test_input_errors_name_the_guest_the_index_and_the_value(guest_options, guests, expected):
+    from ansible_collections.virtdev.libvirt.plugins.filter.guest_input_errors import guest_input_errors
+    assert guest_input_errors(guests, guest_options) == expected
