@@ -8,7 +8,8 @@
 #   sanity       ansible-test sanity on a copy of the collection (no ignore entries allowed)
 #   lint         ansible-lint (profile from .ansible-lint) over the whole repository
 #   molecule     `molecule test` of every roles/*/molecule/* scenario (default driver, this host)
-#   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd
+#   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd (aliases
+#                skip/embed, skip/libvirtd: one of them)
 #   matrix       the newest ansible-core (requirements/matrix.txt, Python 3.12, .state/venv-matrix): the unit
 #                tests that run modules and plugins, the sanity tests that differ by version, and the
 #                integration targets listed in MATRIX_TARGETS on the embedded driver
