@@ -219,6 +219,10 @@ PYEOF
     standin="$home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
     mkdir -p "$(dirname "$standin")"
     cp "$ROOT/tests/harness/get_pip_standin.py" "$standin"
+    # the pip wheel itself, so that each new environment installs pip once, from it (the stand-in falls
+    # back to ensurepip + an upgrade without it)
+    "$venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "$(dirname "$standin")/wheels" \
+        "pip==$pip_version" >/dev/null || warn "could not download pip $pip_version: the sanity venvs bootstrap pip the slow way"
     # ansible-test passes only HOME and PATH (+ a few) to pip: pip's settings must come from config
     # files (/etc/pip.conf, ...), and its cache is $home/.cache/pip.
     (cd "$dest" && PATH="$venv/bin:$PATH" HOME="$home" "$venv/bin/ansible-test" sanity --local --python "$pyver" --color no "$@")
