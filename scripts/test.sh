@@ -190,7 +190,7 @@ run_pytest_stage() {
 # run_sanity NAME VENV HOME [ansible-test sanity options...]: ansible-test of VENV on a copy of the
 # collection, with HOME (ansible-test's caches and per-test venvs) private to this checkout and VENV.
 run_sanity() {
-    local name="$1" venv="$2" home="$3" t dest pyver pip_version standin rc bad=()
+    local name="$1" tool_venv="$2" home="$3" t dest pyver pip_version standin rc bad=()
     shift 3
     header "$name: ansible-test sanity $*"
     t=$(now)
@@ -207,8 +207,8 @@ run_sanity() {
     # ansible-test creates one venv per sanity test and bootstraps pip in it with a get-pip script it
     # downloads from a host this machine cannot reach; a local stand-in in its cache dir is used
     # instead.
-    pyver=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    pip_version=$("$venv/bin/python" - "$pyver" <<'PYEOF'
+    pyver=$("$tool_venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    pip_version=$("$tool_venv/bin/python" - "$pyver" <<'PYEOF'
 import sys
 from ansible_test._internal.python_requirements import get_venv_packages
 class Python:  # the only attribute get_venv_packages reads
@@ -221,11 +221,11 @@ PYEOF
     cp "$ROOT/tests/harness/get_pip_standin.py" "$standin"
     # the pip wheel itself, so that each new environment installs pip once, from it (the stand-in falls
     # back to ensurepip + an upgrade without it)
-    "$venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "$(dirname "$standin")/wheels" \
+    "$tool_venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "$(dirname "$standin")/wheels" \
         "pip==$pip_version" >/dev/null || warn "could not download pip $pip_version: the sanity venvs bootstrap pip the slow way"
     # ansible-test passes only HOME and PATH (+ a few) to pip: pip's settings must come from config
     # files (/etc/pip.conf, ...), and its cache is $home/.cache/pip.
-    (cd "$dest" && PATH="$venv/bin:$PATH" HOME="$home" "$venv/bin/ansible-test" sanity --local --python "$pyver" --color no "$@")
+    (cd "$dest" && PATH="$tool_venv/bin:$PATH" HOME="$home" "$tool_venv/bin/ansible-test" sanity --local --python "$pyver" --color no "$@")
     rc=$?
     if [ "$rc" -eq 0 ]; then record PASS "$name" "$t"; else record FAIL "$name" "$t" "ansible-test exit code $rc"; fi
 }
