@@ -140,7 +140,11 @@ LIBVIRTD_DIR="$RUN_DIR/libvirtd"
 CAPS_CACHE="$STATE/qemu-caps"
 cleanup() {
     # an interrupted run: the second lane's process group first
-    if [ -n "${LANE2_PID:-}" ]; then kill -TERM -- "-$LANE2_PID" 2>/dev/null && wait "$LANE2_PID" 2>/dev/null; fi
+    if [ -n "${LANE2_PID:-}" ]; then
+        kill -TERM -- "-$LANE2_PID" 2>/dev/null && wait "$LANE2_PID" 2>/dev/null
+        printf '\n==== second lane: its output until it was stopped ====\n'
+        cat "$RUN_DIR/lane2.log" 2>/dev/null
+    fi
     # every private libvirtd started below RUN_DIR (integration's, and pytest sessions' that did not
     # get to their teardown) is stopped by PID before the directory goes
     local pidfile
