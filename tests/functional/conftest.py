@@ -115,6 +115,13 @@ def _module_environ(collection_pythonpath, env=None):
     return environ
 
 
+def _same_environ(one, other):
+    """Equal but for pytest's PYTEST_CURRENT_TEST (set anew for every test; no module reads it)."""
+    ignored = ('PYTEST_CURRENT_TEST',)
+    return ({k: v for k, v in one.items() if k not in ignored}
+            == {k: v for k, v in other.items() if k not in ignored})
+
+
 @pytest.fixture(scope='session')
 def module_forkserver(tmp_path_factory, collection_pythonpath):
     """The fork server that runs modules for ``run_module`` (None when switched off)."""
@@ -141,7 +148,7 @@ def run_module(tmp_path, collection_pythonpath, module_forkserver):
         argsfile.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': module_args}), encoding='utf-8')
         environ = _module_environ(collection_pythonpath, env)
         module = '%s.%s' % (MODULE_PACKAGE, name)
-        if module_forkserver is not None and environ == module_forkserver.env:
+        if module_forkserver is not None and _same_environ(environ, module_forkserver.env):
             returncode, stdout, stderr = module_forkserver.run(module, str(argsfile), str(tmp_path), timeout)
             proc = subprocess.CompletedProcess([module], returncode, stdout, stderr)
         else:
