@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 PRELOAD = ('ansible.module_utils.basic', 'libvirt', 'lxml.etree')
 
@@ -140,6 +141,15 @@ class ForkServer:
             pid = json.loads(reader.readline())['pid']
             line = reader.readline()
             rc = json.loads(line)['rc'] if line else -signal.SIGKILL   # died without a word: killed
+            reader.read()   # EOF: the child is exiting
+            # like subprocess.run, return once the process is gone: until then it may still hold what it
+            # locked (an embed root's driver.pid); the server reaps it at once (SIGCHLD ignored)
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.002)
         except socket.timeout:
             if pid:
                 try:
