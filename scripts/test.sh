@@ -8,7 +8,8 @@
 #   sanity       ansible-test sanity on a copy of the collection (no ignore entries allowed)
 #   lint         ansible-lint (profile from .ansible-lint) over the whole repository
 #   molecule     `molecule test` of every roles/*/molecule/* scenario (default driver, this host)
-#   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd
+#   integration  every tests/integration/targets/* on a fresh embed root AND on a private libvirtd (aliases
+#                skip/embed, skip/libvirtd: one of them)
 #   matrix       the newest ansible-core (requirements/matrix.txt, Python 3.12, .state/venv-matrix): the unit
 #                tests that run modules and plugins, the sanity tests that differ by version, and the
 #                integration targets listed in MATRIX_TARGETS on the embedded driver
@@ -23,6 +24,14 @@
 #   scripts/test.sh --only unit,sanity       # some stages (--only may be repeated)
 #   scripts/test.sh --only integration --target harness_smoke
 #   scripts/test.sh --no-bootstrap ...       # skip scripts/bootstrap.sh (quick loops)
+#   scripts/test.sh --serial ...             # one stage at a time (see below)
+#
+# Two lanes share the machine's cores: the stages that boot TCG guests (functional, kernel) run one after
+# the other in the main lane, whose output is printed as it comes; the other stages run one after the
+# other in a second lane at the same time, their output kept in a log that is printed when the main lane
+# is done (each of their results is also announced as it comes, marked 'lane 2'). No stage depends on
+# another's output; each has its own directories, embed roots and private libvirtd. --serial (or
+# VIRTDEV_TEST_SERIAL=1) runs the stages in the order listed above, in one lane.
 #
 # Ends with a line 'N passed, N failed' (stages; each integration target on each URI counts once)
 # and exits non-zero when anything failed.
@@ -36,6 +45,9 @@ ALL_STAGES=(unit functional bench kernel sanity lint molecule integration matrix
 ONLY=()
 TARGETS=()
 BOOTSTRAP=1
+SERIAL="${VIRTDEV_TEST_SERIAL:-0}"
+# the stages that boot TCG guests: the main lane; the rest go to the second lane
+GUEST_STAGES=(functional kernel)
 
 usage() { awk 'NR > 1 && /^# GNU/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
@@ -58,6 +70,7 @@ while [ $# -gt 0 ]; do
         shift 2
         ;;
     --no-bootstrap) BOOTSTRAP=0; shift ;;
+    --serial) SERIAL=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -68,37 +81,43 @@ done
 [ "${#ONLY[@]}" -gt 0 ] || ONLY=("${ALL_STAGES[@]}")
 
 T0=$(now)
-RESULTS=()     # "status|name|seconds|note"
-PASSED=0
-FAILED=0
-SKIPPED=0
+RESULTS=()     # "stage|status|name|seconds|note"
+CURRENT_STAGE=bootstrap  # the stage that is running (results are listed by stage in the summary)
+LANE=""        # set in the second lane: its results are also announced on the console (fd 3)
+exec 3>&1
 
 record() { # status name start [note]
-    local status="$1" name="$2" secs
+    local status="$1" name="$2" secs line
     secs=$(elapsed "$3")
-    RESULTS+=("$status|$name|$secs|${4:-}")
-    case "$status" in
-    PASS) PASSED=$((PASSED + 1)) ;;
-    FAIL) FAILED=$((FAILED + 1)) ;;
-    *) SKIPPED=$((SKIPPED + 1)) ;;
-    esac
-    printf -- '---- %s: %s (%s s)%s\n' "$name" "$status" "$secs" "${4:+ - $4}"
+    RESULTS+=("$CURRENT_STAGE|$status|$name|$secs|${4:-}")
+    line=$(printf -- '---- %s: %s (%s s)%s' "$name" "$status" "$secs" "${4:+ - $4}")
+    printf '%s\n' "$line"
+    if [ -n "$LANE" ]; then printf '%s [%s, %s]\n' "$line" "$LANE" "$(date '+%H:%M:%S')" >&3; fi
 }
 
 header() { printf '\n==== %s ==== %s\n' "$1" "$(date '+%H:%M:%S')"; }
 
 summary() {
-    local line status name secs note
+    local line stage status name secs note PASSED=0 FAILED=0 SKIPPED=0
     printf '\n==== summary (%s s) ====\n' "$(elapsed "$T0")"
-    for line in "${RESULTS[@]}"; do
-        IFS='|' read -r status name secs note <<<"$line"
-        printf '  %-4s  %-40s %7s s  %s\n' "$status" "$name" "$secs" "$note"
+    for stage in bootstrap "${ALL_STAGES[@]}" reliability-page; do
+        for line in "${RESULTS[@]}"; do
+            IFS='|' read -r status name secs note <<<"${line#*|}"
+            [ "${line%%|*}" = "$stage" ] || continue
+            printf '  %-4s  %-40s %7s s  %s\n' "$status" "$name" "$secs" "$note"
+            case "$status" in
+            PASS) PASSED=$((PASSED + 1)) ;;
+            FAIL) FAILED=$((FAILED + 1)) ;;
+            *) SKIPPED=$((SKIPPED + 1)) ;;
+            esac
+        done
     done
     if [ "$SKIPPED" -gt 0 ]; then
         printf '%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
     else
         printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
     fi
+    [ "$FAILED" -eq 0 ]
 }
 
 # --- set-up ------------------------------------------------------------------------------------
@@ -120,6 +139,12 @@ RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/virtdev-test.XXXXXX")
 LIBVIRTD_DIR="$RUN_DIR/libvirtd"
 CAPS_CACHE="$STATE/qemu-caps"
 cleanup() {
+    # an interrupted run: the second lane's process group first
+    if [ -n "${LANE2_PID:-}" ]; then
+        kill -TERM -- "-$LANE2_PID" 2>/dev/null && wait "$LANE2_PID" 2>/dev/null
+        printf '\n==== second lane: its output until it was stopped ====\n'
+        cat "$RUN_DIR/lane2.log" 2>/dev/null
+    fi
     # every private libvirtd started below RUN_DIR (integration's, and pytest sessions' that did not
     # get to their teardown) is stopped by PID before the directory goes
     local pidfile
@@ -169,7 +194,7 @@ run_pytest_stage() {
 # run_sanity NAME VENV HOME [ansible-test sanity options...]: ansible-test of VENV on a copy of the
 # collection, with HOME (ansible-test's caches and per-test venvs) private to this checkout and VENV.
 run_sanity() {
-    local name="$1" venv="$2" home="$3" t dest pyver pip_version standin rc bad=()
+    local name="$1" tool_venv="$2" home="$3" t dest pyver pip_version standin rc bad=()
     shift 3
     header "$name: ansible-test sanity $*"
     t=$(now)
@@ -186,8 +211,8 @@ run_sanity() {
     # ansible-test creates one venv per sanity test and bootstraps pip in it with a get-pip script it
     # downloads from a host this machine cannot reach; a local stand-in in its cache dir is used
     # instead.
-    pyver=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    pip_version=$("$venv/bin/python" - "$pyver" <<'PYEOF'
+    pyver=$("$tool_venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    pip_version=$("$tool_venv/bin/python" - "$pyver" <<'PYEOF'
 import sys
 from ansible_test._internal.python_requirements import get_venv_packages
 class Python:  # the only attribute get_venv_packages reads
@@ -198,9 +223,13 @@ PYEOF
     standin="$home/.ansible/test/cache/get_pip_${pip_version//./_}.py"
     mkdir -p "$(dirname "$standin")"
     cp "$ROOT/tests/harness/get_pip_standin.py" "$standin"
+    # the pip wheel itself, so that each new environment installs pip once, from it (the stand-in falls
+    # back to ensurepip + an upgrade without it)
+    "$tool_venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "$(dirname "$standin")/wheels" \
+        "pip==$pip_version" >/dev/null || warn "could not download pip $pip_version: the sanity venvs bootstrap pip the slow way"
     # ansible-test passes only HOME and PATH (+ a few) to pip: pip's settings must come from config
     # files (/etc/pip.conf, ...), and its cache is $home/.cache/pip.
-    (cd "$dest" && PATH="$venv/bin:$PATH" HOME="$home" "$venv/bin/ansible-test" sanity --local --python "$pyver" --color no "$@")
+    (cd "$dest" && PATH="$tool_venv/bin:$PATH" HOME="$home" "$tool_venv/bin/ansible-test" sanity --local --python "$pyver" --color no "$@")
     rc=$?
     if [ "$rc" -eq 0 ]; then record PASS "$name" "$t"; else record FAIL "$name" "$t" "ansible-test exit code $rc"; fi
 }
@@ -495,16 +524,57 @@ stage_release() {
     release_step docsite release_docsite
 }
 
-want unit && run_pytest_stage unit tests/unit 300
-want functional && run_pytest_stage functional tests/functional 900
-want bench && run_pytest_stage bench tests/benchmarks 600
-want kernel && run_pytest_stage kernel tests/kernel 900
-want sanity && stage_sanity
-want lint && stage_lint
-want molecule && stage_molecule
-want integration && stage_integration
-want matrix && stage_matrix
-want release && stage_release
+run_stage() {
+    CURRENT_STAGE="$1"
+    case "$1" in
+    unit) run_pytest_stage unit tests/unit 300 ;;
+    functional) run_pytest_stage functional tests/functional 900 ;;
+    bench) run_pytest_stage bench tests/benchmarks 600 ;;
+    kernel) run_pytest_stage kernel tests/kernel 900 ;;
+    sanity) stage_sanity ;;
+    lint) stage_lint ;;
+    molecule) stage_molecule ;;
+    integration) stage_integration ;;
+    matrix) stage_matrix ;;
+    release) stage_release ;;
+    esac
+}
+
+LANE1=() LANE2=()
+for stage in "${ALL_STAGES[@]}"; do
+    want "$stage" || continue
+    if [ "$SERIAL" = 1 ] || [[ " ${GUEST_STAGES[*]} " == *" $stage "* ]]; then LANE1+=("$stage"); else LANE2+=("$stage"); fi
+done
+if [ "${#LANE1[@]}" -eq 0 ]; then LANE1=("${LANE2[@]}") LANE2=(); fi   # nothing to share the machine with
+LANE2_PID=""
+if [ "${#LANE2[@]}" -gt 0 ]; then
+    printf '\nsecond lane: %s (output in %s, printed after the main lane: %s)\n' "${LANE2[*]}" "$RUN_DIR/lane2.log" "${LANE1[*]}"
+    # its own process group, so that an interrupted run stops all of it (cleanup)
+    set -m
+    # shellcheck disable=SC2030,SC2031  # the lane's RESULTS come back through lane2.results
+    (
+        LANE="lane 2" RESULTS=()
+        for stage in "${LANE2[@]}"; do run_stage "$stage"; done
+        printf '%s\n' "${RESULTS[@]}" >"$RUN_DIR/lane2.results"
+    ) >"$RUN_DIR/lane2.log" 2>&1 </dev/null &
+    LANE2_PID=$!
+    set +m
+fi
+for stage in "${LANE1[@]}"; do run_stage "$stage"; done
+if [ -n "$LANE2_PID" ]; then
+    header "second lane (${LANE2[*]}): waiting for it"
+    wait "$LANE2_PID"
+    LANE2_PID=""
+    header "second lane (${LANE2[*]}): its output"
+    cat "$RUN_DIR/lane2.log"
+    if [ -s "$RUN_DIR/lane2.results" ]; then
+        # shellcheck disable=SC2031
+        mapfile -t -O "${#RESULTS[@]}" RESULTS <"$RUN_DIR/lane2.results"
+    else
+        CURRENT_STAGE="${LANE2[0]}" record FAIL "second lane" "$T0" "it ended without results (${LANE2[*]})"
+    fi
+fi
+CURRENT_STAGE=reliability-page
 
 # docs/reliability.md from the figures of this run (the fault and race tests run in the functional stage)
 if want functional; then
@@ -519,4 +589,3 @@ if want functional; then
 fi
 
 summary
-[ "$FAILED" -eq 0 ]

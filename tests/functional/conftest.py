@@ -14,7 +14,10 @@
 * ``run_module(name, args, check_mode=False, diff=False)``: runs
   ``python -m ansible_collections.virtdev.libvirt.plugins.modules.<name> ARGSFILE`` in a subprocess,
   importing the collection from the working tree (no rebuild needed), and returns the module's JSON
-  result (``rc`` added). Raises ``ModuleOutputError`` when the output is not JSON.
+  result (``rc`` added). Raises ``ModuleOutputError`` when the output is not JSON. Runs go through a
+  session-wide fork server (tests/functional/module_forkserver.py: the same process semantics without
+  Python's and ansible-core's start-up each time) unless ``env`` changes the environment or
+  ``VIRTDEV_MODULE_FORKSERVER=0``.
 * ``virsh(uri, *args, xml=None, check=True)``: runs ``virsh -c URI ARGS``; ``xml`` is written to a
   file whose path replaces the ``{xml}`` argument. Returns stdout; with ``check=False`` the
   ``CompletedProcess``.
@@ -104,8 +107,36 @@ def embed_uri(tmp_path, embed_template):
     return embed.prepare_embed_root(str(tmp_path / 'embed'), seed_from=embed_template)
 
 
+def _module_environ(collection_pythonpath, env=None):
+    environ = dict(os.environ)
+    environ['PYTHONPATH'] = os.pathsep.join(
+        [str(collection_pythonpath)] + [p for p in environ.get('PYTHONPATH', '').split(os.pathsep) if p])
+    environ.update(env or {})
+    return environ
+
+
+def _same_environ(one, other):
+    """Equal but for pytest's PYTEST_CURRENT_TEST (set anew for every test; no module reads it)."""
+    ignored = ('PYTEST_CURRENT_TEST',)
+    return ({k: v for k, v in one.items() if k not in ignored}
+            == {k: v for k, v in other.items() if k not in ignored})
+
+
+@pytest.fixture(scope='session')
+def module_forkserver(tmp_path_factory, collection_pythonpath):
+    """The fork server that runs modules for ``run_module`` (None when switched off)."""
+    if os.environ.get('VIRTDEV_MODULE_FORKSERVER', '1') in ('0', 'false', 'no'):
+        yield None
+        return
+    import module_forkserver as forkserver  # pylint: disable=import-outside-toplevel,import-error
+    server = forkserver.ForkServer(str(tmp_path_factory.mktemp('forkserver')),
+                                   _module_environ(collection_pythonpath), 'ansible_collections.virtdev.libvirt')
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def run_module(tmp_path, collection_pythonpath):
+def run_module(tmp_path, collection_pythonpath, module_forkserver):
     counter = [0]
 
     def run(name, args, check_mode=False, diff=False, timeout=600, env=None):
@@ -115,13 +146,15 @@ def run_module(tmp_path, collection_pythonpath):
         module_args['_ansible_check_mode'] = check_mode
         module_args['_ansible_diff'] = diff
         argsfile.write_text(json.dumps({'ANSIBLE_MODULE_ARGS': module_args}), encoding='utf-8')
-        environ = dict(os.environ)
-        environ['PYTHONPATH'] = os.pathsep.join(
-            [str(collection_pythonpath)] + [p for p in environ.get('PYTHONPATH', '').split(os.pathsep) if p])
-        environ.update(env or {})
-        proc = subprocess.run([sys.executable, '-m', '%s.%s' % (MODULE_PACKAGE, name), str(argsfile)],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                              env=environ, cwd=str(tmp_path), check=False)
+        environ = _module_environ(collection_pythonpath, env)
+        module = '%s.%s' % (MODULE_PACKAGE, name)
+        if module_forkserver is not None and _same_environ(environ, module_forkserver.env):
+            returncode, stdout, stderr = module_forkserver.run(module, str(argsfile), str(tmp_path), timeout)
+            proc = subprocess.CompletedProcess([module], returncode, stdout, stderr)
+        else:
+            proc = subprocess.run([sys.executable, '-m', module, str(argsfile)],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                                  env=environ, cwd=str(tmp_path), check=False)
         try:
             result = json.loads(proc.stdout)
         except ValueError:

@@ -285,9 +285,11 @@ def test_addresses_stay_put_with_live_only_devices(cooperative, run_module, tmp_
 def test_a_guest_shutting_down_meanwhile_keeps_the_declared_definition(guest, run_module):
     """Someone else shut the guest down while the module waited for an unplug: the definition is written, the
     module does not start a guest it did not stop, and the next boot has the declared NIC where it was plugged."""
-    vm = guest('leaving', cmdline='acpiphp.disable=1 virtdev_power=slow:6', devices=OLD_NIC)
+    # the guest powers off 20 s after the button: time enough for the module to be waiting for the unplug
+    # when it goes, even on a loaded machine (with 6 s, a slow start of the module found it already off)
+    vm = guest('leaving', cmdline='acpiphp.disable=1 virtdev_power=slow:20', devices=OLD_NIC)
     args = {'uri': vm['uri'], 'domain': vm['name'], 'state': 'overridden', 'config': NEW_NICS, 'overridden_kinds': ['interface'],
-            'detach_timeout': 40}
+            'detach_timeout': 60}
     virsh_out(vm['uri'], 'shutdown', vm['name'])
     assert live_guest.wait_for(vm['console'], live_guest.BUTTON)
 
