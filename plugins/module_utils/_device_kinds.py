@@ -18,7 +18,7 @@ import hashlib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    KIB_PER, DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, ResolvedOnHost, Source,
+    KIB_PER, DriverAttr, Field, Flag, HexId, HexInteger, Integer, Mac, NumberTuple, OnOff, PciAddress, ResolvedOnHost, Source,
     SpecError, Text, Uuid, Variant, YesNo,
 )
 
@@ -420,10 +420,12 @@ class GraphicsPort(Integer):
 
 
 class SizeMiB(Integer):
-    """``size_mib: 128`` → ``<size unit='MiB'>128</size>``; libvirt stores KiB, read back as MiB."""
+    """``size_mib: 128`` → ``<size unit='KiB'>131072</size>``: written in the unit libvirt stores for the element
+    (KiB for memory devices, M for shmem), so a device read back is described exactly by its options."""
 
-    def __init__(self, option, path, **kwargs):
+    def __init__(self, option, path, unit='KiB', **kwargs):
         super().__init__(option, path, None, **kwargs)
+        self.unit = unit
 
     def read(self, element):
         node = _xml.child(element, self.path)
@@ -436,8 +438,8 @@ class SizeMiB(Integer):
         if self.read(element) == value:
             return  # libvirt keeps KiB; the same size in another unit is no change
         node = _xml.child(element, self.path, create=True)
-        node.set('unit', 'MiB')
-        node.text = str(value)
+        node.set('unit', self.unit)
+        node.text = str(int(value * 1024 // KIB_PER[self.unit.lower()]))
 
     def clear(self, element):
         node = _xml.child(element, self.path)
@@ -500,6 +502,11 @@ INTERFACE = Kind(
                           'rtl8139, pcnet, ne2k_pci, i82559er, vmxnet3 ... (emulated).'),
         Integer('queues', 'driver', 'queues', minimum=1, maximum=256, description='virtio-net multiqueue count.'),
         Field('driver', 'driver', 'name', choices=('vhost', 'qemu'), description='virtio-net backend.'),
+        Integer('rx_queue_size', 'driver', 'rx_queue_size', minimum=256, maximum=1024,
+                description='virtio-net receive queue size (a power of two).'),
+        Integer('tx_queue_size', 'driver', 'tx_queue_size', minimum=256, maximum=1024,
+                description='virtio-net transmit queue size (a power of two).'),
+        Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000, description='Boot priority (network boot).'),
         Integer('mtu', 'mtu', 'size', minimum=68, maximum=65535, description='MTU the guest sees.'),
         Integer('vlan', 'vlan/tag', 'id', minimum=0, maximum=4095, description='VLAN tag (hostdev VFs, Open vSwitch).'),
         YesNo('managed', '', 'managed', description='For a hostdev source: libvirt detaches the VF from its host driver.'),
@@ -545,6 +552,13 @@ DISK = Kind(
                    description='Pass discard (TRIM) requests to the image.'),
         Integer('iothread', 'driver', 'iothread', minimum=1, maximum=1024,
                 description='virtio-blk: IOThread that serves the disk (the domain must define it).'),
+        DriverAttr('error_policy', 'error_policy', driver_name='qemu', choices=('stop', 'report', 'ignore', 'enospace'),
+                   description='What a write error does to the guest.'),
+        DriverAttr('rerror_policy', 'rerror_policy', driver_name='qemu', choices=('stop', 'report', 'ignore'),
+                   description='What a read error does to the guest.'),
+        DriverAttr('detect_zeroes', 'detect_zeroes', driver_name='qemu', choices=('off', 'on', 'unmap'),
+                   description='Detect writes of zeroes (unmap: discard them).'),
+        Flag('shareable', 'shareable', description='Shared between guests (no host caching).'),
         Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000,
                 description='Boot priority. It replaces libvirt\'s default <os><boot dev=\'hd\'/>; another <os> boot '
                             'order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'),
@@ -592,6 +606,21 @@ CONTROLLER = Kind(
         Integer('iothread', 'driver', 'iothread', minimum=1, maximum=1024, description='virtio-scsi IOThread.'),
         Integer('master_startport', 'master', 'startport', minimum=0, maximum=255,
                 description='USB companion controllers (ich9-uhci*): the first port on the master.'),
+        Integer('vectors', '', 'vectors', minimum=1, maximum=1024, description='virtio-serial MSI vectors.'),
+        # what libvirt fills in for PCI controllers (formatdomain "Controllers", PCI): the QEMU device it uses
+        # for the model, and the chassis and port numbers of root and downstream ports
+        Field('model_name', 'model', 'name', pattern=r'^[a-zA-Z0-9_.\-]+$', pattern_hint='pcie-root-port, '
+              'pcie-pci-bridge, ...', libvirt_fills=True,
+              description='PCI controllers: the QEMU device libvirt uses for the model (filled in by libvirt).'),
+        Integer('chassis', 'target', 'chassis', minimum=0, maximum=255, libvirt_fills=True,
+                description='PCIe root and downstream ports, pci-bridge: chassis number (filled in by libvirt).'),
+        HexInteger('port', 'target', 'port', minimum=0, maximum=255, libvirt_fills=True,
+                   description='PCIe root and downstream ports: port number (filled in by libvirt).'),
+        Integer('bus_nr', 'target', 'busNr', minimum=0, maximum=254,
+                description='pci-expander-bus, pcie-expander-bus: the bus number of the new root bus.'),
+        TextInteger('numa_node', 'target/node', minimum=0, maximum=255,
+                    description='pci-expander-bus, pcie-expander-bus: guest NUMA node.'),
+        OnOff('hotplug', 'target', 'hotplug', description='PCIe ports: allow hotplug into the port (default on).'),
     ],
     # USB2 companion controllers (ich9-uhci*) share their master's index, told apart by start port
     key=lambda spec: (None if spec.get('index') is None
@@ -627,6 +656,10 @@ VIDEO = Kind(
         Integer('vram', 'model', 'vram', minimum=1024, maximum=4194304, libvirt_fills=True,
                 description='Video memory in KiB.'),
         Integer('heads', 'model', 'heads', minimum=1, maximum=16, libvirt_fills=True, description='Screens.'),
+        Integer('ram', 'model', 'ram', minimum=1024, maximum=4194304, libvirt_fills=True,
+                description='qxl: secondary bar memory in KiB.'),
+        Integer('vgamem', 'model', 'vgamem', minimum=1024, maximum=4194304, libvirt_fills=True,
+                description='qxl: VGA framebuffer memory in KiB.'),
         YesNo('primary', 'model', 'primary', libvirt_fills=True, description='The primary adapter.'),
         YesNo('accel3d', 'model/acceleration', 'accel3d', description='virtio-gpu 3D acceleration (virgl).'),
     ],
@@ -643,10 +676,40 @@ SOUND = Kind(
         identity='`model`',
         hotplug='no'),
     fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7', 'pcspk'),
-                  description='Sound card model.')],
+                  description='Sound card model.'),
+            Field('codec', 'codec', 'type', choices=('duplex', 'micro', 'output'),
+                  description='ich6, ich9, ich7: the HDA codec the guest sees.'),
+            Integer('audio', 'audio', 'id', minimum=1, maximum=65535,
+                    description='The audio backend (kind audio, by id) the card plays through.')],
     key=ident('model', 'model'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('model',),
     description='An emulated sound card.', example={'kind': 'sound', 'model': 'ich9'})
+
+def _audio_of_a_device(element):
+    """libvirt adds an audio backend by itself; a spice one goes with the spice display (libvirt refuses
+    spice audio without spice graphics)."""
+    devices = element.getparent()
+    return (element.get('type') != 'spice' or devices is None
+            or devices.find("graphics[@type='spice']") is not None)
+
+
+AUDIO = Kind(
+    'audio', 'audio',
+    docs=KindDocs(
+        hw_class='emulated (the host side of sound cards)',
+        identity='`id`',
+        hotplug='no'),
+    fields=[Integer('id', '', 'id', minimum=1, maximum=65535,
+                    description='Audio backend id; sound cards and graphics name it (``<audio id=\'1\'/>``).'),
+            Field('type', '', 'type', choices=('none', 'alsa', 'coreaudio', 'dbus', 'jack', 'oss', 'pulseaudio',
+                                               'pipewire', 'sdl', 'spice', 'file'),
+                  description='Host audio backend.'),
+            Field('path', '', 'path', absolute_path=True, description='For type file: the output file.')],
+    key=ident('id', 'id'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('id', 'type'),
+    implicit=_audio_of_a_device,
+    description='An audio backend (where the guest\'s sound goes on the host); libvirt adds one by itself.',
+    example={'kind': 'audio', 'id': 1, 'type': 'none'})
 
 WATCHDOG = Kind(
     'watchdog', 'watchdog',
@@ -675,6 +738,8 @@ INPUT = Kind(
               description='Input device type.'),
         Field('bus', '', 'bus', choices=('ps2', 'usb', 'virtio', 'xen'), libvirt_fills=True,
               description='Bus: virtio (virtio-input) or ps2, usb (emulated).'),
+        Field('source_dev', 'source', 'dev', absolute_path=True,
+              description='For evdev and passthrough: the host input device (/dev/input/...).'),
     ],
     key=ident('input', 'type', 'bus'),
     loose=('type',),
@@ -689,7 +754,12 @@ def _char_fields(target_types, port=True):
         Field('source_path', 'source', 'path', libvirt_fills=True,
               description='Host path for file, unix and dev types.'),
         Field('source_mode', 'source', 'mode', choices=('bind', 'connect'), libvirt_fills=True,
-              description='Unix socket mode.'),
+              description='Unix or TCP socket mode.'),
+        Field('source_host', 'source', 'host', description='For tcp and udp: host address.'),
+        Field('source_service', 'source', 'service', pattern=r'^[0-9]+$', pattern_hint='a port number',
+              description='For tcp and udp: port.'),
+        Field('protocol', 'protocol', 'type', choices=('raw', 'telnet', 'telnets', 'tls'), libvirt_fills=True,
+              description='For tcp: the wire protocol.'),
         Field('target_type', 'target', 'type', choices=target_types, libvirt_fills=True,
               description='Guest side of the character device.'),
     ]
@@ -730,7 +800,9 @@ CONSOLE = Kind(
         hw_class='virtio (hvc) or emulated',
         identity='position per target type',
         hotplug='virtio'),
-    fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
+    fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False) + [
+        Integer('port', 'target', 'port', minimum=0, maximum=255, libvirt_fills=True,
+                description='Guest port number (libvirt numbers consoles itself).')],
     key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
     device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
     # the serial console libvirt mirrors from the first serial port (it goes with that port)
@@ -806,7 +878,12 @@ REDIRDEV = Kind(
     fields=[Field('type', '', 'type', choices=('spicevmc', 'tcp'), description='Redirection channel.'),
             Field('bus', '', 'bus', choices=('usb',), default='usb', description='Bus.'),
             Field('host', 'source', 'host', description='For tcp: the usbredir server host.'),
-            Field('service', 'source', 'service', description='For tcp: the usbredir server port.')],
+            Field('service', 'source', 'service', description='For tcp: the usbredir server port.'),
+            Field('source_mode', 'source', 'mode', choices=('bind', 'connect'), libvirt_fills=True,
+                  description='For tcp: socket mode.'),
+            Field('protocol', 'protocol', 'type', choices=('raw', 'telnet', 'telnets', 'tls'), libvirt_fills=True,
+                  description='For tcp: the wire protocol.'),
+            Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000, description='Boot priority.')],
     key=lambda spec: ('redir', spec.get('type'), spec.get('host'), spec.get('service')), repeatable=True,
     device_class=lambda spec: EMULATED, hotplug=True, required=('type',),
     description='USB redirection (SPICE or usbredir over TCP); repeat the entry for several channels.',
@@ -830,9 +907,16 @@ GRAPHICS = Kind(
         hotplug='password live'),
     fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
             GraphicsListen('listen', '', 'listen', description='Listen address.'),
+            Field('listen_type', 'listen', 'type', choices=('address', 'network', 'socket', 'none'), libvirt_fills=True,
+                  description='What the display listens on: address (the default), socket, none (SPICE with a '
+                              'local client only), network.'),
             GraphicsPort('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
                          description='TCP port; -1 with autoport.'),
             YesNo('autoport', '', 'autoport', libvirt_fills=True, description='Pick a free port at start.'),
+            Field('image_compression', 'image', 'compression',
+                  choices=('auto_glz', 'auto_lz', 'quic', 'glz', 'lz', 'off'),
+                  description='SPICE: image compression (off suits a local client).'),
+            YesNo('gl', 'gl', 'enable', description='SPICE: OpenGL acceleration (virgl).'),
             SecretAttr('password', '', 'passwd',
                        description="Console password (VNC: at most 8 characters). Never shown: results show "
                                    "C(%s) when a password is set, and that value given back keeps the current "
@@ -980,6 +1064,8 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         Field('rom_file', 'rom', 'file', absolute_path=True,
               description='Option ROM image (absolute path) to expose instead of the device\'s own.'),
         YesNo('rom_enabled', 'rom', 'enabled', description='Expose an option ROM at all.'),
+        OnOff('rom_bar', 'rom', 'bar', description='Map the option ROM into the guest\'s memory (off breaks hotplug).'),
+        Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000, description='Boot priority.'),
         PciAddress('guest_address', 'address', pci_type=True, libvirt_fills=True,
                    description='Where the guest sees the device (DDDD:BB:SS.F); libvirt chooses when omitted. '
                                'Give the functions of one host device the same guest slot to keep them one '
@@ -995,6 +1081,9 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         HexId('product', 'source/product', 'id', description='USB product id.'),
         NumberTuple('address', 'source/address', ('bus', 'device'), '.',
                     description='USB BUS.DEVICE, when vendor:product is ambiguous or not known.'),
+        YesNo('managed', '', 'managed', libvirt_fills=True, description='Let libvirt detach the device from its '
+              'host driver (libvirt writes no for USB, SCSI and mdev devices).'),
+        Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000, description='Boot priority.'),
     ], key=_usb_key, required=(),
         description='A host USB device passed through.',
         example={'kind': 'hostdev', 'type': 'usb', 'vendor': '0x046d', 'product': '0xc52b'}),
@@ -1004,6 +1093,7 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         Field('model', '', 'model', choices=('vfio-pci', 'vfio-ccw', 'vfio-ap'), description='mdev device API.'),
         OnOff('display', '', 'display', description='vGPU display (vfio-pci).'),
         OnOff('ramfb', '', 'ramfb', description='Boot display through ramfb (vfio-pci).'),
+        YesNo('managed', '', 'managed', libvirt_fills=True, description='Written by libvirt (no).'),
     ], key=ident('mdev', 'uuid'), required=('uuid', 'model'),
         description='A mediated device (vGPU, vfio-ccw, vfio-ap).',
         example={'kind': 'hostdev', 'type': 'mdev', 'model': 'vfio-pci',
@@ -1014,14 +1104,38 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         NumberTuple('address', 'source/address', ('bus', 'target', 'unit'), ':',
                     description='SCSI BUS:TARGET:UNIT on the adapter.'),
         Flag('readonly', 'readonly', description='Read-only LUN.'),
+        YesNo('managed', '', 'managed', libvirt_fills=True, description='Written by libvirt (no).'),
     ], key=ident('scsi', 'adapter', 'address'), required=('adapter', 'address'),
         description='A host SCSI LUN passed through.',
         example={'kind': 'hostdev', 'type': 'scsi', 'adapter': 'scsi_host0', 'address': '0:0:1'}),
 ], description='A host device passed through: pci (VFIO), usb, mdev or scsi.')
 
+HUB = Kind(
+    'hub', 'hub',
+    docs=KindDocs(hw_class='emulated', identity='position among hubs', hotplug='no'),
+    fields=[Field('type', '', 'type', choices=('usb',), default='usb', description='Hub type.')],
+    key=lambda spec: ('hub', spec.get('type')), repeatable=True,
+    device_class=lambda spec: EMULATED, hotplug=False,
+    description='A USB hub (more ports on a USB bus); repeat the entry for several hubs.',
+    example={'kind': 'hub', 'type': 'usb'})
+
+SHMEM = Kind(
+    'shmem', 'shmem',
+    docs=KindDocs(hw_class='emulated', identity='`name`', hotplug='no'),
+    fields=[Field('name', '', 'name', pattern=r'^[A-Za-z0-9_.\-]+$', pattern_hint='letters, digits, _ . -',
+                  description='Name of the shared memory region on the host; its identity.'),
+            Field('model', 'model', 'type', choices=('ivshmem', 'ivshmem-plain', 'ivshmem-doorbell'),
+                  libvirt_fills=True, description='Device model.'),
+            SizeMiB('size_mib', 'size', unit='M', minimum=1, maximum=16 * 1024 * 1024, libvirt_fills=True,
+                    description='Size in MiB (a power of two).')],
+    key=ident('name', 'name'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('name',),
+    description='Shared memory between guests and the host (ivshmem).',
+    example={'kind': 'shmem', 'name': 'ivshmem0', 'model': 'ivshmem-plain', 'size_mib': 4})
+
 KINDS = {kind.name: kind for kind in (
-    INTERFACE, DISK, CONTROLLER, VIDEO, SOUND, WATCHDOG, INPUT, SERIAL, PARALLEL, CONSOLE, CHANNEL, TPM, PANIC,
-    SMARTCARD, REDIRDEV, GRAPHICS, MEMBALLOON, VSOCK, FILESYSTEM, IOMMU, RNG, MEMORY, HOSTDEV)}
+    INTERFACE, DISK, CONTROLLER, VIDEO, SOUND, AUDIO, WATCHDOG, INPUT, SERIAL, PARALLEL, CONSOLE, CHANNEL, TPM, PANIC,
+    SMARTCARD, REDIRDEV, GRAPHICS, MEMBALLOON, VSOCK, FILESYSTEM, IOMMU, RNG, MEMORY, HOSTDEV, HUB, SHMEM)}
 KINDS_BY_TAG = {kind.tag: kind for kind in KINDS.values()}
 
 
@@ -1063,18 +1177,7 @@ class Untyped:
         return None
 
 
-def _audio_of_a_device(element):
-    """libvirt adds an audio backend by itself; a spice one goes with the spice display (libvirt refuses
-    spice audio without spice graphics)."""
-    devices = element.getparent()
-    return (element.get('type') != 'spice' or devices is None
-            or devices.find("graphics[@type='spice']") is not None)
-
-
 UNTYPED = {row.tag: row for row in (
-    Untyped('hub', ('@type',)),
-    Untyped('audio', ('@id',), implicit=_audio_of_a_device),
-    Untyped('shmem', ('@name',)),
     Untyped('crypto', ('@model', '@type')),
     Untyped('pstore', ('@backend',)),
     Untyped('redirfilter', ()),
