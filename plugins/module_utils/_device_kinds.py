@@ -409,6 +409,26 @@ class GraphicsListen(Field):
             element.remove(node)
 
 
+class GraphicsListenType(Field):
+    """``listen_type: none``: a display without a network listener (SPICE with a local client only);
+    ``address``, libvirt's default, reads as unset, like the bare ``<listen type='address'/>`` libvirt adds."""
+
+    def read(self, element):
+        value = super().read(element)
+        return None if value == 'address' else value
+
+    def clear(self, element):
+        node = _xml.child(element, self.path)
+        if node is not None and node.get(self.attr) == 'none':
+            element.remove(node)
+
+
+def _listen_none_has_no_address(spec):
+    if spec.get('listen_type') == 'none' and spec.get('listen') is not None:
+        return 'listen_type', "'none' listens nowhere, but listen gives an address (%s)" % spec['listen']
+    return None
+
+
 class GraphicsPort(Integer):
     """``port: -1`` with ``autoport``: QEMU picks the port at start; the running guest shows the one it got,
     which is no difference from -1."""
@@ -907,9 +927,9 @@ GRAPHICS = Kind(
         hotplug='password live'),
     fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
             GraphicsListen('listen', '', 'listen', description='Listen address.'),
-            Field('listen_type', 'listen', 'type', choices=('address', 'network', 'socket', 'none'), libvirt_fills=True,
-                  description='What the display listens on: address (the default), socket, none (SPICE with a '
-                              'local client only), network.'),
+            GraphicsListenType('listen_type', 'listen', 'type', choices=('none', 'address'),
+                               description='none: no network listener (SPICE with a local client only); address '
+                                           '(the default): listen on an address.'),
             GraphicsPort('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
                          description='TCP port; -1 with autoport.'),
             YesNo('autoport', '', 'autoport', libvirt_fills=True, description='Pick a free port at start.'),
@@ -925,7 +945,7 @@ GRAPHICS = Kind(
     key=ident('type', 'type'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('type',),
     live_update=only_differ('password'), implied=(('listen', {'type': 'address'}),), live_fills=('listen',),
-    limits=(_vnc_password_length,),
+    limits=(_vnc_password_length, _listen_none_has_no_address),
     description='A graphical console (VNC, SPICE).',
     example={'kind': 'graphics', 'type': 'vnc', 'listen': '127.0.0.1', 'autoport': True})
 

@@ -248,8 +248,8 @@ def test_gathered_feeds_back_without_change():
     # vda has parts no option describes (boot order, iotune): shown losslessly as xml, still classed
     (vda,) = [item for item in gathered if item['kind'] == 'xml' and "dev=\"vda\"" in item['xml']]
     assert vda['class'] == 'virtio'
-    hostdevs = [item for item in gathered if item.get('xml', '').startswith('<hostdev')]
-    assert [item['class'] for item in hostdevs] == ['passthrough']  # <rom bar> is not an option yet: xml
+    hostdevs = [item for item in gathered if item['kind'] == 'hostdev']
+    assert [(item['class'], item['rom_bar']) for item in hostdevs] == [('passthrough', True)]
     for state in ('merged', 'replaced', 'overridden'):
         result = engine.plan(DOMAIN, engine.declare(gathered, 'web01'), state)
         assert not result.changed, (state, result.commands)
