@@ -81,7 +81,7 @@ class Kind:
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
                  live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices,
-                 docs=None, limits=()):
+                 docs=None, limits=(), assigned=()):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
@@ -115,6 +115,8 @@ class Kind:
         # (element, where) -> the passthrough guards' requests for the host devices it takes
         self.host_devices = host_devices
         self.docs = docs                  # KindDocs: the row in the generated Markdown tables
+        # (path, attribute) pairs libvirt assigns by itself on every define: never an option, never a difference
+        self.assigned = assigned
 
     # -- what an existing element is (the same questions Untyped rows answer) ------------------------
     def element_identity(self, element):
@@ -194,19 +196,28 @@ class Kind:
         return element
 
     def without_implied(self, element):
-        if not any(_is_implied(child, self.implied) for child in element):
+        """The element without what libvirt adds or assigns by itself (for comparisons)."""
+        if not self.assigned and not any(_is_implied(child, self.implied) for child in element):
             return element
         element = _xml.copy(element)
         for child in [child for child in element if _is_implied(child, self.implied)]:
             element.remove(child)
+        for path, attr in self.assigned:
+            node = _xml.child(element, path)
+            if node is not None:
+                node.attrib.pop(attr, None)
         return element
 
     def keep_implied(self, new, existing):
         """Give a raw-XML device libvirt's defaults that ``existing`` has and ``new`` does not mention (the
-        device would otherwise differ on every run, as libvirt adds them again)."""
+        device would otherwise differ on every run, as libvirt adds them again), and the numbers libvirt assigned."""
         for child in existing:
             if _is_implied(child, self.implied) and new.find(child.tag) is None:
                 new.append(_xml.copy(child))
+        for path, attr in self.assigned:
+            theirs, ours = _xml.child(existing, path), _xml.child(new, path)
+            if theirs is not None and ours is not None and theirs.get(attr) is not None and ours.get(attr) is None:
+                ours.set(attr, theirs.get(attr))
         return new
 
     def lossless(self, element):
@@ -820,9 +831,9 @@ CONSOLE = Kind(
         hw_class='virtio (hvc) or emulated',
         identity='position per target type',
         hotplug='virtio'),
-    fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False) + [
-        Integer('port', 'target', 'port', minimum=0, maximum=255, libvirt_fills=True,
-                description='Guest port number (libvirt numbers consoles itself).')],
+    fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
+    # libvirt numbers consoles itself, again on every define (a virtio console after the serial one is port 1)
+    assigned=(('target', 'port'),),
     key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
     device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
     # the serial console libvirt mirrors from the first serial port (it goes with that port)

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -106,11 +107,10 @@ def embed_uri(tmp_path, embed_template):
 
 @pytest.fixture
 def run_module(tmp_path, collection_pythonpath):
-    counter = [0]
+    counter = itertools.count(1)   # next() is atomic: tests may run modules from several threads
 
     def run(name, args, check_mode=False, diff=False, timeout=600, env=None):
-        counter[0] += 1
-        argsfile = tmp_path / ('module-args-%d.json' % counter[0])
+        argsfile = tmp_path / ('module-args-%d.json' % next(counter))
         module_args = dict(args)
         module_args['_ansible_check_mode'] = check_mode
         module_args['_ansible_diff'] = diff
