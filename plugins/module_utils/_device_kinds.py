@@ -442,12 +442,26 @@ def _listen_none_has_no_address(spec):
 
 class GraphicsPort(Integer):
     """``port: -1`` with ``autoport``: QEMU picks the port at start; the running guest shows the one it got,
-    which is no difference from -1."""
+    which is no difference from -1.
+
+    libvirt ties the two together when it stores a definition: with autoport='yes' it drops a fixed port
+    (stored as -1), with autoport='no' it drops port -1. So a port is written with the autoport it means, or
+    the device would be written again on every run."""
 
     def write(self, element, value):
-        if value == -1 and element.get('autoport') == 'yes' and element.get(self.attr) is not None:
+        element.set('autoport', 'yes' if value == -1 else 'no')
+        if value == -1 and element.get(self.attr) is not None:
             return
         super().write(element, value)
+
+
+def _port_agrees_with_autoport(spec):
+    """libvirt drops a fixed port under autoport and port -1 without it (see GraphicsPort)."""
+    port, autoport = spec.get('port'), spec.get('autoport')
+    if port is None or autoport is None or (port == -1) == autoport:
+        return None
+    return 'port', ('%d with autoport %s: libvirt keeps %s (give port -1 with autoport true, or a port with '
+                    'autoport false)' % (port, autoport, 'no port' if port == -1 else 'port -1'))
 
 
 class SizeMiB(Integer):
@@ -492,6 +506,46 @@ class TextInteger(Text):
     def read(self, element):
         text = super().read(element)
         return int(text) if text is not None and text.isdigit() else text
+
+
+# --- limits only libvirt's QEMU driver enforces (each refused by libvirt 9.0 at define time) ------------
+
+def _power_of_two(*options):
+    def check(spec):
+        for option in options:
+            value = spec.get(option)
+            if value is not None and value & (value - 1):
+                return option, '%d is not a power of two (libvirt refuses it)' % value
+        return None
+    return check
+
+
+def _isa_serial_port(spec):
+    if spec.get('target_type') == 'isa-serial' and spec.get('port') is not None and spec['port'] > 3:
+        return 'port', '%d is out of range: QEMU has four ISA serial ports (0..3)' % spec['port']
+    return None
+
+
+def _xhci_ports(spec):
+    if spec.get('model') in ('qemu-xhci', 'nec-xhci') and spec.get('ports') is not None and spec['ports'] > 15:
+        return 'ports', '%d is out of range: a %s controller has at most 15 ports' % (spec['ports'], spec['model'])
+    return None
+
+
+def _video_heads(spec):
+    if (spec.get('heads') or 1) > 1 and spec.get('model') not in ('qxl', 'virtio'):
+        return 'heads', '%d heads: only qxl and virtio video adapters have more than one' % spec['heads']
+    return None
+
+
+def _one_ide_or_fdc_controller(spec):
+    """QEMU's x86 machines have one IDE controller (hda..hdd) and one floppy controller (fda, fdb)."""
+    target = spec.get('target') or ''
+    if (target.startswith('hd') and target > 'hdd') or (target.startswith('fd') and target > 'fdb'):
+        return 'target', ('%r is beyond the one %s controller QEMU has (%s)'
+                          % (target, 'IDE' if target.startswith('hd') else 'floppy',
+                             'hda..hdd' if target.startswith('hd') else 'fda, fdb'))
+    return None
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -548,6 +602,7 @@ INTERFACE = Kind(
     device_class=lambda spec: (PASSTHROUGH if {'hostdev', 'pf'} & set(spec.get('source', {}))
                                else VIRTIO if str(spec.get('model', '')).startswith('virtio') else EMULATED),
     hotplug=True, required=('source',), live_update=only_differ('link_state'),
+    limits=(_power_of_two('rx_queue_size', 'tx_queue_size'),),
     derived=Derived('mac', 'source', derived_mac, 'the MAC', "<mac address='...'/>"),
     host_devices=_ids.host_device_requests,   # type='hostdev': an SR-IOV virtual function
     description='A network interface.',
@@ -602,7 +657,7 @@ DISK = Kind(
     hotplug=lambda spec: _disk_bus(spec) in ('virtio', 'scsi', 'usb'),
     # changing the medium of a cdrom or floppy is what a running guest can take
     live_update=lambda old, new: new.get('device') in ('cdrom', 'floppy') and only_differ('source')(old, new),
-    required=('target',),
+    required=('target',), limits=(_one_ide_or_fdc_controller,),
     new_attrs={'type': 'file'},  # what libvirt writes for an empty cdrom; a source sets its own type
     removal_consent='disk',  # the guest may still write to it
     description='A disk, cdrom or floppy drive.',
@@ -660,7 +715,7 @@ CONTROLLER = Kind(
     device_class=lambda spec: (VIRTIO if str(spec.get('model', '')).startswith('virtio')
                                or spec.get('type') == 'virtio-serial' else EMULATED),
     hotplug=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
-    required=('type',),
+    required=('type',), limits=(_xhci_ports,),
     # libvirt adds the first controller of each type a device needs (PCI root, USB, SATA, IDE, SCSI,
     # virtio-serial, ...) and the PCI(e) buses (root ports, bridges) it places devices on
     implicit=lambda element: element.get('index') == '0' or element.get('type') == 'pci',
@@ -695,7 +750,7 @@ VIDEO = Kind(
         YesNo('accel3d', 'model/acceleration', 'accel3d', description='virtio-gpu 3D acceleration (virgl).'),
     ],
     key=lambda spec: ('video',), repeatable=True,
-    device_class=_virtio_if('model', 'virtio'), hotplug=False, required=('model',),
+    device_class=_virtio_if('model', 'virtio'), hotplug=False, required=('model',), limits=(_video_heads,),
     implicit=_first_video_of_a_display,
     description='A video adapter; the first one declared is matched to the first one defined.',
     example={'kind': 'video', 'model': 'virtio', 'heads': 1})
@@ -809,7 +864,7 @@ SERIAL = Kind(
     fields=_char_fields(('isa-serial', 'usb-serial', 'pci-serial', 'spapr-vio-serial', 'system-serial',
                          'sclp-serial', 'isa-debug')) + [
         Field('target_model', 'target/model', 'name', libvirt_fills=True, description='Guest-side device model.')],
-    key=ident('port', 'port'), loose=('target_type',),
+    key=ident('port', 'port'), loose=('target_type',), limits=(_isa_serial_port,),
     device_class=lambda spec: EMULATED, hotplug=lambda spec: spec.get('target_type') in ('usb-serial', 'pci-serial'),
     description='A serial port.', example={'kind': 'serial', 'type': 'pty', 'port': 0})
 
@@ -938,9 +993,10 @@ GRAPHICS = Kind(
         hotplug='password live'),
     fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
             GraphicsListen('listen', '', 'listen', description='Listen address.'),
-            GraphicsListenType('listen_type', 'listen', 'type', choices=('none', 'address'),
-                               description='none: no network listener (SPICE with a local client only); address '
-                                           '(the default): listen on an address.'),
+            GraphicsListenType('listen_type', 'listen', 'type', choices=('none', 'address'), libvirt_fills=True,
+                               description='none: no network listener (SPICE with a local client only; libvirt '
+                                           'writes it for a SPICE display without port); address (the default): '
+                                           'listen on an address.'),
             GraphicsPort('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
                          description='TCP port; -1 with autoport.'),
             YesNo('autoport', '', 'autoport', libvirt_fills=True, description='Pick a free port at start.'),
@@ -956,7 +1012,7 @@ GRAPHICS = Kind(
     key=ident('type', 'type'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('type',),
     live_update=only_differ('password'), implied=(('listen', {'type': 'address'}),), live_fills=('listen',),
-    limits=(_vnc_password_length, _listen_none_has_no_address),
+    limits=(_vnc_password_length, _listen_none_has_no_address, _port_agrees_with_autoport),
     description='A graphical console (VNC, SPICE).',
     example={'kind': 'graphics', 'type': 'vnc', 'listen': '127.0.0.1', 'autoport': True})
 

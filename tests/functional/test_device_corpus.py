@@ -175,3 +175,97 @@ def test_every_corpus_guest_round_trips_typed(corpus, libvirtd_uri, run_module, 
         assert _virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == xml, name
     with capsys.disabled():
         print('corpus of %d guests, %d devices: %.1f s' % (len(corpus), all_total, time.monotonic() - started))
+
+
+# Display declarations whose values libvirt ties together or fills in when it stores them (a fixed port
+# under autoport, port -1 without it, SPICE's listen type none): each is written once and then converges.
+GRAPHICS_STARTS = {
+    'none': '',
+    'auto': "<graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'>"
+            "<listen type='address' address='127.0.0.1'/></graphics>",
+    'fixed': "<graphics type='vnc' port='5900' autoport='no'/>",
+}
+GRAPHICS_SPECS = [
+    {'kind': 'graphics', 'type': 'vnc'},
+    {'kind': 'graphics', 'type': 'vnc', 'listen': '0.0.0.0'},
+    {'kind': 'graphics', 'type': 'vnc', 'port': 5901, 'autoport': False},
+    {'kind': 'graphics', 'type': 'vnc', 'port': 5902},
+    {'kind': 'graphics', 'type': 'vnc', 'port': -1},
+    {'kind': 'graphics', 'type': 'vnc', 'autoport': True},
+    {'kind': 'graphics', 'type': 'vnc', 'password': 'abc'},
+    {'kind': 'graphics', 'type': 'spice', 'image_compression': 'off'},
+    {'kind': 'graphics', 'type': 'spice', 'listen_type': 'none'},
+]
+
+
+def test_graphics_declarations_converge_after_a_real_define(libvirtd_uri, run_module, tmp_path):
+    guests = {}
+    for start, devices in GRAPHICS_STARTS.items():
+        for number, spec in enumerate(GRAPHICS_SPECS):
+            name = 'gfx-%s-%d' % (start, number)
+            guests[name] = [spec]
+            path = tmp_path / (name + '.xml')
+            path.write_text(device_corpus.hand_written_xml(name, ('pc', devices), '', ''), encoding='utf-8')
+            _virsh(libvirtd_uri, 'define', str(path))
+    try:
+        for state in ('merged', 'replaced'):
+            predicted = _run_all(run_module, libvirtd_uri, state, guests, check_mode=True)
+            first = _run_all(run_module, libvirtd_uri, state, guests, check_mode=False)
+            assert [entry['commands'] for entry in predicted['results']] == \
+                [entry['commands'] for entry in first['results']]
+            again = _run_all(run_module, libvirtd_uri, state, guests, check_mode=False)
+            changed = {entry['domain']: entry['commands'] for entry in again['results'] if entry['changed']}
+            assert changed == {}, (state, changed)
+    finally:
+        for name in guests:
+            subprocess.run(['virsh', '-q', '-c', libvirtd_uri, 'undefine', name], capture_output=True, check=False)
+
+
+# Limits checked up front (the kind table's limits column): each spec is refused naming the option, and the
+# same device as XML is what libvirt's QEMU driver refuses at define time.
+LIMITS = [
+    ({'kind': 'graphics', 'type': 'vnc', 'password': 'abcdefghij'}, 'password',
+     "<graphics type='vnc' passwd='abcdefghij'/>"),
+    ({'kind': 'serial', 'type': 'pty', 'target_type': 'isa-serial', 'port': 4}, 'port',
+     "<serial type='pty'><target type='isa-serial' port='4'/></serial>"),
+    ({'kind': 'controller', 'type': 'usb', 'index': 0, 'model': 'qemu-xhci', 'ports': 16}, 'ports',
+     "<controller type='usb' index='0' model='qemu-xhci' ports='16'/>"),
+    ({'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio', 'rx_queue_size': 384},
+     'rx_queue_size', "<interface type='network'><source network='default'/><model type='virtio'/>"
+                      "<driver rx_queue_size='384'/></interface>"),
+    ({'kind': 'video', 'model': 'vga', 'heads': 2}, 'heads', "<video><model type='vga' heads='2'/></video>"),
+    ({'kind': 'disk', 'target': 'hde', 'device': 'cdrom'}, 'target',
+     "<disk type='file' device='cdrom'><target dev='hde' bus='ide'/></disk>"),
+    ({'kind': 'disk', 'target': 'fdc', 'device': 'floppy'}, 'target',
+     "<disk type='file' device='floppy'><target dev='fdc' bus='fdc'/></disk>"),
+    ({'kind': 'interface', 'source': {'network': 'default'}, 'mac': '01:54:00:00:00:01'}, 'mac',
+     "<interface type='network'><mac address='01:54:00:00:00:01'/><source network='default'/></interface>"),
+    ({'kind': 'controller', 'type': 'pci', 'index': 300, 'model': 'pci-bridge'}, 'index',
+     "<controller type='pci' index='300' model='pci-bridge'/>"),
+    ({'kind': 'graphics', 'type': 'vnc', 'port': 5901, 'autoport': True}, 'port', None),   # libvirt drops the port
+]
+
+
+def test_limits_libvirt_enforces_are_refused_up_front(libvirtd_uri, run_module, tmp_path):
+    name = 'limits'
+    path = tmp_path / 'limits.xml'
+    for _spec, _option, xml in LIMITS:
+        if xml is None:
+            continue
+        path.write_text(device_corpus.hand_written_xml(name, ('pc', xml), '', ''), encoding='utf-8')
+        proc = subprocess.run(['virsh', '-q', '-c', libvirtd_uri, 'define', str(path)], capture_output=True,
+                              text=True, check=False)
+        assert proc.returncode != 0, 'libvirt took %s' % xml   # the limit is libvirt's own
+    path.write_text(device_corpus.hand_written_xml(name, ('pc', ''), '', ''), encoding='utf-8')
+    _virsh(libvirtd_uri, 'define', str(path))
+    try:
+        before = _virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
+        for spec, option, _xml in LIMITS:
+            config = [{'kind': 'rng', 'backend': 'builtin'}, spec]
+            result = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'config': config})
+            assert result.get('failed') and result['msg'].startswith('config[1].%s: ' % option), result.get('msg')
+            assert '\n' not in result['msg'] and len(result['msg']) < 200, result['msg']
+            assert 'abcdefghij' not in json.dumps(result)   # a secret is named, never shown
+        assert _virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
+    finally:
+        _virsh(libvirtd_uri, 'undefine', name)
