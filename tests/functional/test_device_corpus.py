@@ -269,3 +269,20 @@ def test_limits_libvirt_enforces_are_refused_up_front(libvirtd_uri, run_module, 
         assert _virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
     finally:
         _virsh(libvirtd_uri, 'undefine', name)
+
+
+@pytest.mark.parametrize('name', ['fedora-q35-uefi-vnc', 'win2k19-pc-bios-ide', 'channels-consoles'])
+def test_gathered_without_implicit_devices_is_shorter_and_still_converges(name, corpus, libvirtd_uri, run_module):
+    args = {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'}
+    everything = run_module('domain_devices', args)['gathered']
+    short = run_module('domain_devices', dict(args, gather_implicit=False))['gathered']
+    assert [item for item in everything if item not in short] and all(item in everything for item in short)
+    assert not [item for item in short if item['kind'] == 'controller' and item.get('type') == 'pci']
+    for check_mode in (True, False):
+        result = run_module('domain_devices', {'uri': libvirtd_uri, 'domain': name, 'state': 'overridden',
+                                               'config': short, 'host_checks': False}, check_mode=check_mode)
+        assert result['rc'] == 0 and result['changed'] is False, result.get('commands')
+        assert len(result['implicit']) == len(everything) - len(short)
+    assert _virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == corpus[name]
+    refused = run_module('domain_devices', dict(args, state='merged', config=short, gather_implicit=False))
+    assert refused['failed'] and refused['msg'].startswith('gather_implicit: applies only to state=gathered')

@@ -255,6 +255,16 @@ def test_gathered_feeds_back_without_change():
         assert not result.changed, (state, result.commands)
 
 
+def test_gathered_without_implicit_leaves_out_what_libvirt_adds_and_overridden_keeps_it():
+    xml = DOMAIN.replace('</devices>', "<controller type='pci' index='0' model='pci-root'/>"
+                                       "<input type='mouse' bus='ps2'/><memballoon model='virtio'/></devices>")
+    everything, short = engine.gather(xml), engine.gather(xml, implicit=False)
+    left_out = [item for item in everything if item not in short]
+    assert {item['kind'] for item in left_out} >= {'controller', 'input', 'memballoon'}
+    result = engine.plan(xml, engine.declare(short, 'web01'), 'overridden')
+    assert not result.changed and len(result.implicit) == len(left_out)
+
+
 def test_verify_reports_what_libvirt_did_not_keep():
     result = run([CASES['disk']['new']])
     assert engine.verify(result, result.new_xml) == []
