@@ -271,7 +271,7 @@ def test_limits_libvirt_enforces_are_refused_up_front(libvirtd_uri, run_module, 
         _virsh(libvirtd_uri, 'undefine', name)
 
 
-@pytest.mark.parametrize('name', ['fedora-q35-uefi-vnc', 'win2k19-pc-bios-ide', 'channels-consoles'])
+@pytest.mark.parametrize('name', ['fedora-q35-uefi-vnc', 'channels-consoles'])
 def test_gathered_without_implicit_devices_is_shorter_and_still_converges(name, corpus, libvirtd_uri, run_module):
     args = {'uri': libvirtd_uri, 'domain': name, 'state': 'gathered'}
     everything = run_module('domain_devices', args)['gathered']
