@@ -18,8 +18,8 @@ import hashlib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    KIB_PER, DriverAttr, Field, Flag, HexId, HexInteger, Integer, Mac, NumberTuple, OnOff, PciAddress, ResolvedOnHost, Source,
-    SpecError, Text, Uuid, Variant, YesNo,
+    KIB_PER, DriverAttr, Field, Flag, HexId, HexInteger, Integer, Mac, NumberTuple, OnOff, PciAddress, ResolvedOnHost,
+    Source, SpecError, Text, Uuid, Variant, YesNo,
 )
 
 EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'

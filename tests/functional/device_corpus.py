@@ -85,7 +85,9 @@ def virt_install_xml(uri, name, args, image, directory):
     """The guest definition virt-install writes (``--print-xml``); fails the test when virt-install does."""
     args = [arg.replace('{image}', image).replace('{dir}', directory) for arg in args]
     proc = subprocess.run(['virt-install', '--connect', uri, '--print-xml', '--name', name, '--memory', '256',
-                           '--vcpus', '1', '--import', '--virt-type', 'qemu', '--noautoconsole', '--check', 'path_in_use=off,mac_in_use=off'] + args,
+                           '--vcpus', '1', '--import', '--virt-type', 'qemu', '--noautoconsole',
+                           # the guests share one image and are never started
+                           '--check', 'path_in_use=off,mac_in_use=off'] + args,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         raise AssertionError('virt-install %s failed: %s' % (' '.join(args), proc.stderr.strip()))
