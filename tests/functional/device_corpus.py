@@ -109,8 +109,8 @@ HAND_WRITTEN = {
       <disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none' io='native' discard='unmap'/>
         <source file='{image}'/><target dev='vda' bus='virtio'/><serial>SN-1</serial><boot order='1'/></disk>
       <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><target dev='sda' bus='sata'/><readonly/></disk>
-      <disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='/dev/null'/>
-        <target dev='vdb' bus='virtio'/></disk>
+      <disk type='block' device='disk'><driver name='qemu' type='raw' error_policy='report'/><source dev='/dev/null'/>
+        <target dev='vdb' bus='virtio'/><alias name='ua-data'/><shareable/></disk>
       <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{dir}/usb.img'/>
         <target dev='sdb' bus='usb'/></disk>
       <controller type='scsi' index='0' model='virtio-scsi'><driver queues='2'/></controller>
