@@ -771,6 +771,7 @@ SOUND = Kind(
     device_class=lambda spec: EMULATED, hotplug=False, required=('model',),
     description='An emulated sound card.', example={'kind': 'sound', 'model': 'ich9'})
 
+
 def _audio_of_a_device(element):
     """libvirt adds an audio backend by itself; a spice one goes with the spice display (libvirt refuses
     spice audio without spice graphics)."""

@@ -163,9 +163,8 @@ HAND_WRITTEN = {
     'hand-memory-iommu': ('q35', '''
       <iommu model='intel'><driver intremap='on'/></iommu>
       <memory model='dimm'><target><size unit='MiB'>128</size><node>0</node></target></memory>
-    ''', "<maxMemory slots='4' unit='MiB'>1024</maxMemory>",
-        "<ioapic driver='qemu'/>",
-        "<cpu><numa><cell id='0' cpus='0' memory='256' unit='MiB'/></numa></cpu>"),
+    ''', "<maxMemory slots='4' unit='MiB'>1024</maxMemory>", "<ioapic driver='qemu'/>",
+                          "<cpu><numa><cell id='0' cpus='0' memory='256' unit='MiB'/></numa></cpu>"),
     'hand-hostdevs': ('q35', '''
       <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x65' slot='0x00'
         function='0x0'/></source><rom bar='on'/></hostdev>
