@@ -89,8 +89,8 @@ options:
   gather_implicit:
     description:
       - With O(state=gathered) or O(state=parsed), V(false) leaves out the devices libvirt adds or owns by itself
-        (those O(state=overridden) leaves in place and reports in RV(implicit): the first controller of each
-        type, PCI root ports and bridges, PS/2 inputs, the serial console, memballoon, audio backends, ...), for
+        (those O(state=overridden) leaves in place and reports in RV(implicit), such as the first controller of
+        each type, PCI root ports and bridges, PS/2 inputs, the serial console, memballoon, audio backends), for
         a shorter list to review. Such a list fed back to O(state=overridden) keeps them too.
     type: bool
     default: true
