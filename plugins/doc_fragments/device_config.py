@@ -24,6 +24,7 @@ options:
         type: str
         required: true
         choices:
+        - audio
         - channel
         - console
         - controller
@@ -31,6 +32,7 @@ options:
         - filesystem
         - graphics
         - hostdev
+        - hub
         - input
         - interface
         - iommu
@@ -41,6 +43,7 @@ options:
         - redirdev
         - rng
         - serial
+        - shmem
         - smartcard
         - sound
         - tpm
@@ -161,6 +164,7 @@ options:
           (emulated). One of V(dimm), V(nvdimm), V(virtio-pmem), V(virtio-mem). Required.'
         - 'For O(config[].kind=hostdev) with O(config[].type=mdev): mdev device API. One of V(vfio-pci), V(vfio-ccw),
           V(vfio-ap). Required.'
+        - 'For O(config[].kind=shmem): Device model. One of V(ivshmem), V(ivshmem-plain), V(ivshmem-doorbell).'
         type: str
       queues:
         description:
@@ -173,6 +177,23 @@ options:
         - 'For O(config[].kind=filesystem): virtiofs, or path (9p). One of V(virtiofs), V(path), V(handle), V(loop),
           V(nbd), V(ploop).'
         type: str
+      rx_queue_size:
+        description:
+        - 'For O(config[].kind=interface): virtio-net receive queue size (a power of two).'
+        type: int
+      tx_queue_size:
+        description:
+        - 'For O(config[].kind=interface): virtio-net transmit queue size (a power of two).'
+        type: int
+      boot_order:
+        description:
+        - 'For O(config[].kind=interface): Boot priority (network boot).'
+        - 'For O(config[].kind=disk): Boot priority. It replaces libvirt''s default <os><boot dev=''hd''/>; another
+          <os> boot order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'
+        - 'For O(config[].kind=redirdev): Boot priority.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Boot priority.'
+        - 'For O(config[].kind=hostdev) with O(config[].type=usb): Boot priority.'
+        type: int
       mtu:
         description:
         - 'For O(config[].kind=interface): MTU the guest sees.'
@@ -186,6 +207,10 @@ options:
         - 'For O(config[].kind=interface): For a hostdev source: libvirt detaches the VF from its host driver.'
         - 'For O(config[].kind=hostdev) with O(config[].type=pci): Let libvirt detach the device from its host driver
           and reattach it. Default V(true).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=usb): Let libvirt detach the device from its host driver
+          (libvirt writes no for USB, SCSI and mdev devices).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): Written by libvirt (no).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Written by libvirt (no).'
         type: bool
       trust:
         description:
@@ -237,11 +262,23 @@ options:
         - 'For O(config[].kind=disk): virtio-blk: IOThread that serves the disk (the domain must define it).'
         - 'For O(config[].kind=controller): virtio-scsi IOThread.'
         type: int
-      boot_order:
+      error_policy:
         description:
-        - 'For O(config[].kind=disk): Boot priority. It replaces libvirt''s default <os><boot dev=''hd''/>; another
-          <os> boot order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'
-        type: int
+        - 'For O(config[].kind=disk): What a write error does to the guest. One of V(stop), V(report), V(ignore),
+          V(enospace).'
+        type: str
+      rerror_policy:
+        description:
+        - 'For O(config[].kind=disk): What a read error does to the guest. One of V(stop), V(report), V(ignore).'
+        type: str
+      detect_zeroes:
+        description:
+        - 'For O(config[].kind=disk): Detect writes of zeroes (unmap: discard them). One of V(off), V(on), V(unmap).'
+        type: str
+      shareable:
+        description:
+        - 'For O(config[].kind=disk): Shared between guests (no host caching).'
+        type: bool
       serial:
         description:
         - 'For O(config[].kind=disk): Serial number the guest sees (letters, digits, _ . + - and blanks).'
@@ -256,6 +293,8 @@ options:
         description:
         - 'For O(config[].kind=controller): Controller type. One of V(usb), V(scsi), V(pci), V(virtio-serial), V(sata),
           V(ide), V(fdc), V(ccid). Required.'
+        - 'For O(config[].kind=audio): Host audio backend. One of V(none), V(alsa), V(coreaudio), V(dbus), V(jack),
+          V(oss), V(pulseaudio), V(pipewire), V(sdl), V(spice), V(file). Required.'
         - 'For O(config[].kind=input): Input device type. One of V(mouse), V(keyboard), V(tablet), V(passthrough),
           V(evdev). Required.'
         - 'For O(config[].kind=serial): Host side of the character device. One of V(pty), V(file), V(unix), V(tcp),
@@ -274,6 +313,7 @@ options:
         - 'For O(config[].kind=hostdev) with O(config[].type=usb): Host device type. One of V(usb). Default V(usb).'
         - 'For O(config[].kind=hostdev) with O(config[].type=mdev): Host device type. One of V(mdev). Default V(mdev).'
         - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Host device type. One of V(scsi). Default V(scsi).'
+        - 'For O(config[].kind=hub): Hub type. One of V(usb). Default V(usb).'
         type: str
       index:
         description:
@@ -288,6 +328,40 @@ options:
         description:
         - 'For O(config[].kind=controller): USB companion controllers (ich9-uhci*): the first port on the master.'
         type: int
+      vectors:
+        description:
+        - 'For O(config[].kind=controller): virtio-serial MSI vectors.'
+        type: int
+      model_name:
+        description:
+        - 'For O(config[].kind=controller): PCI controllers: the QEMU device libvirt uses for the model (filled
+          in by libvirt).'
+        type: str
+      chassis:
+        description:
+        - 'For O(config[].kind=controller): PCIe root and downstream ports, pci-bridge: chassis number (filled in
+          by libvirt).'
+        type: int
+      port:
+        description:
+        - 'For O(config[].kind=controller): PCIe root and downstream ports: port number (filled in by libvirt).'
+        - 'For O(config[].kind=serial): Guest port number; with the target type, the identity.'
+        - 'For O(config[].kind=parallel): Guest port number; with the target type, the identity.'
+        - 'For O(config[].kind=graphics): TCP port; -1 with autoport.'
+        type: int
+      bus_nr:
+        description:
+        - 'For O(config[].kind=controller): pci-expander-bus, pcie-expander-bus: the bus number of the new root
+          bus.'
+        type: int
+      numa_node:
+        description:
+        - 'For O(config[].kind=controller): pci-expander-bus, pcie-expander-bus: guest NUMA node.'
+        type: int
+      hotplug:
+        description:
+        - 'For O(config[].kind=controller): PCIe ports: allow hotplug into the port (default on).'
+        type: bool
       vram:
         description:
         - 'For O(config[].kind=video): Video memory in KiB.'
@@ -295,6 +369,14 @@ options:
       heads:
         description:
         - 'For O(config[].kind=video): Screens.'
+        type: int
+      ram:
+        description:
+        - 'For O(config[].kind=video): qxl: secondary bar memory in KiB.'
+        type: int
+      vgamem:
+        description:
+        - 'For O(config[].kind=video): qxl: VGA framebuffer memory in KiB.'
         type: int
       primary:
         description:
@@ -304,10 +386,32 @@ options:
         description:
         - 'For O(config[].kind=video): virtio-gpu 3D acceleration (virgl).'
         type: bool
+      codec:
+        description:
+        - 'For O(config[].kind=sound): ich6, ich9, ich7: the HDA codec the guest sees. One of V(duplex), V(micro),
+          V(output).'
+        type: str
+      audio:
+        description:
+        - 'For O(config[].kind=sound): The audio backend (kind audio, by id) the card plays through.'
+        type: int
+      id:
+        description:
+        - 'For O(config[].kind=audio): Audio backend id; sound cards and graphics name it (``<audio id=''1''/>``).
+          Required.'
+        type: int
+      path:
+        description:
+        - 'For O(config[].kind=audio): For type file: the output file.'
+        type: str
       action:
         description:
         - 'For O(config[].kind=watchdog): What happens when the guest stops feeding the watchdog. One of V(reset),
           V(shutdown), V(poweroff), V(pause), V(none), V(dump), V(inject-nmi).'
+        type: str
+      source_dev:
+        description:
+        - 'For O(config[].kind=input): For evdev and passthrough: the host input device (/dev/input/...).'
         type: str
       source_path:
         description:
@@ -319,10 +423,33 @@ options:
         type: str
       source_mode:
         description:
-        - 'For O(config[].kind=serial): Unix socket mode. One of V(bind), V(connect).'
-        - 'For O(config[].kind=parallel): Unix socket mode. One of V(bind), V(connect).'
-        - 'For O(config[].kind=console): Unix socket mode. One of V(bind), V(connect).'
-        - 'For O(config[].kind=channel): Unix socket mode. One of V(bind), V(connect).'
+        - 'For O(config[].kind=serial): Unix or TCP socket mode. One of V(bind), V(connect).'
+        - 'For O(config[].kind=parallel): Unix or TCP socket mode. One of V(bind), V(connect).'
+        - 'For O(config[].kind=console): Unix or TCP socket mode. One of V(bind), V(connect).'
+        - 'For O(config[].kind=channel): Unix or TCP socket mode. One of V(bind), V(connect).'
+        - 'For O(config[].kind=redirdev): For tcp: socket mode. One of V(bind), V(connect).'
+        type: str
+      source_host:
+        description:
+        - 'For O(config[].kind=serial): For tcp and udp: host address.'
+        - 'For O(config[].kind=parallel): For tcp and udp: host address.'
+        - 'For O(config[].kind=console): For tcp and udp: host address.'
+        - 'For O(config[].kind=channel): For tcp and udp: host address.'
+        type: str
+      source_service:
+        description:
+        - 'For O(config[].kind=serial): For tcp and udp: port.'
+        - 'For O(config[].kind=parallel): For tcp and udp: port.'
+        - 'For O(config[].kind=console): For tcp and udp: port.'
+        - 'For O(config[].kind=channel): For tcp and udp: port.'
+        type: str
+      protocol:
+        description:
+        - 'For O(config[].kind=serial): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets), V(tls).'
+        - 'For O(config[].kind=parallel): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets), V(tls).'
+        - 'For O(config[].kind=console): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets), V(tls).'
+        - 'For O(config[].kind=channel): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets), V(tls).'
+        - 'For O(config[].kind=redirdev): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets), V(tls).'
         type: str
       target_type:
         description:
@@ -333,12 +460,6 @@ options:
           V(sclp), V(sclplm).'
         - 'For O(config[].kind=channel): Guest side of the character device. One of V(virtio), V(guestfwd), V(xen).'
         type: str
-      port:
-        description:
-        - 'For O(config[].kind=serial): Guest port number; with the target type, the identity.'
-        - 'For O(config[].kind=parallel): Guest port number; with the target type, the identity.'
-        - 'For O(config[].kind=graphics): TCP port; -1 with autoport.'
-        type: int
       target_model:
         description:
         - 'For O(config[].kind=serial): Guest-side device model.'
@@ -379,9 +500,23 @@ options:
         description:
         - 'For O(config[].kind=graphics): Listen address.'
         type: str
+      listen_type:
+        description:
+        - 'For O(config[].kind=graphics): none: no network listener (SPICE with a local client only; libvirt writes
+          it for a SPICE display without port); address (the default): listen on an address. One of V(none), V(address).'
+        type: str
       autoport:
         description:
         - 'For O(config[].kind=graphics): Pick a free port at start.'
+        type: bool
+      image_compression:
+        description:
+        - 'For O(config[].kind=graphics): SPICE: image compression (off suits a local client). One of V(auto_glz),
+          V(auto_lz), V(quic), V(glz), V(lz), V(off).'
+        type: str
+      gl:
+        description:
+        - 'For O(config[].kind=graphics): SPICE: OpenGL acceleration (virgl).'
         type: bool
       password:
         description:
@@ -433,6 +568,7 @@ options:
       size_mib:
         description:
         - 'For O(config[].kind=memory): Size in MiB. Required.'
+        - 'For O(config[].kind=shmem): Size in MiB (a power of two).'
         type: int
       node:
         description:
@@ -453,6 +589,11 @@ options:
       rom_enabled:
         description:
         - 'For O(config[].kind=hostdev) with O(config[].type=pci): Expose an option ROM at all.'
+        type: bool
+      rom_bar:
+        description:
+        - 'For O(config[].kind=hostdev) with O(config[].type=pci): Map the option ROM into the guest''s memory (off
+          breaks hotplug).'
         type: bool
       guest_address:
         description:
@@ -497,6 +638,10 @@ options:
         description:
         - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Host SCSI adapter (scsi_hostN). Required.'
         type: str
+      name:
+        description:
+        - 'For O(config[].kind=shmem): Name of the shared memory region on the host; its identity. Required.'
+        type: str
   domains:
     description:
     - Many domains in one task, each with its own device list; one connection, results per domain in RV(results).
@@ -524,6 +669,7 @@ options:
             type: str
             required: true
             choices:
+            - audio
             - channel
             - console
             - controller
@@ -531,6 +677,7 @@ options:
             - filesystem
             - graphics
             - hostdev
+            - hub
             - input
             - interface
             - iommu
@@ -541,6 +688,7 @@ options:
             - redirdev
             - rng
             - serial
+            - shmem
             - smartcard
             - sound
             - tpm
@@ -663,6 +811,7 @@ options:
               (emulated). One of V(dimm), V(nvdimm), V(virtio-pmem), V(virtio-mem). Required.'
             - 'For O(config[].kind=hostdev) with O(config[].type=mdev): mdev device API. One of V(vfio-pci), V(vfio-ccw),
               V(vfio-ap). Required.'
+            - 'For O(config[].kind=shmem): Device model. One of V(ivshmem), V(ivshmem-plain), V(ivshmem-doorbell).'
             type: str
           queues:
             description:
@@ -675,6 +824,23 @@ options:
             - 'For O(config[].kind=filesystem): virtiofs, or path (9p). One of V(virtiofs), V(path), V(handle),
               V(loop), V(nbd), V(ploop).'
             type: str
+          rx_queue_size:
+            description:
+            - 'For O(config[].kind=interface): virtio-net receive queue size (a power of two).'
+            type: int
+          tx_queue_size:
+            description:
+            - 'For O(config[].kind=interface): virtio-net transmit queue size (a power of two).'
+            type: int
+          boot_order:
+            description:
+            - 'For O(config[].kind=interface): Boot priority (network boot).'
+            - 'For O(config[].kind=disk): Boot priority. It replaces libvirt''s default <os><boot dev=''hd''/>;
+              another <os> boot order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'
+            - 'For O(config[].kind=redirdev): Boot priority.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Boot priority.'
+            - 'For O(config[].kind=hostdev) with O(config[].type=usb): Boot priority.'
+            type: int
           mtu:
             description:
             - 'For O(config[].kind=interface): MTU the guest sees.'
@@ -688,6 +854,10 @@ options:
             - 'For O(config[].kind=interface): For a hostdev source: libvirt detaches the VF from its host driver.'
             - 'For O(config[].kind=hostdev) with O(config[].type=pci): Let libvirt detach the device from its host
               driver and reattach it. Default V(true).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=usb): Let libvirt detach the device from its host
+              driver (libvirt writes no for USB, SCSI and mdev devices).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=mdev): Written by libvirt (no).'
+            - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Written by libvirt (no).'
             type: bool
           trust:
             description:
@@ -740,11 +910,23 @@ options:
             - 'For O(config[].kind=disk): virtio-blk: IOThread that serves the disk (the domain must define it).'
             - 'For O(config[].kind=controller): virtio-scsi IOThread.'
             type: int
-          boot_order:
+          error_policy:
             description:
-            - 'For O(config[].kind=disk): Boot priority. It replaces libvirt''s default <os><boot dev=''hd''/>;
-              another <os> boot order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'
-            type: int
+            - 'For O(config[].kind=disk): What a write error does to the guest. One of V(stop), V(report), V(ignore),
+              V(enospace).'
+            type: str
+          rerror_policy:
+            description:
+            - 'For O(config[].kind=disk): What a read error does to the guest. One of V(stop), V(report), V(ignore).'
+            type: str
+          detect_zeroes:
+            description:
+            - 'For O(config[].kind=disk): Detect writes of zeroes (unmap: discard them). One of V(off), V(on), V(unmap).'
+            type: str
+          shareable:
+            description:
+            - 'For O(config[].kind=disk): Shared between guests (no host caching).'
+            type: bool
           serial:
             description:
             - 'For O(config[].kind=disk): Serial number the guest sees (letters, digits, _ . + - and blanks).'
@@ -759,6 +941,8 @@ options:
             description:
             - 'For O(config[].kind=controller): Controller type. One of V(usb), V(scsi), V(pci), V(virtio-serial),
               V(sata), V(ide), V(fdc), V(ccid). Required.'
+            - 'For O(config[].kind=audio): Host audio backend. One of V(none), V(alsa), V(coreaudio), V(dbus), V(jack),
+              V(oss), V(pulseaudio), V(pipewire), V(sdl), V(spice), V(file). Required.'
             - 'For O(config[].kind=input): Input device type. One of V(mouse), V(keyboard), V(tablet), V(passthrough),
               V(evdev). Required.'
             - 'For O(config[].kind=serial): Host side of the character device. One of V(pty), V(file), V(unix),
@@ -782,6 +966,7 @@ options:
               V(mdev).'
             - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Host device type. One of V(scsi). Default
               V(scsi).'
+            - 'For O(config[].kind=hub): Hub type. One of V(usb). Default V(usb).'
             type: str
           index:
             description:
@@ -796,6 +981,40 @@ options:
             description:
             - 'For O(config[].kind=controller): USB companion controllers (ich9-uhci*): the first port on the master.'
             type: int
+          vectors:
+            description:
+            - 'For O(config[].kind=controller): virtio-serial MSI vectors.'
+            type: int
+          model_name:
+            description:
+            - 'For O(config[].kind=controller): PCI controllers: the QEMU device libvirt uses for the model (filled
+              in by libvirt).'
+            type: str
+          chassis:
+            description:
+            - 'For O(config[].kind=controller): PCIe root and downstream ports, pci-bridge: chassis number (filled
+              in by libvirt).'
+            type: int
+          port:
+            description:
+            - 'For O(config[].kind=controller): PCIe root and downstream ports: port number (filled in by libvirt).'
+            - 'For O(config[].kind=serial): Guest port number; with the target type, the identity.'
+            - 'For O(config[].kind=parallel): Guest port number; with the target type, the identity.'
+            - 'For O(config[].kind=graphics): TCP port; -1 with autoport.'
+            type: int
+          bus_nr:
+            description:
+            - 'For O(config[].kind=controller): pci-expander-bus, pcie-expander-bus: the bus number of the new root
+              bus.'
+            type: int
+          numa_node:
+            description:
+            - 'For O(config[].kind=controller): pci-expander-bus, pcie-expander-bus: guest NUMA node.'
+            type: int
+          hotplug:
+            description:
+            - 'For O(config[].kind=controller): PCIe ports: allow hotplug into the port (default on).'
+            type: bool
           vram:
             description:
             - 'For O(config[].kind=video): Video memory in KiB.'
@@ -803,6 +1022,14 @@ options:
           heads:
             description:
             - 'For O(config[].kind=video): Screens.'
+            type: int
+          ram:
+            description:
+            - 'For O(config[].kind=video): qxl: secondary bar memory in KiB.'
+            type: int
+          vgamem:
+            description:
+            - 'For O(config[].kind=video): qxl: VGA framebuffer memory in KiB.'
             type: int
           primary:
             description:
@@ -812,10 +1039,32 @@ options:
             description:
             - 'For O(config[].kind=video): virtio-gpu 3D acceleration (virgl).'
             type: bool
+          codec:
+            description:
+            - 'For O(config[].kind=sound): ich6, ich9, ich7: the HDA codec the guest sees. One of V(duplex), V(micro),
+              V(output).'
+            type: str
+          audio:
+            description:
+            - 'For O(config[].kind=sound): The audio backend (kind audio, by id) the card plays through.'
+            type: int
+          id:
+            description:
+            - 'For O(config[].kind=audio): Audio backend id; sound cards and graphics name it (``<audio id=''1''/>``).
+              Required.'
+            type: int
+          path:
+            description:
+            - 'For O(config[].kind=audio): For type file: the output file.'
+            type: str
           action:
             description:
             - 'For O(config[].kind=watchdog): What happens when the guest stops feeding the watchdog. One of V(reset),
               V(shutdown), V(poweroff), V(pause), V(none), V(dump), V(inject-nmi).'
+            type: str
+          source_dev:
+            description:
+            - 'For O(config[].kind=input): For evdev and passthrough: the host input device (/dev/input/...).'
             type: str
           source_path:
             description:
@@ -827,10 +1076,35 @@ options:
             type: str
           source_mode:
             description:
-            - 'For O(config[].kind=serial): Unix socket mode. One of V(bind), V(connect).'
-            - 'For O(config[].kind=parallel): Unix socket mode. One of V(bind), V(connect).'
-            - 'For O(config[].kind=console): Unix socket mode. One of V(bind), V(connect).'
-            - 'For O(config[].kind=channel): Unix socket mode. One of V(bind), V(connect).'
+            - 'For O(config[].kind=serial): Unix or TCP socket mode. One of V(bind), V(connect).'
+            - 'For O(config[].kind=parallel): Unix or TCP socket mode. One of V(bind), V(connect).'
+            - 'For O(config[].kind=console): Unix or TCP socket mode. One of V(bind), V(connect).'
+            - 'For O(config[].kind=channel): Unix or TCP socket mode. One of V(bind), V(connect).'
+            - 'For O(config[].kind=redirdev): For tcp: socket mode. One of V(bind), V(connect).'
+            type: str
+          source_host:
+            description:
+            - 'For O(config[].kind=serial): For tcp and udp: host address.'
+            - 'For O(config[].kind=parallel): For tcp and udp: host address.'
+            - 'For O(config[].kind=console): For tcp and udp: host address.'
+            - 'For O(config[].kind=channel): For tcp and udp: host address.'
+            type: str
+          source_service:
+            description:
+            - 'For O(config[].kind=serial): For tcp and udp: port.'
+            - 'For O(config[].kind=parallel): For tcp and udp: port.'
+            - 'For O(config[].kind=console): For tcp and udp: port.'
+            - 'For O(config[].kind=channel): For tcp and udp: port.'
+            type: str
+          protocol:
+            description:
+            - 'For O(config[].kind=serial): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets), V(tls).'
+            - 'For O(config[].kind=parallel): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets),
+              V(tls).'
+            - 'For O(config[].kind=console): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets), V(tls).'
+            - 'For O(config[].kind=channel): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets), V(tls).'
+            - 'For O(config[].kind=redirdev): For tcp: the wire protocol. One of V(raw), V(telnet), V(telnets),
+              V(tls).'
             type: str
           target_type:
             description:
@@ -842,12 +1116,6 @@ options:
             - 'For O(config[].kind=channel): Guest side of the character device. One of V(virtio), V(guestfwd),
               V(xen).'
             type: str
-          port:
-            description:
-            - 'For O(config[].kind=serial): Guest port number; with the target type, the identity.'
-            - 'For O(config[].kind=parallel): Guest port number; with the target type, the identity.'
-            - 'For O(config[].kind=graphics): TCP port; -1 with autoport.'
-            type: int
           target_model:
             description:
             - 'For O(config[].kind=serial): Guest-side device model.'
@@ -888,9 +1156,24 @@ options:
             description:
             - 'For O(config[].kind=graphics): Listen address.'
             type: str
+          listen_type:
+            description:
+            - 'For O(config[].kind=graphics): none: no network listener (SPICE with a local client only; libvirt
+              writes it for a SPICE display without port); address (the default): listen on an address. One of V(none),
+              V(address).'
+            type: str
           autoport:
             description:
             - 'For O(config[].kind=graphics): Pick a free port at start.'
+            type: bool
+          image_compression:
+            description:
+            - 'For O(config[].kind=graphics): SPICE: image compression (off suits a local client). One of V(auto_glz),
+              V(auto_lz), V(quic), V(glz), V(lz), V(off).'
+            type: str
+          gl:
+            description:
+            - 'For O(config[].kind=graphics): SPICE: OpenGL acceleration (virgl).'
             type: bool
           password:
             description:
@@ -943,6 +1226,7 @@ options:
           size_mib:
             description:
             - 'For O(config[].kind=memory): Size in MiB. Required.'
+            - 'For O(config[].kind=shmem): Size in MiB (a power of two).'
             type: int
           node:
             description:
@@ -963,6 +1247,11 @@ options:
           rom_enabled:
             description:
             - 'For O(config[].kind=hostdev) with O(config[].type=pci): Expose an option ROM at all.'
+            type: bool
+          rom_bar:
+            description:
+            - 'For O(config[].kind=hostdev) with O(config[].type=pci): Map the option ROM into the guest''s memory
+              (off breaks hotplug).'
             type: bool
           guest_address:
             description:
@@ -1006,5 +1295,9 @@ options:
           adapter:
             description:
             - 'For O(config[].kind=hostdev) with O(config[].type=scsi): Host SCSI adapter (scsi_hostN). Required.'
+            type: str
+          name:
+            description:
+            - 'For O(config[].kind=shmem): Name of the shared memory region on the host; its identity. Required.'
             type: str
 '''

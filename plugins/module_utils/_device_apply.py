@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import time
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import (
@@ -412,7 +413,7 @@ class DomainRun:
             if explained:
                 raise ApplyError(explained + self._live_note()) from exc
             raise ApplyError('domain %s: libvirt refused the new definition (%s); nothing of it was written%s: %s'
-                             % (self.name, _describe_changes(changes), self._live_note(), exc))
+                             % (self.name, _describe_changes(changes, str(exc)), self._live_note(), exc))
         self._book(*[change.command(live=False) for change in changes])
         self.defined = True
         self.readback = self.connection.xml(self.dom)
@@ -444,7 +445,7 @@ class DomainRun:
     def _restore(self, base, problems):
         """Put back the definition this run replaced, but only if it is still the one this run wrote: a
         change another writer made since must not be undone."""
-        summary = '; '.join(problems)
+        summary = _first_few(problems, '; ')
         if self.connection.xml(self.dom) != self.readback:
             raise ApplyError('libvirt did not keep the requested devices of %s (%s); the definition was not restored '
                              'because another writer changed it after this run wrote it' % (self.name, summary))
@@ -699,10 +700,30 @@ class DomainRun:
                 'before': shown.before_text + '\n', 'after': '\n'.join(notes + [shown.after_text]) + '\n'}
 
 
-def _describe_changes(changes):
-    """'attach disk vdb (config[0]), ...': the devices a failed define was about."""
-    return ', '.join('%s %s%s' % (change.op, change.label, ' (%s)' % change.item.where if change.item else '')
-                     for change in changes)
+# a failure message names this many devices (or problems); the rest are in the result (commands, results)
+SHOWN = 3
+
+
+def _first_few(texts, separator=', '):
+    """The first SHOWN texts, and how many more there are: a message stays one or two lines."""
+    shown = separator.join(texts[:SHOWN])
+    more = len(texts) - SHOWN
+    return shown + (' and %d more' % more if more > 0 else '')
+
+
+def _describe_changes(changes, libvirt_message=''):
+    """'attach disk vdb (config[0])': the devices a failed define was about. When libvirt's message quotes a
+    value that only some of the changed devices carry ('qemu-xhci', 'hde'), those are the ones named."""
+    quoted = set(re.findall(r"'([^']+)'", libvirt_message))
+
+    def carries(change):
+        element = change.new if change.new is not None else change.old
+        return any(value in quoted for node in element.iter() if isinstance(node.tag, str)
+                   for value in node.attrib.values())
+    suspects = [change for change in changes if carries(change)]
+    named = suspects if 0 < len(suspects) < len(changes) else changes
+    return _first_few(['%s %s%s' % (change.op, change.label, ' (%s)' % change.item.where if change.item else '')
+                       for change in named])
 
 
 def _keep_hotplug_addresses(previous, replanned):

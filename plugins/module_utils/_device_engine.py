@@ -192,12 +192,16 @@ def shown(elements, notes=None):
     return _xml.to_string(view)
 
 
-def gather(domain_xml):
+def gather(domain_xml, implicit=True):
+    """The domain's devices in option format; without ``implicit``, those libvirt adds or owns by itself (the
+    kind table's implicit column, asked on the whole definition) are left out."""
     domain = _xml.parse(domain_xml, 'domain XML')
     if domain.tag != 'domain':
         raise _xml.XMLInputError('domain XML has root <%s>, expected <domain>' % domain.tag)
     elements = device_elements(devices_of(domain))
     remember_secrets(elements)
+    if not implicit:
+        elements = [el for el in elements if not is_implicit(el)]
     return [describe(el) for el in elements]
 
 

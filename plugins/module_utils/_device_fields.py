@@ -155,6 +155,14 @@ class Integer(Field):
             return text
 
 
+class HexInteger(Integer):
+    """A number libvirt writes in hex (a PCIe root port's ``<target port='0x10'/>``): written the same way, so a
+    device read back is described exactly by its options."""
+
+    def to_text(self, value):
+        return '0x%x' % value
+
+
 class Flag(Field):
     """A boolean expressed by the presence of an empty element (``<readonly/>``)."""
 

@@ -18,8 +18,8 @@ import hashlib
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
-    KIB_PER, DriverAttr, Field, Flag, HexId, Integer, Mac, NumberTuple, OnOff, PciAddress, ResolvedOnHost, Source,
-    SpecError, Text, Uuid, Variant, YesNo,
+    KIB_PER, DriverAttr, Field, Flag, HexId, HexInteger, Integer, Mac, NumberTuple, OnOff, PciAddress, ResolvedOnHost,
+    Source, SpecError, Text, Uuid, Variant, YesNo,
 )
 
 EMULATED, VIRTIO, PASSTHROUGH = 'emulated', 'virtio', 'passthrough'
@@ -81,7 +81,7 @@ class Kind:
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
                  live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices,
-                 docs=None, limits=()):
+                 docs=None, limits=(), assigned=()):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
@@ -115,6 +115,8 @@ class Kind:
         # (element, where) -> the passthrough guards' requests for the host devices it takes
         self.host_devices = host_devices
         self.docs = docs                  # KindDocs: the row in the generated Markdown tables
+        # (path, attribute) pairs libvirt assigns by itself on every define: never an option, never a difference
+        self.assigned = assigned
 
     # -- what an existing element is (the same questions Untyped rows answer) ------------------------
     def element_identity(self, element):
@@ -194,19 +196,28 @@ class Kind:
         return element
 
     def without_implied(self, element):
-        if not any(_is_implied(child, self.implied) for child in element):
+        """The element without what libvirt adds or assigns by itself (for comparisons)."""
+        if not self.assigned and not any(_is_implied(child, self.implied) for child in element):
             return element
         element = _xml.copy(element)
         for child in [child for child in element if _is_implied(child, self.implied)]:
             element.remove(child)
+        for path, attr in self.assigned:
+            node = _xml.child(element, path)
+            if node is not None:
+                node.attrib.pop(attr, None)
         return element
 
     def keep_implied(self, new, existing):
         """Give a raw-XML device libvirt's defaults that ``existing`` has and ``new`` does not mention (the
-        device would otherwise differ on every run, as libvirt adds them again)."""
+        device would otherwise differ on every run, as libvirt adds them again), and the numbers libvirt assigned."""
         for child in existing:
             if _is_implied(child, self.implied) and new.find(child.tag) is None:
                 new.append(_xml.copy(child))
+        for path, attr in self.assigned:
+            theirs, ours = _xml.child(existing, path), _xml.child(new, path)
+            if theirs is not None and ours is not None and theirs.get(attr) is not None and ours.get(attr) is None:
+                ours.set(attr, theirs.get(attr))
         return new
 
     def lossless(self, element):
@@ -409,21 +420,57 @@ class GraphicsListen(Field):
             element.remove(node)
 
 
+class GraphicsListenType(Field):
+    """``listen_type: none``: a display without a network listener (SPICE with a local client only);
+    ``address``, libvirt's default, reads as unset, like the bare ``<listen type='address'/>`` libvirt adds."""
+
+    def read(self, element):
+        value = super().read(element)
+        return None if value == 'address' else value
+
+    def clear(self, element):
+        node = _xml.child(element, self.path)
+        if node is not None and node.get(self.attr) == 'none':
+            element.remove(node)
+
+
+def _listen_none_has_no_address(spec):
+    if spec.get('listen_type') == 'none' and spec.get('listen') is not None:
+        return 'listen_type', "'none' listens nowhere, but listen gives an address (%s)" % spec['listen']
+    return None
+
+
 class GraphicsPort(Integer):
     """``port: -1`` with ``autoport``: QEMU picks the port at start; the running guest shows the one it got,
-    which is no difference from -1."""
+    which is no difference from -1.
+
+    libvirt ties the two together when it stores a definition: with autoport='yes' it drops a fixed port
+    (stored as -1), with autoport='no' it drops port -1. So a port is written with the autoport it means, or
+    the device would be written again on every run."""
 
     def write(self, element, value):
-        if value == -1 and element.get('autoport') == 'yes' and element.get(self.attr) is not None:
+        element.set('autoport', 'yes' if value == -1 else 'no')
+        if value == -1 and element.get(self.attr) is not None:
             return
         super().write(element, value)
 
 
-class SizeMiB(Integer):
-    """``size_mib: 128`` → ``<size unit='MiB'>128</size>``; libvirt stores KiB, read back as MiB."""
+def _port_agrees_with_autoport(spec):
+    """libvirt drops a fixed port under autoport and port -1 without it (see GraphicsPort)."""
+    port, autoport = spec.get('port'), spec.get('autoport')
+    if port is None or autoport is None or (port == -1) == autoport:
+        return None
+    return 'port', ('%d with autoport %s: libvirt keeps %s (give port -1 with autoport true, or a port with '
+                    'autoport false)' % (port, autoport, 'no port' if port == -1 else 'port -1'))
 
-    def __init__(self, option, path, **kwargs):
+
+class SizeMiB(Integer):
+    """``size_mib: 128`` → ``<size unit='KiB'>131072</size>``: written in the unit libvirt stores for the element
+    (KiB for memory devices, M for shmem), so a device read back is described exactly by its options."""
+
+    def __init__(self, option, path, unit='KiB', **kwargs):
         super().__init__(option, path, None, **kwargs)
+        self.unit = unit
 
     def read(self, element):
         node = _xml.child(element, self.path)
@@ -436,8 +483,8 @@ class SizeMiB(Integer):
         if self.read(element) == value:
             return  # libvirt keeps KiB; the same size in another unit is no change
         node = _xml.child(element, self.path, create=True)
-        node.set('unit', 'MiB')
-        node.text = str(value)
+        node.set('unit', self.unit)
+        node.text = str(int(value * 1024 // KIB_PER[self.unit.lower()]))
 
     def clear(self, element):
         node = _xml.child(element, self.path)
@@ -463,6 +510,46 @@ class TextInteger(Text):
 
 # the names of device mappings (host/mappings.py NAME_RE)
 MAPPING_NAME = r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
+
+
+# --- limits only libvirt's QEMU driver enforces (each refused by libvirt 9.0 at define time) ------------
+
+def _power_of_two(*options):
+    def check(spec):
+        for option in options:
+            value = spec.get(option)
+            if value is not None and value & (value - 1):
+                return option, '%d is not a power of two (libvirt refuses it)' % value
+        return None
+    return check
+
+
+def _isa_serial_port(spec):
+    if spec.get('target_type') == 'isa-serial' and spec.get('port') is not None and spec['port'] > 3:
+        return 'port', '%d is out of range: QEMU has four ISA serial ports (0..3)' % spec['port']
+    return None
+
+
+def _xhci_ports(spec):
+    if spec.get('model') in ('qemu-xhci', 'nec-xhci') and spec.get('ports') is not None and spec['ports'] > 15:
+        return 'ports', '%d is out of range: a %s controller has at most 15 ports' % (spec['ports'], spec['model'])
+    return None
+
+
+def _video_heads(spec):
+    if (spec.get('heads') or 1) > 1 and spec.get('model') not in ('qxl', 'virtio'):
+        return 'heads', '%d heads: only qxl and virtio video adapters have more than one' % spec['heads']
+    return None
+
+
+def _one_ide_or_fdc_controller(spec):
+    """QEMU's x86 machines have one IDE controller (hda..hdd) and one floppy controller (fda, fdb)."""
+    target = spec.get('target') or ''
+    if (target.startswith('hd') and target > 'hdd') or (target.startswith('fd') and target > 'fdb'):
+        return 'target', ('%r is beyond the one %s controller QEMU has (%s)'
+                          % (target, 'IDE' if target.startswith('hd') else 'floppy',
+                             'hda..hdd' if target.startswith('hd') else 'fda, fdb'))
+    return None
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -507,6 +594,11 @@ INTERFACE = Kind(
                           'rtl8139, pcnet, ne2k_pci, i82559er, vmxnet3 ... (emulated).'),
         Integer('queues', 'driver', 'queues', minimum=1, maximum=256, description='virtio-net multiqueue count.'),
         Field('driver', 'driver', 'name', choices=('vhost', 'qemu'), description='virtio-net backend.'),
+        Integer('rx_queue_size', 'driver', 'rx_queue_size', minimum=256, maximum=1024,
+                description='virtio-net receive queue size (a power of two).'),
+        Integer('tx_queue_size', 'driver', 'tx_queue_size', minimum=256, maximum=1024,
+                description='virtio-net transmit queue size (a power of two).'),
+        Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000, description='Boot priority (network boot).'),
         Integer('mtu', 'mtu', 'size', minimum=68, maximum=65535, description='MTU the guest sees.'),
         Integer('vlan', 'vlan/tag', 'id', minimum=0, maximum=4095, description='VLAN tag (hostdev VFs, Open vSwitch).'),
         YesNo('managed', '', 'managed', description='For a hostdev source: libvirt detaches the VF from its host driver.'),
@@ -521,6 +613,7 @@ INTERFACE = Kind(
     device_class=lambda spec: (PASSTHROUGH if {'hostdev', 'pf', 'mapping'} & set(spec.get('source', {}))
                                else VIRTIO if str(spec.get('model', '')).startswith('virtio') else EMULATED),
     hotplug=True, required=('source',), live_update=only_differ('link_state'),
+    limits=(_power_of_two('rx_queue_size', 'tx_queue_size'),),
     derived=Derived('mac', 'source', derived_mac, 'the MAC', "<mac address='...'/>"),
     host_devices=_ids.host_device_requests,   # type='hostdev': an SR-IOV virtual function
     description='A network interface.',
@@ -556,6 +649,13 @@ DISK = Kind(
                    description='Pass discard (TRIM) requests to the image.'),
         Integer('iothread', 'driver', 'iothread', minimum=1, maximum=1024,
                 description='virtio-blk: IOThread that serves the disk (the domain must define it).'),
+        DriverAttr('error_policy', 'error_policy', driver_name='qemu', choices=('stop', 'report', 'ignore', 'enospace'),
+                   description='What a write error does to the guest.'),
+        DriverAttr('rerror_policy', 'rerror_policy', driver_name='qemu', choices=('stop', 'report', 'ignore'),
+                   description='What a read error does to the guest.'),
+        DriverAttr('detect_zeroes', 'detect_zeroes', driver_name='qemu', choices=('off', 'on', 'unmap'),
+                   description='Detect writes of zeroes (unmap: discard them).'),
+        Flag('shareable', 'shareable', description='Shared between guests (no host caching).'),
         Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000,
                 description='Boot priority. It replaces libvirt\'s default <os><boot dev=\'hd\'/>; another <os> boot '
                             'order is refused (remove it with virtdev.libvirt.domain boot: {order: []}).'),
@@ -568,7 +668,7 @@ DISK = Kind(
     hotplug=lambda spec: _disk_bus(spec) in ('virtio', 'scsi', 'usb'),
     # changing the medium of a cdrom or floppy is what a running guest can take
     live_update=lambda old, new: new.get('device') in ('cdrom', 'floppy') and only_differ('source')(old, new),
-    required=('target',),
+    required=('target',), limits=(_one_ide_or_fdc_controller,),
     new_attrs={'type': 'file'},  # what libvirt writes for an empty cdrom; a source sets its own type
     removal_consent='disk',  # the guest may still write to it
     description='A disk, cdrom or floppy drive.',
@@ -603,6 +703,21 @@ CONTROLLER = Kind(
         Integer('iothread', 'driver', 'iothread', minimum=1, maximum=1024, description='virtio-scsi IOThread.'),
         Integer('master_startport', 'master', 'startport', minimum=0, maximum=255,
                 description='USB companion controllers (ich9-uhci*): the first port on the master.'),
+        Integer('vectors', '', 'vectors', minimum=1, maximum=1024, description='virtio-serial MSI vectors.'),
+        # what libvirt fills in for PCI controllers (formatdomain "Controllers", PCI): the QEMU device it uses
+        # for the model, and the chassis and port numbers of root and downstream ports
+        Field('model_name', 'model', 'name', pattern=r'^[a-zA-Z0-9_.\-]+$', pattern_hint='pcie-root-port, '
+              'pcie-pci-bridge, ...', libvirt_fills=True,
+              description='PCI controllers: the QEMU device libvirt uses for the model (filled in by libvirt).'),
+        Integer('chassis', 'target', 'chassis', minimum=0, maximum=255, libvirt_fills=True,
+                description='PCIe root and downstream ports, pci-bridge: chassis number (filled in by libvirt).'),
+        HexInteger('port', 'target', 'port', minimum=0, maximum=255, libvirt_fills=True,
+                   description='PCIe root and downstream ports: port number (filled in by libvirt).'),
+        Integer('bus_nr', 'target', 'busNr', minimum=0, maximum=254,
+                description='pci-expander-bus, pcie-expander-bus: the bus number of the new root bus.'),
+        TextInteger('numa_node', 'target/node', minimum=0, maximum=255,
+                    description='pci-expander-bus, pcie-expander-bus: guest NUMA node.'),
+        OnOff('hotplug', 'target', 'hotplug', description='PCIe ports: allow hotplug into the port (default on).'),
     ],
     # USB2 companion controllers (ich9-uhci*) share their master's index, told apart by start port
     key=lambda spec: (None if spec.get('index') is None
@@ -611,7 +726,7 @@ CONTROLLER = Kind(
     device_class=lambda spec: (VIRTIO if str(spec.get('model', '')).startswith('virtio')
                                or spec.get('type') == 'virtio-serial' else EMULATED),
     hotplug=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
-    required=('type',),
+    required=('type',), limits=(_xhci_ports,),
     # libvirt adds the first controller of each type a device needs (PCI root, USB, SATA, IDE, SCSI,
     # virtio-serial, ...) and the PCI(e) buses (root ports, bridges) it places devices on
     implicit=lambda element: element.get('index') == '0' or element.get('type') == 'pci',
@@ -638,11 +753,15 @@ VIDEO = Kind(
         Integer('vram', 'model', 'vram', minimum=1024, maximum=4194304, libvirt_fills=True,
                 description='Video memory in KiB.'),
         Integer('heads', 'model', 'heads', minimum=1, maximum=16, libvirt_fills=True, description='Screens.'),
+        Integer('ram', 'model', 'ram', minimum=1024, maximum=4194304, libvirt_fills=True,
+                description='qxl: secondary bar memory in KiB.'),
+        Integer('vgamem', 'model', 'vgamem', minimum=1024, maximum=4194304, libvirt_fills=True,
+                description='qxl: VGA framebuffer memory in KiB.'),
         YesNo('primary', 'model', 'primary', libvirt_fills=True, description='The primary adapter.'),
         YesNo('accel3d', 'model/acceleration', 'accel3d', description='virtio-gpu 3D acceleration (virgl).'),
     ],
     key=lambda spec: ('video',), repeatable=True,
-    device_class=_virtio_if('model', 'virtio'), hotplug=False, required=('model',),
+    device_class=_virtio_if('model', 'virtio'), hotplug=False, required=('model',), limits=(_video_heads,),
     implicit=_first_video_of_a_display,
     description='A video adapter; the first one declared is matched to the first one defined.',
     example={'kind': 'video', 'model': 'virtio', 'heads': 1})
@@ -654,10 +773,41 @@ SOUND = Kind(
         identity='`model`',
         hotplug='no'),
     fields=[Field('model', '', 'model', choices=('ich6', 'ich9', 'ac97', 'es1370', 'sb16', 'usb', 'ich7', 'pcspk'),
-                  description='Sound card model.')],
+                  description='Sound card model.'),
+            Field('codec', 'codec', 'type', choices=('duplex', 'micro', 'output'),
+                  description='ich6, ich9, ich7: the HDA codec the guest sees.'),
+            Integer('audio', 'audio', 'id', minimum=1, maximum=65535,
+                    description='The audio backend (kind audio, by id) the card plays through.')],
     key=ident('model', 'model'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('model',),
     description='An emulated sound card.', example={'kind': 'sound', 'model': 'ich9'})
+
+
+def _audio_of_a_device(element):
+    """libvirt adds an audio backend by itself; a spice one goes with the spice display (libvirt refuses
+    spice audio without spice graphics)."""
+    devices = element.getparent()
+    return (element.get('type') != 'spice' or devices is None
+            or devices.find("graphics[@type='spice']") is not None)
+
+
+AUDIO = Kind(
+    'audio', 'audio',
+    docs=KindDocs(
+        hw_class='emulated (the host side of sound cards)',
+        identity='`id`',
+        hotplug='no'),
+    fields=[Integer('id', '', 'id', minimum=1, maximum=65535,
+                    description='Audio backend id; sound cards and graphics name it (``<audio id=\'1\'/>``).'),
+            Field('type', '', 'type', choices=('none', 'alsa', 'coreaudio', 'dbus', 'jack', 'oss', 'pulseaudio',
+                                               'pipewire', 'sdl', 'spice', 'file'),
+                  description='Host audio backend.'),
+            Field('path', '', 'path', absolute_path=True, description='For type file: the output file.')],
+    key=ident('id', 'id'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('id', 'type'),
+    implicit=_audio_of_a_device,
+    description='An audio backend (where the guest\'s sound goes on the host); libvirt adds one by itself.',
+    example={'kind': 'audio', 'id': 1, 'type': 'none'})
 
 WATCHDOG = Kind(
     'watchdog', 'watchdog',
@@ -686,6 +836,8 @@ INPUT = Kind(
               description='Input device type.'),
         Field('bus', '', 'bus', choices=('ps2', 'usb', 'virtio', 'xen'), libvirt_fills=True,
               description='Bus: virtio (virtio-input) or ps2, usb (emulated).'),
+        Field('source_dev', 'source', 'dev', absolute_path=True,
+              description='For evdev and passthrough: the host input device (/dev/input/...).'),
     ],
     key=ident('input', 'type', 'bus'),
     loose=('type',),
@@ -700,7 +852,12 @@ def _char_fields(target_types, port=True):
         Field('source_path', 'source', 'path', libvirt_fills=True,
               description='Host path for file, unix and dev types.'),
         Field('source_mode', 'source', 'mode', choices=('bind', 'connect'), libvirt_fills=True,
-              description='Unix socket mode.'),
+              description='Unix or TCP socket mode.'),
+        Field('source_host', 'source', 'host', description='For tcp and udp: host address.'),
+        Field('source_service', 'source', 'service', pattern=r'^[0-9]+$', pattern_hint='a port number',
+              description='For tcp and udp: port.'),
+        Field('protocol', 'protocol', 'type', choices=('raw', 'telnet', 'telnets', 'tls'), libvirt_fills=True,
+              description='For tcp: the wire protocol.'),
         Field('target_type', 'target', 'type', choices=target_types, libvirt_fills=True,
               description='Guest side of the character device.'),
     ]
@@ -719,7 +876,7 @@ SERIAL = Kind(
     fields=_char_fields(('isa-serial', 'usb-serial', 'pci-serial', 'spapr-vio-serial', 'system-serial',
                          'sclp-serial', 'isa-debug')) + [
         Field('target_model', 'target/model', 'name', libvirt_fills=True, description='Guest-side device model.')],
-    key=ident('port', 'port'), loose=('target_type',),
+    key=ident('port', 'port'), loose=('target_type',), limits=(_isa_serial_port,),
     device_class=lambda spec: EMULATED, hotplug=lambda spec: spec.get('target_type') in ('usb-serial', 'pci-serial'),
     description='A serial port.', example={'kind': 'serial', 'type': 'pty', 'port': 0})
 
@@ -742,6 +899,8 @@ CONSOLE = Kind(
         identity='position per target type',
         hotplug='virtio'),
     fields=_char_fields(('serial', 'virtio', 'xen', 'sclp', 'sclplm'), port=False),
+    # libvirt numbers consoles itself, again on every define (a virtio console after the serial one is port 1)
+    assigned=(('target', 'port'),),
     key=lambda spec: ('console', spec.get('target_type') or 'serial'), repeatable=True,
     device_class=_virtio_if('target_type', 'virtio'), hotplug=lambda spec: spec.get('target_type') == 'virtio',
     # the serial console libvirt mirrors from the first serial port (it goes with that port)
@@ -817,7 +976,12 @@ REDIRDEV = Kind(
     fields=[Field('type', '', 'type', choices=('spicevmc', 'tcp'), description='Redirection channel.'),
             Field('bus', '', 'bus', choices=('usb',), default='usb', description='Bus.'),
             Field('host', 'source', 'host', description='For tcp: the usbredir server host.'),
-            Field('service', 'source', 'service', description='For tcp: the usbredir server port.')],
+            Field('service', 'source', 'service', description='For tcp: the usbredir server port.'),
+            Field('source_mode', 'source', 'mode', choices=('bind', 'connect'), libvirt_fills=True,
+                  description='For tcp: socket mode.'),
+            Field('protocol', 'protocol', 'type', choices=('raw', 'telnet', 'telnets', 'tls'), libvirt_fills=True,
+                  description='For tcp: the wire protocol.'),
+            Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000, description='Boot priority.')],
     key=lambda spec: ('redir', spec.get('type'), spec.get('host'), spec.get('service')), repeatable=True,
     device_class=lambda spec: EMULATED, hotplug=True, required=('type',),
     description='USB redirection (SPICE or usbredir over TCP); repeat the entry for several channels.',
@@ -841,9 +1005,17 @@ GRAPHICS = Kind(
         hotplug='password live'),
     fields=[Field('type', '', 'type', choices=('vnc', 'spice', 'egl-headless', 'dbus', 'sdl'), description='Protocol.'),
             GraphicsListen('listen', '', 'listen', description='Listen address.'),
+            GraphicsListenType('listen_type', 'listen', 'type', choices=('none', 'address'), libvirt_fills=True,
+                               description='none: no network listener (SPICE with a local client only; libvirt '
+                                           'writes it for a SPICE display without port); address (the default): '
+                                           'listen on an address.'),
             GraphicsPort('port', '', 'port', minimum=-1, maximum=65535, libvirt_fills=True,
                          description='TCP port; -1 with autoport.'),
             YesNo('autoport', '', 'autoport', libvirt_fills=True, description='Pick a free port at start.'),
+            Field('image_compression', 'image', 'compression',
+                  choices=('auto_glz', 'auto_lz', 'quic', 'glz', 'lz', 'off'),
+                  description='SPICE: image compression (off suits a local client).'),
+            YesNo('gl', 'gl', 'enable', description='SPICE: OpenGL acceleration (virgl).'),
             SecretAttr('password', '', 'passwd',
                        description="Console password (VNC: at most 8 characters). Never shown: results show "
                                    "C(%s) when a password is set, and that value given back keeps the current "
@@ -852,7 +1024,7 @@ GRAPHICS = Kind(
     key=ident('type', 'type'),
     device_class=lambda spec: EMULATED, hotplug=False, required=('type',),
     live_update=only_differ('password'), implied=(('listen', {'type': 'address'}),), live_fills=('listen',),
-    limits=(_vnc_password_length,),
+    limits=(_vnc_password_length, _listen_none_has_no_address, _port_agrees_with_autoport),
     description='A graphical console (VNC, SPICE).',
     example={'kind': 'graphics', 'type': 'vnc', 'listen': '127.0.0.1', 'autoport': True})
 
@@ -1008,6 +1180,8 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         Field('rom_file', 'rom', 'file', absolute_path=True,
               description='Option ROM image (absolute path) to expose instead of the device\'s own.'),
         YesNo('rom_enabled', 'rom', 'enabled', description='Expose an option ROM at all.'),
+        OnOff('rom_bar', 'rom', 'bar', description='Map the option ROM into the guest\'s memory (off breaks hotplug).'),
+        Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000, description='Boot priority.'),
         PciAddress('guest_address', 'address', pci_type=True, libvirt_fills=True,
                    description='Where the guest sees the device (DDDD:BB:SS.F); libvirt chooses when omitted. '
                                'Give the functions of one host device the same guest slot to keep them one '
@@ -1028,6 +1202,9 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
                     description='USB BUS.DEVICE, when vendor:product is ambiguous or not known.'),
         ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'),
                        description='Instead of vendor/product: the name of a usb device mapping (O(mappings)).'),
+        YesNo('managed', '', 'managed', libvirt_fills=True, description='Let libvirt detach the device from its '
+              'host driver (libvirt writes no for USB, SCSI and mdev devices).'),
+        Integer('boot_order', 'boot', 'order', minimum=1, maximum=1000, description='Boot priority.'),
     ], key=_usb_key, required=(), limits=(_alone_with_mapping(('vendor', 'product', 'address')),),
         description='A host USB device passed through.',
         example={'kind': 'hostdev', 'type': 'usb', 'vendor': '0x046d', 'product': '0xc52b'}),
@@ -1037,6 +1214,7 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         Field('model', '', 'model', choices=('vfio-pci', 'vfio-ccw', 'vfio-ap'), description='mdev device API.'),
         OnOff('display', '', 'display', description='vGPU display (vfio-pci).'),
         OnOff('ramfb', '', 'ramfb', description='Boot display through ramfb (vfio-pci).'),
+        YesNo('managed', '', 'managed', libvirt_fills=True, description='Written by libvirt (no).'),
     ], key=ident('mdev', 'uuid'), required=('uuid', 'model'),
         description='A mediated device (vGPU, vfio-ccw, vfio-ap).',
         example={'kind': 'hostdev', 'type': 'mdev', 'model': 'vfio-pci',
@@ -1047,14 +1225,38 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         NumberTuple('address', 'source/address', ('bus', 'target', 'unit'), ':',
                     description='SCSI BUS:TARGET:UNIT on the adapter.'),
         Flag('readonly', 'readonly', description='Read-only LUN.'),
+        YesNo('managed', '', 'managed', libvirt_fills=True, description='Written by libvirt (no).'),
     ], key=ident('scsi', 'adapter', 'address'), required=('adapter', 'address'),
         description='A host SCSI LUN passed through.',
         example={'kind': 'hostdev', 'type': 'scsi', 'adapter': 'scsi_host0', 'address': '0:0:1'}),
 ], description='A host device passed through: pci (VFIO), usb, mdev or scsi.')
 
+HUB = Kind(
+    'hub', 'hub',
+    docs=KindDocs(hw_class='emulated', identity='position among hubs', hotplug='no'),
+    fields=[Field('type', '', 'type', choices=('usb',), default='usb', description='Hub type.')],
+    key=lambda spec: ('hub', spec.get('type')), repeatable=True,
+    device_class=lambda spec: EMULATED, hotplug=False,
+    description='A USB hub (more ports on a USB bus); repeat the entry for several hubs.',
+    example={'kind': 'hub', 'type': 'usb'})
+
+SHMEM = Kind(
+    'shmem', 'shmem',
+    docs=KindDocs(hw_class='emulated', identity='`name`', hotplug='no'),
+    fields=[Field('name', '', 'name', pattern=r'^[A-Za-z0-9_.\-]+$', pattern_hint='letters, digits, _ . -',
+                  description='Name of the shared memory region on the host; its identity.'),
+            Field('model', 'model', 'type', choices=('ivshmem', 'ivshmem-plain', 'ivshmem-doorbell'),
+                  libvirt_fills=True, description='Device model.'),
+            SizeMiB('size_mib', 'size', unit='M', minimum=1, maximum=16 * 1024 * 1024, libvirt_fills=True,
+                    description='Size in MiB (a power of two).')],
+    key=ident('name', 'name'),
+    device_class=lambda spec: EMULATED, hotplug=False, required=('name',),
+    description='Shared memory between guests and the host (ivshmem).',
+    example={'kind': 'shmem', 'name': 'ivshmem0', 'model': 'ivshmem-plain', 'size_mib': 4})
+
 KINDS = {kind.name: kind for kind in (
-    INTERFACE, DISK, CONTROLLER, VIDEO, SOUND, WATCHDOG, INPUT, SERIAL, PARALLEL, CONSOLE, CHANNEL, TPM, PANIC,
-    SMARTCARD, REDIRDEV, GRAPHICS, MEMBALLOON, VSOCK, FILESYSTEM, IOMMU, RNG, MEMORY, HOSTDEV)}
+    INTERFACE, DISK, CONTROLLER, VIDEO, SOUND, AUDIO, WATCHDOG, INPUT, SERIAL, PARALLEL, CONSOLE, CHANNEL, TPM, PANIC,
+    SMARTCARD, REDIRDEV, GRAPHICS, MEMBALLOON, VSOCK, FILESYSTEM, IOMMU, RNG, MEMORY, HOSTDEV, HUB, SHMEM)}
 KINDS_BY_TAG = {kind.tag: kind for kind in KINDS.values()}
 
 
@@ -1096,18 +1298,7 @@ class Untyped:
         return None
 
 
-def _audio_of_a_device(element):
-    """libvirt adds an audio backend by itself; a spice one goes with the spice display (libvirt refuses
-    spice audio without spice graphics)."""
-    devices = element.getparent()
-    return (element.get('type') != 'spice' or devices is None
-            or devices.find("graphics[@type='spice']") is not None)
-
-
 UNTYPED = {row.tag: row for row in (
-    Untyped('hub', ('@type',)),
-    Untyped('audio', ('@id',), implicit=_audio_of_a_device),
-    Untyped('shmem', ('@name',)),
     Untyped('crypto', ('@model', '@type')),
     Untyped('pstore', ('@backend',)),
     Untyped('redirfilter', ()),

@@ -104,7 +104,8 @@ class DomainDevices:
 
     def parsed(self):
         try:
-            self.module.exit_json(changed=False, parsed=_device_engine.gather(self.params['running_config']))
+            self.module.exit_json(changed=False, parsed=_device_engine.gather(self.params['running_config'],
+                                                                              self.params['gather_implicit']))
         except _xml.XMLInputError as exc:
             self.fail('running_config: %s' % exc)
 
@@ -116,7 +117,8 @@ class DomainDevices:
                 dom = self.connection.lookup_uuid(self.params['uuid'])
             else:
                 dom = self.connection.lookup(self.params['domain'])
-            self.module.exit_json(changed=False, gathered=_device_engine.gather(self.connection.xml(dom)))
+            self.module.exit_json(changed=False, gathered=_device_engine.gather(self.connection.xml(dom),
+                                                                                self.params['gather_implicit']))
         except LibvirtFailure as exc:
             self.fail(str(exc))
 
@@ -354,7 +356,9 @@ class DomainDevices:
         written = [result['domain'] for result in results if result['outcome'] == 'written']
         unknown = [result['domain'] for result in results if result['outcome'] == 'unknown']
         skipped = [run.name for run in runs if run.skipped]
-        parts = ['%d of %d domains failed: %s' % (len(failed), len(runs), '; '.join(run.error for run in failed))]
+        # the first few failures in the message (one or two lines); every one is in its domain's result
+        parts = ['%d of %d domains failed: %s' % (len(failed), len(runs), _names([run.error for run in failed], 3,
+                                                                                 '; '))]
         parts.append('written: %s' % (_names(written) if written else 'none'))
         if unknown:
             parts.append('unknown whether written (the connection was lost mid-call): %s' % _names(unknown))
@@ -363,9 +367,9 @@ class DomainDevices:
         return '. '.join(parts)
 
 
-def _names(names, shown=20):
+def _names(names, shown=20, separator=', '):
     """'a, b, c' (and how many more)."""
-    text = ', '.join(names[:shown])
+    text = separator.join(names[:shown])
     return text + (' and %d more' % (len(names) - shown) if len(names) > shown else '')
 
 
@@ -415,6 +419,8 @@ def run(module):
             ', '.join(sorted(DEVICE_TAGS))))
     if module.params['overridden_kinds'] is not None and state != 'overridden':
         module.fail_json(msg='overridden_kinds: applies only to state=overridden (state is %s)' % state)
+    if not module.params['gather_implicit'] and state not in ('gathered', 'parsed'):
+        module.fail_json(msg='gather_implicit: applies only to state=gathered or parsed (state is %s)' % state)
     if state in WRITING_STATES:
         runner.converge()
     else:

@@ -87,6 +87,14 @@ options:
         O(config)), list those kinds.
     type: list
     elements: str
+  gather_implicit:
+    description:
+      - With O(state=gathered) or O(state=parsed), V(false) leaves out the devices libvirt adds or owns by itself
+        (those O(state=overridden) leaves in place and reports in RV(implicit), such as the first controller of
+        each type, PCI root ports and bridges, PS/2 inputs, the serial console, memballoon, audio backends), for
+        a shorter list to review. Such a list fed back to O(state=overridden) keeps them too.
+    type: bool
+    default: true
   running_config:
     description:
       - Domain XML text for O(state=parsed). It is C(no_log) because domain XML can carry console passwords.
@@ -442,6 +450,7 @@ def argument_spec():
         }},
         state={'type': 'str', 'default': 'merged', 'choices': list(_device_engine.STATES)},
         overridden_kinds={'type': 'list', 'elements': 'str'},
+        gather_implicit={'type': 'bool', 'default': True},
         running_config={'type': 'str', 'no_log': True},  # domain XML: may carry console passwords
         apply={'type': 'str', 'default': 'auto', 'choices': list(APPLY_MODES)},
         restart={'type': 'str', 'default': 'never', 'choices': ['never', 'if_required']},

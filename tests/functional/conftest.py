@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -137,11 +138,10 @@ def module_forkserver(tmp_path_factory, collection_pythonpath):
 
 @pytest.fixture
 def run_module(tmp_path, collection_pythonpath, module_forkserver):
-    counter = [0]
+    counter = itertools.count(1)   # next() is atomic: tests may run modules from several threads
 
     def run(name, args, check_mode=False, diff=False, timeout=600, env=None):
-        counter[0] += 1
-        argsfile = tmp_path / ('module-args-%d.json' % counter[0])
+        argsfile = tmp_path / ('module-args-%d.json' % next(counter))
         module_args = dict(args)
         module_args['_ansible_check_mode'] = check_mode
         module_args['_ansible_diff'] = diff

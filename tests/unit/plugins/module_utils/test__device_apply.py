@@ -229,3 +229,16 @@ def test_guest_message_names_the_guest_once():
     assert apply.guest_message('web01', 'domain web01: boom') == 'domain web01: boom'
     assert apply.guest_message('web01', "domain 'web01' is not defined") == "domain 'web01' is not defined"
     assert apply.guest_message('web0', 'domain web01: boom') == 'domain web0: domain web01: boom'
+
+
+def test_a_refused_define_names_the_device_libvirt_quotes_and_only_a_few_others():
+    domain = "<domain type='qemu'><name>g</name><devices/></domain>"
+    config = [{'kind': 'disk', 'target': 'vd' + letter, 'source': {'file': '/var/lib/g%s.img' % letter}}
+              for letter in 'bcdefgh'] + [{'kind': 'controller', 'type': 'usb', 'index': 0, 'model': 'qemu-xhci'}]
+    plan = engine.plan(domain, engine.declare(config, 'g', 'domains[2].config'), 'merged')
+    named = apply._describe_changes(plan.changes, "unsupported configuration: 'qemu-xhci' controller only "
+                                                  "supports up to '15' ports")
+    assert named == 'attach controller type usb 0 (domains[2].config[7])'
+    unknown = apply._describe_changes(plan.changes, 'internal error: something else')
+    assert unknown == ('attach disk target vdb (domains[2].config[0]), attach disk target vdc '
+                       '(domains[2].config[1]), attach disk target vdd (domains[2].config[2]) and 5 more')

@@ -248,11 +248,21 @@ def test_gathered_feeds_back_without_change():
     # vda has parts no option describes (boot order, iotune): shown losslessly as xml, still classed
     (vda,) = [item for item in gathered if item['kind'] == 'xml' and "dev=\"vda\"" in item['xml']]
     assert vda['class'] == 'virtio'
-    hostdevs = [item for item in gathered if item.get('xml', '').startswith('<hostdev')]
-    assert [item['class'] for item in hostdevs] == ['passthrough']  # <rom bar> is not an option yet: xml
+    hostdevs = [item for item in gathered if item['kind'] == 'hostdev']
+    assert [(item['class'], item['rom_bar']) for item in hostdevs] == [('passthrough', True)]
     for state in ('merged', 'replaced', 'overridden'):
         result = engine.plan(DOMAIN, engine.declare(gathered, 'web01'), state)
         assert not result.changed, (state, result.commands)
+
+
+def test_gathered_without_implicit_leaves_out_what_libvirt_adds_and_overridden_keeps_it():
+    xml = DOMAIN.replace('</devices>', "<controller type='pci' index='0' model='pci-root'/>"
+                                       "<input type='mouse' bus='ps2'/><memballoon model='virtio'/></devices>")
+    everything, short = engine.gather(xml), engine.gather(xml, implicit=False)
+    left_out = [item for item in everything if item not in short]
+    assert {item['kind'] for item in left_out} >= {'controller', 'input', 'memballoon'}
+    result = engine.plan(xml, engine.declare(short, 'web01'), 'overridden')
+    assert not result.changed and len(result.implicit) == len(left_out)
 
 
 def test_verify_reports_what_libvirt_did_not_keep():

@@ -22,7 +22,7 @@ IDS = [kind.label for kind in KINDS]
 # A guest with one device the declarations never name: every state must leave it alone.
 BARE = ("<domain type='qemu'><name>guest</name><uuid>3f0c1a52-6a47-4a2b-8f7e-3d1e4a2b9c11</uuid>"
         "<memory unit='KiB'>65536</memory><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>"
-        "<shmem name='unmanaged'/></devices></domain>")
+        "<crypto model='virtio' type='qemu'><backend model='builtin'/></crypto></devices></domain>")
 
 
 def plan(xml, config, state, overridden_kinds=None):
@@ -40,10 +40,10 @@ def device_tags(xml):
 @pytest.mark.parametrize('state', ['merged', 'replaced', 'overridden'])
 @pytest.mark.parametrize('kind', KINDS, ids=IDS)
 def test_every_kind_is_attached_once_and_found_again(kind, state):
-    scope = [kind.tag] if state == 'overridden' else None    # the guest's <shmem> is another kind: kept
+    scope = [kind.tag] if state == 'overridden' else None    # the guest's <crypto> is another kind: kept
     first = plan(BARE, [kind.example], state, scope)
     assert ops(first) == ['attach'], first.commands
-    assert device_tags(first.new_xml) == ['shmem', kind.tag]           # nothing else added or lost
+    assert device_tags(first.new_xml) == ['crypto', kind.tag]           # nothing else added or lost
     again = plan(first.new_xml, [kind.example], state, scope)
     assert not again.changed and again.new_xml is None, again.commands
     check_mode = plan(first.new_xml, [kind.example], 'merged')       # what a check run would predict
@@ -55,7 +55,7 @@ def test_every_kind_is_deleted_by_identity_and_only_it(kind):
     defined = plan(BARE, [kind.example], 'merged').new_xml
     deleted = plan(defined, [kind.example], 'deleted')
     assert ops(deleted) == ['detach']
-    assert device_tags(deleted.new_xml) == ['shmem']
+    assert device_tags(deleted.new_xml) == ['crypto']
     assert not plan(deleted.new_xml, [kind.example], 'deleted').changed    # absent already
     assert not plan(BARE, [kind.example], 'deleted').changed
 
@@ -63,13 +63,13 @@ def test_every_kind_is_deleted_by_identity_and_only_it(kind):
 @pytest.mark.parametrize('kind', KINDS, ids=IDS)
 def test_every_kind_gathers_back_to_a_declaration_that_changes_nothing(kind):
     defined = plan(BARE, [kind.example], 'merged').new_xml
-    gathered = [item for item in engine.gather(defined) if item.get('kind') != 'xml' or '<shmem' not in item['xml']]
+    gathered = [item for item in engine.gather(defined) if item.get('kind') != 'xml' or '<crypto' not in item['xml']]
     assert len(gathered) == 1 and gathered[0]['kind'] == kind.name
     assert gathered[0]['class'] == kind.device_class(kind.normalize(kind.example, 'x'))
     for state in ('merged', 'replaced'):
         assert not plan(defined, gathered, state).changed, (state, gathered)
     assert not plan(defined, gathered, 'overridden', [kind.tag]).changed, gathered
-    # the whole gathered list (the <shmem> too) is the guest's devices exactly: overridden changes nothing
+    # the whole gathered list (the <crypto> too) is the guest's devices exactly: overridden changes nothing
     assert not plan(defined, engine.gather(defined), 'overridden').changed
 
 
@@ -122,7 +122,7 @@ def test_overridden_keeps_what_the_table_calls_implicit_and_removes_the_rest():
     result = plan(xml, config, 'overridden', ['controller', 'input', 'memballoon', 'console', 'audio'])
     detached = sorted(change.label for change in result.changes if change.op == 'detach')
     assert detached == ['console console virtio', 'controller type usb 1', 'input input tablet usb'], detached
-    assert sorted(item.get('kind') for item in result.implicit) == ['controller', 'controller', 'input', 'xml']
+    assert sorted(item.get('kind') for item in result.implicit) == ['audio', 'controller', 'controller', 'input']
     for element in _xml.parse(xml).find('devices'):
         assert is_implicit(element) == (element.tag != 'emulator' and _xml.to_string(element) in
                                         [_xml.to_string(e) for e in _xml.parse('<d>%s</d>' % implicit)])
@@ -147,7 +147,7 @@ def test_overridden_removes_a_kind_dropped_from_the_manifest_but_not_what_libvir
     assert not plan(dropped.new_xml, without_rng, 'overridden').changed
     # a manifest of one graphics device: every device libvirt adds or owns stays, and is listed in implicit
     only_graphics = plan(xml, [{'kind': 'graphics', 'type': 'vnc'}], 'overridden')
-    assert sorted(c['kind'] for c in only_graphics.commands) == ['rng', 'shmem', 'video'], only_graphics.commands
+    assert sorted(c['kind'] for c in only_graphics.commands) == ['crypto', 'rng', 'video'], only_graphics.commands
     assert device_tags(only_graphics.new_xml) == [
         'controller', 'controller', 'controller', 'controller', 'input', 'input', 'graphics', 'video', 'memballoon']
     assert len(only_graphics.implicit) == 8   # the first video of a guest with graphics among them
@@ -160,8 +160,9 @@ def test_overridden_removes_a_kind_dropped_from_the_manifest_but_not_what_libvir
 def test_every_device_tag_has_one_row_and_untyped_rows_are_matched_by_attributes():
     assert set(UNTYPED) & {kind.tag for kind in KINDS} == set()
     assert set(ROWS_BY_TAG) == set(UNTYPED) | {kind.tag for kind in KINDS}
-    xml = BARE.replace('</devices>', "<hub type='usb'/></devices>")
-    first = plan(xml, [{'kind': 'xml', 'xml': "<hub type='usb'/>"}], 'merged')
-    assert not first.changed                                            # the hub there is that hub
-    deleted = plan(xml, [{'kind': 'xml', 'xml': "<shmem name='unmanaged'/>"}], 'deleted')
-    assert ops(deleted) == ['detach'] and device_tags(deleted.new_xml) == ['hub']
+    xml = BARE.replace('</devices>', "<redirfilter><usbdev allow='no'/></redirfilter></devices>")
+    first = plan(xml, [{'kind': 'xml', 'xml': "<redirfilter><usbdev allow='no'/></redirfilter>"}], 'merged')
+    assert not first.changed                                  # the filter there is that filter
+    deleted = plan(xml, [{'kind': 'xml', 'xml': "<crypto model='virtio' type='qemu'><backend model='builtin'/>"
+                                                "</crypto>"}], 'deleted')
+    assert ops(deleted) == ['detach'] and device_tags(deleted.new_xml) == ['redirfilter']

@@ -109,12 +109,19 @@ def test_a_device_the_module_wrote_is_gathered_typed_with_the_placeholder():
                         'class': 'emulated'}
 
 
-@pytest.mark.parametrize('listen', ["<listen type='network' network='default'/>", "<listen type='none'/>",
+@pytest.mark.parametrize('listen', ["<listen type='network' network='default'/>",
                                     "<listen type='socket' socket='/run/vnc.sock'/>"])
 def test_other_listen_types_are_gathered_raw_with_the_placeholder(listen):
     xml = "<graphics type='spice' autoport='yes' passwd=%s>%s</graphics>" % (quoteattr(SECRET), listen)
     (item,) = engine.gather(domain(xml))
     assert item['kind'] == 'xml' and 'passwd="%s"' % KEEP in item['xml'] and not leaks(item)
+
+
+def test_a_display_without_listener_is_gathered_typed_with_the_placeholder():
+    xml = "<graphics type='spice' autoport='yes' passwd=%s><listen type='none'/></graphics>" % quoteattr(SECRET)
+    (item,) = engine.gather(domain(xml))
+    assert item['listen_type'] == 'none' and item['password'] == KEEP and not leaks(item)
+    assert not engine.plan(domain(xml), engine.declare([item], 'g'), 'replaced').changed
 
 
 @pytest.mark.parametrize('state', ['merged', 'replaced', 'overridden'])
