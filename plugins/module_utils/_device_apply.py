@@ -642,8 +642,9 @@ class DomainRun:
                 if (command['op'], command['kind'], command['key']) in done]
 
     def result(self, compact=False):
-        """Per-domain result. ``compact`` (a many-domain manifest) leaves the device lists out of domains that
-        did not change: a host's no-change run then returns a few bytes per guest, not its whole inventory."""
+        """Per-domain result. ``compact`` (a many-domain manifest) leaves out of a domain that did not change
+        everything but its name, outcome and the keys that are not empty or false: a host's no-change run
+        then returns a few bytes per guest, not its whole inventory."""
         changed = self.reported_changed
         waiting = self.waiting
         result = {'domain': self.name, 'changed': changed, 'outcome': self.outcome, 'commands': self.commands(),
@@ -654,8 +655,13 @@ class DomainRun:
             result.update(failed=True, msg=self.error)
         elif self.skipped is not None:
             result['msg'] = 'not attempted: %s' % self.skipped
+        if compact and not changed and self.error is None and self.skipped is None:
+            # a no-change run over a host returns a few bytes per guest: its name, its outcome and only what
+            # is not the default (a guest still waiting for a restart says so)
+            return {key: value for key, value in result.items()
+                    if key in ('domain', 'changed', 'outcome') or (value and key != 'guest_state')}
         shown = self.config_plan if self.config_plan is not None else self.live_plan
-        if shown is None or (compact and not changed and self.error is None):
+        if shown is None:
             return result
         result.update(before=shown.before, implicit=shown.implicit)
         if changed:  # as the network resource modules do: after only when something changed
