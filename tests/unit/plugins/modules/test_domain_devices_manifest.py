@@ -126,7 +126,8 @@ def test_a_no_change_manifest_returns_name_and_outcome_per_guest_and_no_echo(cap
     assert 'define' not in compact['libvirt_calls']
     for entry in full['results']:
         assert entry['guest_state'] and entry['commands'] == [] and 'before' in entry
-    assert full['invocation']['module_args']['domains'] == domains
+    echoed = full['invocation']['module_args']['domains']
+    assert [{key: value for key, value in entry.items() if value is not None} for entry in echoed] == domains
 
 
 def test_a_changed_guest_is_reported_in_full_and_the_echo_has_no_unset_options(capsys):
