@@ -350,6 +350,14 @@ class DomainRun:
         self.executed.extend(commands)
 
     # -- writing ------------------------------------------------------------------------------------
+    def has_work(self, restart_wanted):
+        """Whether writing this guest could write anything: a change to make live or to its definition, a
+        restart record to finish, or a restart O(restart=if_required) asks for. A guest without work is neither
+        locked nor read again (on a no-change run of a host that halves the libvirt calls); what it was read as
+        is what the run reports. Check mode writes nothing anyway."""
+        return bool(self.check_mode or self.live_changes or (self.config_plan is not None and self.config_plan.changed)
+                    or self.record is not None or (restart_wanted and self.waiting))
+
     def apply(self):
         """Running guest first, then the definition, written as declared whatever the guest did live."""
         if self.check_mode:

@@ -244,6 +244,10 @@ class DomainDevices:
 
     def write(self, run, lock_dir):
         """Apply one guest under its lock; return why the guests after it must not be attempted, if so."""
+        if not run.has_work(self.params['restart'] == 'if_required'):
+            for warning in run.plan_warnings:
+                self.module.warn(warning)
+            return None
         try:
             with run.locked(lock_dir, self.params['lock_timeout']):
                 try:
