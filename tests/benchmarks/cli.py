@@ -98,6 +98,8 @@ def parser():
     p.add_argument('--from-json', metavar='FILE',
                    help='do not run the benchmark: rewrite the report and plot from these saved results (with --profile N, '
                         'redo only the cProfile section)')
+    p.add_argument('--merge-fleet', metavar='FILE',
+                   help='with --from-json: take the fleet rows from these saved results (a run with --sizes "" --fleet ...)')
     p.add_argument('--notes', metavar='FILE', help='Markdown inserted after the targets table (analysis of this run)')
     p.add_argument('--command-line', default=None, help=argparse.SUPPRESS)
     return p
@@ -114,7 +116,7 @@ def main(argv=None):
     samples = dict(FULL_SAMPLES) if full else {}
     samples.update(dict(args.sample))
     m_growth = args.m_growth if args.m_growth is not None else ([5, 20] if full else [])
-    middle = args.sizes[len(args.sizes) // 2]
+    middle = args.sizes[len(args.sizes) // 2] if args.sizes else None  # --sizes '': the fleet rows only
     extra = [('embed', middle, m, [t for t in GROWTH_TOOLS if t in args.tools]) for m in m_growth if m != args.devices]
     plan = runner.Plan(args.sizes, args.devices, args.backends, args.tools, samples=samples, extra_blocks=extra,
                        repeat=args.repeat, skip=FULL_SKIP if full else {},
@@ -126,6 +128,9 @@ def main(argv=None):
         if args.from_json:
             with open(args.from_json, encoding='utf-8') as handle:
                 results = json.load(handle)
+            if args.merge_fleet:
+                with open(args.merge_fleet, encoding='utf-8') as handle:
+                    results['fleet'] = json.load(handle)['fleet']
             if args.profile:
                 ctx = runner.tl.Context(workdir, args.python, args.peers_python)
                 results['profile'] = runner.profile_module(ctx, args.profile, results['devices'], workdir,
@@ -157,5 +162,6 @@ def main(argv=None):
                     notes = notes_file.read().strip()
             handle.write(report.markdown(results, png=os.path.basename(args.png) if args.png else None, notes=notes,
                                          fleet_png=os.path.basename(report.fleet_png(args.png)) if args.png else None))
-    print(report.summary(results))
+    if results['sizes']:
+        print(report.summary(results))
     return 0
