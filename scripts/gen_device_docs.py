@@ -112,8 +112,13 @@ def render():
                                            'O(domains[].uuid).'], 'type': 'str'},
                 'uuid': {'description': ['UUID of the domain, to find it by UUID instead of by name.'],
                          'type': 'str'},
-                'config': {'description': ['The devices of this domain, as O(config).'],
-                           'type': 'list', 'elements': 'dict', 'suboptions': devices},
+                'config': {'type': 'list', 'elements': 'dict', 'description': [
+                    'The devices of this domain, each a dictionary in the format of O(config) (O(config[].kind) '
+                    "and that kind's options; see O(config) for every option).",
+                    'Validated by the device kind table rather than by a nested argument spec: a wrong value, type or '
+                    'option fails the task before anything is read, naming O(domains[].config) with both list indexes '
+                    'and the option; secret options (console passwords) are kept out of every output as no_log '
+                    'options are.']},
             }},
     }}
     body = yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, width=110, default_flow_style=False)

@@ -57,22 +57,23 @@ def connect(module, readonly=False):
         module.fail_json(msg=str(exc))
 
 
-def _no_log_paths(argument_spec, prefix=''):
+def no_log_paths(argument_spec, prefix=''):
     """Option paths ('config.password') whose values are secrets."""
     paths = set()
     for name, spec in (argument_spec or {}).items():
         path = '%s.%s' % (prefix, name) if prefix else name
         if spec.get('no_log'):
             paths.add(path)
-        paths |= _no_log_paths(spec.get('options'), path)
+        paths |= no_log_paths(spec.get('options'), path)
     return paths
 
 
-def check_strings(module):
+def check_strings(module, secret_paths=()):
     """Fail, naming the option and the value, when any string parameter holds a character that XML (and so
     libvirt and the files the host modules write) cannot carry: NUL, other control characters, lone
-    surrogates. Run first in every module, before anything is read or written."""
-    secrets = _no_log_paths(module.argument_spec)
+    surrogates. Run first in every module, before anything is read or written. ``secret_paths``: option
+    paths ('domains.config.password') that are secrets without being no_log in the argspec."""
+    secrets = no_log_paths(module.argument_spec) | set(secret_paths)
 
     def secret(where):
         plain = '.'.join(part.split('[')[0] for part in where.split('.'))  # config[2].password -> config.password
@@ -85,16 +86,17 @@ def check_strings(module):
         module.fail_json(msg=str(exc))
 
 
-def mask_secrets(module):
+def mask_secrets(module, echo=None):
     """Make every output of ``module`` (result, failure, warnings, the echoed arguments) mask secrets in all
     their escaped forms: the values of its no_log options and every secret the process read or was given
-    in raw XML (``_secrets.SEEN``). Ansible's own no_log masking sees only the raw option values."""
+    in raw XML (``_secrets.SEEN``). Ansible's own no_log masking sees only the raw option values.
+    ``echo(params)``: what ``invocation.module_args`` shows (default: every parameter)."""
     exit_json, fail_json, warn = module.exit_json, module.fail_json, module.warn
     _secrets.remember_raw(module.params)   # raw-XML passwords, also in text refused before it is parsed
 
     def masked(result):
         result = dict(result)
-        result.setdefault('invocation', {'module_args': module.params})
+        result.setdefault('invocation', {'module_args': echo(module.params) if echo else module.params})
         return _secrets.mask(result, module.no_log_values)
 
     module.exit_json = lambda **result: exit_json(**masked(result))

@@ -351,6 +351,14 @@ class DomainRun:
         self.executed.extend(commands)
 
     # -- writing ------------------------------------------------------------------------------------
+    def has_work(self, restart_wanted):
+        """Whether writing this guest could write anything: a change to make live or to its definition, a
+        restart record to finish, or a restart O(restart=if_required) asks for. A guest without work is neither
+        locked nor read again (on a no-change run of a host that halves the libvirt calls); what it was read as
+        is what the run reports. Check mode writes nothing anyway."""
+        return bool(self.check_mode or self.live_changes or (self.config_plan is not None and self.config_plan.changed)
+                    or self.record is not None or (restart_wanted and self.waiting))
+
     def apply(self):
         """Running guest first, then the definition, written as declared whatever the guest did live."""
         if self.check_mode:
@@ -643,8 +651,9 @@ class DomainRun:
                 if (command['op'], command['kind'], command['key']) in done]
 
     def result(self, compact=False):
-        """Per-domain result. ``compact`` (a many-domain manifest) leaves the device lists out of domains that
-        did not change: a host's no-change run then returns a few bytes per guest, not its whole inventory."""
+        """Per-domain result. ``compact`` (a many-domain manifest) leaves out of a domain that did not change
+        everything but its name, outcome and the keys that are not empty or false: a host's no-change run
+        then returns a few bytes per guest, not its whole inventory."""
         changed = self.reported_changed
         waiting = self.waiting
         result = {'domain': self.name, 'changed': changed, 'outcome': self.outcome, 'commands': self.commands(),
@@ -655,8 +664,13 @@ class DomainRun:
             result.update(failed=True, msg=self.error)
         elif self.skipped is not None:
             result['msg'] = 'not attempted: %s' % self.skipped
+        if compact and not changed and self.error is None and self.skipped is None:
+            # a no-change run over a host returns a few bytes per guest: its name, its outcome and only what
+            # is not the default (a guest still waiting for a restart says so)
+            return {key: value for key, value in result.items()
+                    if key in ('domain', 'changed', 'outcome') or (value and key != 'guest_state')}
         shown = self.config_plan if self.config_plan is not None else self.live_plan
-        if shown is None or (compact and not changed and self.error is None):
+        if shown is None:
             return result
         result.update(before=shown.before, implicit=shown.implicit)
         if changed:  # as the network resource modules do: after only when something changed

@@ -13,25 +13,104 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.parameters import DEFAULT_TYPE_VALIDATORS
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import (
-    _common, _device_engine, _device_mappings, _guest_lock, _ids, _xml,
+    _common, _device_engine, _device_mappings, _guest_lock, _ids, _secrets, _xml,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
     ApplyError, DomainRun, names_vf_by_pf, preflight, read_host, vf_address,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
-from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import DEVICE_TAGS
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import DEVICE_TAGS, device_argument_spec
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings as host_mappings
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, source
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
 ON_ERROR = ('continue', 'stop')
+RESULT_DETAIL = ('compact', 'full')
+# O(domains): Ansible checks only the shape of the manifest; each device is converted to its option types here
+# and validated by the kind table (Kind.normalize), once (docs/performance.md, "Where the time goes")
+MANIFEST_SPEC = {'domain': {'type': 'str'}, 'uuid': {'type': 'str'}, 'config': {'type': 'list', 'elements': 'dict'}}
+DEVICE_OPTIONS = device_argument_spec()
+# option paths of a device ('password') that are secrets, as the kind table marks them
+DEVICE_SECRETS = frozenset(_common.no_log_paths(DEVICE_OPTIONS))
 # (option, lowest, highest) of the integer options
 RANGES = (('restart_timeout', 0, 86400), ('detach_timeout', 1, 3600), ('detach_attempts', 1, 100),
           ('lock_timeout', 0, 86400))
+
+
+class Module(AnsibleModule):
+    """AnsibleModule whose manifest (O(domains)) has no nested device argspec: the secrets of its devices are
+    registered as no_log values as soon as the parameters are read, so that nothing Ansible logs (the
+    journal's "Invoked with") or returns (an argspec failure's ``invocation``) shows them."""
+
+    def _load_params(self):
+        super()._load_params()
+        for device in manifest_devices(self.params):
+            for path in DEVICE_SECRETS:
+                value = _at(device, path)
+                if value is not None and not isinstance(value, (dict, list)):
+                    value = value if isinstance(value, str) else str(value)
+                    # every escaped form too: Ansible logs the manifest as the repr of a list
+                    self.no_log_values.update({value} | _secrets.forms(value) if value else set())
+
+
+def manifest_devices(params):
+    """Every device dict of O(domains) (raw parameters: anything that is not a device is skipped)."""
+    domains = params.get('domains') if isinstance(params, dict) else None
+    for entry in domains if isinstance(domains, list) else ():
+        config = entry.get('config') if isinstance(entry, dict) else None
+        for device in config if isinstance(config, list) else ():
+            if isinstance(device, dict):
+                yield device
+
+
+def _at(device, path):
+    value = device
+    for part in path.split('.'):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def convert_types(config, where, options=None):
+    """A manifest's device list with each option converted to its type the way Ansible converts a typed
+    option (V(yes) a boolean, V('4') an integer); wrong types are refused naming the field and the value
+    (a secret's value is not shown). Unknown options and everything else are left to the kind table."""
+    if not isinstance(config, list):
+        return config
+    return [_convert_device(device, '%s[%d]' % (where, index), options or DEVICE_OPTIONS)
+            if isinstance(device, dict) else device for index, device in enumerate(config)]
+
+
+def _convert_device(device, where, options):
+    converted = {}
+    for key, value in device.items():
+        spec = options.get(key)
+        if value is not None and spec is not None:
+            here = '%s.%s' % (where, key)
+            try:
+                value = DEFAULT_TYPE_VALIDATORS[spec['type']](value)
+            except (TypeError, ValueError):
+                shown = '(value hidden)' if spec.get('no_log') else repr(value)
+                raise SpecError(here, '%s is not a valid %s' % (shown, spec['type'])) from None
+            if spec.get('options') and isinstance(value, dict):
+                value = _convert_device(value, here, spec['options'])
+        converted[key] = value
+    return converted
+
+
+def echo(params):
+    """``invocation.module_args``: a manifest is summarized unless O(result_detail=full) (the controller would
+    otherwise receive, scrub and store the whole manifest with every run's result)."""
+    if params.get('domains') is None or params.get('result_detail') == 'full':
+        return params
+    devices = sum(1 for _device in manifest_devices(params))
+    return dict(params, domains='%d domains, %d devices (not echoed; result_detail=full echoes them)'
+                % (len(params['domains']), devices))
 
 
 class Request:
@@ -67,11 +146,15 @@ class DomainDevices:
 
     def requests(self):
         """The guests of the task; every spec is validated before anything is read."""
-        if self.params['domains'] is not None:
-            raw = [(entry['domain'], entry['uuid'], entry['config'], 'domains[%d]' % index)
-                   for index, entry in enumerate(self.params['domains'])]
-        else:
-            raw = [(self.params['domain'], self.params['uuid'], self.params['config'], None)]
+        try:
+            if self.params['domains'] is not None:
+                raw = [(entry['domain'], entry['uuid'],
+                        convert_types(entry['config'], 'domains[%d].config' % index), 'domains[%d]' % index)
+                       for index, entry in enumerate(self.params['domains'])]
+            else:
+                raw = [(self.params['domain'], self.params['uuid'], self.params['config'], None)]
+        except SpecError as exc:
+            self.fail(str(exc))
         for name, uuid, _config, where in raw:
             prefix = where + '.' if where else ''
             if where and (name is None) == (uuid is None):
@@ -156,7 +239,7 @@ class DomainDevices:
         refusals += self.check_host([run for run in runs if run.error is None])
         halted = self.halted_before_writing(runs)
         lock_dir = _guest_lock.lock_dir(params['uri'])
-        compact = params['domains'] is not None
+        compact = params['domains'] is not None and params['result_detail'] != 'full'
         results, diffs = [], []
         for run, request in zip(runs, requests):
             if run.error is None and halted is None:
@@ -181,6 +264,10 @@ class DomainDevices:
 
     def write(self, run, lock_dir):
         """Apply one guest under its lock; return why the guests after it must not be attempted, if so."""
+        if not run.has_work(self.params['restart'] == 'if_required'):
+            for warning in run.plan_warnings:
+                self.module.warn(warning)
+            return None
         try:
             with run.locked(lock_dir, self.params['lock_timeout']):
                 try:
@@ -397,8 +484,9 @@ def host_checks_mode(value):
 
 def run(module):
     """The whole task: the module's main() after AnsibleModule is made."""
-    _common.mask_secrets(module)
-    _common.check_strings(module)  # NUL, control characters, lone surrogates: refused naming the option
+    _common.mask_secrets(module, echo=echo)
+    # NUL, control characters, lone surrogates: refused naming the option
+    _common.check_strings(module, secret_paths=['domains.config.' + path for path in DEVICE_SECRETS])
     _common.require_libraries(module, need_libvirt=module.params['state'] not in ('rendered', 'parsed'))
     runner = DomainDevices(module)
     state = module.params['state']

@@ -185,6 +185,21 @@ options:
         again just before it is written, and planned again if anything else changed it since.
     type: int
     default: 300
+  result_detail:
+    description:
+      - How much a manifest (O(domains)) returns about the domains that did not change.
+      - V(compact) (the default) keeps a no-change run over a whole host small, so its result grows with what
+        changed rather than with the manifest. The entry of an unchanged domain in RV(results) has only C(domain),
+        C(changed), C(outcome) and those of the other keys that are not empty or false (a guest still waiting
+        for a restart keeps C(restart_required) and C(waiting_for_restart)); changed and failed domains are
+        reported in full. C(invocation.module_args.domains) shows how many domains and devices were given
+        instead of echoing the manifest.
+      - V(full) returns every key for every domain (C(before) and C(implicit) too) and echoes the manifest in
+        C(invocation.module_args).
+      - A single domain (O(domain) or O(uuid)) is always reported in full.
+    type: str
+    choices: [compact, full]
+    default: compact
   host_checks:
     description:
       - Before a host device (PCI, USB, mdev) or an SR-IOV VF is assigned, check on this host that it exists,
@@ -398,9 +413,9 @@ results:
   description:
     - Per domain, the keys above plus C(domain), when O(domains) is used; one entry per domain of O(domains), also
       when the task fails.
-    - Domains that did not change have only C(domain), C(changed), C(outcome), C(commands), C(restart_required),
-      C(waiting_for_restart), C(pending_unplug), C(restarted), C(shutdown_pending) and C(guest_state), so that a
-      no-change run over a whole host stays small; use O(state=gathered) to read devices.
+    - Domains that did not change have only C(domain), C(changed), C(outcome) and the other keys whose value is
+      not empty or false (O(result_detail=compact)), so that a no-change run over a whole host stays small; with
+      O(result_detail=full) they have every key above except C(after). Use O(state=gathered) to read devices.
     - A domain that failed also has C(failed=true) and C(msg) (naming the domain, and the device and option when
       known); a domain that O(on_error=stop) left alone has C(msg) starting with C(not attempted).
   returned: when O(domains) is used
@@ -411,6 +426,7 @@ results:
        live: false, config: true}], restart_required: false, waiting_for_restart: [], restarted: false}
     - {domain: web02, changed: false, outcome: not_written, failed: true, commands: [], restart_required: false,
        waiting_for_restart: [], restarted: false, msg: "domain 'web02' is not defined on qemu:///system"}
+    - {domain: web03, changed: false, outcome: not_written}
 gathered:
   description: The current devices in the option format.
   returned: when O(state=gathered)
@@ -428,26 +444,20 @@ parsed:
   elements: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _common, _device_engine, _device_runner
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import APPLY_MODES, LIVE_REMOVAL_CLASSES
-from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import device_argument_spec
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings as host_mappings
 
 
 def argument_spec():
-    devices = device_argument_spec()
     spec = dict(_common.CONNECTION_ARGS)
     spec.update(
         domain={'type': 'str', 'aliases': ['name']},
         uuid={'type': 'str'},
-        config={'type': 'list', 'elements': 'dict', 'options': devices},
-        domains={'type': 'list', 'elements': 'dict', 'options': {
-            'domain': {'type': 'str'},
-            'uuid': {'type': 'str'},
-            'config': {'type': 'list', 'elements': 'dict', 'options': devices},
-        }},
+        config={'type': 'list', 'elements': 'dict', 'options': _device_runner.DEVICE_OPTIONS},
+        # devices of a manifest: validated once, by the kind table (see _device_runner.MANIFEST_SPEC)
+        domains={'type': 'list', 'elements': 'dict', 'options': _device_runner.MANIFEST_SPEC},
+        result_detail={'type': 'str', 'default': 'compact', 'choices': list(_device_runner.RESULT_DETAIL)},
         state={'type': 'str', 'default': 'merged', 'choices': list(_device_engine.STATES)},
         overridden_kinds={'type': 'list', 'elements': 'str'},
         gather_implicit={'type': 'bool', 'default': True},
@@ -469,7 +479,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(
+    module = _device_runner.Module(
         argument_spec=argument_spec(),
         mutually_exclusive=[('domain', 'domains'), ('config', 'domains'), ('uuid', 'domains'), ('domain', 'uuid')],
         required_if=[('state', 'gathered', ('domain', 'uuid'), True), ('state', 'parsed', ('running_config',))],

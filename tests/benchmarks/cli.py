@@ -26,12 +26,13 @@ from . import tools as tl
 # table). Per call: virsh ~0.02 s on libvirtd but ~0.15-0.4 s on embed (every virsh process loads all N
 # definitions), virt-xml ~0.4 s, one Ansible loop item ~0.4 s.
 FULL_SAMPLES = {
-    ('loop', 'embed'): 20, ('loop', 'libvirtd'): 20,
-    ('virt', 'libvirtd'): 50,
-    ('virsh', 'embed'): 5, ('virsh', 'libvirtd'): 50,
-    ('virsh_guarded', 'embed'): 20, ('virsh_guarded', 'libvirtd'): 200,
-    ('virtxml', 'libvirtd'): 5,
+    ('loop', 'embed'): 10, ('loop', 'libvirtd'): 10,
+    ('virt', 'libvirtd'): 20,
+    ('virsh', 'embed'): 3, ('virsh', 'libvirtd'): 20,
+    ('virsh_guarded', 'embed'): 10, ('virsh_guarded', 'libvirtd'): 200,
+    ('virtxml', 'libvirtd'): 3,
 }
+FULL_FLEET = [1, 2, 4, 8]
 FULL_SKIP = {
     ('loop', 'libvirtd', 500): 'left out at N=500 (time budget); see N=50 and 200',
     ('virt', 'libvirtd', 500): 'left out at N=500 (time budget); see N=50 and 200',
@@ -42,7 +43,10 @@ FULL_SKIP = {
     ('virtxml', 'libvirtd', 500): 'left out at N=500 (time budget)',
     ('loop', 'embed', 500): 'left out at N=500 (time budget)',
 }
-GROWTH_TOOLS = ['floor', 'module', 'manifest']
+# the slow peers are compared at N=200 (the peer targets); at N=50 they add only time on a shared machine
+FULL_SKIP.update({(tool, backend, 50): 'left out at N=50 (time budget); see N=200'
+                  for tool in ('loop', 'virt', 'virsh', 'virsh_guarded', 'virtxml') for backend in ('embed', 'libvirtd')})
+GROWTH_TOOLS = ['floor', 'module']  # growth in M: the module process (linear-in-M target)
 
 
 def _csv(text, convert=str):
@@ -76,6 +80,10 @@ def parser():
                    help='use the samples and N=500 exclusions of the documented full run (default when --sizes is not given)')
     p.add_argument('--profile', type=int, default=None,
                    help='cProfile the module process at this N on the embedded driver (full run: the middle N; 0: off)')
+    p.add_argument('--fleet', type=lambda t: _csv(t, int), default=None,
+                   help='numbers of hypervisors K for the fleet rows, each a private libvirtd (full run: %s; default none)'
+                        % ','.join(str(k) for k in FULL_FLEET))
+    p.add_argument('--fleet-guests', type=int, default=100, help='guests per hypervisor in the fleet rows (100)')
     p.add_argument('--repeat', type=int, default=1, help='runs per scenario; the median is reported')
     p.add_argument('--workdir', help='scratch directory (default: a new one under /tmp, removed at the end)')
     p.add_argument('--caps-cache', default=os.environ.get('VIRTDEV_QEMU_CAPS_CACHE') or
@@ -90,6 +98,8 @@ def parser():
     p.add_argument('--from-json', metavar='FILE',
                    help='do not run the benchmark: rewrite the report and plot from these saved results (with --profile N, '
                         'redo only the cProfile section)')
+    p.add_argument('--merge-fleet', metavar='FILE',
+                   help='with --from-json: take the fleet rows from these saved results (a run with --sizes "" --fleet ...)')
     p.add_argument('--notes', metavar='FILE', help='Markdown inserted after the targets table (analysis of this run)')
     p.add_argument('--command-line', default=None, help=argparse.SUPPRESS)
     return p
@@ -106,16 +116,21 @@ def main(argv=None):
     samples = dict(FULL_SAMPLES) if full else {}
     samples.update(dict(args.sample))
     m_growth = args.m_growth if args.m_growth is not None else ([5, 20] if full else [])
-    middle = args.sizes[len(args.sizes) // 2]
+    middle = args.sizes[len(args.sizes) // 2] if args.sizes else None  # --sizes '': the fleet rows only
     extra = [('embed', middle, m, [t for t in GROWTH_TOOLS if t in args.tools]) for m in m_growth if m != args.devices]
     plan = runner.Plan(args.sizes, args.devices, args.backends, args.tools, samples=samples, extra_blocks=extra,
                        repeat=args.repeat, skip=FULL_SKIP if full else {},
-                       profile_n=(args.profile if args.profile is not None else (middle if full else None)) or None)
+                       profile_n=(args.profile if args.profile is not None else (middle if full else None)) or None,
+                       fleet=args.fleet if args.fleet is not None else (FULL_FLEET if full else []),
+                       fleet_n=args.fleet_guests)
     workdir = args.workdir or tempfile.mkdtemp(prefix='vdb-', dir='/tmp')  # short: libvirtd socket path limit
     try:
         if args.from_json:
             with open(args.from_json, encoding='utf-8') as handle:
                 results = json.load(handle)
+            if args.merge_fleet:
+                with open(args.merge_fleet, encoding='utf-8') as handle:
+                    results['fleet'] = json.load(handle)['fleet']
             if args.profile:
                 ctx = runner.tl.Context(workdir, args.python, args.peers_python)
                 results['profile'] = runner.profile_module(ctx, args.profile, results['devices'], workdir,
@@ -134,7 +149,8 @@ def main(argv=None):
         if not args.json:
             with open(data, 'w', encoding='utf-8') as handle:
                 json.dump(results, handle)
-        proc = subprocess.run([args.plot_python, os.path.join(os.path.dirname(__file__), 'plot.py'), data, args.png],
+        proc = subprocess.run([args.plot_python, os.path.join(os.path.dirname(__file__), 'plot.py'), data, args.png,
+                               report.fleet_png(args.png)],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print('plot failed: %s' % proc.stderr.strip(), file=sys.stderr)
@@ -144,6 +160,8 @@ def main(argv=None):
             if args.notes:
                 with open(args.notes, encoding='utf-8') as notes_file:
                     notes = notes_file.read().strip()
-            handle.write(report.markdown(results, png=os.path.basename(args.png) if args.png else None, notes=notes))
-    print(report.summary(results))
+            handle.write(report.markdown(results, png=os.path.basename(args.png) if args.png else None, notes=notes,
+                                         fleet_png=os.path.basename(report.fleet_png(args.png)) if args.png else None))
+    if results['sizes']:
+        print(report.summary(results))
     return 0

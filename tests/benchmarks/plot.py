@@ -1,7 +1,8 @@
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Plot wall time against N per tool and scenario: ``python plot.py RESULTS.json OUT.png``.
+"""Plot wall time against N per tool and scenario: ``python plot.py RESULTS.json OUT.png [FLEET.png]``; with
+FLEET.png and fleet rows in the results, also wall time against the number of hypervisors K.
 
 Runs in the interpreter that has matplotlib (.venv-bench-peers, see requirements/bench.txt).
 """
@@ -55,7 +56,33 @@ def main(argv):
                  'hollow markers = measured on a sample and scaled', fontsize=10)
     fig.tight_layout(rect=(0, 0.1, 1, 0.97))
     fig.savefig(argv[1], dpi=90)
+    if len(argv) > 2 and results.get('fleet'):
+        fleet(results['fleet'], argv[2])
     return 0
+
+
+def fleet(rows, path):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = plt.get_cmap('tab10').colors
+    for color, (scenario, title) in zip(colors, [s for s in SCENARIOS if s[0] in ('first', 'nochange')]):
+        points = sorted((r['k'], r['wall'], r['slowest_alone']) for r in rows if r['scenario'] == scenario)
+        if not points:
+            continue
+        ks = [p[0] for p in points]
+        ax.plot(ks, [p[1] for p in points], 'o-', color=color, label='%s: K hypervisors, forks = K' % title)
+        ax.plot(ks, [p[2] for p in points], 's--', color=color, alpha=0.6, label='%s: slowest host alone' % title)
+        ax.plot(ks, [1.3 * p[2] for p in points], ':', color=color, alpha=0.4, label='%s: 1.3 x slowest alone' % title)
+    n = rows[0]['n']
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(sorted({r['k'] for r in rows}))
+    ax.set_xticklabels([str(k) for k in sorted({r['k'] for r in rows})])
+    ax.set_xlabel('hypervisors K (a private libvirtd each, %d guests each)' % n)
+    ax.set_ylabel('wall time of the playbook, s')
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title('Fleet: one domain_devices manifest task per hypervisor on a 2-core controller', fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 if __name__ == '__main__':

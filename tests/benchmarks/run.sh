@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The full benchmark (docs/performance.md): ~25 min on 2 cores. Creates .venv-bench-peers from
-# requirements/bench.txt when it is missing (the ansible package with community.libvirt, matplotlib),
-# runs every size, tool and scenario, and rewrites docs/performance.md and docs/performance.png.
+# The full benchmark (docs/performance.md): ~25 min on 2 idle cores, about an hour when they are shared.
+# Creates .venv-bench-peers from requirements/bench.txt when it is missing (the ansible package with
+# community.libvirt, matplotlib), runs every size, tool and scenario, and rewrites docs/performance.md and docs/performance.png.
 #
 #   tests/benchmarks/run.sh                 # the documented full run
 #   tests/benchmarks/run.sh --sizes 20 --backends embed --json /tmp/b.json   # other arguments go to the harness

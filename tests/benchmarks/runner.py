@@ -109,7 +109,7 @@ class Plan:
     """What to run: sizes, devices, backends, tools, and how many guests each tool may touch."""
 
     def __init__(self, sizes, devices, backends, tools, samples=None, extra_blocks=(), repeat=1,
-                 skip=None, profile_n=None):
+                 skip=None, profile_n=None, fleet=(), fleet_n=100):
         self.sizes = sorted(sizes)
         self.devices = devices
         self.backends = backends
@@ -119,6 +119,8 @@ class Plan:
         self.repeat = repeat
         self.skip = skip or {}             # (tool, backend, N) -> reason the tool is left out of that block
         self.profile_n = profile_n         # N of the cProfile runs of the module (embed), or None
+        self.fleet = sorted(fleet)         # numbers of hypervisors K of the fleet rows (none: no fleet)
+        self.fleet_n = fleet_n             # guests per hypervisor in the fleet rows
 
     def blocks(self):
         for backend in self.backends:
@@ -167,7 +169,8 @@ def run_tool(ctx, backend, load, tool, sample, repeat, log):
                'walls': sorted(r[0].wall for r in runs), 'rss_kb': run.rss_kb,
                'changed': run.changed, 'calls': run.calls, 'total_calls': run.total_calls, 'writes': run.writes,
                'processes': run.processes, 'rewritten': rewritten, 'correct': good, 'checked': len(guests),
-               'problem': problem, 'error': run.error, 'sample': sample, 'fixed': fixed}
+               'problem': problem, 'error': run.error, 'sample': sample, 'fixed': fixed,
+               'result_bytes': run.result_bytes}
         if fixed is not None:
             scale = len(load.guests) / float(sample)
             row['scaled_wall'] = fixed + max(0.0, run.wall - fixed) * scale
@@ -179,6 +182,18 @@ def run_tool(ctx, backend, load, tool, sample, repeat, log):
             tool.key, scenario, run.wall, (run.rss_kb or 0) // 1024, run.changed, run.writes, rewritten, good,
             len(guests), problem[:80], (' ERROR ' + run.error[:120]) if run.error else ''))
     return rows
+
+
+def measure_noop(ctx, backend, load, repeat=3):
+    """The manifest of the no-change run through ansible-playbook to a module that does nothing (median of
+    ``repeat``): Ansible's own cost of shipping that manifest, the baseline of the targets."""
+    runs = sorted((tl.NOOP.run(ctx, backend.uri, 'nochange', load.declared('nochange')) for _attempt in range(repeat)),
+                  key=lambda run: run.wall)
+    run = runs[len(runs) // 2]
+    if run.error:
+        raise RuntimeError('the do-nothing module failed: %s' % run.error)
+    return {'tool': 'noop', 'scenario': 'nochange', 'wall': run.wall, 'cpu': run.cpu, 'load': os.getloadavg()[0],
+            'walls': [r.wall for r in runs], 'rss_kb': run.rss_kb, 'result_bytes': run.result_bytes}
 
 
 def measure_startup(ctx, repeat=3):
@@ -228,6 +243,10 @@ def run_plan(plan, workdir, python, peers_python, caps_cache, log=print):
         try:
             define_all(ctx, backend, {g: wl.bare_xml(g) for g in load.guests})
             order = tool_keys if number % 2 == 0 else list(reversed(tool_keys))
+            if 'manifest' in tool_keys:
+                # a median of three for the documented sizes; once for the smoke run (CI time)
+                results['rows'].append(dict(measure_noop(ctx, backend, load, repeat=3 if size >= 50 else 1),
+                                            backend=backend_name, n=size, m=devices))
             for key in order:
                 tool = tl.TOOLS_BY_KEY[key]
                 base = {'backend': backend_name, 'n': size, 'm': devices, 'tool': key, 'label': tool.label}
@@ -245,10 +264,66 @@ def run_plan(plan, workdir, python, peers_python, caps_cache, log=print):
             backend.stop()
             if backend_name == 'embed':
                 shutil.rmtree(backend.directory, ignore_errors=True)
+    if plan.fleet:
+        results['fleet'] = run_fleet(ctx, plan.fleet, plan.fleet_n, plan.devices, workdir, caps_cache, log)
     if plan.profile_n:
         results['profile'] = profile_module(ctx, plan.profile_n, plan.devices, workdir, caps_cache, log)
     results['runtime'] = time.monotonic() - started
     return results
+
+
+FLEET_SCENARIOS = ('first', 'nochange')
+
+
+def run_fleet(ctx, counts, size, devices, workdir, caps_cache, log=print):
+    """Fleet rows: K = each of ``counts`` private libvirtds (one per inventory host, each its own socket and
+    ``size`` guests), one ansible-playbook with forks = K, first apply then no-change. Each host is also run
+    alone (same playbook, one host): a fleet row compares its wall time with the slowest of its hosts alone."""
+    load = wl.Workload(size, devices, os.path.join(workdir, 'images'))
+    load.make_images()
+    bare = {g: wl.bare_xml(g) for g in load.guests}
+    backends = [Backend('libvirtd', os.path.join(workdir, 'fl%d' % index), caps_cache) for index in range(max(counts))]
+    rows, alone = [], {scenario: [] for scenario in FLEET_SCENARIOS}
+
+    def converge(hosts, scenario):
+        before = [fingerprint(b, load.guests) for b in hosts]
+        run = tl.FLEET.run_fleet(ctx, [b.uri for b in hosts], scenario, load.declared(scenario))
+        rewritten = sum(1 for b, old in zip(hosts, before) for g, now in fingerprint(b, load.guests).items()
+                        if old[g] != now)
+        good = sum(check_correct(b, load.declared(scenario))[0] for b in hosts)
+        return run, rewritten, good
+
+    try:
+        for backend in backends:
+            backend.start()
+        log('[fleet] %d private libvirtds, %d guests x %d devices each' % (len(backends), size, devices))
+        for index, backend in enumerate(backends):
+            define_all(ctx, backend, bare)
+            for scenario in FLEET_SCENARIOS:
+                run, _rewritten, good = converge([backend], scenario)
+                alone[scenario].append(run.wall)
+                log('    host %d alone %-9s %6.2fs correct=%d/%d %s' % (index, scenario, run.wall, good, size, run.error))
+        for count in counts:
+            hosts = backends[:count]
+            for backend in hosts:
+                define_all(ctx, backend, bare)
+            for scenario in FLEET_SCENARIOS:
+                load_avg = os.getloadavg()[0]
+                run, rewritten, good = converge(hosts, scenario)
+                slowest = max(alone[scenario][:count])
+                rows.append({'k': count, 'n': size, 'm': devices, 'scenario': scenario, 'wall': run.wall,
+                             'cpu': run.cpu, 'load': load_avg, 'slowest_alone': slowest,
+                             'alone': alone[scenario][:count], 'ratio': run.wall / slowest, 'changed': run.changed,
+                             'writes': run.writes, 'rewritten': rewritten, 'correct': good, 'checked': count * size,
+                             'result_bytes': run.result_bytes, 'error': run.error})
+                log('    K=%d %-9s %6.2fs (slowest host alone %.2fs, x%.2f) cpu=%.1fs load=%.1f correct=%d/%d %s' % (
+                    count, scenario, run.wall, slowest, run.wall / slowest, run.cpu or 0, load_avg, good,
+                    count * size, run.error))
+    finally:
+        for backend in backends:
+            backend.stop()
+            shutil.rmtree(backend.directory, ignore_errors=True)
+    return rows
 
 
 def _where(func):

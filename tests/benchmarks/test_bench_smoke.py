@@ -64,6 +64,18 @@ def test_writes_only_when_something_changes(results, tool):
         assert rows['check']['writes'] == 0
 
 
+def test_the_result_grows_with_what_changed_and_the_baseline_is_measured(results):
+    """A no-change manifest returns a few hundred bytes per guest at most (no manifest echo); a first apply returns
+    every changed guest in full. The do-nothing module with the same manifest is the baseline of the targets."""
+    for tool in ('manifest', 'module'):
+        rows = _rows(results, tool)
+        assert 0 < rows['nochange']['result_bytes'] < 1500 + 200 * N, tool
+        assert rows['first']['result_bytes'] > 3 * rows['nochange']['result_bytes'], tool
+    noop = _rows(results, 'noop')['nochange']
+    assert noop['wall'] > 0 and noop['result_bytes'] > 0
+    assert any(target.startswith('result of a no-change run < 50 KB') for target, _m, _v in report.targets(results))
+
+
 @pytest.mark.parametrize('tool', ('floor', 'manifest', 'module', 'loop'))
 def test_calls_are_counted(results, tool):
     rows = _rows(results, tool)
@@ -91,6 +103,7 @@ def test_peers_without_embed_support_are_reported(results):
 def test_report_renders(results):
     text = report.markdown(results, png='performance.png')
     assert '| (2m) domain_devices manifest, module process only | first |' in text
+    assert '| peak RSS MB | result KB |' in text
     verdicts = {target: verdict for target, _measured, verdict in report.targets(results)}
     assert verdicts['no write call on a no-change run'] == 'met'
     assert any(t.startswith('module peak RSS') for t in verdicts)

@@ -35,6 +35,7 @@ class Run:
         self.calls = None        # dict of libvirt calls by name, or None when not countable
         self.writes = None       # write calls (define/attach/update), or None
         self.processes = 1       # client processes started
+        self.result_bytes = None  # size of the result the tool returned, as JSON (our module only)
         self.error = ''
 
     @property
@@ -154,6 +155,7 @@ class ModuleDirect(Tool):
         run.changed = bool(out['changed'])
         run.calls = out['libvirt_calls']
         run.writes = _writes(run.calls)
+        run.result_bytes = len(proc.stdout.strip().encode('utf-8'))
         return run
 
 
@@ -189,6 +191,8 @@ class AnsibleTool(Tool):
             items = [i for t in failed for i in t.get('items', []) if i['failed']]
             run.error = (items[0]['msg'] if items else failed[0]['msg'] if failed else proc.stderr.strip())[:300]
         run.changed = any(t['changed'] for t in tasks)
+        if self.key in ('manifest', 'loop', 'noop'):
+            run.result_bytes = sum(t.get('result_bytes') or 0 for t in tasks)
         calls, counted = {}, False
         for task in tasks:
             for item in task.get('items') or [task]:
@@ -214,6 +218,51 @@ class LoopTask(AnsibleTool):
     key = 'loop'
     label = '(3) domain_devices in an Ansible loop'
     playbook = 'loop.yml'
+
+
+class FleetTask(AnsibleTool):
+    """Not a tool of the comparison: the manifest task on several hypervisors at once (``run_fleet``)."""
+    key = 'fleet'
+    label = '(2) manifest task on K hypervisors, forks = K'
+    playbook = 'fleet.yml'
+
+    def run_fleet(self, ctx, uris, scenario, declared):
+        """One ansible-playbook over one inventory host per URI; returns a Run (failed hosts in ``error``)."""
+        hosts = {'hv%02d' % index: {'ansible_connection': 'local', 'ansible_python_interpreter': ctx.python,
+                                    'bench_uri': uri} for index, uri in enumerate(uris)}
+        inventory = _write_json(ctx.path('inventory.json'), {'all': {'hosts': hosts}})
+        varsfile = _write_json(ctx.path('vars.json'), self.vars(declared))
+        result = ctx.path('result.json')
+        command = [os.path.join(os.path.dirname(ctx.python), 'ansible-playbook'), '-i', inventory,
+                   '-f', str(len(uris)), os.path.join(HERE, 'playbooks', self.playbook), '-e', 'bench_vars=%s' % varsfile]
+        run = Run()
+        env = ctx.env(BENCH_RESULT_FILE=result, ANSIBLE_COLLECTIONS_PATH=ctx.view, ANSIBLE_HOST_KEY_CHECKING='False')
+        run.wall, (run.rss_kb, run.cpu), proc = timed(command, env, ctx.path('time'))
+        try:
+            with open(result, encoding='utf-8') as handle:
+                tasks = json.load(handle)['tasks']
+        except (OSError, ValueError, KeyError):
+            run.error = (proc.stdout + proc.stderr).strip()[-300:] or 'no result'
+            return run
+        failed = [t for t in tasks if t['failed']]
+        if failed or proc.returncode != 0 or len(tasks) != len(uris):
+            run.error = (failed[0]['msg'] if failed else 'tasks %d of %d hosts: %s' % (
+                len(tasks), len(uris), proc.stderr.strip()[-200:]))[:300]
+        run.changed = any(t['changed'] for t in tasks)
+        run.calls = {}
+        for task in tasks:
+            _add_calls(run.calls, task.get('libvirt_calls'))
+        run.writes = _writes(run.calls)
+        run.result_bytes = sum(t.get('result_bytes') or 0 for t in tasks)
+        return run
+
+
+class NoopTask(AnsibleTool):
+    """Not a tool: the same manifest through ansible-playbook to a module that does nothing with it; the
+    manifest task minus this is the collection's own work."""
+    key = 'noop'
+    label = 'do-nothing module, same manifest'
+    playbook = 'noop.yml'
 
 
 class StartupTask(AnsibleTool):
@@ -332,6 +381,8 @@ class VirtXml(ShellTool):
 TOOLS = [Floor(), ManifestTask(), ModuleDirect(), LoopTask(), VirtDefine(), VirshLoop(), VirshGuarded(), VirtXml()]
 TOOLS_BY_KEY = {tool.key: tool for tool in TOOLS}
 STARTUP = StartupTask()
+FLEET = FleetTask()
+NOOP = NoopTask()
 
 
 def peers_python_default():

@@ -3,8 +3,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Benchmark stdout callback: prints nothing, writes each task's outcome to $BENCH_RESULT_FILE as JSON.
 
-Per task: name, changed, failed, msg, and per loop item (or once for a plain task) ``changed``,
-``failed`` and ``libvirt_calls`` when the module returned them.
+Per task: name, changed, failed, msg, the size of its result as JSON (``result_bytes``), and per loop item (or
+once for a plain task) ``changed``, ``failed`` and ``libvirt_calls`` when the module returned them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def _payload(result):
 def _summary(data):
     return {'changed': bool(data.get('changed')), 'failed': bool(data.get('failed')),
             'msg': str(data.get('msg', ''))[:500] if data.get('failed') else '',
-            'libvirt_calls': data.get('libvirt_calls')}
+            'libvirt_calls': data.get('libvirt_calls'),
+            # the result as the controller holds it (registered, handed to callbacks), invocation included
+            'result_bytes': len(json.dumps(data, default=str))}
 
 
 class CallbackModule(CallbackBase):
