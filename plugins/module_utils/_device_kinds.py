@@ -1159,6 +1159,17 @@ def _address_or_mapping(spec):
     return _alone_with_mapping(('address',))(spec)
 
 
+def _uuid_or_mapping(spec):
+    """A hostdev mdev names its mediated device by uuid (with its model) or by an mdev mapping, which gives the
+    uuid on each host and the model from the mdev type unless it is given."""
+    if 'mapping' in spec:
+        return _alone_with_mapping(('uuid',))(spec)
+    for option in ('uuid', 'model'):
+        if option not in spec:
+            return option, 'hostdev type=mdev requires option %s (or mapping)' % option
+    return None
+
+
 def _hostdev(subtype, fields, key, required, description, example, fixed=None, limits=()):
     return Kind('hostdev', 'hostdev', fields=[Field('type', '', 'type', choices=(subtype,), default=subtype,
                                                     description='Host device type.')] + fields,
@@ -1215,7 +1226,11 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         OnOff('display', '', 'display', description='vGPU display (vfio-pci).'),
         OnOff('ramfb', '', 'ramfb', description='Boot display through ramfb (vfio-pci).'),
         YesNo('managed', '', 'managed', libvirt_fills=True, description='Written by libvirt (no).'),
-    ], key=ident('mdev', 'uuid'), required=('uuid', 'model'),
+        ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'),
+                       description='Instead of uuid: the name of an mdev device mapping (O(mappings)), resolved on '
+                                   'the host to an existing mdev of its type the guest holds or a free one; model '
+                                   'defaults to the type\'s device_api (docs/device_mappings.md).'),
+    ], key=ident('mdev', 'uuid'), required=(), limits=(_uuid_or_mapping,),
         description='A mediated device (vGPU, vfio-ccw, vfio-ap).',
         example={'kind': 'hostdev', 'type': 'mdev', 'model': 'vfio-pci',
                  'uuid': 'c2177883-f1bb-47f0-914d-32a22e3a8804'}),

@@ -41,7 +41,10 @@ def asked_mapping(item):
 
 
 def _mapping_type(item):
-    return 'usb' if item.kind.tag == 'hostdev' and item.spec.get('type') == 'usb' else 'pci'
+    """The mapping type a device takes: a hostdev's own type (usb, mdev), else pci (also an interface's VF)."""
+    if item.kind.tag == 'hostdev' and item.spec.get('type') in ('usb', 'mdev'):
+        return item.spec['type']
+    return 'pci'
 
 
 def check_names(requests, options):
@@ -89,6 +92,12 @@ def _expand(raw, item, entry, host, mapping):
     """The config entries one resolved device becomes (every function of a multifunction slot)."""
     if item.kind.tag == 'interface':
         return [dict(raw, source={'hostdev': entry['device']})]
+    if entry.get('mdev') is not None:
+        # the model is the type's device_api (vfio-pci for a vGPU) unless the device gives one
+        mdev_type = host_mappings.mdev_type_of(host, entry['mdev'])
+        model = raw.get('model') or (mdev_type.device_api if mdev_type is not None and mdev_type.device_api
+                                     else 'vfio-pci')
+        return [dict(raw, mapping=None, uuid=entry['mdev'].uuid, model=model)]
     if entry['usb'] is not None:
         request = host_mappings.usb_request(host, entry['usb'])
         address = '%s.%s' % (request['bus'], request['device']) if request['bus'] is not None else None
@@ -209,7 +218,7 @@ def note_in_diff(diff, request):
     if diff is None or not getattr(request, 'mapped', None):
         return diff
     resolved = ', '.join(
-        '%s %s -> %s%s' % (entry['where'], entry['mapping'], ', '.join(entry['functions']),
+        '%s %s -> %s%s' % (entry['where'], entry['mapping'], ', '.join(entry['functions'] or entry['devices']),
                            ' (kept)' if entry['kept'] and len(entry['kept']) == len(entry['devices']) else '')
         for entry in request.mapped)
     return dict(diff, after_header='%s (mappings: %s)' % (diff['after_header'], resolved))

@@ -30,14 +30,18 @@ NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 IDS_RE = re.compile(r'^(?:0x)?([0-9a-fA-F]{4}):(?:0x)?([0-9a-fA-F]{4})$')
 CLASS_RE = re.compile(r'^(?:0x)?([0-9a-fA-F]{2}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6})$')
 DRIVER_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
+# an mdev type id as the parent lists it under mdev_supported_types (nvidia-63, i915-GVTg_V5_4)
+MDEV_TYPE_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,99}$')
 
-TYPES = ('pci', 'usb')
+TYPES = ('pci', 'usb', 'mdev')
 MAPPING_KEYS = ('name', 'type', 'count', 'multifunction', 'candidates', 'description')
 # the keys of one candidate per mapping type; with ``address`` a PCI candidate is exact and its ids, subsystem
 # and iommu_group are what the device must still have; without it they select devices
 CANDIDATE_KEYS = {
     'pci': ('address', 'ids', 'subsystem', 'iommu_group', 'class', 'driver', 'pf'),
     'usb': ('ids', 'serial'),
+    # the keys but mdev_type select (or, with address, name) the parent device; mdev_type names the type
+    'mdev': ('address', 'ids', 'subsystem', 'class', 'driver', 'mdev_type'),
 }
 SELECTOR_ONLY = ('class', 'driver', 'pf')
 MAX_COUNT = 64
@@ -115,6 +119,16 @@ def _candidate(raw, kind, where):
         result['serial'] = str(given['serial'])
     if kind == 'usb' and 'ids' not in result:
         raise MappingError(where, 'a usb candidate needs ids (vendor:product)')
+    if kind == 'mdev':
+        mdev_type = given.get('mdev_type')
+        if mdev_type is None:
+            raise MappingError(where, 'an mdev candidate needs mdev_type (the type id, e.g. nvidia-63)')
+        if not isinstance(mdev_type, str) or not MDEV_TYPE_RE.match(mdev_type):
+            raise MappingError(where + '.mdev_type', '%r is not an mdev type id (as listed under the parent\'s '
+                               'mdev_supported_types, e.g. nvidia-63 or i915-GVTg_V5_4)' % (mdev_type,))
+        if len(given) == 1:
+            raise MappingError(where, 'an mdev candidate needs its parent too: address, ids, class or driver')
+        result['mdev_type'] = mdev_type
     if 'address' in result:
         mixed = sorted(key for key in SELECTOR_ONLY if key in result)
         if mixed:
@@ -165,7 +179,8 @@ def parse_mappings(raw, where='mappings'):
         parsed = [_candidate(item, kind, '%s.candidates[%d]' % (here, position))
                   for position, item in enumerate(candidates)]
         exact = [item for item in parsed if 'address' in item]
-        if len(exact) == len(parsed) and count > len(exact):
+        # an mdev candidate's address is a parent, which may hold several instances
+        if kind != 'mdev' and len(exact) == len(parsed) and count > len(exact):
             raise MappingError(here + '.count', '%d is more than the %d candidate address(es) of mapping %s'
                                % (count, len(exact), name))
         result[name] = Mapping(name, kind, count, multifunction, parsed, here)
@@ -270,6 +285,13 @@ def inventory(host, mapping):
     ``usb`` (the UsbDevice), ``where`` (the candidate entry) and ``mismatch`` (what changed)."""
     found, seen = [], set()
     for candidate in mapping.candidates:
+        if mapping.type == 'mdev':
+            for mdev in mdev_instances(host, candidate):
+                if mdev.uuid not in seen:
+                    seen.add(mdev.uuid)
+                    found.append({'device': _mdev_key(mdev), 'mdev': mdev, 'usb': None, 'functions': [],
+                                  'where': candidate['where'], 'mismatch': _parent_mismatch(host, candidate)})
+            continue
         if mapping.type == 'usb':
             matches = sorted((usb for usb in host.usb.values()
                               if (usb.vendor, usb.product) == candidate['ids'] and not usb.hub
@@ -298,6 +320,65 @@ def inventory(host, mapping):
     return found
 
 
+# -- mediated devices: instances of a type on the parents a candidate selects ---------------------------------
+
+def _mdev_key(mdev):
+    return 'mdev %s' % mdev.uuid
+
+
+def mdev_parents(host, candidate):
+    """The parent PCI addresses an mdev candidate names or selects, in address order."""
+    if 'address' in candidate:
+        return [candidate['address']] if candidate['address'] in host.pci else []
+    return sorted(dev.address for dev in host.pci.values() if _pci_selected(dev, candidate))
+
+
+def _parent_mismatch(host, candidate):
+    """What no longer matches an exact parent (its ids), as for an exact PCI candidate."""
+    return _mismatch(host, host.pci.get(candidate['address']), candidate) if 'address' in candidate else []
+
+
+def mdev_instances(host, candidate):
+    """The existing mdevs of the candidate's type on its parents, by parent address then UUID: the order the
+    lowest free one is taken in, the same on every run and for every guest of a manifest."""
+    parents = set(mdev_parents(host, candidate))
+    return sorted((mdev for mdev in host.mdevs.values()
+                   if mdev.parent in parents and mdev.type_id == candidate['mdev_type']),
+                  key=lambda mdev: (mdev.parent, mdev.uuid))
+
+
+def mdev_type_of(host, mdev):
+    """The parent's MdevType of an instance (device_api, available_instances), or None."""
+    parent = host.pci.get(mdev.parent)
+    for mdev_type in (parent.mdev_types if parent is not None else ()):
+        if mdev_type.type_id == mdev.type_id:
+            return mdev_type
+    return None
+
+
+def _mdev_shortage(host, mapping, inventory_rows, refused):
+    """Why an mdev mapping has no free instance: how many of its types exist and are taken, and how more are made
+    (the parents' available_instances, the mdev module)."""
+    parts = []
+    for candidate in mapping.candidates:
+        parents = mdev_parents(host, candidate)
+        if not parents:
+            mismatch = _parent_mismatch(host, candidate)
+            parts.append('%s: no parent device on this host (%s)' % (
+                candidate['where'], '; '.join(mismatch) if mismatch else describe_candidate(candidate)))
+            continue
+        instances = [row for row in inventory_rows if row['where'] == candidate['where']]
+        capacity = []
+        for address in parents:
+            types = [item for item in host.pci[address].mdev_types if item.type_id == candidate['mdev_type']]
+            capacity.append('%s: %s' % (address, 'available_instances %s' % types[0].available_instances
+                                        if types else 'does not offer the type'))
+        parts.append('%d mdev(s) of type %s exist on %s, %d not free; create more with virtdev.libvirt.mdev (%s)'
+                     % (len(instances), candidate['mdev_type'], ', '.join(parents),
+                        sum(1 for row in instances if row['device'] in refused), '; '.join(capacity)))
+    return ' | '.join(parts)
+
+
 def usb_request(host, usb):
     """The request a USB candidate becomes: vendor:product alone when no other plugged device has them (stable
     across replugging), else with bus and device too."""
@@ -310,6 +391,8 @@ def usb_request(host, usb):
 
 def _keys(host, entry):
     """The usage keys of a candidate (``domain_usage``): its PCI functions, or the USB device's ids/address."""
+    if entry.get('mdev') is not None:
+        return [('mdev', entry['mdev'].uuid)]
     if entry['usb'] is None:
         return [('pci', address) for address in entry['functions']]
     usb = entry['usb']
@@ -349,7 +432,10 @@ def not_free(host, entry, usage, guest, taken, managed=True):
         return reasons
     # the passthrough guards whose failure refuses an assignment (those force may override count too: a mapping
     # takes only devices that pass them all)
-    if entry['usb'] is not None:
+    if entry.get('mdev') is not None:
+        subjects = [guards.Subject(host, 'mdev', request={'type': 'mdev', 'uuid': entry['mdev'].uuid}, usage=usage,
+                                   domain_name=guest)]
+    elif entry['usb'] is not None:
         subjects = [guards.Subject(host, 'usb', request=usb_request(host, entry['usb']), usage=usage,
                                    domain_name=guest)]
     else:
@@ -420,7 +506,7 @@ def resolve(host, mappings, usage, asks, keep_only=False):
         mapping = mappings[ask.mapping]
         if ask.error is not None or len(ask.devices) == mapping.count:
             continue
-        if inventories[ask.mapping] and len(inventories[ask.mapping]) < mapping.count:
+        if mapping.type != 'mdev' and inventories[ask.mapping] and len(inventories[ask.mapping]) < mapping.count:
             ask.error = ('%s.count: %d is more than the %d device(s) of this host that mapping %s has (%s)'
                          % (mapping.where, mapping.count, len(inventories[ask.mapping]), ask.mapping,
                             ', '.join(entry['device'] for entry in inventories[ask.mapping]) or 'none'))
@@ -438,7 +524,12 @@ def resolve(host, mappings, usage, asks, keep_only=False):
             _take(taken, entry, ask.guest)
             ask.devices.append(entry)
         if len(ask.devices) < mapping.count:
-            if not inventories[ask.mapping]:
+            if mapping.type == 'mdev':
+                why = _mdev_shortage(host, mapping, inventories[ask.mapping],
+                                     {text.split(': ', 1)[0] for text in refused})
+                if refused:
+                    why = '%s; not free: %s' % (why, ' | '.join(refused))
+            elif not inventories[ask.mapping]:
                 why = 'no device of this host matches %s.candidates (%s)' % (mapping.where, describe_candidates(mapping))
             else:
                 why = 'not free: %s' % ' | '.join(refused)
@@ -448,12 +539,13 @@ def resolve(host, mappings, usage, asks, keep_only=False):
     return asks
 
 
+def describe_candidate(candidate):
+    return ', '.join('%s %s' % (key, _show_ids(value) if key in ('ids', 'subsystem') else value)
+                     for key, value in candidate.items() if key != 'where')
+
+
 def describe_candidates(mapping):
-    parts = []
-    for candidate in mapping.candidates:
-        parts.append(', '.join('%s %s' % (key, _show_ids(value) if key in ('ids', 'subsystem') else value)
-                               for key, value in candidate.items() if key != 'where'))
-    return '; '.join(parts)
+    return '; '.join(describe_candidate(candidate) for candidate in mapping.candidates)
 
 
 # -- what a host shows about its mappings ---------------------------------------------------------------------
@@ -467,17 +559,28 @@ def report(host, mappings, usage):
         candidates = []
         for entry in inventory(host, mapping):
             reasons = not_free(host, entry, usage, None, {})
-            dev = host.pci.get(entry['device']) if entry['usb'] is None else None
+            mdev = entry.get('mdev')
+            dev = host.pci.get(mdev.parent if mdev is not None else entry['device']) if entry['usb'] is None else None
             usb = entry['usb']
             ids = _show_ids((dev.vendor, dev.device)) if dev is not None else (
                 _show_ids((usb.vendor, usb.product)) if usb is not None else None)
-            candidates.append({'device': entry['device'], 'functions': entry['functions'], 'ids': ids,
-                               'candidate': entry['where'], 'held_by': holders(host, entry, usage),
-                               'free': not reasons, 'not_free': reasons, 'mismatch': entry['mismatch']})
+            row = {'device': entry['device'], 'functions': entry['functions'], 'ids': ids,
+                   'candidate': entry['where'], 'held_by': holders(host, entry, usage),
+                   'free': not reasons, 'not_free': reasons, 'mismatch': entry['mismatch']}
+            if mdev is not None:   # ids are the parent's
+                row.update(uuid=mdev.uuid, parent=mdev.parent, mdev_type=mdev.type_id)
+            candidates.append(row)
         rows.append({'name': name, 'type': mapping.type, 'count': mapping.count,
                      'multifunction': mapping.multifunction, 'candidates': candidates,
                      'free': sum(1 for row in candidates if row['free']),
                      'mismatches': ['%s: %s' % (row['device'], text) for row in candidates for text in row['mismatch']]})
+        if mapping.type == 'mdev':
+            # an mdev mapping without instances still says where more can be created
+            rows[-1]['parents'] = [{'address': address, 'mdev_type': candidate['mdev_type'],
+                                    'available_instances': next((item.available_instances
+                                                                 for item in host.pci[address].mdev_types
+                                                                 if item.type_id == candidate['mdev_type']), None)}
+                                   for candidate in mapping.candidates for address in mdev_parents(host, candidate)]
     return rows
 
 
@@ -487,11 +590,12 @@ def permitted_check(host, mappings, rules, requests):
     """The requests (``_ids.host_device_requests`` dicts) outside the permitted set, as messages naming the device
     and the rules. A PCI device is permitted by a mapping whose candidates bring it (all functions of a
     multifunction slot) or a selector matching it; a USB device by a USB mapping or selector matching it; a
-    mediated device when its parent PCI device is permitted."""
+    mediated device when its parent PCI device is permitted, or the mdev by an mdev mapping or selector."""
     pci, usb = permitted_sets(host, mappings, rules)
+    mdevs = permitted_mdevs(host, mappings, rules)
     outside = []
     for request in requests:
-        device, allowed = _permitted_device(host, request, pci, usb)
+        device, allowed = _permitted_device(host, request, pci, usb, mdevs)
         if not allowed:
             outside.append('%s (%s) is outside the permitted devices [rule permitted: %s]'
                            % (request.get('where'), device, ', '.join(_rule_text(rule) for rule in rules) or 'empty'))
@@ -510,6 +614,8 @@ def permitted_sets(host, mappings, rules):
                         usb.add(entry['usb'].name)
             continue
         candidate = rule['candidate']
+        if rule['type'] == 'mdev':
+            continue   # permits mdevs, not their parents (permitted_mdevs)
         if rule['type'] == 'usb':
             usb.update(item.name for item in host.usb.values() if (item.vendor, item.product) == candidate['ids']
                        and ('serial' not in candidate or item.serial == candidate['serial']))
@@ -521,14 +627,27 @@ def permitted_sets(host, mappings, rules):
     return pci, usb
 
 
-def _permitted_device(host, request, pci, usb):
+def permitted_mdevs(host, mappings, rules):
+    """The UUIDs of the mdevs the rules permit on ``host`` by an mdev mapping or ``type: mdev`` selector."""
+    found = set()
+    for rule in rules:
+        if rule.get('mapping'):
+            found.update(entry['mdev'].uuid for entry in inventory(host, mappings[rule['mapping']])
+                         if entry.get('mdev') is not None and not entry['mismatch'])
+        elif rule['type'] == 'mdev' and not _parent_mismatch(host, rule['candidate']):
+            found.update(mdev.uuid for mdev in mdev_instances(host, rule['candidate']))
+    return found
+
+
+def _permitted_device(host, request, pci, usb, mdevs=frozenset()):
     kind = request.get('type')
     if kind in ('pci', 'sriov_vf'):
         return 'pci %s' % request['address'], request['address'] in pci
     if kind == 'mdev':
         mdev = host.mdevs.get(request.get('uuid'))
         parent = mdev.parent if mdev is not None else None
-        return 'mdev %s on %s' % (request.get('uuid'), parent or 'an unknown parent'), parent in pci
+        return ('mdev %s on %s' % (request.get('uuid'), parent or 'an unknown parent'),
+                parent in pci or request.get('uuid') in mdevs)
     matches = [item for item in host.usb.values()
                if (request.get('bus') is not None and (item.bus, item.device) == (request['bus'], request['device']))
                or (request.get('bus') is None and (item.vendor, item.product) == (request.get('vendor'),
@@ -553,7 +672,8 @@ def argument_spec():
     """``mappings`` and ``permitted`` as module options; their meaning is checked by ``parse_mappings`` /
     ``parse_permitted``, which name the field and the value."""
     candidate = {key: {'type': 'int' if key == 'iommu_group' else 'str'}
-                 for key in ('address', 'ids', 'subsystem', 'iommu_group', 'class', 'driver', 'pf', 'serial')}
+                 for key in ('address', 'ids', 'subsystem', 'iommu_group', 'class', 'driver', 'pf', 'serial',
+                             'mdev_type')}
     return {
         'mappings': {'type': 'list', 'elements': 'dict', 'options': {
             'name': {'type': 'str', 'required': True},

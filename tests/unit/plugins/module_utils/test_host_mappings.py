@@ -245,3 +245,137 @@ def test_report_lists_candidates_holders_free_count_and_mismatches(sriov):
     assert stale['free'] == 0 and stale['mismatches'] == [
         '%s: vendor:device is 8086:154c on this host, the mapping says 8086:10ed (the card was replaced or moved)'
         % VFS[0]]
+
+
+# -- mediated devices: instances of a type on the parents a candidate selects ---------------------------------
+
+MDEV_A, MDEV_B, MDEV_C = ('11111111-0000-4000-8000-000000000001', '22222222-0000-4000-8000-000000000002',
+                          '33333333-0000-4000-8000-000000000003')
+T4 = '0000:01:00.0'
+T4_MAPPING = [{'name': 'vgpu', 'type': 'mdev', 'candidates': [{'ids': '10de:1eb8', 'mdev_type': 'nvidia-222'}]}]
+
+
+def _more_t4_mdevs(spec):
+    """The mdev fixture with three more T4-1B instances (one exists already) and a GVT-g one."""
+    spec['mdevs'].extend([{'uuid': MDEV_B, 'parent': T4, 'type': 'nvidia-222'},
+                          {'uuid': MDEV_A, 'parent': T4, 'type': 'nvidia-222'},
+                          {'uuid': MDEV_C, 'parent': '0000:00:02.0', 'type': 'i915-GVTg_V5_8'}])
+
+
+@pytest.fixture(name='mdevhost', scope='module')
+def mdevhost_fixture(tmp_path_factory):
+    return sysfs_source.read_host(build('mdev', tmp_path_factory.mktemp('mdev'), _more_t4_mdevs))
+
+
+def _mdev_usage(**held):
+    """Usage as read from definitions: guest -> mdev UUIDs (persistent), guest_live -> UUIDs (running only)."""
+    def xml(name, uuids):
+        devices = ''.join("<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='%s'/>"
+                          "</source></hostdev>" % uuid for uuid in uuids)
+        return "<domain type='qemu'><name>%s</name><devices>%s</devices></domain>" % (name, devices)
+    rows = []
+    for name, uuids in held.items():
+        live = name.endswith('_live')
+        name = name[:-len('_live')] if live else name
+        rows.append({'name': name, 'live_xml': xml(name, uuids) if live else None,
+                     'config_xml': None if live else xml(name, uuids)})
+    return usage_from_domains(rows)
+
+
+@pytest.mark.parametrize('candidate, where, value', [
+    ({'ids': '10de:1eb8'}, r'mappings\[0\]\.candidates\[0\]', 'needs mdev_type'),
+    ({'mdev_type': 'nvidia-222'}, r'mappings\[0\]\.candidates\[0\]', 'needs its parent too'),
+    ({'class': '0302', 'mdev_type': 'nvidia 222'}, r'mappings\[0\]\.candidates\[0\]\.mdev_type', "'nvidia 222'"),
+    ({'class': '0302', 'mdev_type': 'nvidia-222', 'serial': 'x'}, r'mappings\[0\]\.candidates\[0\]', 'serial'),
+    ({'address': T4, 'class': '0302', 'mdev_type': 'nvidia-222'}, r'mappings\[0\]\.candidates\[0\]', 'selector key'),
+])
+def test_bad_mdev_candidates_name_the_field_and_value(candidate, where, value):
+    with pytest.raises(mappings.MappingError, match='%s: .*%s' % (where, value)):
+        mappings.parse_mappings([{'name': 'vgpu', 'type': 'mdev', 'candidates': [candidate]}])
+    with pytest.raises(mappings.MappingError, match=r'mappings\[0\]\.multifunction'):
+        mappings.parse_mappings([{'name': 'vgpu', 'type': 'mdev', 'multifunction': True,
+                                  'candidates': [{'address': T4, 'mdev_type': 'nvidia-222'}]}])
+
+
+def test_an_mdev_mapping_gives_the_lowest_free_instance_by_parent_then_uuid(mdevhost):
+    existing = '8c1bd7f6-5c0f-4c8b-9b7e-2f2a3b4c5d6e'   # the fixture's own T4-1B
+    asks = _resolve(mdevhost, T4_MAPPING, _mdev_usage(), ('g1', 'vgpu'), ('g2', 'vgpu'), ('g3', 'vgpu'))
+    assert [ask.error for ask in asks] == [None, None, None]
+    assert [[entry['device'] for entry in ask.devices] for ask in asks] == [
+        ['mdev ' + MDEV_A], ['mdev ' + MDEV_B], ['mdev ' + existing]]
+    # the same manifest resolves the same way again; the GVT-g instance of another type is never a candidate
+    again = _resolve(mdevhost, T4_MAPPING, _mdev_usage(), ('g1', 'vgpu'), ('g2', 'vgpu'), ('g3', 'vgpu'))
+    assert [ask.devices for ask in again] == [ask.devices for ask in asks]
+    # by address of the parent and by class and driver alike
+    for candidate in ({'address': T4}, {'class': '0302', 'driver': 'nvidia'}):
+        raw = [{'name': 'vgpu', 'type': 'mdev', 'candidates': [dict(candidate, mdev_type='nvidia-222')]}]
+        assert _resolve(mdevhost, raw, _mdev_usage(), ('g1', 'vgpu'))[0].devices[0]['mdev'].uuid == MDEV_A
+
+
+def test_a_held_mdev_is_kept_and_one_in_another_guests_live_or_persistent_definition_is_not_free(mdevhost):
+    usage = _mdev_usage(g2=[MDEV_B], other_live=[MDEV_A])
+    g1, g2 = _resolve(mdevhost, T4_MAPPING, usage, ('g1', 'vgpu'), ('g2', 'vgpu'))
+    assert g2.kept == ['mdev ' + MDEV_B] and g2.devices[0]['mdev'].uuid == MDEV_B
+    assert g1.devices[0]['mdev'].uuid == '8c1bd7f6-5c0f-4c8b-9b7e-2f2a3b4c5d6e' and g1.kept == []
+
+
+def test_no_free_mdev_is_refused_with_counts_and_how_to_create_more(mdevhost):
+    usage = _mdev_usage(a=[MDEV_A], b=[MDEV_B], c_live=['8c1bd7f6-5c0f-4c8b-9b7e-2f2a3b4c5d6e'])
+    (ask,) = _resolve(mdevhost, T4_MAPPING, usage, ('g1', 'vgpu'))
+    assert ask.devices == []
+    assert ask.error.startswith('mapping vgpu has no free device for guest g1'), ask.error
+    assert '3 mdev(s) of type nvidia-222 exist on %s, 3 not free' % T4 in ask.error
+    assert 'virtdev.libvirt.mdev' in ask.error and '%s: available_instances 15' % T4 in ask.error
+    assert 'mdev %s: held by guest a (defined)' % MDEV_A in ask.error
+    assert 'held by guest c (running)' in ask.error
+    # a type no instance of exists: said, with where to create it
+    raw = [{'name': 'big', 'type': 'mdev', 'candidates': [{'address': T4, 'mdev_type': 'nvidia-223'}]}]
+    (none,) = _resolve(mdevhost, raw, _mdev_usage(), ('g1', 'big'))
+    assert '0 mdev(s) of type nvidia-223 exist on %s' % T4 in none.error
+    assert 'available_instances 0' in none.error, none.error
+    # count: a guest asking for two gets two or is refused
+    raw = [dict(T4_MAPPING[0], count=2)]
+    two, short = _resolve(mdevhost, raw, _mdev_usage(), ('g1', 'vgpu'), ('g2', 'vgpu'))
+    assert len(two.devices) == 2 and 'not enough free devices' in short.error and 'given to guest g1' in short.error
+
+
+def test_an_exact_mdev_parent_that_changed_is_named_with_both_ids(mdevhost):
+    raw = [{'name': 'vgpu', 'type': 'mdev', 'candidates': [{'address': T4, 'ids': '10de:1db4',
+                                                              'mdev_type': 'nvidia-222'}]}]
+    (ask,) = _resolve(mdevhost, raw, _mdev_usage(), ('g1', 'vgpu'))
+    assert 'vendor:device is 10de:1eb8 on this host, the mapping says 10de:1db4' in ask.error, ask.error
+    raw[0]['candidates'][0]['address'] = '0000:09:00.0'
+    (gone,) = _resolve(mdevhost, raw, _mdev_usage(), ('g1', 'vgpu'))
+    assert 'no parent device on this host' in gone.error and 'there is no PCI device 0000:09:00.0' in gone.error
+
+
+def test_mdev_mapping_report_and_permitted(mdevhost):
+    parsed = mappings.parse_mappings(T4_MAPPING)
+    (row,) = mappings.report(mdevhost, parsed, _mdev_usage(a=[MDEV_A]))
+    assert row['type'] == 'mdev' and row['free'] == 2 and len(row['candidates']) == 3
+    held = [item for item in row['candidates'] if item['uuid'] == MDEV_A][0]
+    assert held['held_by'] == [{'domain': 'a', 'live': False, 'config': True}] and held['free'] is False
+    assert held['parent'] == T4 and held['mdev_type'] == 'nvidia-222' and held['ids'] == '10de:1eb8'
+    assert row['parents'] == [{'address': T4, 'mdev_type': 'nvidia-222', 'available_instances': 15}]
+    # permitted by the mapping: its instances, not the parent as a whole PCI device nor other types' mdevs
+    rules = mappings.parse_permitted(['vgpu'], parsed)
+    requests = [{'type': 'mdev', 'uuid': MDEV_A, 'where': 'x[0]'}, {'type': 'mdev', 'uuid': MDEV_C, 'where': 'x[1]'},
+                {'type': 'pci', 'address': T4, 'where': 'x[2]'}]
+    outside = mappings.permitted_check(mdevhost, parsed, rules, requests)
+    assert len(outside) == 2 and 'x[1] (mdev %s on 0000:00:02.0)' % MDEV_C in outside[0] and 'x[2]' in outside[1]
+    # a type: mdev selector, and the parent permitted as PCI device still permits its mdevs
+    rules = mappings.parse_permitted([{'type': 'mdev', 'class': '0300', 'mdev_type': 'i915-GVTg_V5_8'},
+                                      {'address': T4}], parsed)
+    assert mappings.permitted_check(mdevhost, parsed, rules, requests) == []
+    assert mappings.permitted_mdevs(mdevhost, parsed, rules) == {MDEV_C}
+
+
+def test_node_devices_resolve_an_mdev_mapping_too():
+    """Over a remote URI the host is read from node devices: the same instances, in the same order."""
+    host = nodedev_source.read_host([
+        docs.pci(T4, '0x10de', '0x1eb8', '0x030200', driver='nvidia', group=2, mdev_types=[('nvidia-222', 13)]),
+        docs.mdev(MDEV_B, T4, 'nvidia-222', 20), docs.mdev(MDEV_A, T4, 'nvidia-222', 21)])
+    first, second, third = _resolve(host, T4_MAPPING, _mdev_usage(), ('g1', 'vgpu'), ('g2', 'vgpu'), ('g3', 'vgpu'))
+    assert [first.devices[0]['mdev'].uuid, second.devices[0]['mdev'].uuid] == [MDEV_A, MDEV_B]
+    assert '2 mdev(s) of type nvidia-222 exist on %s, 2 not free' % T4 in third.error, third.error
+    assert 'available_instances 13' in third.error
