@@ -334,8 +334,11 @@ class DomainRun:
 
     @property
     def reported_changed(self):
-        """``changed`` as reported: the prediction in check mode, what happened on a real run."""
-        return (self.changed or self.restarted) if self.check_mode else self.written
+        """``changed`` as reported: the prediction in check mode, what happened on a real run. A run halted before
+        writing (on_error=stop after another guest failed) changes nothing in either."""
+        if self.check_mode:
+            return (self.changed or self.restarted) and self.skipped is None
+        return self.written
 
     def _write(self, what, func, *args, **kwargs):
         """Every write call goes through here: when the connection breaks before libvirt answers, nobody

@@ -260,3 +260,88 @@ def test_two_parallel_runs_never_give_one_device_to_two_guests(run_module, libvi
     assert all(result.get('failed') is not True for result in results.values()), results
     taken = [_addresses(virsh, libvirtd_uri, name) for name in names]
     assert sorted(taken) == [[VFS[0]], [VFS[1]]], taken
+
+
+# -- mediated devices -----------------------------------------------------------------------------------------
+
+T4 = '0000:01:00.0'
+MDEV_UUIDS = ['11111111-0000-4000-8000-000000000001', '22222222-0000-4000-8000-000000000002']
+VGPU = [{'name': 'vgpu', 'type': 'mdev', 'candidates': [{'ids': '10de:1eb8', 'mdev_type': 'nvidia-222'}]}]
+
+
+def _mdev_tree(tmp_path):
+    """The mdev host tree with two more T4-1B instances: three of the type on the T4 (the fixture's own is
+    8c1bd7f6-...), listed in reverse so the order comes from the resolution, not the tree."""
+    def more(spec):
+        spec['mdevs'].extend({'uuid': uuid, 'parent': T4, 'type': 'nvidia-222'} for uuid in reversed(MDEV_UUIDS))
+    return sysfs_trees.build('mdev', tmp_path, more)
+
+
+def _mdev_uuids(virsh, uri, name):
+    root = etree.fromstring(virsh(uri, 'dumpxml', '--inactive', name).encode())
+    return [(hostdev.get('model'), hostdev.find('source/address').get('uuid'))
+            for hostdev in root.iterfind("devices/hostdev[@type='mdev']")]
+
+
+def test_an_mdev_mapping_gives_each_guest_the_lowest_free_instance_and_refuses_when_none_is_free(
+        run_module, embed_uri, define, virsh, tmp_path):
+    root = _mdev_tree(tmp_path)
+    names = define(embed_uri, 'mv-a', 'mv-b')
+    guests = [(name, [{'kind': 'hostdev', 'type': 'mdev', 'mapping': 'vgpu'}]) for name in names]
+    args = _manifest(embed_uri, root, guests, VGPU)
+    checked = run_module('domain_devices', args, check_mode=True, diff=True)
+    assert checked.get('failed') is not True and checked['changed'] is True, checked
+    assert all(_mdev_uuids(virsh, embed_uri, name) == [] for name in names)   # check mode wrote nothing
+    real = run_module('domain_devices', args, diff=True)
+    assert real.get('failed') is not True and real['changed'] is True, real
+    expected = {'mv-a': [('vgpu', ['mdev ' + MDEV_UUIDS[0]])], 'mv-b': [('vgpu', ['mdev ' + MDEV_UUIDS[1]])]}
+    assert _resolved(checked) == _resolved(real) == expected, (_resolved(checked), _resolved(real))
+    diffs = real['diff'] if isinstance(real['diff'], list) else [real['diff']]
+    assert all('vgpu -> mdev ' in diff['after_header'] for diff in diffs), diffs
+    # the model comes from the type's device_api
+    assert _mdev_uuids(virsh, embed_uri, 'mv-a') == [('vfio-pci', MDEV_UUIDS[0])]
+    assert _mdev_uuids(virsh, embed_uri, 'mv-b') == [('vfio-pci', MDEV_UUIDS[1])]
+    again = run_module('domain_devices', args)
+    assert again['changed'] is False, again
+    assert all(item['kept'] == item['devices'] for entry in again['results'] for item in entry['mappings'])
+    # the guests in the other order keep what they hold
+    swapped = run_module('domain_devices', _manifest(embed_uri, root, list(reversed(guests)), VGPU))
+    assert swapped['changed'] is False and _resolved(swapped) == expected, swapped
+
+    # a third guest takes the last instance; a fourth is refused before anything is written, with the counts
+    third, fourth = define(embed_uri, 'mv-c', 'mv-d')
+    args = _manifest(embed_uri, root, [(name, guests[0][1]) for name in (third, fourth)], VGPU, on_error='stop')
+    for check_mode in (True, False):
+        refused = run_module('domain_devices', args, check_mode=check_mode)
+        assert refused["failed"] is True and refused["changed"] is False, (check_mode, refused["results"])
+        assert 'mapping vgpu has no free device for guest mv-d' in refused['msg'], refused['msg']
+        assert '3 mdev(s) of type nvidia-222 exist on %s, 3 not free' % T4 in refused['msg'], refused['msg']
+        assert 'virtdev.libvirt.mdev' in refused['msg'] and 'available_instances 15' in refused['msg']
+        assert 'held by guest mv-a (defined)' in refused['msg'] and 'given to guest mv-c by this task' in refused['msg']
+    assert _mdev_uuids(virsh, embed_uri, third) == [] and _mdev_uuids(virsh, embed_uri, fourth) == []
+
+    # host_devices_info reports the mapping: instances, holders, free count, where more can be created
+    info = run_module('host_devices_info', {'uri': embed_uri, 'root': root, 'mappings': VGPU})
+    assert info.get("failed") is not True, info.get("msg")
+    row, = info["mappings"]
+    assert row['type'] == 'mdev' and row['free'] == 1, row
+    holders = {item['uuid']: [use['domain'] for use in item['held_by']] for item in row['candidates']}
+    assert holders == {MDEV_UUIDS[0]: ['mv-a'], MDEV_UUIDS[1]: ['mv-b'], '8c1bd7f6-5c0f-4c8b-9b7e-2f2a3b4c5d6e': []}
+    assert row['parents'] == [{'address': T4, 'mdev_type': 'nvidia-222', 'available_instances': 15}]
+
+
+def test_permitted_lets_an_mdev_mapping_through_and_refuses_an_mdev_outside_it(run_module, embed_uri, define, virsh,
+                                                                               tmp_path):
+    root = _mdev_tree(tmp_path)
+    name, = define(embed_uri, 'mv-perm')
+    gvt = 'a297db4a-f4c2-11e6-90f6-d3b88d6c9525'   # the iGPU's GVT-g instance: no rule permits it
+    outside = run_module('domain_devices', {
+        'uri': embed_uri, 'host_root': root, 'domain': name, 'mappings': VGPU, 'permitted': ['vgpu'],
+        'config': [{'kind': 'hostdev', 'type': 'mdev', 'model': 'vfio-pci', 'uuid': gvt}]})
+    assert outside['failed'] is True and 'mdev %s on 0000:00:02.0' % gvt in outside['msg'], outside
+    assert 'outside the permitted devices [rule permitted: mapping vgpu]' in outside['msg']
+    inside = run_module('domain_devices', {
+        'uri': embed_uri, 'host_root': root, 'domain': name, 'mappings': VGPU, 'permitted': ['vgpu'],
+        'config': [{'kind': 'hostdev', 'type': 'mdev', 'mapping': 'vgpu'}]})
+    assert inside.get('failed') is not True and inside['changed'] is True, inside
+    assert _mdev_uuids(virsh, embed_uri, name) == [('vfio-pci', MDEV_UUIDS[0])]
