@@ -36,9 +36,13 @@ options:
         description: Free text, shown in reports.
         type: str
       type:
-        description: V(pci) (PCI functions, also SR-IOV VFs) or V(usb) (USB devices by vendor and product ids).
+        description:
+          - V(pci) (PCI functions, also SR-IOV VFs), V(usb) (USB devices by vendor and product ids) or V(mdev)
+            (existing mediated devices of O(mappings[].candidates[].mdev_type) on the parent devices the other keys
+            of a candidate name or select; the lowest free one by parent address, then UUID, is taken; a guest asks
+            with C({kind: hostdev, type: mdev, mapping: NAME}). M(virtdev.libvirt.mdev) creates the instances).
         type: str
-        choices: [pci, usb]
+        choices: [pci, usb, mdev]
         default: pci
       count:
         description: How many devices a guest asking for the mapping gets (two GPUs of one model, say).
@@ -86,13 +90,20 @@ options:
           serial:
             description: For V(usb), the serial number that tells identical devices apart.
             type: str
+          mdev_type:
+            description:
+              - For V(mdev), required - the mdev type id as the parent lists it under C(mdev_supported_types)
+                (V(nvidia-63), V(i915-GVTg_V5_4)). The other keys select the parent PCI devices (with
+                O(mappings[].candidates[].address) one exact parent).
+            type: str
   permitted:
     description:
       - "The host's permitted passthrough devices - mapping names (strings) and selectors (dictionaries with the
-        keys of a candidate, plus C(type: usb) for USB devices)."
+        keys of a candidate, plus C(type: usb) for USB devices or C(type: mdev) with C(mdev_type) for the mediated
+        devices of that type on the selected parents)."
       - "When given, every passthrough request - by mapping, by address in a typed device or in raw C(kind: xml) -
         for a device outside the set is refused before anything is written, naming the device and the rules.
-        A mediated device is permitted when its parent PCI device is. C(force) in M(virtdev.libvirt.domain_devices) does not override it."
+        A mediated device is permitted when its parent PCI device is, or an mdev mapping or selector gives it. C(force) in M(virtdev.libvirt.domain_devices) does not override it."
       - Not given (the default) - no restriction. An empty list permits nothing.
       - In M(virtdev.libvirt.host_devices_info) the devices it permits on the host are listed in its C(permitted) result.
     type: list

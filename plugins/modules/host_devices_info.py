@@ -423,7 +423,7 @@ mappings:
       description: The mapping's name.
       type: str
     type:
-      description: V(pci) or V(usb).
+      description: V(pci), V(usb) or V(mdev).
       type: str
     count:
       description: How many devices a guest asking for it gets.
@@ -444,8 +444,17 @@ mappings:
           C(functions), C(ids), C(candidate) (the entry of O(mappings) it comes from), C(held_by) (the guests
           whose live or persistent definitions hold it, each C(domain), C(live), C(config)), C(free), C(not_free)
           (why not) and C(mismatch) (what changed).
+        - For an V(mdev) mapping the existing mediated devices of its type (C(device) is C(mdev UUID)), with
+          C(uuid), C(parent), C(mdev_type); C(ids) are the parent's.
       type: list
       elements: dict
+    parents:
+      description:
+        - V(mdev) mappings only - each parent the candidates name or select, with C(address), C(mdev_type) and
+          C(available_instances) (how many more of the type it can create, M(virtdev.libvirt.mdev) creates them).
+      type: list
+      elements: dict
+      returned: for mdev mappings
   sample:
     - name: x710-vf
       type: pci
@@ -463,7 +472,10 @@ mappings:
           not_free: ["held by guest web (defined)"]
           mismatch: []
 permitted:
-  description: The devices of this host O(permitted) lets guests have, C(pci) (addresses) and C(usb) (device names).
+  description:
+    - The devices of this host O(permitted) lets guests have, C(pci) (addresses), C(usb) (device names) and C(mdev)
+      (UUIDs of mediated devices permitted by an mdev mapping or selector; an mdev of a permitted C(pci) parent is
+      permitted too).
   returned: when O(permitted) is given
   type: dict
 reports:
@@ -591,7 +603,8 @@ def main():
         facts['mappings'] = host_mappings.report(host, mappings, usage)
     if permitted is not None:
         pci, usb = host_mappings.permitted_sets(host, mappings, permitted)
-        facts['permitted'] = {'pci': sorted(pci), 'usb': sorted(usb)}
+        facts['permitted'] = {'pci': sorted(pci), 'usb': sorted(usb),
+                              'mdev': sorted(host_mappings.permitted_mdevs(host, mappings, permitted))}
     formats = params['format']
     if any(name != 'facts' for name in formats):
         machine = source.uri_host(params['uri']) if remote else socket.gethostname()

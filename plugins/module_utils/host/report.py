@@ -138,10 +138,17 @@ def _mapping_rows(facts):
     rows = []
     for mapping in facts.get('mappings') or ():
         name = '%s (%d free, asks %d)' % (mapping['name'], mapping['free'], mapping['count'])
-        if not mapping['candidates']:
+        if not mapping['candidates'] and mapping.get('parents'):
+            # an mdev mapping whose type has no instance yet: where virtdev.libvirt.mdev can create them
+            rows.append((name, 'no mdev of the type exists', '', '', '', 'no', '; '.join(
+                '%s on %s: available_instances %s' % (parent['mdev_type'], parent['address'],
+                                                      parent['available_instances']) for parent in mapping['parents'])))
+        elif not mapping['candidates']:
             rows.append((name, 'no device of this host matches', '', '', '', 'no', ''))
         for row in mapping['candidates']:
-            rows.append((name, row['device'], ', '.join(row['functions']), row['ids'] or '',
+            functions = ('%s on %s' % (row['mdev_type'], row['parent']) if row.get('uuid')
+                         else ', '.join(row['functions']))
+            rows.append((name, row['device'], functions, row['ids'] or '',
                          _used_by({'used_by': row['held_by']}), 'yes' if row['free'] else 'no',
                          '; '.join(row['not_free'])))
     return rows

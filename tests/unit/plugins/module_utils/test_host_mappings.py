@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings, nodedev_source, sysfs_source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings, nodedev_source, report, sysfs_source
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.domain_usage import usage_from_domains
 from ansible_collections.virtdev.libvirt.tests.unit import nodedev_docs as docs
 from ansible_collections.virtdev.libvirt.tests.unit.sysfs_trees import build
@@ -357,6 +357,8 @@ def test_mdev_mapping_report_and_permitted(mdevhost):
     assert held['held_by'] == [{'domain': 'a', 'live': False, 'config': True}] and held['free'] is False
     assert held['parent'] == T4 and held['mdev_type'] == 'nvidia-222' and held['ids'] == '10de:1eb8'
     assert row['parents'] == [{'address': T4, 'mdev_type': 'nvidia-222', 'available_instances': 15}]
+    markdown = report.render({'mappings': [row]}, ['markdown'], 'x')['markdown']
+    assert '| mdev %s | nvidia-222 on %s | 10de:1eb8 | a (defined) | no |' % (MDEV_A, T4) in markdown, markdown
     # permitted by the mapping: its instances, not the parent as a whole PCI device nor other types' mdevs
     rules = mappings.parse_permitted(['vgpu'], parsed)
     requests = [{'type': 'mdev', 'uuid': MDEV_A, 'where': 'x[0]'}, {'type': 'mdev', 'uuid': MDEV_C, 'where': 'x[1]'},

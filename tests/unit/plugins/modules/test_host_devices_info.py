@@ -221,7 +221,7 @@ def test_mappings_are_reported_with_holders_free_count_and_mismatches(capsys, ro
     assert nic['candidates'][0]['held_by'][0]['domain'] == 'fw' and nic['free'] == 0
     assert nic['mismatches'] == ['0000:00:1f.6: vendor:device is 8086:15bc on this host, the mapping says 8086:15b8 '
                                  '(the card was replaced or moved)']
-    assert result['permitted'] == {'pci': ['0000:00:14.0', '0000:01:00.0', '0000:01:00.1'], 'usb': []}
+    assert result['permitted'] == {'pci': ['0000:00:14.0', '0000:01:00.0', '0000:01:00.1'], 'usb': [], 'mdev': []}
     markdown = result['reports']['markdown']
     assert '## Device mappings' in markdown and '| gtx1080 (0 free, asks 1) | 0000:01:00.0 |' in markdown
     assert 'gpu-vm (running)' in markdown and 'vendor:device is 8086:15bc' in markdown
