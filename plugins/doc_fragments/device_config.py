@@ -163,7 +163,7 @@ options:
         - 'For O(config[].kind=memory): Memory device: virtio-pmem, virtio-mem (para-virtualized) or dimm, nvdimm
           (emulated). One of V(dimm), V(nvdimm), V(virtio-pmem), V(virtio-mem). Required.'
         - 'For O(config[].kind=hostdev) with O(config[].type=mdev): mdev device API. One of V(vfio-pci), V(vfio-ccw),
-          V(vfio-ap). Required.'
+          V(vfio-ap).'
         - 'For O(config[].kind=shmem): Device model. One of V(ivshmem), V(ivshmem-plain), V(ivshmem-doorbell).'
         type: str
       queues:
@@ -612,6 +612,9 @@ options:
           (O(mappings)), resolved on the host to a device the guest holds or a free one (docs/device_mappings.md).'
         - 'For O(config[].kind=hostdev) with O(config[].type=usb): Instead of vendor/product: the name of a usb
           device mapping (O(mappings)).'
+        - 'For O(config[].kind=hostdev) with O(config[].type=mdev): Instead of uuid: the name of an mdev device
+          mapping (O(mappings)), resolved on the host to an existing mdev of its type the guest holds or a free
+          one; model defaults to the type''s device_api (docs/device_mappings.md).'
         type: str
       vendor:
         description:
@@ -624,7 +627,7 @@ options:
       uuid:
         description:
         - 'For O(config[].kind=hostdev) with O(config[].type=mdev): UUID of the mediated device (any case; stored
-          lower case); its identity. Required.'
+          lower case); its identity.'
         type: str
       display:
         description:
