@@ -37,10 +37,10 @@ options:
         type: str
       type:
         description:
-          - V(pci) (PCI functions, also SR-IOV VFs), V(usb) (USB devices by vendor and product ids) or V(mdev)
+          - "V(pci) (PCI functions, also SR-IOV VFs), V(usb) (USB devices by vendor and product ids) or V(mdev)
             (existing mediated devices of O(mappings[].candidates[].mdev_type) on the parent devices the other keys
             of a candidate name or select; the lowest free one by parent address, then UUID, is taken; a guest asks
-            with C({kind: hostdev, type: mdev, mapping: NAME}). M(virtdev.libvirt.mdev) creates the instances).
+            with C({kind: hostdev, type: mdev, mapping: NAME}). M(virtdev.libvirt.mdev) creates the instances)."
         type: str
         choices: [pci, usb, mdev]
         default: pci
