@@ -103,7 +103,8 @@ options:
         devices of that type on the selected parents)."
       - "When given, every passthrough request - by mapping, by address in a typed device or in raw C(kind: xml) -
         for a device outside the set is refused before anything is written, naming the device and the rules.
-        A mediated device is permitted when its parent PCI device is, or an mdev mapping or selector gives it. C(force) in M(virtdev.libvirt.domain_devices) does not override it."
+        A mediated device is permitted when its parent PCI device is, or an mdev mapping or selector gives it.
+        C(force) in M(virtdev.libvirt.domain_devices) does not override it."
       - Not given (the default) - no restriction. An empty list permits nothing.
       - In M(virtdev.libvirt.host_devices_info) the devices it permits on the host are listed in its C(permitted) result.
     type: list

@@ -340,8 +340,8 @@ def test_no_free_mdev_is_refused_with_counts_and_how_to_create_more(mdevhost):
 
 
 def test_an_exact_mdev_parent_that_changed_is_named_with_both_ids(mdevhost):
-    raw = [{'name': 'vgpu', 'type': 'mdev', 'candidates': [{'address': T4, 'ids': '10de:1db4',
-                                                              'mdev_type': 'nvidia-222'}]}]
+    candidate = {'address': T4, 'ids': '10de:1db4', 'mdev_type': 'nvidia-222'}
+    raw = [{'name': 'vgpu', 'type': 'mdev', 'candidates': [candidate]}]
     (ask,) = _resolve(mdevhost, raw, _mdev_usage(), ('g1', 'vgpu'))
     assert 'vendor:device is 10de:1eb8 on this host, the mapping says 10de:1db4' in ask.error, ask.error
     raw[0]['candidates'][0]['address'] = '0000:09:00.0'
