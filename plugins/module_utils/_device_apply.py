@@ -154,6 +154,9 @@ class DomainRun:
         self.skipped = None         # why this guest was not attempted (an earlier failure stopped the run)
         self.refusals = []          # host-device guards that refused this guest's assignments
         self.host_requests = []     # the host devices the passthrough guards judged for this guest
+        # the definition was read under the lock and nothing was done since: that read is the last one before
+        # the define (compare before define, docs/concurrency.md), no second read is needed
+        self.fresh = False
 
     # -- planning (reads only) ------------------------------------------------------------------
     def prepare(self):
@@ -222,6 +225,7 @@ class DomainRun:
             return
         with _guest_lock.GuestLock(lock_dir, self.connection.uuid_of(self.dom), self.name, timeout):
             self._refresh()
+            self.fresh = True
             yield self
 
     def _refresh(self):
@@ -364,6 +368,7 @@ class DomainRun:
         if self.check_mode:
             return self
         if self.live_changes:
+            self.fresh = False  # live steps can take detach_timeout: read the definition again before writing it
             persistent = _device_engine.locate(self.inactive_xml) if self.inactive_xml is not None else {}
             # removals first: a device planned where a removed one sat can take its place
             for change in sorted(self.live_changes, key=lambda change: LIVE_ORDER[change.op]):
@@ -425,17 +430,22 @@ class DomainRun:
         self._book(*[change.command(live=False) for change in changes])
         self.defined = True
         self.readback = self.connection.xml(self.dom)
-        problems = _device_engine.verify(self.config_plan, self.readback)
+        kept = _xml.parse(self.readback, 'domain XML')  # parsed once: the check and the result read the same tree
+        problems = _device_engine.verify(self.config_plan, kept)
         if problems:
             self.defined = False
             self._restore(base, problems)
         # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
-        self.after = _device_engine.gather(self.readback)
+        self.after = _device_engine.gather(kept)
 
     def _reread_definition(self):
         """Compare before define: re-read the definition just before writing it; when it changed since it was
         planned (a writer that does not take our lock: virsh, another controller), plan again from it.
-        Returns the definition the define replaces."""
+        Returns the definition the define replaces; right after the read under the lock (no live step between)
+        that read is the last one before the define, and is not made twice."""
+        if self.fresh:
+            self.fresh = False
+            return self.inactive_xml
         for _attempt in range(REPLANS):
             current = self.connection.xml(self.dom)
             if current == self.inactive_xml:
@@ -650,10 +660,12 @@ class DomainRun:
         return [dict(command, **done[(command['op'], command['kind'], command['key'])]) for command in planned
                 if (command['op'], command['kind'], command['key']) in done]
 
-    def result(self, compact=False):
+    def result(self, compact=False, before=True):
         """Per-domain result. ``compact`` (a many-domain manifest) leaves out of a domain that did not change
         everything but its name, outcome and the keys that are not empty or false: a host's no-change run
-        then returns a few bytes per guest, not its whole inventory."""
+        then returns a few bytes per guest, not its whole inventory. Without ``before`` a changed domain's
+        entry has no ``before`` (a manifest without --diff: the result of a run that changes every guest of a
+        host would otherwise carry each guest's whole device list twice, docs/performance.md)."""
         changed = self.reported_changed
         waiting = self.waiting
         result = {'domain': self.name, 'changed': changed, 'outcome': self.outcome, 'commands': self.commands(),
@@ -672,7 +684,9 @@ class DomainRun:
         shown = self.config_plan if self.config_plan is not None else self.live_plan
         if shown is None:
             return result
-        result.update(before=shown.before, implicit=shown.implicit)
+        if before:
+            result['before'] = shown.before
+        result['implicit'] = shown.implicit
         if changed:  # as the network resource modules do: after only when something changed
             after = self._after(shown)
             if after is not None:

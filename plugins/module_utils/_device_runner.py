@@ -247,7 +247,8 @@ class DomainDevices:
             elif run.error is None:
                 run.skipped = halted
             # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
-            results.append(_device_mappings.note_in_result(run.result(compact=compact), request))
+            results.append(_device_mappings.note_in_result(
+                run.result(compact=compact, before=not compact or self.module._diff), request))
             diffs.append(_device_mappings.note_in_diff(run.diff(), request) if self.module._diff else None)
             run.release()
         self.finish(runs, results, [diff for diff in diffs if diff], refusals)
