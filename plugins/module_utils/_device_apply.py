@@ -34,8 +34,9 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields imp
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import host_devices, removal_consent
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 # The host side's passthrough guards: the one place the device layer reaches into the host side (preflight).
+# host.preflight (and the sysfs reader behind it) is imported only when a guest assigns a host device: a
+# manifest without passthrough, or with host_checks off, does not load it (docs/performance.md).
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
 # What a run really did to a guest (docs/concurrency.md): the result's ``outcome``.
@@ -792,7 +793,10 @@ def _assignment_requests(run):
 def read_host(host_root, host_source=None):
     """The host model: from ``host_source`` (a remote host's node devices) or this machine's sysfs below
     ``host_root``."""
-    return host_source.read_host() if host_source is not None else host_preflight.read_host(host_root)
+    if host_source is not None:
+        return host_source.read_host()
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
+    return host_preflight.read_host(host_root)
 
 
 def names_vf_by_pf(item):
@@ -841,6 +845,7 @@ def preflight(connection, runs, host_root, force, host_source=None):
         return errors, []
     for run, requests in wanted:
         run.host_requests = requests
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
     try:
         host = read_host(host_root, host_source)
     except nodedev_source.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked
