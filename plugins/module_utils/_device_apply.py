@@ -704,8 +704,8 @@ class DomainRun:
         return self.after  # read back; after a failure what fail() read, None when the outcome is unknown
 
     def release(self):
-        """Drop the XML trees once the domain's result is taken."""
-        self.config_plan = self.live_plan = None
+        """Drop the XML trees once the domain's result is taken (the declared devices' too)."""
+        self.config_plan = self.live_plan = self.declared = None
         self.inactive_xml = self.live_xml = self.readback = self.after = None
         self.live_changes, self.outcomes = [], {}
 

@@ -251,6 +251,7 @@ class DomainDevices:
                 run.result(compact=compact, before=not compact or self.module._diff), request))
             diffs.append(_device_mappings.note_in_diff(run.diff(), request) if self.module._diff else None)
             run.release()
+            request.declared = request.config = None  # its elements: the module's peak memory is at exit_json
         self.finish(runs, results, [diff for diff in diffs if diff], refusals)
 
     def halted_before_writing(self, runs):
