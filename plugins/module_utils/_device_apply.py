@@ -34,8 +34,9 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields imp
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import host_devices, removal_consent
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 # The host side's passthrough guards: the one place the device layer reaches into the host side (preflight).
+# host.preflight (and the sysfs reader behind it) is imported only when a guest assigns a host device: a
+# manifest without passthrough, or with host_checks off, does not load it (docs/performance.md).
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
 # What a run really did to a guest (docs/concurrency.md): the result's ``outcome``.
@@ -154,6 +155,9 @@ class DomainRun:
         self.skipped = None         # why this guest was not attempted (an earlier failure stopped the run)
         self.refusals = []          # host-device guards that refused this guest's assignments
         self.host_requests = []     # the host devices the passthrough guards judged for this guest
+        # the definition was read under the lock and nothing was done since: that read is the last one before
+        # the define (compare before define, docs/concurrency.md), no second read is needed
+        self.fresh = False
 
     # -- planning (reads only) ------------------------------------------------------------------
     def prepare(self):
@@ -222,6 +226,7 @@ class DomainRun:
             return
         with _guest_lock.GuestLock(lock_dir, self.connection.uuid_of(self.dom), self.name, timeout):
             self._refresh()
+            self.fresh = True
             yield self
 
     def _refresh(self):
@@ -364,6 +369,7 @@ class DomainRun:
         if self.check_mode:
             return self
         if self.live_changes:
+            self.fresh = False  # live steps can take detach_timeout: read the definition again before writing it
             persistent = _device_engine.locate(self.inactive_xml) if self.inactive_xml is not None else {}
             # removals first: a device planned where a removed one sat can take its place
             for change in sorted(self.live_changes, key=lambda change: LIVE_ORDER[change.op]):
@@ -425,17 +431,22 @@ class DomainRun:
         self._book(*[change.command(live=False) for change in changes])
         self.defined = True
         self.readback = self.connection.xml(self.dom)
-        problems = _device_engine.verify(self.config_plan, self.readback)
+        kept = _xml.parse(self.readback, 'domain XML')  # parsed once: the check and the result read the same tree
+        problems = _device_engine.verify(self.config_plan, kept)
         if problems:
             self.defined = False
             self._restore(base, problems)
         # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
-        self.after = _device_engine.gather(self.readback)
+        self.after = _device_engine.gather(kept)
 
     def _reread_definition(self):
         """Compare before define: re-read the definition just before writing it; when it changed since it was
         planned (a writer that does not take our lock: virsh, another controller), plan again from it.
-        Returns the definition the define replaces."""
+        Returns the definition the define replaces; right after the read under the lock (no live step between)
+        that read is the last one before the define, and is not made twice."""
+        if self.fresh:
+            self.fresh = False
+            return self.inactive_xml
         for _attempt in range(REPLANS):
             current = self.connection.xml(self.dom)
             if current == self.inactive_xml:
@@ -650,10 +661,12 @@ class DomainRun:
         return [dict(command, **done[(command['op'], command['kind'], command['key'])]) for command in planned
                 if (command['op'], command['kind'], command['key']) in done]
 
-    def result(self, compact=False):
+    def result(self, compact=False, before=True):
         """Per-domain result. ``compact`` (a many-domain manifest) leaves out of a domain that did not change
         everything but its name, outcome and the keys that are not empty or false: a host's no-change run
-        then returns a few bytes per guest, not its whole inventory."""
+        then returns a few bytes per guest, not its whole inventory. Without ``before`` a changed domain's
+        entry has no ``before`` (a manifest without --diff: the result of a run that changes every guest of a
+        host would otherwise carry each guest's whole device list twice, docs/performance.md)."""
         changed = self.reported_changed
         waiting = self.waiting
         result = {'domain': self.name, 'changed': changed, 'outcome': self.outcome, 'commands': self.commands(),
@@ -672,7 +685,9 @@ class DomainRun:
         shown = self.config_plan if self.config_plan is not None else self.live_plan
         if shown is None:
             return result
-        result.update(before=shown.before, implicit=shown.implicit)
+        if before:
+            result['before'] = shown.before
+        result['implicit'] = shown.implicit
         if changed:  # as the network resource modules do: after only when something changed
             after = self._after(shown)
             if after is not None:
@@ -689,8 +704,8 @@ class DomainRun:
         return self.after  # read back; after a failure what fail() read, None when the outcome is unknown
 
     def release(self):
-        """Drop the XML trees once the domain's result is taken."""
-        self.config_plan = self.live_plan = None
+        """Drop the XML trees once the domain's result is taken (the declared devices' too)."""
+        self.config_plan = self.live_plan = self.declared = None
         self.inactive_xml = self.live_xml = self.readback = self.after = None
         self.live_changes, self.outcomes = [], {}
 
@@ -778,7 +793,10 @@ def _assignment_requests(run):
 def read_host(host_root, host_source=None):
     """The host model: from ``host_source`` (a remote host's node devices) or this machine's sysfs below
     ``host_root``."""
-    return host_source.read_host() if host_source is not None else host_preflight.read_host(host_root)
+    if host_source is not None:
+        return host_source.read_host()
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
+    return host_preflight.read_host(host_root)
 
 
 def names_vf_by_pf(item):
@@ -827,6 +845,7 @@ def preflight(connection, runs, host_root, force, host_source=None):
         return errors, []
     for run, requests in wanted:
         run.host_requests = requests
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
     try:
         host = read_host(host_root, host_source)
     except nodedev_source.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked

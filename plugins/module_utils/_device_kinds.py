@@ -220,10 +220,11 @@ class Kind:
                 ours.set(attr, theirs.get(attr))
         return new
 
-    def lossless(self, element):
+    def lossless(self, element, parsed=None):
         """True when this kind's options describe the element completely (safe to show it typed); what
-        libvirt adds by itself (addresses, aliases, implied defaults) does not count."""
-        rendered = self.render(self.parse(element))
+        libvirt adds by itself (addresses, aliases, implied defaults) does not count. ``parsed``: the element
+        already read with ``parse`` (reading it costs more than the check itself)."""
+        rendered = self.render(self.parse(element) if parsed is None else parsed)
         return _xml.same(self.without_implied(rendered), self.without_implied(element), ignore=LIBVIRT_OWNED)
 
 
