@@ -1,0 +1,34 @@
+# Copyright (c) virtdev.libvirt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The guest role refuses a wrong device value before any task writes: the planner checks every device a guest
+will get with the kind table's rules, naming the user's field (``guests[2] (emu01).networks[0].mac``) - no guest is
+defined for it, an existing guest's pending setting change is not written, the recap says changed=0."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.virtdev.libvirt.tests.functional.test_guest_sriov import run_role
+
+GUEST = {'type': 'qemu', 'memory': 128, 'networks': [], 'profile': 'minimal'}
+
+
+@pytest.mark.parametrize('wrong, message', [
+    ({'networks': [{'network': 'default', 'mac': '52:54:00:zz:00:01'}]},
+     "guests[2] (emu01).networks[0].mac: '52:54:00:zz:00:01' is not a MAC address"),
+    ({'disks': [{'fiel': '/var/lib/libvirt/images/emu01.qcow2'}]},
+     'guests[2] (emu01).disks[0].fiel: unknown option - did you mean file?'),
+])
+def test_a_wrong_device_value_changes_nothing(tmp_path, embed_uri, virsh, collection_pythonpath, wrong, message):
+    existing = dict(GUEST, name='web01')
+    rc, changed, out = run_role(tmp_path, collection_pythonpath, guest_uri=embed_uri, guests=[existing])
+    assert rc == 0 and changed > 0, out[-4000:]
+    before = virsh(embed_uri, 'dumpxml', '--inactive', 'web01')
+
+    guests = [dict(existing, memory=256), dict(GUEST, name='new01'), dict(GUEST, name='emu01', **wrong)]
+    rc, changed, out = run_role(tmp_path, collection_pythonpath, guest_uri=embed_uri, guests=guests)
+    assert rc != 0 and changed == 0 and message in out, out[-4000:]
+    assert 'domains[' not in out                      # the module's internal path is not what the user reads
+    assert virsh(embed_uri, 'list', '--all', '--name').split() == ['web01']
+    assert virsh(embed_uri, 'dumpxml', '--inactive', 'web01') == before
