@@ -32,3 +32,14 @@ def test_a_wrong_device_value_changes_nothing(tmp_path, embed_uri, virsh, collec
     assert 'domains[' not in out                      # the module's internal path is not what the user reads
     assert virsh(embed_uri, 'list', '--all', '--name').split() == ['web01']
     assert virsh(embed_uri, 'dumpxml', '--inactive', 'web01') == before
+
+
+def test_check_mode_plan_shows_the_free_root_ports_and_names_unchecked_networks(tmp_path, embed_uri, virsh,
+                                                                                 collection_pythonpath):
+    guests = [dict(GUEST, name='q1', profile='linux_server', networks=[{'network': 'default'}]),
+              dict(GUEST, name='q2', networks=[{'network': 'default'}, {'network': 'lan'}], hotplug_ports=2)]
+    rc, changed, out = run_role(tmp_path, collection_pythonpath, check=True, guest_uri=embed_uri, guests=guests)
+    assert rc == 0 and changed > 0, out[-4000:]
+    assert '"free_root_ports": 4' in out and '"free_root_ports": 2' in out, out[-4000:]
+    assert 'not checked whether these networks exist: default (used by q1, q2), lan (used by q2).' in out, out[-4000:]
+    assert virsh(embed_uri, 'list', '--all', '--name').strip() == ''
