@@ -15,8 +15,8 @@ description:
     unknown options, nested lists such as C(vfs) and C(mdevs) - and returns one message per error, each naming
     the entry by its index and guest name, the option (with the index in a nested list) and the value.
   - Names unknown options (typos, C(memroy)) as C(unknown option), with the closest known one, also inside
-    C(disks) and C(networks) entries, and a guest name given to several entries with every index
-    (C(guests[0] and guests[3]: name 'web01' listed twice)).
+    C(disks) and C(networks) entries, and a guest name given to several entries with the index of each
+    (C(guests[0] and guests[3]) for a name listed twice).
   - ansible-core's own argument validation names the option and its list but not the entry
     (C(found in 'guests -> vfs')), and it runs as the role's first task; call this filter before the role
     (the C(guests) playbook does) to name the entry.

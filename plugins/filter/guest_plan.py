@@ -87,8 +87,9 @@ _value:
       C(networks) (libvirt network names the NICs use), C(passthrough) (whether it needs host devices) and
       C(sriov) (each C(pf) and C(num_vfs) the PF must have before the guest gets its VFs, when it has fewer),
       C(rendered_config) (C(config) with each VF by PF and index as the address the host gives it, for
-      O(virtdev.libvirt.domain_devices#module:state=rendered); VFs not there yet left out) and C(vfs_not_there)
-      (those VFs, named).
+      O(virtdev.libvirt.domain_devices#module:state=rendered); VFs not there yet and devices asked for by device
+      mapping left out), C(vfs_not_there) (those VFs, named) and C(mappings_unresolved) (the mapping names of those
+      devices, resolved on the host by M(virtdev.libvirt.domain_devices), docs/device_mappings.md).
   type: list
   elements: dict
 '''
@@ -525,9 +526,12 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
     needs = [need for _nic, need in vfs if need]
     # for state=rendered (check mode, a guest to be created), which does not read the host: a VF by PF and index
     # as the address the host gives it; a VF this run creates first has none yet and is left out
-    rendered, pending = [], []
+    rendered, pending, mapped = [], [], []
     for device in config:
         source = device.get('source') or {}
+        if device.get('mapping') or source.get('mapping'):   # chosen on the host, which rendered does not read
+            mapped.append(device.get('mapping') or source.get('mapping'))
+            continue
         if device.get('kind') == 'interface' and 'pf' in source:
             need = next((need for nic, need in vfs if nic is device), None)
             if need is None or need['address'] is None:
@@ -546,11 +550,13 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
         'mdevs': [host for _device, host in mdevs],
         'networks': sorted({nic['source']['network'] for nic in config
                             if nic.get('kind') == 'interface' and 'network' in nic.get('source', {})}),
-        'passthrough': any(device.get('kind') == 'hostdev' or {'hostdev', 'pf'} & set(device.get('source') or {})
+        'passthrough': any(device.get('kind') == 'hostdev'
+                           or {'hostdev', 'pf', 'mapping'} & set(device.get('source') or {})
                            or (device.get('kind') == 'xml' and "type='hostdev'" in device.get('xml', ''))
                            for device in config),
         'rendered_config': rendered,
         'vfs_not_there': pending,
+        'mappings_unresolved': mapped,
         # VFs to create before the guest gets them (each PF's count, at least the one it has)
         'sriov': [{'pf': need['pf'], 'num_vfs': need['num_vfs']} for need in needs if need['num_vfs'] > need['current']],
     }

@@ -43,3 +43,14 @@ def test_check_mode_plan_shows_the_free_root_ports_and_names_unchecked_networks(
     assert '"free_root_ports": 4' in out and '"free_root_ports": 2' in out, out[-4000:]
     assert 'not checked whether these networks exist: default (used by q1, q2), lan (used by q2).' in out, out[-4000:]
     assert virsh(embed_uri, 'list', '--all', '--name').strip() == ''
+
+
+def test_a_new_guest_asking_for_a_mapping_shows_its_name_in_check_mode(tmp_path, embed_uri, virsh,
+                                                                      collection_pythonpath):
+    mappings = [{'name': 'gpu', 'candidates': [{'ids': '10de:1b80'}]}]
+    guests = [dict(GUEST, name='m1', devices=[{'kind': 'hostdev', 'mapping': 'gpu'}])]
+    rc, changed, out = run_role(tmp_path, collection_pythonpath, check=True, guest_uri=embed_uri, guests=guests,
+                                guest_mappings=mappings, guest_permitted=['gpu'], guest_prepare_host=False)
+    assert rc == 0 and changed > 0, out[-4000:]
+    assert '"mappings_resolved_on_creation": [\n' in out and '"gpu"' in out, out[-4000:]
+    assert virsh(embed_uri, 'list', '--all', '--name').strip() == ''

@@ -313,3 +313,13 @@ def test_the_guide_example_plans_with_the_guides_profiles(request):
     plan, = guest_plan([{'name': 'web07', 'profile': 'web'}], profiles)
     assert plan['domain']['title'] == 'web server' and {'kind': 'watchdog', 'model': 'i6300esb', 'action': 'reset'} \
         in plan['config']
+
+
+def test_devices_asked_for_by_mapping_are_left_to_the_host_in_rendered_config(builtin):
+    plan, = guest_plan([{'name': 'g', 'networks': [{'network': 'default'}], 'devices': [
+        {'kind': 'hostdev', 'mapping': 'gpu'}, {'kind': 'interface', 'source': {'mapping': 'x710-vf'}}]}], builtin)
+    assert {'kind': 'hostdev', 'mapping': 'gpu'} in plan['manifest']['config'] and plan['passthrough'] is True
+    assert plan['mappings_unresolved'] == ['gpu', 'x710-vf']
+    assert [device['kind'] for device in plan['rendered_config']] == ['interface'] + [
+        device['kind'] for device in builtin['virtio']['devices']]
+    _device_engine.declare(plan['rendered_config'], 'g')      # what state=rendered takes: no mapping left
