@@ -138,12 +138,13 @@ def _fail(where, message):
 def _refuse_unknown(entry, known, where):
     """A typo in an entry's option (``fiel:``) would otherwise be dropped silently or blamed on another option."""
     for key in sorted(set(entry) - set(known), key=str):
-        _fail('%s.%s' % (where, key), _unknown_option(key, known))
+        _fail('%s.%s' % (where, key), _unknown_option(key, entry[key], known))
 
 
-def _unknown_option(key, known):
+def _unknown_option(key, value, known):
     close = difflib.get_close_matches(str(key), list(known), n=1)
-    return 'unknown option%s (options: %s)' % (' - did you mean %s?' % close[0] if close else '', ', '.join(known))
+    return 'unknown option (given %r)%s (options: %s)' % (
+        value, ' - did you mean %s?' % close[0] if close else '', ', '.join(known))
 
 
 def _merge(base, override):
@@ -654,7 +655,7 @@ def _check_options(values, options, where, errors, unknown_ok=False):
     # unknown_ok: the caller's next check names unknown keys better (the kind table names the device's kind)
     converted = dict(values)
     for key in [] if unknown_ok else sorted(set(values) - set(options), key=str):
-        errors.append('%s.%s: %s' % (where, key, _unknown_option(key, sorted(options))))
+        errors.append('%s.%s: %s' % (where, key, _unknown_option(key, values[key], sorted(options))))
     for key, spec in options.items():
         if values.get(key) is None:
             if spec.get('required'):

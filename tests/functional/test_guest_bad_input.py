@@ -18,7 +18,8 @@ GUEST = {'type': 'qemu', 'memory': 128, 'networks': [], 'profile': 'minimal'}
     ({'networks': [{'network': 'default', 'mac': '52:54:00:zz:00:01'}]},
      "guests[2] (emu01).networks[0].mac: '52:54:00:zz:00:01' is not a MAC address"),
     ({'disks': [{'fiel': '/var/lib/libvirt/images/emu01.qcow2'}]},
-     'guests[2] (emu01).disks[0].fiel: unknown option - did you mean file?'),
+     "guests[2] (emu01).disks[0].fiel: unknown option (given '/var/lib/libvirt/images/emu01.qcow2') - did you "
+     'mean file?'),
 ])
 def test_a_wrong_device_value_changes_nothing(tmp_path, embed_uri, virsh, collection_pythonpath, wrong, message):
     existing = dict(GUEST, name='web01')

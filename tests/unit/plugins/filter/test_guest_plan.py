@@ -223,11 +223,11 @@ def guest_options(request):
     ([{'name': 'a', 'disks': 'x.qcow2'}, 'b'], ["guests[0] (a).disks[0]: 'x.qcow2' (str) is not a valid dict",
                                                 "guests[1]: 'b' (str) is not a valid dict"]),
     ([{'name': 'a', 'memory': '2048', 'vfs': [{'pf': 'ens1', 'index': '1', 'trust': 'yes'}]}], []),   # as ansible converts
-    ([{'name': 'a', 'memroy': 2048}], ['guests[0] (a).memroy: unknown option - did you mean memory? (options: '
-                                       'autostart, cdroms, ']),
+    ([{'name': 'a', 'memroy': 2048}], ['guests[0] (a).memroy: unknown option (given 2048) - did you mean memory? '
+                                       '(options: autostart, cdroms, ']),
     ([{'name': 'a', 'disks': [{'file': '/a.img'}, {'fiel': '/b.img'}], 'networks': [{'netwrok': 'default'}]}],
-     ['guests[0] (a).networks[0].netwrok: unknown option - did you mean network?',
-      'guests[0] (a).disks[1].fiel: unknown option - did you mean file?']),
+     ["guests[0] (a).networks[0].netwrok: unknown option (given 'default') - did you mean network?",
+      "guests[0] (a).disks[1].fiel: unknown option (given '/b.img') - did you mean file?"]),
     ([{'name': 'web01'}, {'name': 'b'}, {'name': 'c'}, {'name': 'web01'}],
      ["guests[0] and guests[3]: name 'web01' listed twice"]),
 ])
@@ -241,12 +241,12 @@ def test_input_errors_name_the_guest_the_index_and_the_value(guest_options, gues
 @pytest.mark.parametrize('guest, message', [
     ({'networks': [{'network': 'default', 'mac': '52:54:00:zz:00:01'}]},
      "guests[1] (web01).networks[0].mac: '52:54:00:zz:00:01' is not a MAC address"),
-    ({'networks': [{'netwrok': 'default'}]}, 'guests[1] (web01).networks[0].netwrok: unknown option - did you mean '
-                                             'network? (options: network, bridge'),
-    ({'disks': [{'file': '/a.qcow2'}, {'fiel': '/b.qcow2'}]}, 'guests[1] (web01).disks[1].fiel: unknown option - '
-                                                              'did you mean file?'),
-    ({'disks': [{'file': '/a.qcow2', 'cahce': 'none'}]}, 'guests[1] (web01).disks[0].cahce: unknown option - did you '
-                                                         'mean cache?'),
+    ({'networks': [{'netwrok': 'default'}]}, "guests[1] (web01).networks[0].netwrok: unknown option (given 'default') - did "
+                                             "you mean network? (options: network, bridge"),
+    ({'disks': [{'file': '/a.qcow2'}, {'fiel': '/b.qcow2'}]}, "guests[1] (web01).disks[1].fiel: unknown option "
+                                                              "(given '/b.qcow2') - did you mean file?"),
+    ({'disks': [{'file': '/a.qcow2', 'cahce': 'none'}]}, "guests[1] (web01).disks[0].cahce: unknown option "
+                                                         "(given 'none') - did you mean cache?"),
     ({'networks': [{'network': 'default', 'vlan': 'ten'}]}, "guests[1] (web01).networks[0].vlan: 'ten' (str) is not a "
                                                             'valid int'),
     ({'disks': [{'file': 'web01.qcow2'}]}, "guests[1] (web01).disks[0].file: 'web01.qcow2' is not an absolute path"),
@@ -257,7 +257,8 @@ def test_input_errors_name_the_guest_the_index_and_the_value(guest_options, gues
     ({'extra_devices': [{'kind': 'watchdog', 'model': 'nope'}]}, "guests[1] (web01).extra_devices[0].model: 'nope' is "
                                                                  'not one of'),
     ({'vfs': [{'address': '0000:65:02.0', 'vlan': 5000}]}, 'guests[1] (web01).vfs[0].vlan: 5000 is out of range'),
-    ({'vfs': [{'adress': '0000:65:02.0'}]}, 'guests[1] (web01).vfs[0].adress: unknown option - did you mean address?'),
+    ({'vfs': [{'adress': '0000:65:02.0'}]}, "guests[1] (web01).vfs[0].adress: unknown option (given '0000:65:02.0') - "
+                                            'did you mean address?'),
     ({'mdevs': [{'uuid': 'nope', 'parent': '0000:00:02.0', 'mdev_type': 't'}]},
      "guests[1] (web01).mdevs[0].uuid: 'nope' is not a UUID"),
     ({'networks': [{'network': 'default', 'mac': '52:54:00:00:00:01'}, {'bridge': 'br0', 'mac': '52:54:00:00:00:01'}]},
