@@ -35,8 +35,8 @@ def test_a_wrong_device_value_changes_nothing(tmp_path, embed_uri, virsh, collec
     assert virsh(embed_uri, 'dumpxml', '--inactive', 'web01') == before
 
 
-def test_check_mode_plan_shows_the_free_root_ports_and_names_unchecked_networks(tmp_path, embed_uri, virsh,
-                                                                                 collection_pythonpath):
+def test_check_mode_plan_shows_the_free_root_ports_and_names_unchecked_networks(
+        tmp_path, embed_uri, virsh, collection_pythonpath):
     guests = [dict(GUEST, name='q1', profile='linux_server', networks=[{'network': 'default'}]),
               dict(GUEST, name='q2', networks=[{'network': 'default'}, {'network': 'lan'}], hotplug_ports=2)]
     rc, changed, out = run_role(tmp_path, collection_pythonpath, check=True, guest_uri=embed_uri, guests=guests)
@@ -46,8 +46,8 @@ def test_check_mode_plan_shows_the_free_root_ports_and_names_unchecked_networks(
     assert virsh(embed_uri, 'list', '--all', '--name').strip() == ''
 
 
-def test_a_new_guest_asking_for_a_mapping_shows_its_name_in_check_mode(tmp_path, embed_uri, virsh,
-                                                                      collection_pythonpath):
+def test_a_new_guest_asking_for_a_mapping_shows_its_name_in_check_mode(
+        tmp_path, embed_uri, virsh, collection_pythonpath):
     mappings = [{'name': 'gpu', 'candidates': [{'ids': '10de:1b80'}]}]
     guests = [dict(GUEST, name='m1', devices=[{'kind': 'hostdev', 'mapping': 'gpu'}])]
     rc, changed, out = run_role(tmp_path, collection_pythonpath, check=True, guest_uri=embed_uri, guests=guests,

@@ -269,8 +269,8 @@ def test_input_errors_name_the_guest_the_index_and_the_value(guest_options, gues
     ({'profile': 'minimal'}, "guest_networks[0] (of guests[1] (web01)).mode: 'x' is not one of"),
 ])
 def test_every_device_is_checked_before_anything_naming_the_users_field(builtin, guest, message):
-    profiles = dict(builtin, bad={'parent': 'virtio', 'devices': [{'id': 'vsock', 'kind': 'vsock'},
-                                                                   {'id': 'w', 'kind': 'watchdog', 'model': 'zz'}]},
+    bad = [{'id': 'vsock', 'kind': 'vsock'}, {'id': 'w', 'kind': 'watchdog', 'model': 'zz'}]
+    profiles = dict(builtin, bad={'parent': 'virtio', 'devices': bad},
                     bad_nets={'parent': 'minimal', 'networks': [{'network': 'default', 'mac': '1'}]})
     # the role's default NICs (guest_networks) are wrong only for the guest that takes them (no networks of its own)
     defaults = {'networks': [{'direct': 'eth0', 'mode': 'x'}]} if guest == {'profile': 'minimal'} else {}
