@@ -26,6 +26,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds impo
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings as host_mappings
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
 ON_ERROR = ('continue', 'stop')
@@ -286,11 +287,16 @@ class DomainDevices:
         root, uri = self.params['host_root'], self.params['uri']
         host_source = self.host_source()
         remote = host_source is not None
-        errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=host_source)
+        # disk sources: this machine's files for a URI without a host name, else the host's storage pools
+        paths = host_preflight.LocalPaths() if source.uri_host(uri) is None else host_preflight.PoolPaths(self.connection)
+        errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=host_source,
+                                     paths=paths)
         if any(run.host_requests for run in runs):
             self.host_checks = {'source': nodedev_source.SOURCE if remote else 'sysfs', 'not_checked': []}
             if remote:
                 errors += self.not_checked_remotely(runs, uri, strict=mode == 'strict')
+        if any(run.unchecked_paths for run in runs):
+            errors += self.paths_not_checked(runs, uri, strict=mode == 'strict')
         for warning in warnings:
             self.module.warn(warning)
         for run in runs:
@@ -324,6 +330,31 @@ class DomainDevices:
             else:
                 self.module.warn('domain %s: not checked: %s (host_checks: strict refuses instead)' % (run.name,
                                                                                                        message))
+        return errors
+
+    def paths_not_checked(self, runs, uri, strict):
+        """Name the disk sources in no storage pool of a remote host (their existence cannot be told from here);
+        with ``strict`` they refuse the run. Returns the new refusals."""
+        if self.host_checks is None:
+            self.host_checks = {'source': 'libvirt storage pools', 'not_checked': []}
+        errors = []
+        for run in runs:
+            if not run.unchecked_paths:
+                continue
+            why = 'the path is in no storage pool of %s' % _host_of(uri)
+            for request in run.unchecked_paths:
+                self.host_checks['not_checked'].append({
+                    'domain': run.name, 'device': request['path'], 'where': request['where'],
+                    'guards': [{'guard': 'source_exists', 'what': 'whether the file or block device exists',
+                                'why': why}]})
+            message = '%s: whether %s exist%s (%s)' % (
+                'not checked', ', '.join('%s (%s)' % (r['where'], r['path']) for r in run.unchecked_paths),
+                's' if len(run.unchecked_paths) == 1 else '', why)
+            if strict:
+                run.refusals.append('host_checks=strict and %s [guard source_exists]' % message)
+                errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
+            else:
+                self.module.warn('domain %s: %s (host_checks: strict refuses instead)' % (run.name, message))
         return errors
 
     def finish(self, runs, results, diffs, refusals):

@@ -318,12 +318,14 @@ def test_bad_input_is_refused_naming_the_option_and_nothing_is_written(guest):
                 nvram_template='/usr/share/OVMF/OVMF_VARS_4M.fd')
 
 
-def test_virtiofs_without_shared_memory_and_boot_order_with_device_boot_order(guest, run_module):
+def test_virtiofs_without_shared_memory_and_boot_order_with_device_boot_order(guest, run_module, tmp_path):
+    image = tmp_path / 'share.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(image), '16M'], check=True)
     share = guest('share')
     share.run(type='qemu', machine='q35', memory=256, memory_backing={'source': 'memfd', 'access': 'shared'})
     shared = run_module('domain_devices', {'uri': share.uri, 'domain': 'share', 'config': [
         {'kind': 'filesystem', 'driver': 'virtiofs', 'source': {'dir': '/srv'}, 'target': 'share'},
-        {'kind': 'disk', 'target': 'vda', 'source': {'file': '/var/lib/libvirt/images/none.qcow2'}, 'format': 'qcow2',
+        {'kind': 'disk', 'target': 'vda', 'source': {'file': str(image)}, 'format': 'qcow2',
          'boot_order': 1}]})
     # per-device boot order on a guest the module created (libvirt gave it <boot dev='hd'/>) now works
     assert shared['changed'] is True and shared['rc'] == 0, shared
@@ -403,3 +405,4 @@ def test_creation_is_predicted_exactly(guest):
         assert predicted[key] == done[key], (key, predicted[key], done[key])
     assert done['commands'] == ['define', 'autostart'] and done['settings']['autostart'] is True
     assert new.run(**args)['changed'] is False
+
