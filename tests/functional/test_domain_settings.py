@@ -406,3 +406,26 @@ def test_creation_is_predicted_exactly(guest):
     assert done['commands'] == ['define', 'autostart'] and done['settings']['autostart'] is True
     assert new.run(**args)['changed'] is False
 
+
+BALLOON_GUEST = ("<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory>"
+                 "<currentMemory unit='MiB'>256</currentMemory><os><type arch='x86_64' machine='pc'>hvm</type></os>"
+                 "<devices>{balloon}</devices>"
+                 "</domain>")
+
+
+@pytest.mark.parametrize('balloon, live', [("<memballoon model='none'/>", False),
+                                           ("<memballoon model='virtio'/>", True)], ids=['no-balloon', 'balloon'])
+def test_current_memory_of_a_running_guest_is_live_only_with_a_balloon(balloon, live, guest, virsh, libvirtd_uri):
+    """libvirt changes a running guest's current memory through its balloon: without one the change is
+    written to the definition and waits for the next boot, in check mode and in the real run alike."""
+    running = guest('balloon-' + ('yes' if live else 'no'))
+    virsh(libvirtd_uri, 'define', '{xml}', xml=BALLOON_GUEST.format(name=running.name, balloon=balloon))
+    virsh(libvirtd_uri, 'start', running.name)
+    done = running.edit(['current_memory'], current_memory=192)
+    assert done['commands'] == (['define', 'live current_memory'] if live else ['define']), done
+    assert ('current_memory' in done['waiting_for_restart']) is not live, done['waiting_for_restart']
+    assert running.state() == 'running'
+    assert "<currentMemory unit='KiB'>196608</currentMemory>" in running.xml()
+    if not live:  # (with a balloon the running guest's figure moves only once its guest driver deflates)
+        assert "<currentMemory unit='KiB'>262144</currentMemory>" in running.xml(inactive=False)
+        assert 'no memory balloon device' in str(done.get('warnings')), done
