@@ -747,6 +747,15 @@ def _assignment_requests(run):
     return list(unique.values())
 
 
+def assigns_host_devices(run):
+    """Whether a planned run gives its guest a host device (PCI, USB, mdev, VF); an address that cannot be read
+    counts (the preflight refuses it)."""
+    try:
+        return any(request['type'] != 'path' for request in _assignment_requests(run))
+    except _ids.IdError:
+        return True
+
+
 def read_host(host_root, host_source=None):
     """The host model: from ``host_source`` (a remote host's node devices) or this machine's sysfs below
     ``host_root``."""

@@ -19,7 +19,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import (
     _common, _device_engine, _device_mappings, _guest_lock, _ids, _xml,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
-    ApplyError, DomainRun, names_vf_by_pf, preflight, read_host, vf_address,
+    ApplyError, DomainRun, assigns_host_devices, names_vf_by_pf, preflight, read_host, vf_address,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import DEVICE_TAGS
@@ -152,6 +152,7 @@ class DomainDevices:
             except (SpecError, LibvirtFailure, ApplyError) as exc:
                 run.fail(exc)
         refusals = mapping_refusals + self.check_permitted([run for run in runs if run.error is None])
+        self.hold_host_lock([run for run in runs if run.error is None])
         refusals += self.check_host([run for run in runs if run.error is None])
         halted = self.halted_before_writing(runs)
         lock_dir = _guest_lock.lock_dir(params['uri'])
@@ -257,8 +258,7 @@ class DomainDevices:
             # one choice of free devices at a time per host: two runs must not both take the same free device.
             # Held until the module process ends, after every guest is written (flock is released on exit).
             try:
-                self.mapping_lock = _guest_lock.GuestLock(_guest_lock.lock_dir(self.params['uri']), 'device-mappings',
-                                                          'device mappings', self.params['lock_timeout']).__enter__()
+                self.mapping_lock = self.host_lock()
             except _guest_lock.LockError as exc:
                 self.fail('mappings: the free devices cannot be chosen now: %s' % exc)
         try:
@@ -269,6 +269,26 @@ class DomainDevices:
             self.fail('mappings: cannot be resolved, the host cannot be read: %s (nothing was changed)' % exc)
         except (ValueError, LibvirtFailure) as exc:  # SpecError, an unreadable domain XML
             self.fail('mappings: %s (nothing was changed)' % exc)
+
+    def host_lock(self):
+        """The host's passthrough lock: held from the guards' look at other guests until this run's guests are
+        written, so two runs never both give one host device (docs/concurrency.md). Released when the module
+        process ends (flock), after every guest is written."""
+        return _guest_lock.GuestLock(_guest_lock.lock_dir(self.params['uri']), 'device-mappings',
+                                     'host devices', self.params['lock_timeout']).__enter__()
+
+    def hold_host_lock(self, runs):
+        """A real run that would give a guest a host device takes the host's passthrough lock before the guards
+        read which devices other guests use (a run choosing from mappings holds it already)."""
+        if self.module.check_mode or self.mapping_lock is not None or \
+                host_checks_mode(self.params['host_checks']) == 'off':
+            return
+        if not any(assigns_host_devices(run) for run in runs):
+            return
+        try:
+            self.mapping_lock = self.host_lock()
+        except _guest_lock.LockError as exc:
+            self.fail('host devices: the passthrough guards cannot run now, nothing was changed: %s' % exc)
 
     def check_permitted(self, runs):
         """With ``permitted``, refuse every run asking for a host device outside it. Returns the refusals."""
