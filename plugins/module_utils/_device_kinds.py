@@ -526,6 +526,7 @@ INTERFACE = Kind(
     description='A network interface.',
     example={'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio', 'queues': 2})
 
+
 def _disk_source_paths(element, where):
     """The host paths a disk, cdrom or floppy reads (type file or block): judged by the source_exists guard
     (host/preflight.py) before anything is written, as libvirt would only find them missing at start."""

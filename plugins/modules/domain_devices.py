@@ -194,7 +194,7 @@ options:
         refused either way.
       - The source of a disk, cdrom or floppy the run adds or repoints (O(config[].source.file) or
         O(config[].source.block), raw XML alike) must exist on the host, or the guest is refused before anything is
-        written (guard C(source_exists)): libvirt itself accepts the definition and fails only when the guest
+        written (guard C(source_exists)); libvirt itself accepts the definition and fails only when the guest
         starts. With a O(uri) without a host name it is looked up on this machine; with one that names a host,
         through that libvirt's storage pools (a volume, or a file missing from an active pool's directory after a
         refresh of that pool); a path in no pool cannot be told from here and is named in
