@@ -158,6 +158,7 @@ class DomainRun:
         # the definition was read under the lock and nothing was done since: that read is the last one before
         # the define (compare before define, docs/concurrency.md), no second read is needed
         self.fresh = False
+        self.unchecked_paths = []   # disk source paths whose existence the host could not tell (remote, no pool)
 
     # -- planning (reads only) ------------------------------------------------------------------
     def prepare(self):
@@ -339,8 +340,11 @@ class DomainRun:
 
     @property
     def reported_changed(self):
-        """``changed`` as reported: the prediction in check mode, what happened on a real run."""
-        return (self.changed or self.restarted) if self.check_mode else self.written
+        """``changed`` as reported: the prediction in check mode, what happened on a real run. A guest that
+        fails in check mode (refused, unreadable) is one the real run does not write either."""
+        if self.check_mode:
+            return (self.changed or self.restarted) and self.error is None
+        return self.written
 
     def _write(self, what, func, *args, **kwargs):
         """Every write call goes through here: when the connection breaks before libvirt answers, nobody
@@ -783,11 +787,23 @@ def _assignment_requests(run):
         for change in (plan.changes if plan is not None else ()):
             if change.op != 'detach':
                 where = change.item.where if change.item is not None else change.label
-                requests.extend(host_devices(change.new, where))
+                kept = host_devices(change.old, where) if change.old is not None else []
+                # a disk source the guest has already is not judged again (only what the run gives it)
+                requests.extend(request for request in host_devices(change.new, where)
+                                if request['type'] != 'path' or request not in kept)
     unique = {}
     for request in requests:  # the same device in the config and the live plan is one request
         unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where')), request)
     return list(unique.values())
+
+
+def assigns_host_devices(run):
+    """Whether a planned run gives its guest a host device (PCI, USB, mdev, VF); an address that cannot be read
+    counts (the preflight refuses it)."""
+    try:
+        return any(request['type'] != 'path' for request in _assignment_requests(run))
+    except _ids.IdError:
+        return True
 
 
 def read_host(host_root, host_source=None):
@@ -824,22 +840,31 @@ def vf_address(host, source, where):
     return dev.vfs[index]
 
 
-def preflight(connection, runs, host_root, force, host_source=None):
+def preflight(connection, runs, host_root, force, host_source=None, paths=None):
     """Check every host device the runs would assign, before anything is written.
 
     Returns (errors, warnings). Runs that assign nothing cost nothing: sysfs and the other domains are
     read only when some run adds or changes a passthrough device. ``host_source``: a ``host.source.HostSource``
     when the host is not this machine's sysfs under ``host_root`` (a remote host's node devices,
     ``host.nodedev_source``); when it raises ``NodeDevicesUnavailable`` every run that assigns a device is
-    refused.
+    refused. ``paths``: answers whether a disk source path exists on the host (``host.preflight.LocalPaths``
+    / ``PoolPaths``); the source_exists guard refuses a missing one, and the paths it cannot tell are kept in
+    ``run.unchecked_paths``.
     """
     wanted, errors = [], []
     for run in runs:
         try:
-            wanted.append((run, _assignment_requests(run)))
+            requests = _assignment_requests(run)
         except _ids.IdError as exc:  # a guard is never skipped because an address was not understood
             run.refusals = ['%s [guard address]' % exc]
             errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+            continue
+        sources = [request for request in requests if request['type'] == 'path']
+        if sources and paths is not None:
+            check, run.unchecked_paths = host_preflight.check_sources(paths, sources, force=force)
+            run.refusals = list(check.errors)
+            errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
+        wanted.append((run, [request for request in requests if request['type'] != 'path']))
     wanted = [(run, requests) for run, requests in wanted if requests]
     if not wanted:
         return errors, []
@@ -850,20 +875,20 @@ def preflight(connection, runs, host_root, force, host_source=None):
         host = read_host(host_root, host_source)
     except nodedev_source.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked
         for run, _requests in wanted:
-            run.refusals = ['the passthrough guards cannot run: %s' % exc]
-            errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+            run.refusals.append('the passthrough guards cannot run: %s' % exc)
+            errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
         return errors, []
     try:
         usage = host_preflight.usage_from_domains(connection.domain_definitions())
     except ValueError as exc:  # another guest's XML we cannot read: its devices cannot be ruled out
         for run, _requests in wanted:
-            run.refusals = ['cannot tell which host devices other domains use: %s' % exc]
-            errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+            run.refusals.append('cannot tell which host devices other domains use: %s' % exc)
+            errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
         return errors, []
     warnings = []
     for run, requests in wanted:
         check = host_preflight.check_assignment(host, requests, run.name, usage, force=force)
-        run.refusals = list(check.errors)
+        run.refusals += check.errors
         errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
         warnings.extend('domain %s: %s' % (run.name, warning) for warning in check.warnings)
         # two domains of one manifest asking for the same device collide as if it were defined already

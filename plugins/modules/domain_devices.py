@@ -217,7 +217,14 @@ options:
       - V(strict) refuses, over such a URI, every guest that would get a host device whose guards could not all
         be checked; V(true) assigns it with the warning. When libvirt gives no node devices the assignment is
         refused either way.
-      - Set V(false) only to prepare definitions for another host.
+      - The source of a disk, cdrom or floppy the run adds or repoints (O(config[].source.file) or
+        O(config[].source.block), raw XML alike) must exist on the host, or the guest is refused before anything is
+        written (guard C(source_exists)); libvirt itself accepts the definition and fails only when the guest
+        starts. With a O(uri) without a host name it is looked up on this machine; with one that names a host,
+        through that libvirt's storage pools (a volume, or a file missing from an active pool's directory after a
+        refresh of that pool); a path in no pool cannot be told from here and is named in
+        RV(host_checks.not_checked) (refused with V(strict)). A source the guest already has is not judged again.
+      - Set V(false) only to prepare definitions for another host, or for disk images created later.
       - A boolean or V(strict).
     type: raw
     default: true
@@ -397,8 +404,11 @@ host_checks:
     - What the passthrough guards read (C(source), V(sysfs) or V(libvirt node devices)) and, over a URI that
       names a host, C(not_checked) - per host device, C(domain), C(device) (address, UUID or USB ids), C(where)
       (the entry of O(config)) and C(guards) (C(guard), C(what), C(why)), the guards libvirt's node devices cannot
-      answer.
-  returned: when a run assigned or changed a host device and O(host_checks) is not false
+      answer; also the disk sources in no storage pool of that host (C(device) the path, C(where)
+      V(config[0].source.file), guard C(source_exists); C(source) is V(libvirt storage pools) when no host device
+      was judged).
+  returned: when a run assigned or changed a host device, or a disk source could not be checked, and
+    O(host_checks) is not false
   type: dict
   sample: {source: libvirt node devices, not_checked: [{domain: web, device: "0000:01:00.0", where: "config[0]",
            guards: [{guard: host_critical, what: the default-route NIC, why: "node devices name ..."}]}]}
