@@ -78,7 +78,8 @@ options:
   current_memory:
     type: int
     description:
-    - Current memory in MiB (balloon target); changed live on a running guest.
+    - Current memory in MiB (balloon target); changed live on a running guest that has a memory balloon device,
+      else at its next boot.
     - 'Group: Memory.'
     - A running guest takes a change live.
   vcpus:

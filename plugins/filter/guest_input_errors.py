@@ -14,6 +14,9 @@ description:
     against the role's argument spec of one guest - types as ansible converts them, choices, required options,
     unknown options, nested lists such as C(vfs) and C(mdevs) - and returns one message per error, each naming
     the entry by its index and guest name, the option (with the index in a nested list) and the value.
+  - Names unknown options (typos, C(memroy)) as C(unknown option), with the closest known one, also inside
+    C(disks) and C(networks) entries, and a guest name given to several entries with the index of each
+    (C(guests[0] and guests[3]) for a name listed twice).
   - ansible-core's own argument validation names the option and its list but not the entry
     (C(found in 'guests -> vfs')), and it runs as the role's first task; call this filter before the role
     (the C(guests) playbook does) to name the entry.
@@ -25,9 +28,10 @@ options:
     type: raw
     required: true
   options:
-    description: The C(options) of the C(guests) variable in the role's C(meta/argument_specs.yml).
+    description:
+      - The C(options) of a C(guests) variable's entry; by default those of the P(virtdev.libvirt.guest#role)
+        role (its C(meta/argument_specs.yml)). A job template with its own spec of the guests passes that.
     type: dict
-    required: true
 '''
 
 EXAMPLES = r'''
@@ -35,9 +39,9 @@ EXAMPLES = r'''
   ansible.builtin.assert:
     that: errors | length == 0
     fail_msg: "{{ errors | join('; ') }}"
+    quiet: true
   vars:
-    spec: "{{ (lookup('ansible.builtin.file', 'roles/guest/meta/argument_specs.yml') | from_yaml).argument_specs.main }}"
-    errors: "{{ guests | virtdev.libvirt.guest_input_errors(spec.options.guests.options) }}"
+    errors: "{{ guests | virtdev.libvirt.guest_input_errors }}"
 '''
 
 RETURN = r'''

@@ -38,9 +38,11 @@ options:
     elements: dict
     required: true
   profiles:
-    description: Profiles by name (the built-in ones and the user's, already merged by name).
+    description:
+      - The user's profiles by name, added to the built-in profiles of the P(virtdev.libvirt.guest#role) role (its
+        C(vars/main.yml)); a profile with the name of a built-in one replaces it.
     type: dict
-    required: true
+    default: {}
   defaults:
     description: Values of a guest's keys when neither the guest nor its profile gives them (C(profile),
       C(type), C(machine), C(firmware), C(memory), C(vcpus), C(hotplug_ports), C(networks), C(state)).
@@ -60,16 +62,19 @@ options:
 '''
 
 EXAMPLES = r'''
-- name: Plan two guests
+- name: Plan two guests from built-in profiles
+  ansible.builtin.debug:
+    msg: "{{ [{'name': 'web01', 'profile': 'linux_server'}, {'name': 'tiny', 'profile': 'minimal'}] | virtdev.libvirt.guest_plan }}"
+
+- name: Plan guests from profiles of one's own (built-in parents included)
   ansible.builtin.debug:
     msg: "{{ guests | virtdev.libvirt.guest_plan(profiles) }}"
   vars:
     guests:
-      - {name: web01, profile: linux_server, memory: 2048}
+      - {name: web01, profile: web, memory: 2048}
       - {name: tiny, profile: virtio, exclude: [video], vsock: false}
     profiles:
-      linux_server: {parent: virtio, domain: {on_crash: restart}}
-      virtio: {nic_model: virtio, disk_bus: virtio, disk_prefix: vd, devices: [{id: vsock, kind: vsock}]}
+      web: {parent: linux_server, domain: {on_crash: destroy}}
 '''
 
 RETURN = r'''
@@ -82,23 +87,36 @@ _value:
       C(networks) (libvirt network names the NICs use), C(passthrough) (whether it needs host devices) and
       C(sriov) (each C(pf) and C(num_vfs) the PF must have before the guest gets its VFs, when it has fewer),
       C(rendered_config) (C(config) with each VF by PF and index as the address the host gives it, for
-      O(virtdev.libvirt.domain_devices#module:state=rendered); VFs not there yet left out) and C(vfs_not_there)
-      (those VFs, named).
+      O(virtdev.libvirt.domain_devices#module:state=rendered); VFs not there yet and devices asked for by device
+      mapping left out), C(vfs_not_there) (those VFs, named) and C(mappings_unresolved) (the mapping names of those
+      devices, resolved on the host by M(virtdev.libvirt.domain_devices), docs/device_mappings.md).
   type: list
   elements: dict
 '''
 
 import copy
+import difflib
 import itertools
+import os
+import re
+
+import yaml
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common import validation
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _ids, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import KINDS, device_argument_spec
 
 SOURCE_KEYS = ('network', 'bridge', 'direct', 'user', 'hostdev')
+NIC_OPTIONS = ('mac', 'vlan', 'queues', 'mtu', 'boot_order')
+NIC_KEYS = SOURCE_KEYS + ('mode', 'model') + NIC_OPTIONS
 DISK_SOURCE_KEYS = ('file', 'block', 'volume')
 DISK_OPTIONS = ('format', 'bus', 'device', 'readonly', 'cache', 'io', 'discard', 'serial', 'boot_order')
+DISK_KEYS = DISK_SOURCE_KEYS + ('pool', 'target') + DISK_OPTIONS
+VF_KEYS = ('address', 'pf', 'index', 'mac', 'vlan', 'trust')
+MDEV_KEYS = ('uuid', 'parent', 'mdev_type', 'model')
 PROFILE_KEYS = ('parent', 'description', 'nic_model', 'disk_bus', 'disk_prefix', 'domain', 'devices', 'networks',
                 'exclude', 'gpu_slot')
 REQUIRED_PROFILE_KEYS = ('nic_model', 'disk_bus', 'disk_prefix')
@@ -107,11 +125,26 @@ GUEST_DOMAIN_KEYS = ('type', 'machine', 'firmware', 'memory', 'vcpus', 'autostar
 GUEST_KEYS = GUEST_DOMAIN_KEYS + (
     'name', 'profile', 'state', 'hotplug_ports', 'networks', 'disks', 'cdroms', 'host_devices', 'gpu', 'vfs',
     'mdevs', 'devices', 'extra_devices', 'exclude', 'vsock', 'domain', 'nic_model', 'disk_bus')
+GUEST_ROLE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'guest')
+BUILTIN_PROFILES = os.path.join(GUEST_ROLE, 'vars', 'main.yml')
+ROLE_ARGUMENT_SPECS = os.path.join(GUEST_ROLE, 'meta', 'argument_specs.yml')
 FIRST_GPU_SLOT = 0x10   # guest slots on the q35 root bus that libvirt leaves free (it puts devices on root ports)
 
 
 def _fail(where, message):
     raise AnsibleFilterError('%s: %s' % (where, message))
+
+
+def _refuse_unknown(entry, known, where):
+    """A typo in an entry's option (``fiel:``) would otherwise be dropped silently or blamed on another option."""
+    for key in sorted(set(entry) - set(known), key=str):
+        _fail('%s.%s' % (where, key), _unknown_option(key, entry[key], known))
+
+
+def _unknown_option(key, value, known):
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return 'unknown option (given %r)%s (options: %s)' % (
+        value, ' - did you mean %s?' % close[0] if close else '', ', '.join(known))
 
 
 def _merge(base, override):
@@ -146,7 +179,7 @@ def resolve_profile(name, profiles, chain=(), where=None):
     if unknown:
         _fail('profiles.%s' % name, 'unknown keys %s (known: %s)' % (', '.join(unknown), ', '.join(PROFILE_KEYS)))
     base = resolve_profile(profile['parent'], profiles, chain + (name,)) if profile.get('parent') else {
-        'domain': {}, 'devices': [], 'exclude': []}
+        'domain': {}, 'devices': [], 'device_origins': [], 'exclude': []}
     result = dict(base)
     for key in ('nic_model', 'disk_bus', 'disk_prefix', 'networks', 'description', 'gpu_slot'):
         if key in profile:
@@ -156,7 +189,11 @@ def resolve_profile(name, profiles, chain=(), where=None):
     result['domain'] = _merge(base['domain'], profile.get('domain') or {})
     own = _devices_with_ids(profile.get('devices') or [], 'profiles.%s.devices' % name)
     replaced = {item['id'] for item in own if item.get('id')}
-    result['devices'] = [item for item in base['devices'] if item.get('id') not in replaced] + own
+    kept = [index for index, item in enumerate(base['devices']) if item.get('id') not in replaced]
+    result['devices'] = [base['devices'][index] for index in kept] + own
+    # where each device was written (profiles.NAME.devices[i]), to name it when the kind table refuses it
+    result['device_origins'] = [base['device_origins'][index] for index in kept] + [
+        'profiles.%s.devices[%d]' % (name, index) for index in range(len(own))]
     result['exclude'] = list(base['exclude']) + list(profile.get('exclude') or [])
     result['name'] = name
     if not chain:
@@ -167,11 +204,13 @@ def resolve_profile(name, profiles, chain=(), where=None):
 
 
 def _nic(network, profile, where):
+    if isinstance(network, dict):
+        _refuse_unknown(network, NIC_KEYS, where)
     if not isinstance(network, dict) or not any(key in network for key in SOURCE_KEYS):
         _fail(where, '%r needs one of %s' % (network, ', '.join(SOURCE_KEYS)))
     source = {key: value for key, value in network.items() if key in SOURCE_KEYS or key == 'mode'}
     nic = {'kind': 'interface', 'source': source, 'model': network.get('model', profile['nic_model'])}
-    for key in ('mac', 'vlan', 'queues', 'mtu', 'boot_order'):
+    for key in NIC_OPTIONS:
         if network.get(key) is not None:
             nic[key] = network[key]
     return nic
@@ -195,6 +234,8 @@ def _next_target(prefix, used, first=1):
 
 
 def _disk(disk, profile, where, used):
+    if isinstance(disk, dict):
+        _refuse_unknown(disk, DISK_KEYS, where)
     if not isinstance(disk, dict) or not any(key in disk for key in DISK_SOURCE_KEYS + ('device',)):
         _fail(where, '%r needs one of %s' % (disk, ', '.join(DISK_SOURCE_KEYS)))
     bus = disk.get('bus', profile['disk_bus'])
@@ -307,6 +348,7 @@ def _vf(vf, where, host_vfs, host_pci):
     interface name that ``host_vfs`` maps to its address (read on the target)."""
     if not isinstance(vf, dict):
         vf = {'address': vf}
+    _refuse_unknown(vf, VF_KEYS, where)
     need = None
     if vf.get('address'):
         source = {'hostdev': _pci(str(vf['address']), where + '.address')}
@@ -352,6 +394,8 @@ def _vf_need(pf, index, host_pci, where):
 
 
 def _mdev(mdev, where):
+    if isinstance(mdev, dict):
+        _refuse_unknown(mdev, MDEV_KEYS, where)
     if not isinstance(mdev, dict) or not all(mdev.get(key) for key in ('uuid', 'parent', 'mdev_type')):
         _fail(where, '%r needs uuid, parent and mdev_type' % (mdev,))
     device = {'kind': 'hostdev', 'type': 'mdev', 'uuid': mdev['uuid'], 'model': mdev.get('model', 'vfio-pci')}
@@ -364,6 +408,41 @@ def _excluded(device, exclude):
 
 def _strip_id(device):
     return {key: value for key, value in device.items() if key != 'id'}
+
+
+# the module's option paths of a device -> the user's field in a guest entry (longest first)
+NIC_RENAMES = (('.source', ''),)
+DISK_RENAMES = (('.source', ''),)
+VF_RENAMES = (('.source.hostdev', '.address'), ('.source.pf', '.pf'), ('.source.vf', '.index'), ('.source', ''))
+_CONFIG_PATH = re.compile(r'config\[(\d+)\]((?:\.[A-Za-z_]+)*)')
+_DEVICE_OPTIONS = {'type': 'dict', 'options': device_argument_spec()}
+
+
+def _check_devices(config, origins, name):
+    """Refuse what virtdev.libvirt.domain_devices would refuse, before any task writes: its argument types,
+    then the kind table's rules (``declare``), each error naming the user's field the device came from."""
+    def user_path(match):
+        origin, renames = origins[int(match.group(1))]
+        rest = match.group(2)
+        for old, new in renames:
+            if rest == old or rest.startswith(old + '.'):
+                return origin + new + rest[len(old):]
+        return origin + rest
+
+    errors = []
+    typed = [_check_value(device, _DEVICE_OPTIONS, 'config[%d]' % index, errors, unknown_ok=True)
+             for index, device in enumerate(config)]
+    try:
+        if errors:
+            raise SpecError(errors[0].split(': ', 1)[0], errors[0].split(': ', 1)[1])
+        if _xml.HAS_LXML:
+            _device_engine.declare(typed, name)
+        else:  # a controller without lxml: the kind table's option rules (raw XML is left to the module)
+            for index, device in enumerate(typed):
+                if device.get('kind') in KINDS:
+                    KINDS[device['kind']].normalize(device, 'config[%d]' % index)
+    except SpecError as exc:
+        raise AnsibleFilterError(_CONFIG_PATH.sub(user_path, str(exc)))
 
 
 def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
@@ -401,21 +480,37 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
     if guest.get('vsock') is False:
         exclude.append('vsock')
     used = {disk['target'] for disk in guest.get('disks') or [] if isinstance(disk, dict) and disk.get('target')}
-    config = [_nic(network, profile, '%s.networks[%d]' % (where, index)) for index, network in enumerate(networks)]
-    config += [_disk(disk, profile, '%s.disks[%d]' % (where, index), used)
-               for index, disk in enumerate(guest.get('disks') or [])]
-    config += [_cdrom(path, '%s.cdroms[%d]' % (where, index), used)
-               for index, path in enumerate(guest.get('cdroms') or [])]
-    config += [_hostdev(device, '%s.host_devices[%d]' % (where, index))
-               for index, device in enumerate(guest.get('host_devices') or [])]
-    config += _gpus(guest, profile, host_pci, where)
-    vfs = [_vf(vf, '%s.vfs[%d]' % (where, index), host_vfs, host_pci) for index, vf in enumerate(guest.get('vfs') or [])]
-    config += [nic for nic, _need in vfs]
-    mdevs = [_mdev(mdev, '%s.mdevs[%d]' % (where, index)) for index, mdev in enumerate(guest.get('mdevs') or [])]
-    config += [device for device, _host in mdevs]
-    config += [_strip_id(device) for device in profile['devices'] if not _excluded(device, exclude)]
-    extra = list(guest.get('devices') or []) + list(guest.get('extra_devices') or [])
-    config += _devices_with_ids(extra, where + '.devices')
+    # each device with the user's field it comes from, to name that field when the kind table refuses it
+    config, origins = [], []
+
+    def add(devices, field, renames=()):
+        for index, device in enumerate(devices):
+            config.append(device)
+            origins.append((field(index) if callable(field) else field, renames))
+
+    def entry(key):
+        return lambda index: '%s.%s[%d]' % (where, key, index)
+
+    add([_nic(network, profile, entry('networks')(index)) for index, network in enumerate(networks)],
+        entry('networks') if guest.get('networks') is not None
+        else (lambda index: 'profiles.%s.networks[%d] (of %s)' % (profile['name'], index, where))
+        if 'networks' in profile else (lambda index: 'guest_networks[%d] (of %s)' % (index, where)), NIC_RENAMES)
+    add([_disk(disk, profile, entry('disks')(index), used) for index, disk in enumerate(guest.get('disks') or [])],
+        entry('disks'), DISK_RENAMES)
+    add([_cdrom(path, entry('cdroms')(index), used) for index, path in enumerate(guest.get('cdroms') or [])],
+        entry('cdroms'), (('.source.file', ''), ('.source', '')))
+    add([_hostdev(device, entry('host_devices')(index)) for index, device in enumerate(guest.get('host_devices') or [])],
+        entry('host_devices'))
+    add(_gpus(guest, profile, host_pci, where), where + '.gpu')
+    vfs = [_vf(vf, entry('vfs')(index), host_vfs, host_pci) for index, vf in enumerate(guest.get('vfs') or [])]
+    add([nic for nic, _need in vfs], entry('vfs'), VF_RENAMES)
+    mdevs = [_mdev(mdev, entry('mdevs')(index)) for index, mdev in enumerate(guest.get('mdevs') or [])]
+    add([device for device, _host in mdevs], entry('mdevs'))
+    kept = [index for index, device in enumerate(profile['devices']) if not _excluded(device, exclude)]
+    add([_strip_id(profile['devices'][index]) for index in kept],
+        lambda number: '%s (of %s)' % (profile['device_origins'][kept[number]], where))
+    add(_devices_with_ids(guest.get('devices') or [], where + '.devices'), entry('devices'))
+    add(_devices_with_ids(guest.get('extra_devices') or [], where + '.extra_devices'), entry('extra_devices'))
 
     vfio, named = [], {}
     for index, device in enumerate(config):
@@ -428,12 +523,16 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
         named[address] = _named(device)
         if device.get('kind') == 'hostdev':
             vfio.append(address)
+    _check_devices(config, origins, guest['name'])
     needs = [need for _nic, need in vfs if need]
     # for state=rendered (check mode, a guest to be created), which does not read the host: a VF by PF and index
     # as the address the host gives it; a VF this run creates first has none yet and is left out
-    rendered, pending = [], []
+    rendered, pending, mapped = [], [], []
     for device in config:
         source = device.get('source') or {}
+        if device.get('mapping') or source.get('mapping'):   # chosen on the host, which rendered does not read
+            mapped.append(device.get('mapping') or source.get('mapping'))
+            continue
         if device.get('kind') == 'interface' and 'pf' in source:
             need = next((need for nic, need in vfs if nic is device), None)
             if need is None or need['address'] is None:
@@ -452,11 +551,13 @@ def plan_guest(guest, profiles, defaults, host_pci, host_vfs, where):
         'mdevs': [host for _device, host in mdevs],
         'networks': sorted({nic['source']['network'] for nic in config
                             if nic.get('kind') == 'interface' and 'network' in nic.get('source', {})}),
-        'passthrough': any(device.get('kind') == 'hostdev' or {'hostdev', 'pf'} & set(device.get('source') or {})
+        'passthrough': any(device.get('kind') == 'hostdev'
+                           or {'hostdev', 'pf', 'mapping'} & set(device.get('source') or {})
                            or (device.get('kind') == 'xml' and "type='hostdev'" in device.get('xml', ''))
                            for device in config),
         'rendered_config': rendered,
         'vfs_not_there': pending,
+        'mappings_unresolved': mapped,
         # VFs to create before the guest gets them (each PF's count, at least the one it has)
         'sriov': [{'pf': need['pf'], 'num_vfs': need['num_vfs']} for need in needs if need['num_vfs'] > need['current']],
     }
@@ -473,19 +574,37 @@ def _pf_addresses(host_vfs):
     return {name: value for name, value in (host_vfs or {}).items() if isinstance(value, str)}
 
 
-def guest_plan(guests, profiles, defaults=None, host_pci=None, host_vfs=None):
+def builtin_profiles():
+    """The guest role's built-in profiles (its vars/main.yml, the one place they are written)."""
+    with open(BUILTIN_PROFILES, encoding='utf-8') as handle:
+        return yaml.safe_load(handle)['__guest_builtin_profiles']
+
+
+def guest_plan(guests, profiles=None, defaults=None, host_pci=None, host_vfs=None):
     if not isinstance(guests, list):
         raise AnsibleFilterError('guests: must be a list of guest dictionaries (got %r)' % (guests,))
-    if not isinstance(profiles, dict):
+    if not isinstance(profiles if profiles is not None else {}, dict):
         raise AnsibleFilterError('profiles: must be a dictionary of profiles by name (got %r)' % (profiles,))
+    merged = builtin_profiles()
+    merged.update(profiles or {})
+    profiles = merged
     host_vfs = _pf_addresses(host_vfs)
     plans = [plan_guest(guest, profiles, defaults or {}, host_pci or [], host_vfs, 'guests[%d]' % index)
              for index, guest in enumerate(guests)]
-    names = [plan['name'] for plan in plans]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    duplicates = _duplicate_names(guests)
     if duplicates:
-        raise AnsibleFilterError('guests: %s listed more than once' % ', '.join(duplicates))
+        raise AnsibleFilterError('; '.join(duplicates))
     return plans
+
+
+def _duplicate_names(guests):
+    """One message per name given to more than one entry, naming every entry (``guests[0] and guests[3]``)."""
+    indices = {}
+    for index, guest in enumerate(guests):
+        if isinstance(guest, dict) and isinstance(guest.get('name'), str) and guest['name']:
+            indices.setdefault(guest['name'], []).append('guests[%d]' % index)
+    return ['%s: name %r listed %s' % (' and '.join(where), name, 'twice' if len(where) == 2 else '%d times' % len(where))
+            for name, where in indices.items() if len(where) > 1]
 
 
 def guest_devices(profile, networks=None, disks=None, host_devices=None):
@@ -512,40 +631,47 @@ def _type_name(value):
                 type(value).__name__)
 
 
-def _check_value(value, spec, where, errors):
+def _check_value(value, spec, where, errors, unknown_ok=False):
+    """``value`` converted as ansible converts it for ``spec`` (the errors appended to ``errors``)."""
     kind = spec.get('type', 'str')
     try:
         converted = _CHECKERS[kind](value) if kind != 'str' else validation.check_type_str(value, allow_conversion=True)
     except (TypeError, ValueError):
         errors.append('%s: %r (%s) is not a valid %s' % (where, value, _type_name(value), kind))
-        return
+        return value
     if spec.get('choices') and converted not in spec['choices']:
         errors.append('%s: %r is not one of %s' % (where, value, ', '.join(str(item) for item in spec['choices'])))
     if kind == 'list' and spec.get('elements'):
         element = dict(spec, type=spec['elements'])
         element.pop('choices', None)
-        for index, item in enumerate(converted):
-            _check_value(item, element, '%s[%d]' % (where, index), errors)
+        converted = [_check_value(item, element, '%s[%d]' % (where, index), errors, unknown_ok)
+                     for index, item in enumerate(converted)]
     elif kind == 'dict' and spec.get('options') and isinstance(converted, dict):
-        _check_options(converted, spec['options'], where, errors)
+        converted = _check_options(converted, spec['options'], where, errors, unknown_ok)
+    return converted
 
 
-def _check_options(values, options, where, errors):
-    unknown = sorted(set(values) - set(options))
-    if unknown:
-        errors.append('%s: unknown keys %s (known: %s)' % (where, ', '.join(unknown), ', '.join(sorted(options))))
+def _check_options(values, options, where, errors, unknown_ok=False):
+    # unknown_ok: the caller's next check names unknown keys better (the kind table names the device's kind)
+    converted = dict(values)
+    for key in [] if unknown_ok else sorted(set(values) - set(options), key=str):
+        errors.append('%s.%s: %s' % (where, key, _unknown_option(key, values[key], sorted(options))))
     for key, spec in options.items():
         if values.get(key) is None:
             if spec.get('required'):
                 errors.append('%s.%s: is required' % (where, key))
             continue
-        _check_value(values[key], dict(spec), '%s.%s' % (where, key), errors)
+        converted[key] = _check_value(values[key], dict(spec), '%s.%s' % (where, key), errors, unknown_ok)
+    return converted
 
 
-def guest_input_errors(guests, options):
-    """The type errors of ``guests`` against the role's argument spec of a guest (``options``), each naming
-    ``guests[i] (name).field[j].key`` and the value - what ansible-core's argument validation says without
-    the list index (``found in 'guests -> vfs'``)."""
+def guest_input_errors(guests, options=None):
+    """The type errors of ``guests`` against the role's argument spec of a guest (``options``, by default the
+    role's own), each naming ``guests[i] (name).field[j].key`` and the value - what ansible-core's argument
+    validation says without the list index (``found in 'guests -> vfs'``)."""
+    if options is None:
+        with open(ROLE_ARGUMENT_SPECS, encoding='utf-8') as handle:
+            options = yaml.safe_load(handle)['argument_specs']['main']['options']['guests']['options']
     if not isinstance(guests, list):
         return ['guests: %r (%s) is not a valid list' % (guests, _type_name(guests))]
     errors = []
@@ -555,7 +681,13 @@ def guest_input_errors(guests, options):
             continue
         where = 'guests[%d] (%s)' % (index, guest.get('name')) if guest.get('name') else 'guests[%d]' % index
         _check_options(guest, options, where, errors)
-    return errors
+        # disks and networks are dictionaries without suboptions in the spec: their keys are the planner's
+        for key, known in (('networks', NIC_KEYS), ('disks', DISK_KEYS)):
+            for number, item in enumerate(guest.get(key) or [] if isinstance(guest.get(key), list) else []):
+                if isinstance(item, dict):
+                    _check_options(item, {name: {'type': 'raw'} for name in known}, '%s.%s[%d]' % (where, key, number),
+                                   errors)
+    return errors + _duplicate_names(guests)
 
 
 class FilterModule:

@@ -34,8 +34,9 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields imp
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import host_devices, removal_consent
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 # The host side's passthrough guards: the one place the device layer reaches into the host side (preflight).
+# host.preflight (and the sysfs reader behind it) is imported only when a guest assigns a host device: a
+# manifest without passthrough, or with host_checks off, does not load it (docs/performance.md).
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source
-from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 APPLY_MODES = ('auto', 'config', 'live', 'both')
 # What a run really did to a guest (docs/concurrency.md): the result's ``outcome``.
@@ -154,6 +155,10 @@ class DomainRun:
         self.skipped = None         # why this guest was not attempted (an earlier failure stopped the run)
         self.refusals = []          # host-device guards that refused this guest's assignments
         self.host_requests = []     # the host devices the passthrough guards judged for this guest
+        # the definition was read under the lock and nothing was done since: that read is the last one before
+        # the define (compare before define, docs/concurrency.md), no second read is needed
+        self.fresh = False
+        self.unchecked_paths = []   # disk source paths whose existence the host could not tell (remote, no pool)
 
     # -- planning (reads only) ------------------------------------------------------------------
     def prepare(self):
@@ -222,6 +227,7 @@ class DomainRun:
             return
         with _guest_lock.GuestLock(lock_dir, self.connection.uuid_of(self.dom), self.name, timeout):
             self._refresh()
+            self.fresh = True
             yield self
 
     def _refresh(self):
@@ -334,10 +340,11 @@ class DomainRun:
 
     @property
     def reported_changed(self):
-        """``changed`` as reported: the prediction in check mode, what happened on a real run. A run halted before
-        writing (on_error=stop after another guest failed) changes nothing in either."""
+        """``changed`` as reported: the prediction in check mode, what happened on a real run. A guest the
+        real run would not write changes nothing in either: one halted before writing (on_error=stop after
+        another guest failed) and one that fails in check mode (refused, unreadable)."""
         if self.check_mode:
-            return (self.changed or self.restarted) and self.skipped is None
+            return (self.changed or self.restarted) and self.skipped is None and self.error is None
         return self.written
 
     def _write(self, what, func, *args, **kwargs):
@@ -367,6 +374,7 @@ class DomainRun:
         if self.check_mode:
             return self
         if self.live_changes:
+            self.fresh = False  # live steps can take detach_timeout: read the definition again before writing it
             persistent = _device_engine.locate(self.inactive_xml) if self.inactive_xml is not None else {}
             # removals first: a device planned where a removed one sat can take its place
             for change in sorted(self.live_changes, key=lambda change: LIVE_ORDER[change.op]):
@@ -428,17 +436,22 @@ class DomainRun:
         self._book(*[change.command(live=False) for change in changes])
         self.defined = True
         self.readback = self.connection.xml(self.dom)
-        problems = _device_engine.verify(self.config_plan, self.readback)
+        kept = _xml.parse(self.readback, 'domain XML')  # parsed once: the check and the result read the same tree
+        problems = _device_engine.verify(self.config_plan, kept)
         if problems:
             self.defined = False
             self._restore(base, problems)
         # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
-        self.after = _device_engine.gather(self.readback)
+        self.after = _device_engine.gather(kept)
 
     def _reread_definition(self):
         """Compare before define: re-read the definition just before writing it; when it changed since it was
         planned (a writer that does not take our lock: virsh, another controller), plan again from it.
-        Returns the definition the define replaces."""
+        Returns the definition the define replaces; right after the read under the lock (no live step between)
+        that read is the last one before the define, and is not made twice."""
+        if self.fresh:
+            self.fresh = False
+            return self.inactive_xml
         for _attempt in range(REPLANS):
             current = self.connection.xml(self.dom)
             if current == self.inactive_xml:
@@ -653,10 +666,12 @@ class DomainRun:
         return [dict(command, **done[(command['op'], command['kind'], command['key'])]) for command in planned
                 if (command['op'], command['kind'], command['key']) in done]
 
-    def result(self, compact=False):
+    def result(self, compact=False, before=True):
         """Per-domain result. ``compact`` (a many-domain manifest) leaves out of a domain that did not change
         everything but its name, outcome and the keys that are not empty or false: a host's no-change run
-        then returns a few bytes per guest, not its whole inventory."""
+        then returns a few bytes per guest, not its whole inventory. Without ``before`` a changed domain's
+        entry has no ``before`` (a manifest without --diff: the result of a run that changes every guest of a
+        host would otherwise carry each guest's whole device list twice, docs/performance.md)."""
         changed = self.reported_changed
         waiting = self.waiting
         result = {'domain': self.name, 'changed': changed, 'outcome': self.outcome, 'commands': self.commands(),
@@ -675,7 +690,9 @@ class DomainRun:
         shown = self.config_plan if self.config_plan is not None else self.live_plan
         if shown is None:
             return result
-        result.update(before=shown.before, implicit=shown.implicit)
+        if before:
+            result['before'] = shown.before
+        result['implicit'] = shown.implicit
         if changed:  # as the network resource modules do: after only when something changed
             after = self._after(shown)
             if after is not None:
@@ -692,8 +709,8 @@ class DomainRun:
         return self.after  # read back; after a failure what fail() read, None when the outcome is unknown
 
     def release(self):
-        """Drop the XML trees once the domain's result is taken."""
-        self.config_plan = self.live_plan = None
+        """Drop the XML trees once the domain's result is taken (the declared devices' too)."""
+        self.config_plan = self.live_plan = self.declared = None
         self.inactive_xml = self.live_xml = self.readback = self.after = None
         self.live_changes, self.outcomes = [], {}
 
@@ -771,17 +788,32 @@ def _assignment_requests(run):
         for change in (plan.changes if plan is not None else ()):
             if change.op != 'detach':
                 where = change.item.where if change.item is not None else change.label
-                requests.extend(host_devices(change.new, where))
+                kept = host_devices(change.old, where) if change.old is not None else []
+                # a disk source the guest has already is not judged again (only what the run gives it)
+                requests.extend(request for request in host_devices(change.new, where)
+                                if request['type'] != 'path' or request not in kept)
     unique = {}
     for request in requests:  # the same device in the config and the live plan is one request
         unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where')), request)
     return list(unique.values())
 
 
+def assigns_host_devices(run):
+    """Whether a planned run gives its guest a host device (PCI, USB, mdev, VF); an address that cannot be read
+    counts (the preflight refuses it)."""
+    try:
+        return any(request['type'] != 'path' for request in _assignment_requests(run))
+    except _ids.IdError:
+        return True
+
+
 def read_host(host_root, host_source=None):
     """The host model: from ``host_source`` (a remote host's node devices) or this machine's sysfs below
     ``host_root``."""
-    return host_source.read_host() if host_source is not None else host_preflight.read_host(host_root)
+    if host_source is not None:
+        return host_source.read_host()
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
+    return host_preflight.read_host(host_root)
 
 
 def names_vf_by_pf(item):
@@ -809,45 +841,55 @@ def vf_address(host, source, where):
     return dev.vfs[index]
 
 
-def preflight(connection, runs, host_root, force, host_source=None):
+def preflight(connection, runs, host_root, force, host_source=None, paths=None):
     """Check every host device the runs would assign, before anything is written.
 
     Returns (errors, warnings). Runs that assign nothing cost nothing: sysfs and the other domains are
     read only when some run adds or changes a passthrough device. ``host_source``: a ``host.source.HostSource``
     when the host is not this machine's sysfs under ``host_root`` (a remote host's node devices,
     ``host.nodedev_source``); when it raises ``NodeDevicesUnavailable`` every run that assigns a device is
-    refused.
+    refused. ``paths``: answers whether a disk source path exists on the host (``host.preflight.LocalPaths``
+    / ``PoolPaths``); the source_exists guard refuses a missing one, and the paths it cannot tell are kept in
+    ``run.unchecked_paths``.
     """
     wanted, errors = [], []
     for run in runs:
         try:
-            wanted.append((run, _assignment_requests(run)))
+            requests = _assignment_requests(run)
         except _ids.IdError as exc:  # a guard is never skipped because an address was not understood
             run.refusals = ['%s [guard address]' % exc]
             errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+            continue
+        sources = [request for request in requests if request['type'] == 'path']
+        if sources and paths is not None:
+            check, run.unchecked_paths = host_preflight.check_sources(paths, sources, force=force)
+            run.refusals = list(check.errors)
+            errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
+        wanted.append((run, [request for request in requests if request['type'] != 'path']))
     wanted = [(run, requests) for run, requests in wanted if requests]
     if not wanted:
         return errors, []
     for run, requests in wanted:
         run.host_requests = requests
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
     try:
         host = read_host(host_root, host_source)
     except nodedev_source.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked
         for run, _requests in wanted:
-            run.refusals = ['the passthrough guards cannot run: %s' % exc]
-            errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+            run.refusals.append('the passthrough guards cannot run: %s' % exc)
+            errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
         return errors, []
     try:
         usage = host_preflight.usage_from_domains(connection.domain_definitions())
     except ValueError as exc:  # another guest's XML we cannot read: its devices cannot be ruled out
         for run, _requests in wanted:
-            run.refusals = ['cannot tell which host devices other domains use: %s' % exc]
-            errors.append('domain %s: %s' % (run.name, run.refusals[0]))
+            run.refusals.append('cannot tell which host devices other domains use: %s' % exc)
+            errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
         return errors, []
     warnings = []
     for run, requests in wanted:
         check = host_preflight.check_assignment(host, requests, run.name, usage, force=force)
-        run.refusals = list(check.errors)
+        run.refusals += check.errors
         errors.extend('domain %s: %s' % (run.name, error) for error in check.errors)
         warnings.extend('domain %s: %s' % (run.name, warning) for warning in check.warnings)
         # two domains of one manifest asking for the same device collide as if it were defined already

@@ -158,11 +158,17 @@ def describe(element):
     A secret shows as the placeholder in both forms: fed back, it keeps the current secret.
     """
     kind = kind_of_element(element)
-    if kind is not None and kind.lossless(element):
-        result = kind.parse(element, secrets=False)
+    if kind is None:
+        return {'kind': 'xml', 'xml': _xml.to_string(redact(element), pretty=False), 'class': element_class(element)}
+    # read once: the lossless check, the view and the class ask the same options (a first apply describes
+    # every device of every guest it read back)
+    parsed = kind.parse(element)
+    if kind.lossless(element, parsed):
+        result = dict(parsed, **{field.option: _secrets.PLACEHOLDER for field in kind.secret_fields
+                                 if field.option in parsed})
     else:
         result = {'kind': 'xml', 'xml': _xml.to_string(redact(element), pretty=False)}
-    result['class'] = element_class(element)
+    result['class'] = kind.device_class(parsed)  # what element_class asks the element's row (or family member)
     return result
 
 
@@ -195,7 +201,7 @@ def shown(elements, notes=None):
 def gather(domain_xml, implicit=True):
     """The domain's devices in option format; without ``implicit``, those libvirt adds or owns by itself (the
     kind table's implicit column, asked on the whole definition) are left out."""
-    domain = _xml.parse(domain_xml, 'domain XML')
+    domain = _domain(domain_xml)
     if domain.tag != 'domain':
         raise _xml.XMLInputError('domain XML has root <%s>, expected <domain>' % domain.tag)
     elements = device_elements(devices_of(domain))
@@ -474,9 +480,15 @@ def _drop_default_boot(domain, declared):
                     % ', '.join(el.get('dev') for el in boots))
 
 
+def _domain(domain_xml):
+    """A domain definition as an element: parsed from its XML text, or already parsed (read back once after a
+    define, the check and the result read the same tree)."""
+    return _xml.parse(domain_xml, 'domain XML') if isinstance(domain_xml, (str, bytes)) else domain_xml
+
+
 def locate(domain_xml):
     """Identity → first element, for finding planned devices in another view (read back, live XML)."""
-    domain = _xml.parse(domain_xml, 'domain XML')
+    domain = _domain(domain_xml)
     return {key: elements[0] for key, elements in _index(device_elements(devices_of(domain))).items()}
 
 

@@ -220,10 +220,11 @@ class Kind:
                 ours.set(attr, theirs.get(attr))
         return new
 
-    def lossless(self, element):
+    def lossless(self, element, parsed=None):
         """True when this kind's options describe the element completely (safe to show it typed); what
-        libvirt adds by itself (addresses, aliases, implied defaults) does not count."""
-        rendered = self.render(self.parse(element))
+        libvirt adds by itself (addresses, aliases, implied defaults) does not count. ``parsed``: the element
+        already read with ``parse`` (reading it costs more than the check itself)."""
+        rendered = self.render(self.parse(element) if parsed is None else parsed)
         return _xml.same(self.without_implied(rendered), self.without_implied(element), ignore=LIBVIRT_OWNED)
 
 
@@ -619,6 +620,17 @@ INTERFACE = Kind(
     description='A network interface.',
     example={'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio', 'queues': 2})
 
+
+def _disk_source_paths(element, where):
+    """The host paths a disk, cdrom or floppy reads (type file or block): judged by the source_exists guard
+    (host/preflight.py) before anything is written, as libvirt would only find them missing at start."""
+    source = element.find('source')
+    option, attr = {'file': ('file', 'file'), 'block': ('block', 'dev')}.get(element.get('type'), (None, None))
+    if source is None or option is None or not source.get(attr):
+        return []
+    return [{'type': 'path', 'option': option, 'path': source.get(attr), 'where': '%s.source.%s' % (where, option)}]
+
+
 DISK = Kind(
     'disk', 'disk',
     docs=KindDocs(
@@ -671,6 +683,7 @@ DISK = Kind(
     required=('target',), limits=(_one_ide_or_fdc_controller,),
     new_attrs={'type': 'file'},  # what libvirt writes for an empty cdrom; a source sets its own type
     removal_consent='disk',  # the guest may still write to it
+    host_devices=_disk_source_paths,
     description='A disk, cdrom or floppy drive.',
     example={'kind': 'disk', 'target': 'vdb', 'source': {'file': '/var/lib/libvirt/images/data.qcow2'},
              'format': 'qcow2', 'cache': 'none', 'io': 'native', 'discard': 'unmap'})

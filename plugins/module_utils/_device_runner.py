@@ -21,13 +21,14 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import (
     _common, _device_engine, _device_mappings, _guest_lock, _ids, _secrets, _xml,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_apply import (
-    ApplyError, DomainRun, names_vf_by_pf, preflight, read_host, vf_address,
+    ApplyError, DomainRun, assigns_host_devices, names_vf_by_pf, preflight, read_host, vf_address,
 )
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import DEVICE_TAGS, device_argument_spec
 from ansible_collections.virtdev.libvirt.plugins.module_utils._libvirt import ConnectionLost, LibvirtFailure
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings as host_mappings
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import nodedev_source, source
+from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
 
 WRITING_STATES = ('merged', 'replaced', 'overridden', 'deleted')
 ON_ERROR = ('continue', 'stop')
@@ -236,6 +237,7 @@ class DomainDevices:
             except (SpecError, LibvirtFailure, ApplyError) as exc:
                 run.fail(exc)
         refusals = mapping_refusals + self.check_permitted([run for run in runs if run.error is None])
+        self.hold_host_lock([run for run in runs if run.error is None])
         refusals += self.check_host([run for run in runs if run.error is None])
         halted = self.halted_before_writing(runs)
         lock_dir = _guest_lock.lock_dir(params['uri'])
@@ -247,9 +249,11 @@ class DomainDevices:
             elif run.error is None:
                 run.skipped = halted
             # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
-            results.append(_device_mappings.note_in_result(run.result(compact=compact), request))
+            results.append(_device_mappings.note_in_result(
+                run.result(compact=compact, before=not compact or self.module._diff), request))
             diffs.append(_device_mappings.note_in_diff(run.diff(), request) if self.module._diff else None)
             run.release()
+            request.declared = request.config = None  # its elements: the module's peak memory is at exit_json
         self.finish(runs, results, [diff for diff in diffs if diff], refusals)
 
     def halted_before_writing(self, runs):
@@ -345,8 +349,7 @@ class DomainDevices:
             # one choice of free devices at a time per host: two runs must not both take the same free device.
             # Held until the module process ends, after every guest is written (flock is released on exit).
             try:
-                self.mapping_lock = _guest_lock.GuestLock(_guest_lock.lock_dir(self.params['uri']), 'device-mappings',
-                                                          'device mappings', self.params['lock_timeout']).__enter__()
+                self.mapping_lock = self.host_lock()
             except _guest_lock.LockError as exc:
                 self.fail('mappings: the free devices cannot be chosen now: %s' % exc)
         try:
@@ -357,6 +360,26 @@ class DomainDevices:
             self.fail('mappings: cannot be resolved, the host cannot be read: %s (nothing was changed)' % exc)
         except (ValueError, LibvirtFailure) as exc:  # SpecError, an unreadable domain XML
             self.fail('mappings: %s (nothing was changed)' % exc)
+
+    def host_lock(self):
+        """The host's passthrough lock: held from the guards' look at other guests until this run's guests are
+        written, so two runs never both give one host device (docs/concurrency.md). Released when the module
+        process ends (flock), after every guest is written."""
+        return _guest_lock.GuestLock(_guest_lock.lock_dir(self.params['uri']), 'device-mappings',
+                                     'host devices', self.params['lock_timeout']).__enter__()
+
+    def hold_host_lock(self, runs):
+        """A real run that would give a guest a host device takes the host's passthrough lock before the guards
+        read which devices other guests use (a run choosing from mappings holds it already)."""
+        if self.module.check_mode or self.mapping_lock is not None or \
+                host_checks_mode(self.params['host_checks']) == 'off':
+            return
+        if not any(assigns_host_devices(run) for run in runs):
+            return
+        try:
+            self.mapping_lock = self.host_lock()
+        except _guest_lock.LockError as exc:
+            self.fail('host devices: the passthrough guards cannot run now, nothing was changed: %s' % exc)
 
     def check_permitted(self, runs):
         """With ``permitted``, refuse every run asking for a host device outside it. Returns the refusals."""
@@ -375,11 +398,16 @@ class DomainDevices:
         root, uri = self.params['host_root'], self.params['uri']
         host_source = self.host_source()
         remote = host_source is not None
-        errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=host_source)
+        # disk sources: this machine's files for a URI without a host name, else the host's storage pools
+        paths = host_preflight.LocalPaths() if source.uri_host(uri) is None else host_preflight.PoolPaths(self.connection)
+        errors, warnings = preflight(self.connection, runs, root, self.params['force'], host_source=host_source,
+                                     paths=paths)
         if any(run.host_requests for run in runs):
             self.host_checks = {'source': nodedev_source.SOURCE if remote else 'sysfs', 'not_checked': []}
             if remote:
                 errors += self.not_checked_remotely(runs, uri, strict=mode == 'strict')
+        if any(run.unchecked_paths for run in runs):
+            errors += self.paths_not_checked(runs, uri, strict=mode == 'strict')
         for warning in warnings:
             self.module.warn(warning)
         for run in runs:
@@ -413,6 +441,31 @@ class DomainDevices:
             else:
                 self.module.warn('domain %s: not checked: %s (host_checks: strict refuses instead)' % (run.name,
                                                                                                        message))
+        return errors
+
+    def paths_not_checked(self, runs, uri, strict):
+        """Name the disk sources in no storage pool of a remote host (their existence cannot be told from here);
+        with ``strict`` they refuse the run. Returns the new refusals."""
+        if self.host_checks is None:
+            self.host_checks = {'source': 'libvirt storage pools', 'not_checked': []}
+        errors = []
+        for run in runs:
+            if not run.unchecked_paths:
+                continue
+            why = 'the path is in no storage pool of %s' % _host_of(uri)
+            for request in run.unchecked_paths:
+                self.host_checks['not_checked'].append({
+                    'domain': run.name, 'device': request['path'], 'where': request['where'],
+                    'guards': [{'guard': 'source_exists', 'what': 'whether the file or block device exists',
+                                'why': why}]})
+            message = '%s: whether %s exist%s (%s)' % (
+                'not checked', ', '.join('%s (%s)' % (r['where'], r['path']) for r in run.unchecked_paths),
+                's' if len(run.unchecked_paths) == 1 else '', why)
+            if strict:
+                run.refusals.append('host_checks=strict and %s [guard source_exists]' % message)
+                errors.append('domain %s: %s' % (run.name, run.refusals[-1]))
+            else:
+                self.module.warn('domain %s: %s (host_checks: strict refuses instead)' % (run.name, message))
         return errors
 
     def finish(self, runs, results, diffs, refusals):

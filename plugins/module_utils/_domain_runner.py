@@ -171,6 +171,12 @@ class DomainRunner:
         for option, _old, new in _domain_settings.live_changes(plan):
             if LIVE_WITHIN.get(option) in plan.changed_options:
                 continue
+            # libvirt changes a running guest's current memory through its balloon driver only; without a
+            # balloon device the call fails, so the new value waits for the next boot (check mode alike)
+            if option == 'current_memory' and not _domain_spec.has_balloon(self.connection.xml(dom, inactive=False)):
+                self.module.warn('current_memory: the running guest has no memory balloon device, so the new value '
+                                 'is written to its definition and takes effect at its next boot')
+                continue
             handled.add(option)
             if option == 'current_memory':
                 calls.append(('live current_memory', lambda v=new: self.connection.set_memory_live(dom, v * 1024)))

@@ -548,7 +548,8 @@ ROWS = [
                   description='Maximum memory in MiB (also sets the current memory unless O(current_memory) is given).'),
         'Memory'),
     Row(Mebibytes('current_memory', 'currentMemory', description='Current memory in MiB (balloon target); '
-                                                                 'changed live on a running guest.'), 'Memory',
+                                                                 'changed live on a running guest that has a memory '
+                                                                 'balloon device, else at its next boot.'), 'Memory',
         live='memory'),
     Row(IntText('vcpus', 'vcpu', minimum=1, maximum=4096, description='Maximum number of vCPUs.'), 'CPU'),
     Row(CurrentVcpus('current_vcpus', minimum=1, maximum=4096,

@@ -89,3 +89,8 @@ def with_root_ports(domain_xml, count):
     for _port in range(count):
         devices.append(_xml.new_element('controller', {'type': 'pci', 'model': 'pcie-root-port'}))
     return _xml.to_string(domain)
+
+
+def has_balloon(xml):
+    """Whether a domain XML has a memory balloon device (libvirt adds a virtio one unless model='none')."""
+    return any(balloon.get('model') != 'none' for balloon in _xml.parse(xml).iterfind('devices/memballoon'))

@@ -15,6 +15,8 @@ import threading
 import time
 import traceback
 
+from ansible_collections.virtdev.libvirt.plugins.module_utils._xml import etree
+
 try:
     import libvirt
     HAS_LIBVIRT = True
@@ -310,6 +312,35 @@ class Connection:
 
     def node_device_xml(self, device):
         return self._call('node_device_xml', 'read the XML of node device %s' % device.name(), device.XMLDesc, 0)
+
+    # -- storage (disk sources on a host that is not this machine) ---------------------------------
+    def path_in_pools(self, path):
+        """Whether ``path`` exists as libvirt's storage pools see it: True (a volume), False (not in the active
+        pool whose directory holds it, after a refresh of that pool), None (in no pool: cannot be told)."""
+        self._count('storage_volume_lookup')
+        try:
+            self._conn.storageVolLookupByPath(path)
+            return True
+        except libvirt.libvirtError as exc:
+            if _connection_lost(exc):
+                raise self._failure(exc, 'look up storage volume %s' % path)
+        directory = path.rsplit('/', 1)[0] or '/'
+        for pool in self._call('storage_pools', 'list storage pools', self._conn.listAllStoragePools,
+                               libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+            pool_xml = self._call('storage_pool_xml', 'read a storage pool', pool.XMLDesc, 0)
+            if etree.fromstring(pool_xml.encode()).findtext('target/path') != directory:
+                continue
+            # a rescan (nothing is written): a file made since the pool's last refresh counts as there
+            self._call('storage_pool_refresh', 'refresh storage pool %s' % pool.name(), pool.refresh, 0)
+            self._count('storage_volume_lookup')
+            try:
+                self._conn.storageVolLookupByPath(path)
+                return True
+            except libvirt.libvirtError as exc:
+                if _connection_lost(exc):
+                    raise self._failure(exc, 'look up storage volume %s' % path)
+                return False
+        return None
 
     # -- live devices (hotplug) -------------------------------------------------------------------
     def attach_live(self, dom, device_xml):

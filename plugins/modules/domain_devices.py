@@ -192,8 +192,10 @@ options:
         changed rather than with the manifest. The entry of an unchanged domain in RV(results) has only C(domain),
         C(changed), C(outcome) and those of the other keys that are not empty or false (a guest still waiting
         for a restart keeps C(restart_required) and C(waiting_for_restart)); changed and failed domains are
-        reported in full. C(invocation.module_args.domains) shows how many domains and devices were given
-        instead of echoing the manifest.
+        reported in full except C(before), which they have only with C(--diff) (the diff shows the devices before
+        anyway; a run that changes every guest of a host would otherwise return each guest's devices twice).
+        C(invocation.module_args.domains) shows how many domains and devices were given instead of echoing the
+        manifest.
       - V(full) returns every key for every domain (C(before) and C(implicit) too) and echoes the manifest in
         C(invocation.module_args).
       - A single domain (O(domain) or O(uuid)) is always reported in full.
@@ -215,7 +217,14 @@ options:
       - V(strict) refuses, over such a URI, every guest that would get a host device whose guards could not all
         be checked; V(true) assigns it with the warning. When libvirt gives no node devices the assignment is
         refused either way.
-      - Set V(false) only to prepare definitions for another host.
+      - The source of a disk, cdrom or floppy the run adds or repoints (O(config[].source.file) or
+        O(config[].source.block), raw XML alike) must exist on the host, or the guest is refused before anything is
+        written (guard C(source_exists)); libvirt itself accepts the definition and fails only when the guest
+        starts. With a O(uri) without a host name it is looked up on this machine; with one that names a host,
+        through that libvirt's storage pools (a volume, or a file missing from an active pool's directory after a
+        refresh of that pool); a path in no pool cannot be told from here and is named in
+        RV(host_checks.not_checked) (refused with V(strict)). A source the guest already has is not judged again.
+      - Set V(false) only to prepare definitions for another host, or for disk images created later.
       - A boolean or V(strict).
     type: raw
     default: true
@@ -325,7 +334,8 @@ outcome:
   sample: written
 before:
   description: The devices before the run, in the option format, each with its C(class).
-  returned: when O(domain) is used with merged, replaced, overridden or deleted
+  returned: when O(domain) is used with merged, replaced, overridden or deleted; in RV(results) of a changed domain
+    only with O(result_detail=full) or C(--diff)
   type: list
   elements: dict
 after:
@@ -394,8 +404,11 @@ host_checks:
     - What the passthrough guards read (C(source), V(sysfs) or V(libvirt node devices)) and, over a URI that
       names a host, C(not_checked) - per host device, C(domain), C(device) (address, UUID or USB ids), C(where)
       (the entry of O(config)) and C(guards) (C(guard), C(what), C(why)), the guards libvirt's node devices cannot
-      answer.
-  returned: when a run assigned or changed a host device and O(host_checks) is not false
+      answer; also the disk sources in no storage pool of that host (C(device) the path, C(where)
+      V(config[0].source.file), guard C(source_exists); C(source) is V(libvirt storage pools) when no host device
+      was judged).
+  returned: when a run assigned or changed a host device, or a disk source could not be checked, and
+    O(host_checks) is not false
   type: dict
   sample: {source: libvirt node devices, not_checked: [{domain: web, device: "0000:01:00.0", where: "config[0]",
            guards: [{guard: host_critical, what: the default-route NIC, why: "node devices name ..."}]}]}
@@ -416,6 +429,7 @@ results:
     - Domains that did not change have only C(domain), C(changed), C(outcome) and the other keys whose value is
       not empty or false (O(result_detail=compact)), so that a no-change run over a whole host stays small; with
       O(result_detail=full) they have every key above except C(after). Use O(state=gathered) to read devices.
+    - Domains that changed have C(before) only with O(result_detail=full) or C(--diff).
     - A domain that failed also has C(failed=true) and C(msg) (naming the domain, and the device and option when
       known); a domain that O(on_error=stop) left alone has C(msg) starting with C(not attempted).
   returned: when O(domains) is used

@@ -316,3 +316,22 @@ def test_wrong_answer_fails_before_any_host_task(awx_job, pattern, answers, host
     [(_task, message)] = job.failures()
     for word in named:
         assert word in message, message
+
+
+def test_guests_job_takes_guests_type_and_the_inventorys_guest_profiles(awx_job, tmp_path, embed_uri, virsh):
+    # guest_profiles as the guest role names it, in the inventory (host_vars); guests_profiles is the job's input
+    inventory = ('hv1 ansible_connection=local guest_profiles="{\'tiny\': {\'parent\': \'minimal\', '
+                 '\'domain\': {\'title\': \'from the inventory\'}}}"')
+    guests = [{'name': 'g1', 'profile': 'tiny', 'networks': [], 'memory': 128},
+              {'name': 'g2', 'profile': 'small', 'networks': [], 'memory': 128, 'type': 'qemu'}]
+    job = awx_job('guests', {'guests_uri': embed_uri, 'guests_type': 'qemu', 'guests': guests,
+                             'guests_profiles': {'small': {'parent': 'tiny', 'domain': {'title': 'from the job'}}}},
+                  hosts=inventory)
+    assert job.rc == 0, job.stdout
+    assert virsh(embed_uri, 'list', '--all', '--name').split() == ['g1', 'g2']
+    one, two = (virsh(embed_uri, 'dumpxml', '--inactive', name) for name in ('g1', 'g2'))
+    assert "<domain type='qemu'" in one and '<title>from the inventory</title>' in one   # guests_type, no type given
+    assert "<domain type='qemu'" in two and '<title>from the job</title>' in two
+
+    wrong = awx_job('guests', {'guests_uri': embed_uri, 'guests_type': 'tcg', 'guests': guests})
+    assert wrong.rc != 0 and 'guests_type' in wrong.failures()[0][1], wrong.stdout

@@ -14,20 +14,24 @@ from pathlib import Path
 DEMO = Path(__file__).resolve().parents[2] / 'playbooks' / 'demo.yml'
 
 
-def _play(uri, collections):
+def _play(uri, collections, images):
     ansible_playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR='1')
-    proc = subprocess.run([ansible_playbook, str(DEMO), '-e', 'libvirt_uri=%s' % uri], env=env, text=True,
+    proc = subprocess.run([ansible_playbook, str(DEMO), '-e', 'libvirt_uri=%s' % uri,
+                           '-e', 'demo_image_dir=%s' % images], env=env, text=True,
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=600, check=False)
     recap = re.search(r'localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)', proc.stdout)
     assert proc.returncode == 0 and recap, proc.stdout[-3000:] + proc.stderr[-2000:]
     return int(recap.group(2)), int(recap.group(3)), proc.stdout
 
 
-def test_demo_is_idempotent_and_says_what_each_guest_got(embed_uri, collection_pythonpath):
-    changed, failed, first = _play(embed_uri, collection_pythonpath)
-    assert changed == 2 and failed == 0
+def test_demo_is_idempotent_and_says_what_each_guest_got(embed_uri, collection_pythonpath, tmp_path):
+    images = tmp_path / 'images'
+    changed, failed, first = _play(embed_uri, collection_pythonpath, images)
+    # the images' directory, the images (one task), the guests' definitions and their devices
+    assert changed == 4 and failed == 0
+    assert sorted(os.listdir(str(images))) == ['demo-pc-data.qcow2', 'demo-q35-data.qcow2']
     assert 'demo-pc: attach' in first and 'demo-q35: attach' in first
-    changed, failed, second = _play(embed_uri, collection_pythonpath)
+    changed, failed, second = _play(embed_uri, collection_pythonpath, images)
     assert changed == 0 and failed == 0
     assert 'demo-pc: nothing to do' in second and 'Devices by class: emulated' in second

@@ -240,3 +240,54 @@ def test_a_pcnet_nic_and_a_pcspk_sound_round_trip_typed(libvirtd_uri, run_module
                 assert result['rc'] == 0 and result['changed'] is False, result.get('msg') or result['commands']
     finally:
         virsh(libvirtd_uri, 'undefine', name, check=False)
+
+
+def test_a_disk_source_that_is_not_there_is_refused_before_anything_is_written(embed_uri, run_module, virsh,
+                                                                               tmp_path, image):
+    """A missing image or block device is refused (check mode and real run alike), naming the field and the
+    path; libvirt itself would accept the definition and fail only when the guest starts."""
+    virsh(embed_uri, 'define', '{xml}', xml=SMALL_GUEST % 'src')
+    path = _definition_file(str(tmp_path), 'src')
+    before = open(path, encoding='utf-8').read()
+    missing = str(tmp_path / 'nope.qcow2')
+    cases = [
+        ({'config': [{'kind': 'rng'}, {'kind': 'disk', 'target': 'vdb', 'source': {'file': missing}}]},
+         "config[1].source.file: %r does not exist on the host" % missing),
+        ({'config': [{'kind': 'disk', 'target': 'sdb', 'bus': 'sata', 'device': 'cdrom', 'source': {'file': missing}}]},
+         "config[0].source.file: %r does not exist" % missing),
+        ({'config': [{'kind': 'disk', 'target': 'vdc', 'source': {'block': '/dev/virtdev-no-such-disk'}}]},
+         "config[0].source.block: '/dev/virtdev-no-such-disk' does not exist"),
+        # raw XML in a manifest entry is judged the same way
+        ({'domains': [{'domain': 'src', 'config': [{'kind': 'xml', 'xml': "<disk type='file' device='disk'><source "
+                                                    "file='%s'/><target dev='vdd' bus='virtio'/></disk>" % missing}]}]},
+         "domains[0].config[0].source.file: %r does not exist" % missing),
+    ]
+    for extra, message in cases:
+        args = dict({'uri': embed_uri} if 'domains' in extra else {'uri': embed_uri, 'domain': 'src'}, **extra)
+        for check_mode in (True, False):
+            refused = run_module('domain_devices', args, check_mode=check_mode)
+            assert refused['rc'] != 0 and refused['changed'] is False, refused
+            assert message in refused['msg'] and '[guard source_exists]' in refused['msg'], refused['msg']
+            assert open(path, encoding='utf-8').read() == before  # nothing written
+    # host_checks: false writes it (an image made later); check mode predicts exactly that
+    unchecked = {'uri': embed_uri, 'domain': 'src', 'host_checks': False,
+                 'config': [{'kind': 'disk', 'target': 'vdb', 'source': {'file': missing}}]}
+    predicted = run_module('domain_devices', unchecked, check_mode=True)
+    applied = run_module('domain_devices', unchecked)
+    assert predicted['changed'] and applied['changed'] and applied['commands'] == predicted['commands'], applied
+    # repointing that disk at a missing file is refused; at a file that is there, written
+    repoint = {'uri': embed_uri, 'domain': 'src',
+               'config': [{'kind': 'disk', 'target': 'vdb', 'source': {'file': missing + '.2'}}]}
+    assert run_module('domain_devices', repoint, check_mode=True)['rc'] != 0
+    assert run_module('domain_devices', repoint)['rc'] != 0
+    repoint['config'][0]['source']['file'] = image
+    assert run_module('domain_devices', repoint, check_mode=True)['changed'] is True
+    assert run_module('domain_devices', repoint)['changed'] is True
+    assert "<source file='%s'/>" % image in virsh(embed_uri, 'dumpxml', '--inactive', 'src')
+    # a source the guest already has is not judged again when another option of the disk changes
+    os.unlink(image)
+    readonly = {'uri': embed_uri, 'domain': 'src',
+                'config': [{'kind': 'disk', 'target': 'vdb', 'source': {'file': image}, 'readonly': True}]}
+    for check_mode in (True, False):
+        result = run_module('domain_devices', readonly, check_mode=check_mode)
+        assert result['rc'] == 0 and result['changed'] is True, result

@@ -318,12 +318,14 @@ def test_bad_input_is_refused_naming_the_option_and_nothing_is_written(guest):
                 nvram_template='/usr/share/OVMF/OVMF_VARS_4M.fd')
 
 
-def test_virtiofs_without_shared_memory_and_boot_order_with_device_boot_order(guest, run_module):
+def test_virtiofs_without_shared_memory_and_boot_order_with_device_boot_order(guest, run_module, tmp_path):
+    image = tmp_path / 'share.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(image), '16M'], check=True)
     share = guest('share')
     share.run(type='qemu', machine='q35', memory=256, memory_backing={'source': 'memfd', 'access': 'shared'})
     shared = run_module('domain_devices', {'uri': share.uri, 'domain': 'share', 'config': [
         {'kind': 'filesystem', 'driver': 'virtiofs', 'source': {'dir': '/srv'}, 'target': 'share'},
-        {'kind': 'disk', 'target': 'vda', 'source': {'file': '/var/lib/libvirt/images/none.qcow2'}, 'format': 'qcow2',
+        {'kind': 'disk', 'target': 'vda', 'source': {'file': str(image)}, 'format': 'qcow2',
          'boot_order': 1}]})
     # per-device boot order on a guest the module created (libvirt gave it <boot dev='hd'/>) now works
     assert shared['changed'] is True and shared['rc'] == 0, shared
@@ -403,3 +405,27 @@ def test_creation_is_predicted_exactly(guest):
         assert predicted[key] == done[key], (key, predicted[key], done[key])
     assert done['commands'] == ['define', 'autostart'] and done['settings']['autostart'] is True
     assert new.run(**args)['changed'] is False
+
+
+BALLOON_GUEST = ("<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory>"
+                 "<currentMemory unit='MiB'>256</currentMemory><os><type arch='x86_64' machine='pc'>hvm</type></os>"
+                 "<devices>{balloon}</devices>"
+                 "</domain>")
+
+
+@pytest.mark.parametrize('balloon, live', [("<memballoon model='none'/>", False),
+                                           ("<memballoon model='virtio'/>", True)], ids=['no-balloon', 'balloon'])
+def test_current_memory_of_a_running_guest_is_live_only_with_a_balloon(balloon, live, guest, virsh, libvirtd_uri):
+    """libvirt changes a running guest's current memory through its balloon: without one the change is
+    written to the definition and waits for the next boot, in check mode and in the real run alike."""
+    running = guest('balloon-' + ('yes' if live else 'no'))
+    virsh(libvirtd_uri, 'define', '{xml}', xml=BALLOON_GUEST.format(name=running.name, balloon=balloon))
+    virsh(libvirtd_uri, 'start', running.name)
+    done = running.edit(['current_memory'], current_memory=192)
+    assert done['commands'] == (['define', 'live current_memory'] if live else ['define']), done
+    assert ('current_memory' in done['waiting_for_restart']) is not live, done['waiting_for_restart']
+    assert running.state() == 'running'
+    assert "<currentMemory unit='KiB'>196608</currentMemory>" in running.xml()
+    if not live:  # (with a balloon the running guest's figure moves only once its guest driver deflates)
+        assert "<currentMemory unit='KiB'>262144</currentMemory>" in running.xml(inactive=False)
+        assert 'no memory balloon device' in str(done.get('warnings')), done

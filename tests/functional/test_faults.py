@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 
@@ -52,10 +53,20 @@ def faultd(tmp_path_factory, libvirtd_dir):
         libvirtd.stop(directory)
 
 
+# the guests' data disks: domain_devices refuses a disk whose file is not there (guard source_exists)
+IMAGES = tempfile.mkdtemp(prefix='virtdev-faults-images-')
+
+
+def data_disk(name):
+    path = os.path.join(IMAGES, '%s-data.qcow2' % name)
+    if not os.path.exists(path):
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', path, '16M'], check=True)
+    return path
+
+
 def devices(index, name):
     """What the manifests declare for guest ``index``: a disk, a NIC and a raw-XML watchdog."""
-    return [{'kind': 'disk', 'target': 'vdb', 'format': 'qcow2',
-             'source': {'file': '/var/lib/libvirt/images/%s-data.qcow2' % name}},
+    return [{'kind': 'disk', 'target': 'vdb', 'format': 'qcow2', 'source': {'file': data_disk(name)}},
             {'kind': 'interface', 'mac': '52:54:00:fa:%02x:%02x' % divmod(index, 256), 'model': 'virtio',
              'source': {'network': 'default'}},
             {'kind': 'xml', 'xml': WATCHDOG}]

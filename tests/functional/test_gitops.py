@@ -128,6 +128,15 @@ def repository(tmp_path, hypervisors, collection_pythonpath):
     """A checkout of the example repository and a runner of its pipeline commands."""
     checkout = tmp_path / 'repository'
     shutil.copytree(str(LAYOUT), str(checkout))
+    # the example's disk images, made where this test may write (domain_devices refuses a missing image)
+    images = tmp_path / 'images'
+    images.mkdir()
+    for host_vars in (checkout / 'host_vars').glob('*.yml'):
+        text = host_vars.read_text(encoding='utf-8').replace(EXAMPLE_IMAGES, str(images) + '/')
+        host_vars.write_text(text, encoding='utf-8')
+        for guest in yaml.safe_load(text)['guests']:
+            for disk in guest.get('disks', []):
+                subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk['file'], '16M'], check=True)
     overlay = tmp_path / 'test-hypervisors.yml'
     overlay.write_text(yaml.safe_dump({'hypervisors': {'hosts': {host: {
         'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable, 'guests_uri': uri}
@@ -145,6 +154,9 @@ def repository(tmp_path, hypervisors, collection_pythonpath):
         return Run(proc)
 
     return checkout, run
+
+
+EXAMPLE_IMAGES = '/var/lib/libvirt/images/'
 
 
 def _device_tags(xml):
@@ -168,6 +180,7 @@ DEFAULT_NETWORK = "<network><name>default</name><bridge name='virbr-gitops'/></n
 
 def test_gitops_example(repository, hypervisors, virsh):
     checkout, run = repository
+    images = str(checkout.parent / 'images')
     for uri in hypervisors.values():
         if 'default' not in virsh(uri, 'net-list', '--all', '--name').split():
             virsh(uri, 'net-define', xml=DEFAULT_NETWORK)
@@ -219,7 +232,7 @@ def test_gitops_example(repository, hypervisors, virsh):
     # a merge request that removes web01's data disk from host_vars/hv1.yml
     hv1 = checkout / 'host_vars' / 'hv1.yml'
     text = hv1.read_text(encoding='utf-8')
-    data_disk = '      - {file: /var/lib/libvirt/images/web01-data.qcow2, format: qcow2}\n'
+    data_disk = '      - {file: %s/web01-data.qcow2, format: qcow2}\n' % images
     assert data_disk in text
     hv1.write_text(text.replace(data_disk, ''), encoding='utf-8')
     review = run(commands['review'])
@@ -234,7 +247,7 @@ def test_gitops_example(repository, hypervisors, virsh):
     apply = run(commands['apply'])
     assert apply.rc == 0, apply.stdout
     assert 'web01-data.qcow2' not in virsh(hypervisors['hv1'], 'dumpxml', 'web01')
-    assert "<source file='/var/lib/libvirt/images/web01.qcow2'/>" in virsh(hypervisors['hv1'], 'dumpxml', 'web01')
+    assert "<source file='%s/web01.qcow2'/>" % images in virsh(hypervisors['hv1'], 'dumpxml', 'web01')
     assert apply.changed == review.changed and apply.stats == review.stats
     assert apply.stats['virtdev_guests']['hv1']['web01']['changed'] is True
     assert apply.output() == review.output()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -203,3 +204,55 @@ def test_a_nic_given_a_vf_by_pf_and_index_converges_like_its_address(libvirtd_ur
     rendered = run_module('domain_devices', {'state': 'rendered', 'config': by_index})   # reads no host
     assert rendered['failed'] is True and rendered['msg'].startswith('config[0].source.pf: a VF given by pf and vf'), \
         rendered
+
+
+def _held_by_another_process(path):
+    """Whether another process holds the flock on ``path`` (tested without keeping it)."""
+    import fcntl  # pylint: disable=import-outside-toplevel
+    try:
+        handle = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)  # closing drops a lock this test took
+    return False
+
+
+def test_two_parallel_runs_never_give_one_raw_address_to_two_guests(libvirtd_uri, virsh, guest, tmp_path,
+                                                                    collection_pythonpath):
+    """Run A passes the guards for a VF and then waits to write its guest (the test holds that guest's lock);
+    run B, giving the same VF to another guest meanwhile, waits for the host's passthrough lock and then sees
+    A's guest: refused, nothing of B written. Without the host lock both runs succeeded."""
+    from reliability import ModuleProcess  # pylint: disable=import-outside-toplevel,import-error
+    from ansible_collections.virtdev.libvirt.plugins.module_utils import _guest_lock  # pylint: disable=C0415
+    root = sysfs_trees.build('sriov', tmp_path)
+    first, second = guest('race-vf-a'), guest('race-vf-b')
+    before = virsh(libvirtd_uri, 'dumpxml', '--inactive', second)
+    locks = _guest_lock.lock_dir(libvirtd_uri)
+    held = _guest_lock.GuestLock(locks, virsh(libvirtd_uri, 'domuuid', first).strip(), 'held by the test', 5)
+    config = [{'kind': 'hostdev', 'address': '0000:41:02.0'}]
+    held.__enter__()
+    try:
+        run_a = ModuleProcess(tmp_path, collection_pythonpath, 'domain_devices',
+                              {'uri': libvirtd_uri, 'domain': first, 'host_root': root, 'config': config}, 'a')
+        deadline = time.monotonic() + 300
+        while not _held_by_another_process(_guest_lock.lock_path(locks, 'device-mappings')):
+            assert run_a.proc.poll() is None, run_a.result()
+            assert time.monotonic() < deadline, 'run A never took the host passthrough lock'
+            time.sleep(0.2)
+        run_b = ModuleProcess(tmp_path, collection_pythonpath, 'domain_devices',
+                              {'uri': libvirtd_uri, 'domain': second, 'host_root': root, 'config': config}, 'b')
+        time.sleep(3)  # B is waiting for the host lock, A for its guest's
+        assert run_b.proc.poll() is None, run_b.result()
+    finally:
+        held.__exit__(None, None, None)
+    result_a, result_b = run_a.result(), run_b.result()
+    assert result_a['rc'] == 0 and result_a['changed'] is True, result_a
+    assert result_b['rc'] != 0 and result_b['changed'] is False, result_b
+    assert 'in the persistent definition of domain %s' % first in result_b['msg'], result_b['msg']
+    assert '[guard in_use_config]' in result_b['msg'], result_b['msg']
+    assert virsh(libvirtd_uri, 'dumpxml', '--inactive', second) == before

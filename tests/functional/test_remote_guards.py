@@ -240,3 +240,45 @@ def test_a_vf_mapping_resolves_on_the_remote_hosts_node_devices(remote_uri, libv
     row, = info['mappings']
     assert [(entry['device'], [use['domain'] for use in entry['held_by']]) for entry in row['candidates']] == [
         (docs.VF0, [first]), (docs.VF4, [second])] and row['free'] == 0
+
+
+def test_disk_sources_over_ssh_are_checked_through_storage_pools(remote_uri, libvirtd_uri, guest, run_module, virsh,
+                                                                 tmp_path):
+    """Over a URI naming a host, a disk source is looked up in that libvirt's storage pools: a volume passes, a
+    file missing from a pool's directory is refused, a path in no pool is named as not checked (strict refuses)."""
+    pool_dir = tmp_path / 'pool'
+    pool_dir.mkdir()
+    (pool_dir / 'there.raw').write_bytes(b'\0' * 4096)
+    pool = 'virtdev-src-%s' % tmp_path.name[-12:]
+    virsh(libvirtd_uri, 'pool-create-as', pool, 'dir', '--target', str(pool_dir))
+    try:
+        name = guest('remote-disk')
+        before = _inactive_xml(virsh, libvirtd_uri, name)
+
+        def run(path, check_mode=True, **extra):
+            return run_module('domain_devices', dict({'uri': remote_uri, 'domain': name, 'config': [
+                {'kind': 'disk', 'target': 'vdb', 'source': {'file': path}}]}, **extra), check_mode=check_mode)
+
+        made_later = str(pool_dir / 'made-later.raw')  # after the pool's last refresh: found by a refresh
+        (pool_dir / 'made-later.raw').write_bytes(b'\0' * 4096)
+        for path in (str(pool_dir / 'there.raw'), made_later):
+            found = run(path)
+            assert found['rc'] == 0 and found['changed'] is True and 'host_checks' not in found, found
+        missing = str(pool_dir / 'nope.raw')
+        for check_mode in (True, False):
+            refused = run(missing, check_mode=check_mode)
+            assert refused['rc'] != 0 and refused['changed'] is False, refused
+            assert 'config[0].source.file: %r does not exist on the host' % missing in refused['msg'], refused['msg']
+        outside = str(tmp_path / 'in-no-pool.raw')
+        unknown = run(outside)
+        assert unknown['rc'] == 0 and unknown['changed'] is True, unknown
+        assert unknown['host_checks']['not_checked'] == [{
+            'domain': name, 'device': outside, 'where': 'config[0].source.file',
+            'guards': [{'guard': 'source_exists', 'what': 'whether the file or block device exists',
+                        'why': 'the path is in no storage pool of qemu+ssh://127.0.0.1/system'}]}], unknown
+        assert 'host_checks: strict refuses instead' in str(unknown['warnings']), unknown
+        strict = run(outside, check_mode=False, host_checks='strict')
+        assert strict['rc'] != 0 and '[guard source_exists]' in strict['msg'], strict
+        assert _inactive_xml(virsh, libvirtd_uri, name) == before  # nothing written
+    finally:
+        virsh(libvirtd_uri, 'pool-destroy', pool, check=False)

@@ -265,7 +265,8 @@ CASES = [
                                                        'pf': 'ens2f0'}, ['pf', 'forward=bridge']),
     # -- role guest (guest_devices filter, then domain_devices as its task runs it) ------------------------------------------
     Case('guest-network-not-a-dict', 'guest', {'networks': ['default']}, ['networks[0]', "'default'"]),
-    Case('guest-disk-without-source', 'guest', {'disks': [{'size': 10}]}, ['disks[0]', "{'size': 10}"]),
+    Case('guest-disk-without-source', 'guest', {'disks': [{'size': 10}]}, ['disks[0].size', 'unknown option (given 10)']),
+    Case('guest-disk-no-source', 'guest', {'disks': [{'format': 'raw'}]}, ['disks[0]', "{'format': 'raw'}"]),
     Case('guest-profile-missing-key', 'guest', {'profile': {'nic_model': 'virtio'}}, ['profile', 'disk_bus']),
     Case('guest-network-control-char', 'guest', {'networks': [{'network': 'lan\x02'}]},
          ['config[0].source.network', 'U+0002'], module='domain_devices'),

@@ -524,6 +524,17 @@ def _duplicates(host, labelled):
 
 # -- the table ----------------------------------------------------------------------------------------------
 
+def _source_exists(subject):
+    """A disk image or block device the guest is given is there (``subject.host`` answers for paths:
+    ``preflight.LocalPaths`` / ``preflight.PoolPaths``); one that cannot be told is named by the caller."""
+    request = subject.request
+    if subject.host.exists(request['path']) is False:
+        return [Finding('source_exists', '%r does not exist on the host (libvirt would only fail when the guest '
+                                         'starts; host_checks: false skips this check, e.g. for an image made later)'
+                        % request['path'])]
+    return []
+
+
 class Guard:
     """One host-side safety guard. ``overridable``: ``force`` turns its error into a warning. ``checks``: the
     check function per subject kind (``pci``, ``usb``, ``mdev``) or over the request list (``requests``,
@@ -545,6 +556,8 @@ GUARDS = {guard.name: guard for guard in (
           request=normalize_request),
     Guard('duplicate', None, ERROR, False, 'the same device is not requested twice', requests=_duplicates),
     Guard('exists', REFUSE, ERROR, False, 'the PCI device exists on the host', settles=True, pci=_pci_exists),
+    Guard('source_exists', None, ERROR, False, "a disk's, cdrom's or floppy's source file or block device exists "
+          'on the host', path=_source_exists),
     Guard('usb_present', REFUSE, ERROR, True,
           'the USB device is plugged in (forced: the guest starts once it is plugged in)', settles=True,
           usb=_usb_present),

@@ -13,12 +13,15 @@ guard table (``guards``) for its kind: a PCI request by the device guards plus t
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import guards
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.domain_usage import usage_from_domains
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.sysfs_source import read_host
 
 # what the device layer (domain_devices) calls: read the host, see who uses what, check one domain's requests
-__all__ = ('AssignmentCheck', 'check_assignment', 'read_host', 'usage_from_domains')
+__all__ = ('AssignmentCheck', 'LocalPaths', 'PoolPaths', 'check_assignment', 'check_sources', 'read_host',
+           'usage_from_domains')
 
 
 class AssignmentCheck:
@@ -109,3 +112,37 @@ def check_assignment(host, requests, domain_name, usage, force=False):
                 severity = guards.IGNORE if request.get('managed', True) else guards.ERROR
             result.add(label, finding.guard, finding.message, force, severity)
     return result
+
+
+class LocalPaths:
+    """Answers for disk source paths on this machine (libvirt at a URI without a host name runs here)."""
+
+    @staticmethod
+    def exists(path):
+        return os.path.exists(path)
+
+
+class PoolPaths:
+    """Answers for disk source paths on the host libvirt at ``connection`` runs on, through its storage pools:
+    None for a path in no pool (it cannot be told from here)."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.known = {}
+
+    def exists(self, path):
+        if path not in self.known:
+            self.known[path] = self.connection.path_in_pools(path)
+        return self.known[path]
+
+
+def check_sources(paths, requests, force=False):
+    """The source_exists guard over the 'path' requests of one domain (``LocalPaths`` / ``PoolPaths``).
+    Returns (AssignmentCheck, the requests whose path could not be told)."""
+    result, unknown = AssignmentCheck(), []
+    for request in requests:
+        for finding in guards.findings(guards.Subject(paths, 'path', request=request)):
+            result.add(request['where'], finding.guard, finding.message, force)
+        if paths.exists(request['path']) is None:
+            unknown.append(request)
+    return result, unknown

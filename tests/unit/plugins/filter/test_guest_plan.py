@@ -183,7 +183,7 @@ def test_networks_come_from_guest_then_profile_then_default(builtin, defaults):
      'guests[0] (a): the host device 0000:01:00.1 is given twice (host_devices and gpu)'),
     ([{'name': 'a', 'host_devices': ['65:00']}], None, 'host_devices[0]'),
     ([{'name': 'a', 'domain': {'state': 'running'}}], None, 'guests[0] (a).domain.state: is set by the role'),
-    ([{'name': 'a'}, {'name': 'a'}], None, 'guests: a listed more than once'),
+    ([{'name': 'a'}, {'name': 'b'}, {'name': 'a'}], None, "guests[0] and guests[2]: name 'a' listed twice"),
     ([{'name': 'a', 'networks': ['default']}], None, "guests[0] (a).networks[0]: 'default' needs one of"),
 ])
 def test_bad_input_names_the_field(builtin, defaults, guests, profiles, message):
@@ -223,7 +223,104 @@ def guest_options(request):
     ([{'name': 'a', 'disks': 'x.qcow2'}, 'b'], ["guests[0] (a).disks[0]: 'x.qcow2' (str) is not a valid dict",
                                                 "guests[1]: 'b' (str) is not a valid dict"]),
     ([{'name': 'a', 'memory': '2048', 'vfs': [{'pf': 'ens1', 'index': '1', 'trust': 'yes'}]}], []),   # as ansible converts
+    ([{'name': 'a', 'memroy': 2048}], ['guests[0] (a).memroy: unknown option (given 2048) - did you mean memory? '
+                                       '(options: autostart, cdroms, ']),
+    ([{'name': 'a', 'disks': [{'file': '/a.img'}, {'fiel': '/b.img'}], 'networks': [{'netwrok': 'default'}]}],
+     ["guests[0] (a).networks[0].netwrok: unknown option (given 'default') - did you mean network?",
+      "guests[0] (a).disks[1].fiel: unknown option (given '/b.img') - did you mean file?"]),
+    ([{'name': 'web01'}, {'name': 'b'}, {'name': 'c'}, {'name': 'web01'}],
+     ["guests[0] and guests[3]: name 'web01' listed twice"]),
 ])
 def test_input_errors_name_the_guest_the_index_and_the_value(guest_options, guests, expected):
     from ansible_collections.virtdev.libvirt.plugins.filter.guest_input_errors import guest_input_errors
-    assert guest_input_errors(guests, guest_options) == expected
+    errors = guest_input_errors(guests, guest_options)
+    assert len(errors) == len(expected) and all(error.startswith(start) for error, start in zip(errors, expected))
+
+
+# every device a guest gets is checked with the kind table's rules before any task writes, naming the user's field
+@pytest.mark.parametrize('guest, message', [
+    ({'networks': [{'network': 'default', 'mac': '52:54:00:zz:00:01'}]},
+     "guests[1] (web01).networks[0].mac: '52:54:00:zz:00:01' is not a MAC address"),
+    ({'networks': [{'netwrok': 'default'}]}, "guests[1] (web01).networks[0].netwrok: unknown option (given 'default') - did "
+                                             "you mean network? (options: network, bridge"),
+    ({'disks': [{'file': '/a.qcow2'}, {'fiel': '/b.qcow2'}]}, "guests[1] (web01).disks[1].fiel: unknown option "
+                                                              "(given '/b.qcow2') - did you mean file?"),
+    ({'disks': [{'file': '/a.qcow2', 'cahce': 'none'}]}, "guests[1] (web01).disks[0].cahce: unknown option "
+                                                         "(given 'none') - did you mean cache?"),
+    ({'networks': [{'network': 'default', 'vlan': 'ten'}]}, "guests[1] (web01).networks[0].vlan: 'ten' (str) is not a "
+                                                            'valid int'),
+    ({'disks': [{'file': 'web01.qcow2'}]}, "guests[1] (web01).disks[0].file: 'web01.qcow2' is not an absolute path"),
+    ({'disks': [{'file': '/a.qcow2', 'cache': 'fast'}]}, "guests[1] (web01).disks[0].cache: 'fast' is not one of"),
+    ({'cdroms': ['/iso/a.iso', 'b.iso']}, "guests[1] (web01).cdroms[1]: 'b.iso' is not an absolute path"),
+    ({'devices': [{'kind': 'watchdog', 'modle': 'ib700'}]}, 'guests[1] (web01).devices[0]: option(s) modle do not '
+                                                            'belong to watchdog'),
+    ({'extra_devices': [{'kind': 'watchdog', 'model': 'nope'}]}, "guests[1] (web01).extra_devices[0].model: 'nope' is "
+                                                                 'not one of'),
+    ({'vfs': [{'address': '0000:65:02.0', 'vlan': 5000}]}, 'guests[1] (web01).vfs[0].vlan: 5000 is out of range'),
+    ({'vfs': [{'adress': '0000:65:02.0'}]}, "guests[1] (web01).vfs[0].adress: unknown option (given '0000:65:02.0') - "
+                                            'did you mean address?'),
+    ({'mdevs': [{'uuid': 'nope', 'parent': '0000:00:02.0', 'mdev_type': 't'}]},
+     "guests[1] (web01).mdevs[0].uuid: 'nope' is not a UUID"),
+    ({'networks': [{'network': 'default', 'mac': '52:54:00:00:00:01'}, {'bridge': 'br0', 'mac': '52:54:00:00:00:01'}]},
+     'guests[1] (web01).networks[1]: declares the same device as guests[1] (web01).networks[0] (interface mac '
+     '52:54:00:00:00:01)'),
+    ({'profile': 'bad'}, "profiles.bad.devices[1] (of guests[1] (web01)).model: 'zz' is not one of"),
+    ({'profile': 'bad_nets'}, "profiles.bad_nets.networks[0] (of guests[1] (web01)).mac: '1' is not a MAC address"),
+    ({'profile': 'minimal'}, "guest_networks[0] (of guests[1] (web01)).mode: 'x' is not one of"),
+])
+def test_every_device_is_checked_before_anything_naming_the_users_field(builtin, guest, message):
+    bad = [{'id': 'vsock', 'kind': 'vsock'}, {'id': 'w', 'kind': 'watchdog', 'model': 'zz'}]
+    profiles = dict(builtin, bad={'parent': 'virtio', 'devices': bad},
+                    bad_nets={'parent': 'minimal', 'networks': [{'network': 'default', 'mac': '1'}]})
+    # the role's default NICs (guest_networks) are wrong only for the guest that takes them (no networks of its own)
+    defaults = {'networks': [{'direct': 'eth0', 'mode': 'x'}]} if guest == {'profile': 'minimal'} else {}
+    with pytest.raises(AnsibleFilterError) as error:
+        guest_plan([{'name': 'ok1', 'networks': []}, dict(guest, name='web01')], profiles, defaults)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_device_values_are_converted_as_the_module_converts_them(builtin):
+    plan, = guest_plan([{'name': 'g', 'networks': [{'network': 'default', 'vlan': '10', 'mac': '52:54:00:AA:00:01'}]}],
+                       builtin)
+    assert plan['config'][0]['vlan'] == '10'            # passed on as given: the module converts it the same way
+
+
+def test_without_lxml_on_the_controller_the_kind_rules_still_apply(builtin, monkeypatch):
+    from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
+    monkeypatch.setattr(_xml, 'HAS_LXML', False)
+    with pytest.raises(AnsibleFilterError, match=r"guests\[0\] \(g\)\.networks\[0\]\.mac: 'x' is not a MAC"):
+        guest_plan([{'name': 'g', 'networks': [{'network': 'default', 'mac': 'x'}]}], builtin)
+    assert guest_plan([{'name': 'g', 'devices': [{'kind': 'xml', 'xml': '<watchdog model="ib700"/>'}]}], builtin)
+
+
+def test_called_alone_the_filter_knows_the_builtin_profiles(builtin):
+    plan, = guest_plan([{'name': 'g', 'profile': 'minimal'}])
+    assert plan['profile'] == 'minimal' and plan['config'] == []
+    own = {'web': {'parent': 'linux_server', 'domain': {'title': 'web'}}, 'minimal': dict(builtin['minimal'], nic_model='e1000e')}
+    web, small = guest_plan([{'name': 'w', 'profile': 'web', 'networks': [{'network': 'default'}]},
+                             {'name': 's', 'profile': 'minimal', 'networks': [{'network': 'default'}]}], own)
+    assert web['domain']['title'] == 'web' and web['domain']['on_crash'] == 'restart'   # built-in parent resolved
+    assert small['config'][0]['model'] == 'e1000e'                                     # a user profile replaces by name
+
+
+def test_the_guide_example_plans_with_the_guides_profiles(request):
+    """docs/guide_profiles.md: its guest_profiles block, then its standalone filter call."""
+    text = (request.config.rootpath / 'docs/guide_profiles.md').read_text(encoding='utf-8')
+    blocks = [yaml.safe_load(block) for block in text.split('```yaml\n')[1:] for block in [block.split('```')[0]]]
+    profiles = next(block['guest_profiles'] for block in blocks if isinstance(block, dict) and 'guest_profiles' in block)
+    call = next(block[0]['ansible.builtin.debug']['msg'] for block in blocks
+                if isinstance(block, list) and 'ansible.builtin.debug' in block[0])
+    assert call == "{{ [{'name': 'web07', 'profile': 'web'}] | virtdev.libvirt.guest_plan(guest_profiles) }}"
+    plan, = guest_plan([{'name': 'web07', 'profile': 'web'}], profiles)
+    assert plan['domain']['title'] == 'web server' and {'kind': 'watchdog', 'model': 'i6300esb', 'action': 'reset'} \
+        in plan['config']
+
+
+def test_devices_asked_for_by_mapping_are_left_to_the_host_in_rendered_config(builtin):
+    plan, = guest_plan([{'name': 'g', 'networks': [{'network': 'default'}], 'devices': [
+        {'kind': 'hostdev', 'mapping': 'gpu'}, {'kind': 'interface', 'source': {'mapping': 'x710-vf'}}]}], builtin)
+    assert {'kind': 'hostdev', 'mapping': 'gpu'} in plan['manifest']['config'] and plan['passthrough'] is True
+    assert plan['mappings_unresolved'] == ['gpu', 'x710-vf']
+    assert [device['kind'] for device in plan['rendered_config']] == ['interface'] + [
+        device['kind'] for device in builtin['virtio']['devices']]
+    _device_engine.declare(plan['rendered_config'], 'g')      # what state=rendered takes: no mapping left

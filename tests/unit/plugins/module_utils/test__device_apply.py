@@ -242,3 +242,30 @@ def test_a_refused_define_names_the_device_libvirt_quotes_and_only_a_few_others(
     unknown = apply._describe_changes(plan.changes, 'internal error: something else')
     assert unknown == ('attach disk target vdb (domains[2].config[0]), attach disk target vdc '
                        '(domains[2].config[1]), attach disk target vdd (domains[2].config[2]) and 5 more')
+
+
+def test_under_the_lock_without_live_steps_the_definition_is_read_once_before_the_define(tmp_path):
+    """The read under the lock is the last one before the define when nothing is done live in between; a
+    writer that changed the guest after planning is still seen there, and both changes are kept."""
+    fake = FakeLibvirt()
+    run = prepared(fake)
+    other_writer_adds_sound(fake)   # after our read, before the lock
+    reads = []
+    fake.on_read = lambda _fake: reads.append(len(fake.defined))
+    with run.locked(str(tmp_path / 'locks'), 1):
+        run.apply()
+    # one read under the lock before the define (planned again from it), one read back after it
+    assert reads == [0, 1]
+    assert run.replans == 1 and len(fake.defined) == 1
+    assert 'ich9' in fake.defined[0] and 'i6300esb' in fake.defined[0] and run.outcome == apply.WRITTEN
+
+
+def test_a_writer_between_the_lock_and_a_live_step_is_seen_before_the_define(tmp_path):
+    """Live steps can wait for the guest (detach_timeout): after them the definition is read again."""
+    fake = FakeLibvirt()
+    run = prepared(fake)
+    with run.locked(str(tmp_path / 'locks'), 1):
+        run.fresh = False   # what a live step does (a running guest is not part of this in-memory libvirt)
+        other_writer_adds_sound(fake)
+        run.apply()
+    assert run.replans == 1 and 'ich9' in fake.defined[0] and 'i6300esb' in fake.defined[0]

@@ -58,7 +58,7 @@ def subject(host, address=None, request=None, **kwargs):
 def test_every_guard_has_a_check_and_every_check_a_known_kind():
     for name, guard in guards.GUARDS.items():
         assert guard.checks, name
-        assert set(guard.checks) <= {'pci', 'usb', 'mdev', 'request', 'requests'}, name
+        assert set(guard.checks) <= {'pci', 'usb', 'mdev', 'path', 'request', 'requests'}, name
         assert guard.name == name
 
 

@@ -439,7 +439,7 @@ def test_every_guard_has_a_complete_row():
         assert guard.assignment in (guards.ERROR, guards.WARNING, guards.IGNORE, guards.UNMANAGED_ERROR)
     never = sorted(name for name, guard in guards.GUARDS.items() if not guard.overridable)
     assert never == ['address', 'ambiguous', 'duplicate', 'endpoint', 'exists', 'group_held_live', 'group_open',
-                     'ids', 'in_use_live', 'mdev_parent', 'pf_vf', 'sriov', 'sysfs']
+                     'ids', 'in_use_live', 'mdev_parent', 'pf_vf', 'source_exists', 'sriov', 'sysfs']
     with pytest.raises(KeyError):
         guards.Finding('no-such-guard', 'x')
 

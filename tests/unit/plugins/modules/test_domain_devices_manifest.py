@@ -141,3 +141,26 @@ def test_a_changed_guest_is_reported_in_full_and_the_echo_has_no_unset_options(c
                       result_detail='full')
     # the echo is the manifest as given: no option the user left out appears, filled in as null
     assert full['invocation']['module_args']['domains'][0]['config'] == [NIC]
+
+
+def test_a_changed_guest_has_before_only_with_diff_or_result_detail_full(capsys):
+    """before is the guest's whole device list: a manifest run that changes every guest of a host returns it
+    only when asked (--diff, whose diff shows the devices before anyway, or result_detail=full)."""
+    runs = {'compact': run_module(capsys, domain_devices, check=True, uri=TEST_URI, domains=manifest([NIC], [])),
+            'diff': run_module(capsys, domain_devices, check=True, diff=True, uri=TEST_URI,
+                               domains=manifest([NIC], [])),
+            'full': run_module(capsys, domain_devices, check=True, uri=TEST_URI, domains=manifest([NIC], []),
+                               result_detail='full')}
+    for name, result in runs.items():
+        assert result['rc'] == 0, (name, result)
+    entries = {name: result['results'][0] for name, result in runs.items()}
+    assert 'before' not in entries['compact']
+    assert entries['diff']['before'] == entries['full']['before']
+    assert entries['full']['before'] and all('class' in device for device in entries['full']['before'])
+    # the NIC is not there before, it is after; everything else of the entry is the same in all three
+    assert NIC['mac'] not in json.dumps(entries['full']['before']) and NIC['mac'] in json.dumps(entries['compact']['after'])
+    assert {key: value for key, value in entries['full'].items() if key != 'before'} == entries['compact']
+    assert runs['diff']['diff']['before'] and 'diff' not in runs['compact']
+    # a single domain is reported in full as before
+    single = run_module(capsys, domain_devices, check=True, uri=TEST_URI, domain='fw', config=[NIC])
+    assert single['rc'] == 0 and 'before' in single
