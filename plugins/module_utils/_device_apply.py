@@ -852,6 +852,7 @@ def preflight(connection, runs, host_root, force, host_source=None, paths=None):
     / ``PoolPaths``); the source_exists guard refuses a missing one, and the paths it cannot tell are kept in
     ``run.unchecked_paths``.
     """
+    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
     wanted, errors = [], []
     for run in runs:
         try:
@@ -871,7 +872,6 @@ def preflight(connection, runs, host_root, force, host_source=None, paths=None):
         return errors, []
     for run, requests in wanted:
         run.host_requests = requests
-    from ansible_collections.virtdev.libvirt.plugins.module_utils.host import preflight as host_preflight
     try:
         host = read_host(host_root, host_source)
     except nodedev_source.NodeDevicesUnavailable as exc:  # no guard could run: nothing is assigned unchecked

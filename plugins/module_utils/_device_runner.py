@@ -347,7 +347,7 @@ class DomainDevices:
         if not self.module.check_mode and any(_device_mappings.asked_mapping(item) is not None
                                               for request in requests for item in request.declared):
             # one choice of free devices at a time per host: two runs must not both take the same free device.
-            # Held until the module process ends, after every guest is written (flock is released on exit).
+            # Held until every guest is written (run() releases it; flock also ends with the process).
             try:
                 self.mapping_lock = self.host_lock()
             except _guest_lock.LockError as exc:
@@ -363,10 +363,17 @@ class DomainDevices:
 
     def host_lock(self):
         """The host's passthrough lock: held from the guards' look at other guests until this run's guests are
-        written, so two runs never both give one host device (docs/concurrency.md). Released when the module
-        process ends (flock), after every guest is written."""
+        written, so two runs never both give one host device (docs/concurrency.md). Released by run() once
+        every guest is written and the result printed (or when the process ends: flock)."""
         return _guest_lock.GuestLock(_guest_lock.lock_dir(self.params['uri']), 'device-mappings',
                                      'host devices', self.params['lock_timeout']).__enter__()
+
+    def release_host_lock(self):
+        """Ends the run's hold on the host lock; a module in a long-lived process (tests, a fork server's
+        parent) must not keep it past its run."""
+        if self.mapping_lock is not None:
+            self.mapping_lock.__exit__(None, None, None)
+            self.mapping_lock = None
 
     def hold_host_lock(self, runs):
         """A real run that would give a guest a host device takes the host's passthrough lock before the guards
@@ -563,6 +570,9 @@ def run(module):
     if not module.params['gather_implicit'] and state not in ('gathered', 'parsed'):
         module.fail_json(msg='gather_implicit: applies only to state=gathered or parsed (state is %s)' % state)
     if state in WRITING_STATES:
-        runner.converge()
+        try:
+            runner.converge()
+        finally:  # after exit_json has printed the result: every guest is written by then
+            runner.release_host_lock()
     else:
         getattr(runner, state)()

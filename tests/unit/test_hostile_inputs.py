@@ -18,6 +18,7 @@ With ``VIRTDEV_RELIABILITY_DIR`` set, the figures are written to ``hostile_input
 from __future__ import annotations
 
 import collections
+import fcntl
 import json
 import os
 
@@ -27,7 +28,7 @@ from ansible.errors import AnsibleFilterError
 from ansible.release import __version__ as ANSIBLE_CORE_VERSION
 
 from ansible_collections.virtdev.libvirt.plugins.filter.guest_devices import guest_devices
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _guest_lock, _libvirt
 from ansible_collections.virtdev.libvirt.plugins.modules import (
     domain, domain_devices, host_devices_info, kernel_cmdline, mdev, network, sriov_vfs, vfio_bind,
 )
@@ -405,8 +406,27 @@ def test_hostile_input_is_refused_naming_field_and_value_and_nothing_is_written(
         assert fragment not in message
     assert writes == 0, 'libvirt write calls were made'
     assert sysfs_writes == [], 'sysfs was written'
+    if case.module == 'domain_devices':  # a lock kept past the run would make the next run wait for it
+        assert _host_lock_is_free(params.get('uri')), 'the run kept the host passthrough lock'
     assert snapshot(root) == before, 'a file changed below the fixture root'
     RESULTS[case.ident] = (case.target if case.target in ('guest', 'passthrough_host') else case.module, True)
+
+
+def _host_lock_is_free(uri):
+    """Nobody (this test process included: flock locks are per open file) holds the host passthrough lock."""
+    if not uri:
+        return True
+    try:
+        fd = os.open(_guest_lock.lock_path(_guest_lock.lock_dir(uri), 'device-mappings'), os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def test_the_catalogue_is_big_enough_and_covers_every_module_and_role():

@@ -56,11 +56,13 @@ def test_a_bad_device_fails_before_anything_is_read_naming_the_field_and_value(c
     assert 'libvirt_calls' not in result
 
 
-def test_values_are_converted_as_for_typed_options(capsys):
+def test_values_are_converted_as_for_typed_options(capsys, tmp_path):
     """A manifest templated with Jinja gives strings; they convert as Ansible converts the typed config."""
-    typed = [dict(NIC, queues=4), {'kind': 'disk', 'target': 'vdb', 'source': {'file': '/var/lib/x.img'},
+    image = tmp_path / 'x.img'  # the source_exists guard looks for it
+    image.write_bytes(b'')
+    typed = [dict(NIC, queues=4), {'kind': 'disk', 'target': 'vdb', 'source': {'file': str(image)},
                                    'readonly': True}]
-    text = [dict(NIC, queues='4'), {'kind': 'disk', 'target': 'vdb', 'source': {'file': '/var/lib/x.img'},
+    text = [dict(NIC, queues='4'), {'kind': 'disk', 'target': 'vdb', 'source': {'file': str(image)},
                                     'readonly': 'yes'}]
     one = run_module(capsys, domain_devices, check=True, uri=TEST_URI, domain='fw', config=typed)
     many = run_module(capsys, domain_devices, check=True, uri=TEST_URI, domains=manifest(text),
