@@ -223,7 +223,7 @@ options:
         starts. With a O(uri) without a host name it is looked up on this machine; with one that names a host,
         through that libvirt's storage pools (a volume, or a file missing from an active pool's directory after a
         refresh of that pool); a path in no pool cannot be told from here and is named in
-        RV(host_checks.not_checked) (refused with V(strict)). A source the guest already has is not judged again.
+        C(not_checked) of RV(host_checks) (refused with V(strict)). A source the guest already has is not judged again.
       - Set V(false) only to prepare definitions for another host, or for disk images created later.
       - A boolean or V(strict).
     type: raw
