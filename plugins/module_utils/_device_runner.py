@@ -419,7 +419,7 @@ class DomainDevices:
             self.module.warn(warning)
         for run in runs:
             if run.refusals:
-                run.fail('refused to assign host devices, nothing of it was written: %s' % '; '.join(run.refusals))
+                run.fail('refused by the host checks, nothing of it was written: %s' % '; '.join(run.refusals))
         return errors
 
     def not_checked_remotely(self, runs, uri, strict):
@@ -492,7 +492,7 @@ class DomainDevices:
             outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
         failed = [run for run in runs if run.error is not None]
         if refusals and (self.params['on_error'] == 'stop' or self.params['domains'] is None):
-            self.fail('refused to assign host devices, nothing was changed: %s' % '; '.join(refusals), **outcome)
+            self.fail('refused by the host checks, nothing was changed: %s' % '; '.join(refusals), **outcome)
         if failed:
             self.fail(self.failure_message(runs, failed, results), **outcome)
         self.module.exit_json(**outcome)

@@ -66,7 +66,7 @@ def corpus(libvirtd_uri, tmp_path_factory):
 
 def _run_all(run_module, uri, state, configs, check_mode):
     result = run_module('domain_devices', {
-        'uri': uri, 'state': state, 'host_checks': False,
+        'uri': uri, 'state': state, 'host_checks': False, 'result_detail': 'full',  # commands of unchanged guests too
         'domains': [{'domain': name, 'config': config} for name, config in configs.items()]},
         check_mode=check_mode)
     assert result['rc'] == 0, result.get('msg')
