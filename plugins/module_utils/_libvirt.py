@@ -317,13 +317,8 @@ class Connection:
     def path_in_pools(self, path):
         """Whether ``path`` exists as libvirt's storage pools see it: True (a volume), False (not in the active
         pool whose directory holds it, after a refresh of that pool), None (in no pool: cannot be told)."""
-        self._count('storage_volume_lookup')
-        try:
-            self._conn.storageVolLookupByPath(path)
+        if self._volume_at(path):
             return True
-        except libvirt.libvirtError as exc:
-            if _connection_lost(exc):
-                raise self._failure(exc, 'look up storage volume %s' % path)
         directory = path.rsplit('/', 1)[0] or '/'
         for pool in self._call('storage_pools', 'list storage pools', self._conn.listAllStoragePools,
                                libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
@@ -332,15 +327,19 @@ class Connection:
                 continue
             # a rescan (nothing is written): a file made since the pool's last refresh counts as there
             self._call('storage_pool_refresh', 'refresh storage pool %s' % pool.name(), pool.refresh, 0)
-            self._count('storage_volume_lookup')
-            try:
-                self._conn.storageVolLookupByPath(path)
-                return True
-            except libvirt.libvirtError as exc:
-                if _connection_lost(exc):
-                    raise self._failure(exc, 'look up storage volume %s' % path)
-                return False
+            return self._volume_at(path)
         return None
+
+    def _volume_at(self, path):
+        """Whether a storage volume has ``path`` (libvirt's error for none is not a failure)."""
+        self._count('storage_volume_lookup')
+        try:
+            self._conn.storageVolLookupByPath(path)
+            return True
+        except libvirt.libvirtError as exc:
+            if _connection_lost(exc):
+                raise self._failure(exc, 'look up storage volume %s' % path)
+            return False
 
     # -- live devices (hotplug) -------------------------------------------------------------------
     def attach_live(self, dom, device_xml):

@@ -168,12 +168,7 @@ PYTHONPATH=/tmp/hdi {python} -m ansible_collections.virtdev.libvirt.plugins.modu
 def run_in_guest(append):
     """Boot the test bed with ``append`` on the kernel command line, run the module in it (sysfs of the
     guest kernel), return its result."""
-    try:
-        testbed.Guest.check_available()
-    except testbed.TestbedUnavailable as exc:
-        if os.environ.get('VIRTDEV_TESTBED_REQUIRED', '') not in ('', '0', 'false', 'no'):
-            pytest.fail('real-kernel test bed required but unavailable: %s' % exc)
-        pytest.skip('real-kernel test bed unavailable: %s' % exc)
+    testbed.require()
     with testbed.Guest(append=append) as guest:
         args = guest.put('hdi-args.json', '{"ANSIBLE_MODULE_ARGS": {"libvirt": false, "format": ["facts", "dot"]}}')
         result = guest.run(GUEST_SCRIPT.format(repo=REPO, python=sys.executable, args=args), timeout=600)

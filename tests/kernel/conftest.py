@@ -10,7 +10,6 @@ Boot and per-command timings are printed in the terminal summary.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -48,13 +47,7 @@ class TimedGuest:
 
 @pytest.fixture(scope="session")
 def guest():
-    required = os.environ.get("VIRTDEV_TESTBED_REQUIRED", "") not in ("", "0", "false", "no")
-    try:
-        testbed.Guest.check_available()
-    except testbed.TestbedUnavailable as exc:
-        if required:
-            pytest.fail("real-kernel test bed required but unavailable: %s" % exc)
-        pytest.skip("real-kernel test bed unavailable: %s" % exc)
+    testbed.require()
     bed = testbed.Guest()
     boot = bed.start()
     _TIMINGS.append(("<boot to READY>", boot, 0))

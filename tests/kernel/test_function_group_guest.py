@@ -76,13 +76,7 @@ PLAYBOOK = '''\
 
 @pytest.fixture(scope="module")
 def gpu_bed():
-    required = os.environ.get("VIRTDEV_TESTBED_REQUIRED", "") not in ("", "0", "false", "no")
-    try:
-        testbed.Guest.check_available()
-    except testbed.TestbedUnavailable as exc:
-        if required:
-            pytest.fail("real-kernel test bed required but unavailable: %s" % exc)
-        pytest.skip("real-kernel test bed unavailable: %s" % exc)
+    testbed.require()
     if not os.path.exists(ANSIBLE_PLAYBOOK):
         pytest.skip("ansible-playbook not found next to %s" % sys.executable)
     bed = testbed.Guest(extra_devices=GPU_DEVICES)

@@ -14,14 +14,13 @@ its mounted ESP.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 import pytest
 
 from bootloader_bed import ENTRY, ROOT_ARG, BootloaderGuest
-from testbed import COLLECTION_LINK, TestbedUnavailable
+from testbed import COLLECTION_LINK, require
 
 ARGS = ["vfio-pci.ids=8086:10d3", "rd.driver.pre=vfio-pci"]
 ESP_ENTRY = "/boot/efi/loader/entries/" + ENTRY
@@ -30,12 +29,7 @@ TIMINGS = {}
 
 @pytest.fixture(scope="module")
 def bed():
-    try:
-        BootloaderGuest.check_available()
-    except TestbedUnavailable as exc:
-        if os.environ.get("VIRTDEV_TESTBED_REQUIRED", "") not in ("", "0", "false", "no"):
-            pytest.fail("bootloader test bed required but unavailable: %s" % exc)
-        pytest.skip("bootloader test bed unavailable: %s" % exc)
+    require(BootloaderGuest, "bootloader test bed")
     guest = BootloaderGuest()
     TIMINGS["boot"] = guest.start()
     try:

@@ -106,6 +106,19 @@ class TestbedUnavailable(RuntimeError):
     __test__ = False  # not a pytest test class
 
 
+def require(guest_class=None, what="real-kernel test bed"):
+    """In a test: skip it when ``guest_class`` (default :class:`Guest`) cannot run here, or fail it when
+    ``VIRTDEV_TESTBED_REQUIRED`` is set (CI sets it, so a missing prerequisite is never a silent skip)."""
+    import pytest  # pylint: disable=import-outside-toplevel  (this file is also a command)
+
+    try:
+        (guest_class or Guest).check_available()
+    except TestbedUnavailable as exc:
+        if os.environ.get("VIRTDEV_TESTBED_REQUIRED", "") not in ("", "0", "false", "no"):
+            pytest.fail("%s required but unavailable: %s" % (what, exc))
+        pytest.skip("%s unavailable: %s" % (what, exc))
+
+
 class TestbedError(RuntimeError):
     """The guest failed to boot, died or timed out."""
 
