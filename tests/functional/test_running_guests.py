@@ -297,9 +297,12 @@ def test_a_guest_shutting_down_meanwhile_keeps_the_declared_definition(guest, ru
     assert result['changed'] is True and result['guest_state'] == 'shutoff'
     assert result['waiting_for_restart'] == [] and result['pending_unplug'] == [] and result['restarted'] is False
     # the unplug is asked first (a device planned at its address may take its place); the guest went off
-    # while it was pending, so nothing more was done live
-    assert [(c['op'], c['live'], c['config']) for c in result['commands']] == [
-        ('attach', False, True), ('detach', False, True)]
+    # while it was pending, so nothing more was done live. Whether the pending unplug itself counts as done
+    # live depends on whether libvirt saw the device leave before the guest stopped (a loaded CI machine
+    # showed both): either way the result says which.
+    commands = [(c['op'], c['live'], c['config']) for c in result['commands']]
+    assert commands in ([('attach', False, True), ('detach', False, True)],
+                        [('attach', False, True), ('detach', True, True)]), commands
     assert 'stopped while the task ran' in str(result.get('warnings'))
     assert state(vm) == 'shut off'
     persistent = nics(vm, True)
