@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from ansible.module_utils.ansible_release import __version__ as ANSIBLE_CORE_VERSION
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args  # public since ansible-core 2.19
 
@@ -31,11 +32,18 @@ def _reset_warnings():
             collected.clear()
 
 
+# ansible-core 2.21 returns ``invocation`` (the echo of the module's arguments) only with INJECT_INVOCATION on,
+# which is off by default; 2.19 always returns it
+INJECTS_INVOCATION_ON_REQUEST = tuple(int(part) for part in ANSIBLE_CORE_VERSION.split('.')[:2]) >= (2, 21)
+
+
 def run_module(capsys, module, check=False, diff=False, **params):
     """Run ``module.main()`` as Ansible would; the JSON result with ``rc`` (0 or 1) added."""
     _reset_warnings()
     params['_ansible_check_mode'] = check
     params['_ansible_diff'] = diff
+    if INJECTS_INVOCATION_ON_REQUEST:  # the echo as a user who turns INJECT_INVOCATION on sees it
+        params['_ansible_inject_invocation'] = True
     # once any controller code is imported in this process (a filter plugin's test imports ansible.errors),
     # module warnings would go to the controller's display instead of the result: run as on a target
     routing = _ansible_internal is not None and hasattr(_ansible_internal, 'is_controller')
