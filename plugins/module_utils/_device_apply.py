@@ -794,7 +794,7 @@ def _assignment_requests(run):
                                 if request['type'] != 'path' or request not in kept)
     unique = {}
     for request in requests:  # the same device in the config and the live plan is one request
-        unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where')), request)
+        unique.setdefault(tuple(sorted((k, str(v)) for k, v in request.items())), request)  # where: one entry
     return list(unique.values())
 
 

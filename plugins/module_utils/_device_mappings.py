@@ -141,7 +141,7 @@ def resolve(connection, requests, options, read_host, state):
         request.asks = asks
     # one pass over every guest of the task, in its order: the same manifest resolves the same way
     host_mappings.resolve(host, options.mappings, usage, [ask for request in wanted for _item, ask in request.asks],
-                          keep_only=state == 'deleted')
+                          keep_only=state == 'deleted', permitted=options.permitted)
     for request in wanted:
         errors = [ask.error for _item, ask in request.asks if ask.error]
         if errors:

@@ -600,11 +600,10 @@ def main():
         libvirt_summary.update(node_device_xml.merge_node_devices(facts, node_devices, compare_groups=compare_groups))
         facts['libvirt'] = libvirt_summary
     if mappings:
-        facts['mappings'] = host_mappings.report(host, mappings, usage)
+        facts['mappings'] = host_mappings.report(host, mappings, usage, permitted)
     if permitted is not None:
-        pci, usb = host_mappings.permitted_sets(host, mappings, permitted)
-        facts['permitted'] = {'pci': sorted(pci), 'usb': sorted(usb),
-                              'mdev': sorted(host_mappings.permitted_mdevs(host, mappings, permitted))}
+        allowed = host_mappings.Permitted(host, mappings, permitted)
+        facts['permitted'] = {'pci': sorted(allowed.pci), 'usb': sorted(allowed.usb), 'mdev': sorted(allowed.mdevs)}
     formats = params['format']
     if any(name != 'facts' for name in formats):
         machine = source.uri_host(params['uri']) if remote else socket.gethostname()

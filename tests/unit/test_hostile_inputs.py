@@ -154,6 +154,9 @@ CASES = [
     dd('pci-typed-route-nic', [{'kind': 'hostdev', 'address': '00:1F.6'}], ['config[0]', ROUTE_NIC, GUARD]),
     dd('vf-typed-route-nic', [dict(NIC, source={'hostdev': '0:00:1f.6'}, mac='52:54:00:00:00:09')],
        ['config[0].source.hostdev', "'0:00:1f.6'"]),
+    # two NICs on one host device: each is a request of its own (the duplicate guard sees both)
+    dd('two-nics-one-device', [dict(NIC, source={'hostdev': '0000:00:1f.6'}), dict(NIC, source={'hostdev': '00:1f.6'})],
+       ['config[1]', 'the same device as config[0]', 'guard duplicate']),
     # -- domain_devices: every notation libvirt accepts reaches the guards (raw XML) -----------------------------------
     xml('xml-route-nic-canonical', hostdev_xml("domain='0x0000' bus='0x00' slot='0x1f' function='0x6'"),
         [ROUTE_NIC, GUARD]),

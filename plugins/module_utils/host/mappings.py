@@ -415,17 +415,22 @@ def holders(host, entry, usage, exclude=None):
     return [found[name] for name in sorted(found)]
 
 
-def not_free(host, entry, usage, guest, taken, managed=True):
+def not_free(host, entry, usage, guest, taken, managed=True, allowed=None):
     """Why a candidate cannot go to ``guest`` (a list of messages; empty when it is free). ``taken``: device key ->
-    the guest an earlier ask of this run got it for; ``managed``: whether libvirt binds it to vfio-pci (else a
-    device on a host driver is not free)."""
+    the ask of this run that got it (another guest's, or another entry of this guest's: one device is never
+    given twice); ``managed``: whether libvirt binds it to vfio-pci (else a device on a host driver is not free);
+    ``allowed``: the host's ``Permitted`` devices when O(permitted) is given (a device outside it is not free)."""
     reasons = list(entry['mismatch'])
+    if allowed is not None and not allowed.admits(entry):
+        reasons.append('outside the permitted devices [rule permitted: %s]' % allowed.rules_text)
     held = holders(host, entry, usage, exclude=guest)
     for key in _taken_keys(entry):
         taker = taken.get(key)
-        if taker is not None and taker != guest and taker not in [use['domain'] for use in held]:
-            reasons.append('given to guest %s by this task' % taker)
-            break
+        if taker is None or taker.guest in [use['domain'] for use in held]:
+            continue
+        reasons.append('given to guest %s by this task' % taker.guest if taker.guest != guest else
+                       'given to %s of this guest by this task' % taker.where)
+        break
     for use in held:
         reasons.append('held by guest %s (%s)' % (use['domain'], 'running' if use['live'] else 'defined'))
     if reasons:
@@ -459,9 +464,9 @@ def _taken_keys(entry):
     return [entry['device']] + [address for address in entry['functions'] if address != entry['device']]
 
 
-def _take(taken, entry, guest):
+def _take(taken, entry, ask):
     for key in _taken_keys(entry):
-        taken[key] = guest
+        taken[key] = ask
 
 
 def _held_by(host, entry, usage, guest):
@@ -482,9 +487,12 @@ class Ask:
         self.error = None
 
 
-def resolve(host, mappings, usage, asks, keep_only=False):
+def resolve(host, mappings, usage, asks, keep_only=False, permitted=None):
     """Give each ask its devices (``ask.devices``), or say why not (``ask.error``). ``keep_only`` (state deleted):
-    only devices the guest holds are taken. Two passes so a guest keeps what it holds whatever the order."""
+    only devices the guest holds are taken. Two passes so a guest keeps what it holds whatever the order.
+    ``permitted`` (parsed rules): a free device outside them is never chosen (one the guest holds is kept, and
+    refused by the permitted check that follows, which names it)."""
+    allowed = Permitted(host, mappings, permitted) if permitted is not None else None
     inventories = {name: inventory(host, mappings[name]) for name in {ask.mapping for ask in asks}}
     taken = {}
     for ask in asks:
@@ -497,7 +505,7 @@ def resolve(host, mappings, usage, asks, keep_only=False):
                     ask.error = ('guest %s holds %s from mapping %s, which no longer matches it: %s'
                                  % (ask.guest, entry['device'], ask.mapping, '; '.join(entry['mismatch'])))
                     break
-                _take(taken, entry, ask.guest)
+                _take(taken, entry, ask)
                 ask.devices.append(entry)
                 ask.kept.append(entry['device'])
     if keep_only:
@@ -517,11 +525,11 @@ def resolve(host, mappings, usage, asks, keep_only=False):
                 break
             if entry in ask.devices:
                 continue
-            reasons = not_free(host, entry, usage, ask.guest, taken, ask.managed)
+            reasons = not_free(host, entry, usage, ask.guest, taken, ask.managed, allowed)
             if reasons:
                 refused.append('%s: %s' % (entry['device'], '; '.join(reasons)))
                 continue
-            _take(taken, entry, ask.guest)
+            _take(taken, entry, ask)
             ask.devices.append(entry)
         if len(ask.devices) < mapping.count:
             if mapping.type == 'mdev':
@@ -550,15 +558,17 @@ def describe_candidates(mapping):
 
 # -- what a host shows about its mappings ---------------------------------------------------------------------
 
-def report(host, mappings, usage):
+def report(host, mappings, usage, permitted=None):
     """Per mapping: its candidates on this host (device, functions, ids, holders, free or why not, mismatch),
-    the free count and the mismatches, as data for host_devices_info and the report."""
+    the free count and the mismatches, as data for host_devices_info and the report. With ``permitted``
+    (parsed rules) a device outside them is not free."""
+    allowed = Permitted(host, mappings, permitted) if permitted is not None else None
     rows = []
     for name in mappings:
         mapping = mappings[name]
         candidates = []
         for entry in inventory(host, mapping):
-            reasons = not_free(host, entry, usage, None, {})
+            reasons = not_free(host, entry, usage, None, {}, allowed=allowed)
             mdev = entry.get('mdev')
             dev = host.pci.get(mdev.parent if mdev is not None else entry['device']) if entry['usb'] is None else None
             usb = entry['usb']
@@ -591,15 +601,31 @@ def permitted_check(host, mappings, rules, requests):
     and the rules. A PCI device is permitted by a mapping whose candidates bring it (all functions of a
     multifunction slot) or a selector matching it; a USB device by a USB mapping or selector matching it; a
     mediated device when its parent PCI device is permitted, or the mdev by an mdev mapping or selector."""
-    pci, usb = permitted_sets(host, mappings, rules)
-    mdevs = permitted_mdevs(host, mappings, rules)
+    allowed = Permitted(host, mappings, rules)
     outside = []
     for request in requests:
-        device, allowed = _permitted_device(host, request, pci, usb, mdevs)
-        if not allowed:
+        device, admitted = _permitted_device(host, request, allowed)
+        if not admitted:
             outside.append('%s (%s) is outside the permitted devices [rule permitted: %s]'
-                           % (request.get('where'), device, ', '.join(_rule_text(rule) for rule in rules) or 'empty'))
+                           % (request.get('where'), device, allowed.rules_text))
     return outside
+
+
+class Permitted:
+    """The devices of ``host`` the permitted rules let guests have, asked per mapping candidate."""
+
+    def __init__(self, host, mappings, rules):
+        self.pci, self.usb = permitted_sets(host, mappings, rules)
+        self.mdevs = permitted_mdevs(host, mappings, rules)
+        self.rules_text = ', '.join(_rule_text(rule) for rule in rules) or 'empty'
+
+    def admits(self, entry):
+        """An inventory entry: every PCI function of it, its USB device, or its mdev (or the mdev's parent)."""
+        if entry.get('mdev') is not None:
+            return entry['mdev'].uuid in self.mdevs or entry['mdev'].parent in self.pci
+        if entry['usb'] is not None:
+            return entry['usb'].name in self.usb
+        return set(entry['functions']) <= self.pci
 
 
 def permitted_sets(host, mappings, rules):
@@ -639,22 +665,23 @@ def permitted_mdevs(host, mappings, rules):
     return found
 
 
-def _permitted_device(host, request, pci, usb, mdevs=frozenset()):
+def _permitted_device(host, request, allowed):
+    """(how messages name the requested device, whether ``allowed`` (a ``Permitted``) admits it)."""
     kind = request.get('type')
     if kind in ('pci', 'sriov_vf'):
-        return 'pci %s' % request['address'], request['address'] in pci
+        return 'pci %s' % request['address'], request['address'] in allowed.pci
     if kind == 'mdev':
         mdev = host.mdevs.get(request.get('uuid'))
         parent = mdev.parent if mdev is not None else None
         return ('mdev %s on %s' % (request.get('uuid'), parent or 'an unknown parent'),
-                parent in pci or request.get('uuid') in mdevs)
+                parent in allowed.pci or request.get('uuid') in allowed.mdevs)
     matches = [item for item in host.usb.values()
                if (request.get('bus') is not None and (item.bus, item.device) == (request['bus'], request['device']))
                or (request.get('bus') is None and (item.vendor, item.product) == (request.get('vendor'),
                                                                                   request.get('product')))]
     label = 'usb %s' % (('%s:%s' % (request['vendor'], request['product'])) if request.get('vendor')
                         else 'bus %s device %s' % (request.get('bus'), request.get('device')))
-    return label, bool(matches) and all(item.name in usb for item in matches)
+    return label, bool(matches) and all(item.name in allowed.usb for item in matches)
 
 
 def _rule_text(rule):

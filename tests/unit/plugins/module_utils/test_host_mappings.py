@@ -121,6 +121,21 @@ def test_a_held_device_is_kept_and_not_given_to_another_guest(sriov):
     assert other.devices[0]['device'] == VFS[1]
 
 
+def test_two_entries_of_one_guest_never_get_the_same_device(sriov):
+    """Each entry of a guest asking for a mapping gets its own device, also when the guest holds one of them."""
+    asks = [mappings.Ask('web', 'config[%d]' % index, 'vfs') for index in range(2)]
+    mappings.resolve(sriov, mappings.parse_mappings(VF_MAPPING), {}, asks)
+    assert [ask.devices[0]['device'] for ask in asks] == VFS[:2] and all(ask.error is None for ask in asks)
+    held = [mappings.Ask('web', 'config[%d]' % index, 'vfs') for index in range(2)]
+    mappings.resolve(sriov, mappings.parse_mappings(VF_MAPPING), _usage(web=[VFS[2]]), held)
+    assert [ask.devices[0]['device'] for ask in held] == [VFS[2], VFS[0]] and held[0].kept == [VFS[2]]
+    two = [{'name': 'two', 'candidates': [{'address': VFS[0]}]}]
+    both = [mappings.Ask('web', 'config[%d]' % index, 'two') for index in range(2)]
+    mappings.resolve(sriov, mappings.parse_mappings(two), {}, both)
+    assert both[0].devices[0]['device'] == VFS[0]
+    assert 'given to config[0] of this guest by this task' in both[1].error, both[1].error
+
+
 def test_no_free_candidate_refuses_naming_the_mapping_and_why_each_is_not_free(sriov):
     raw = [{'name': 'two', 'candidates': [{'address': VFS[0]}, {'address': VFS[1]}]}]
     asks = _resolve(sriov, raw, _usage(old=[VFS[1]]), ('a', 'two'), ('b', 'two'))
@@ -233,6 +248,21 @@ def test_requests_outside_the_permitted_set_are_named_with_the_rules(sriov, desk
            {'type': 'usb', 'vendor': '0x1050', 'product': '0x0407', 'bus': None, 'device': None, 'where': 'config[1]'}]
     outside = mappings.permitted_check(desktop, {}, usb_rules, usb)
     assert len(outside) == 1 and outside[0].startswith('config[1] (usb 0x1050:0x0407)')
+
+
+def test_a_mapping_never_chooses_a_device_outside_the_permitted_set(sriov):
+    """The permitted VF is chosen, not the lowest free one; the report counts only permitted devices as free."""
+    parsed = mappings.parse_mappings(VF_MAPPING + [{'name': 'vf2', 'candidates': [{'address': VFS[2]}]}])
+    rules = mappings.parse_permitted(['vf2'], parsed)
+    ask = mappings.Ask('web', 'config[0]', 'vfs')
+    mappings.resolve(sriov, parsed, {}, [ask], permitted=rules)
+    assert ask.error is None and [entry['device'] for entry in ask.devices] == [VFS[2]]
+    vfs = mappings.report(sriov, parsed, {}, rules)[0]
+    assert vfs['free'] == 1 and [row['device'] for row in vfs['candidates'] if row['free']] == [VFS[2]]
+    assert vfs['candidates'][0]['not_free'] == ['outside the permitted devices [rule permitted: mapping vf2]']
+    none = mappings.Ask('web', 'config[0]', 'vfs')
+    mappings.resolve(sriov, parsed, {}, [none], permitted=[])
+    assert 'outside the permitted devices [rule permitted: empty]' in none.error
 
 
 def test_report_lists_candidates_holders_free_count_and_mismatches(sriov):
