@@ -73,6 +73,8 @@ class Field:
         if self.value_type == 'str' and not isinstance(value, str):
             value = str(value)
         if self.value_type == 'str' and value == '' and not self.secret:
+            if self.pattern_hint:
+                raise SpecError(where, "'' is not %s" % self.pattern_hint)
             raise SpecError(where, "'' is empty: libvirt's schema refuses it (leave the option out instead)")
         if self.absolute_path and not value.startswith('/'):
             raise SpecError(where, '%r is not an absolute path (libvirt takes only absolute paths here)' % (value,))

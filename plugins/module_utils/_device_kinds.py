@@ -509,8 +509,8 @@ class TextInteger(Text):
         return int(text) if text is not None and text.isdigit() else text
 
 
-# the names of device mappings (host/mappings.py NAME_RE)
-MAPPING_NAME = r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
+# a device option naming a mapping, resolved on the host before the guest is planned (_device_mappings.py)
+MAPPING_FIELD = Field('mapping', '', '', pattern=_ids.MAPPING_NAME_RE.pattern, pattern_hint=_ids.MAPPING_NAME_HINT)
 
 
 # --- limits only libvirt's QEMU driver enforces (each refused by libvirt 9.0 at define time) ------------
@@ -578,7 +578,7 @@ INTERFACE = Kind(
             Variant('pf', 'hostdev', [ResolvedOnHost('pf', PciAddress('pf', '')),
                                       ResolvedOnHost('vf', Integer('vf', '', '', minimum=0, maximum=65535))], needs=('vf',)),
             # mapping: resolved by the runner to a free VF of the named device mapping (docs/device_mappings.md)
-            Variant('mapping', 'hostdev', [ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'))]),
+            Variant('mapping', 'hostdev', [ResolvedOnHost('mapping', MAPPING_FIELD)]),
             Variant('hostdev', 'hostdev', [PciAddress('hostdev', 'source/address', pci_type=True)]),
         ], description='Where the NIC is plugged: exactly one of network (a libvirt network, also a hostdev '
                        'VF pool), bridge, direct (a host device, with optional mode), user: true, hostdev '
@@ -1212,7 +1212,7 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
                                'multi-function device (a GPU and its audio function).'),
         OnOff('multifunction', 'address', 'multifunction', libvirt_fills=True,
               description='On function 0 of a guest slot shared by several functions.'),
-        ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'),
+        ResolvedOnHost('mapping', MAPPING_FIELD,
                        description='Instead of address: the name of a device mapping (O(mappings)), resolved on the '
                                    'host to a device the guest holds or a free one (docs/device_mappings.md).'),
     ], key=ident('pci', 'address'), required=(), limits=(_address_or_mapping,),
@@ -1224,7 +1224,7 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         HexId('product', 'source/product', 'id', description='USB product id.'),
         NumberTuple('address', 'source/address', ('bus', 'device'), '.',
                     description='USB BUS.DEVICE, when vendor:product is ambiguous or not known.'),
-        ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'),
+        ResolvedOnHost('mapping', MAPPING_FIELD,
                        description='Instead of vendor/product: the name of a usb device mapping (O(mappings)).'),
         YesNo('managed', '', 'managed', libvirt_fills=True, description='Let libvirt detach the device from its '
               'host driver (libvirt writes no for USB, SCSI and mdev devices).'),
@@ -1239,7 +1239,7 @@ HOSTDEV = KindFamily('hostdev', 'hostdev', 'type', default='pci', docs=KindDocs(
         OnOff('display', '', 'display', description='vGPU display (vfio-pci).'),
         OnOff('ramfb', '', 'ramfb', description='Boot display through ramfb (vfio-pci).'),
         YesNo('managed', '', 'managed', libvirt_fills=True, description='Written by libvirt (no).'),
-        ResolvedOnHost('mapping', Field('mapping', '', '', pattern=MAPPING_NAME, pattern_hint='a mapping name'),
+        ResolvedOnHost('mapping', MAPPING_FIELD,
                        description='Instead of uuid: the name of an mdev device mapping (O(mappings)), resolved on '
                                    'the host to an existing mdev of its type the guest holds or a free one; model '
                                    'defaults to the type\'s device_api (docs/device_mappings.md).'),

@@ -38,6 +38,9 @@ NODEDEV_PCI_NAME_RE = re.compile(r'^pci_([0-9a-f]{4,8})_([0-9a-f]{2})_([0-9a-f]{
 _PCI_TEXT_RE = re.compile(
     r'^(?:(?P<domain>[0-9a-f]+):)?(?P<bus>[0-9a-f]+):(?P<slot>[0-9a-f]+)\.(?P<function>[0-9a-f]+)$')
 _MAC_RE = re.compile(r'^([0-9a-fA-F]{1,2})' + r':([0-9a-fA-F]{1,2})' * 5 + r'(?P<rest>.*)$', re.S)
+# the name of a device mapping (docs/device_mappings.md), and how messages describe one
+MAPPING_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
+MAPPING_NAME_HINT = 'a mapping name: letters, digits, ".", "_", "-", up to 64, starting with a letter or digit'
 CANONICAL_UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
 _HEX_ID_RE = re.compile(r'^(?:0x)?[0-9a-f]{1,4}$')
 

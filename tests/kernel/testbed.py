@@ -109,7 +109,8 @@ class TestbedUnavailable(RuntimeError):
 def require(guest_class=None, what="real-kernel test bed"):
     """In a test: skip it when ``guest_class`` (default :class:`Guest`) cannot run here, or fail it when
     ``VIRTDEV_TESTBED_REQUIRED`` is set (CI sets it, so a missing prerequisite is never a silent skip)."""
-    import pytest  # pylint: disable=import-outside-toplevel  (this file is also a command)
+    # imported here: this file is also a command, run without pytest
+    import pytest  # pylint: disable=import-outside-toplevel
 
     try:
         (guest_class or Guest).check_available()

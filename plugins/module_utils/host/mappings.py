@@ -26,7 +26,6 @@ import re
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import domain_usage, guards
 
-NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 IDS_RE = re.compile(r'^(?:0x)?([0-9a-fA-F]{4}):(?:0x)?([0-9a-fA-F]{4})$')
 CLASS_RE = re.compile(r'^(?:0x)?([0-9a-fA-F]{2}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6})$')
 DRIVER_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
@@ -154,9 +153,8 @@ def parse_mappings(raw, where='mappings'):
             raise MappingError(here, 'key(s) %s do not belong to a mapping (allowed: %s)'
                                % (', '.join(unknown), ', '.join(MAPPING_KEYS)))
         name = entry.get('name')
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise MappingError(here + '.name', '%r is not a mapping name (letters, digits, ".", "_", "-"; up to 64)'
-                               % (name,))
+        if not isinstance(name, str) or not _ids.MAPPING_NAME_RE.match(name):
+            raise MappingError(here + '.name', '%r is not %s' % (name, _ids.MAPPING_NAME_HINT))
         if name in result:
             raise MappingError(here + '.name', '%r is the name of %s too' % (name, result[name].where))
         kind = entry.get('type') or 'pci'

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine, _ids
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import mappings, nodedev_source, report, sysfs_source
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host.domain_usage import usage_from_domains
 from ansible_collections.virtdev.libvirt.tests.unit import nodedev_docs as docs
@@ -79,6 +81,17 @@ VF_MAPPING = [{'name': 'vfs', 'candidates': [{'pf': PF}]}]
 def test_bad_mappings_name_the_field_and_value(raw, where, value):
     with pytest.raises(mappings.MappingError, match='%s: .*%s' % (where, value)):
         mappings.parse_mappings(raw)
+
+
+@pytest.mark.parametrize('name', ['my gpu', '', 'x' * 65])
+def test_a_bad_mapping_name_is_explained_alike_in_mappings_and_in_a_guest_device(name):
+    with pytest.raises(mappings.MappingError) as in_mappings:
+        mappings.parse_mappings([{'name': name, 'candidates': [{'pf': PF}]}])
+    with pytest.raises(SpecError) as in_device:
+        _device_engine.declare([{'kind': 'hostdev', 'mapping': name}], 'web', 'config')
+    for error, where in ((in_mappings, 'mappings[0].name'), (in_device, 'config[0].mapping')):
+        message = str(error.value)
+        assert message.startswith('%s: %r is not ' % (where, name)) and _ids.MAPPING_NAME_HINT in message, message
 
 
 def test_permitted_names_known_mappings_and_valid_selectors():
