@@ -422,6 +422,9 @@ mappings:
     name:
       description: The mapping's name.
       type: str
+    description:
+      description: The mapping's O(mappings[].description), or V(null).
+      type: str
     type:
       description: V(pci), V(usb) or V(mdev).
       type: str

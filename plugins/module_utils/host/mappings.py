@@ -55,8 +55,9 @@ class MappingError(ValueError):
 
 
 class Mapping:
-    def __init__(self, name, kind, count, multifunction, candidates, where):
+    def __init__(self, name, kind, count, multifunction, candidates, where, description=None):
         self.name = name
+        self.description = description  # free text, shown in reports
         self.type = kind
         self.count = count
         self.multifunction = multifunction
@@ -181,7 +182,7 @@ def parse_mappings(raw, where='mappings'):
         if kind != 'mdev' and len(exact) == len(parsed) and count > len(exact):
             raise MappingError(here + '.count', '%d is more than the %d candidate address(es) of mapping %s'
                                % (count, len(exact), name))
-        result[name] = Mapping(name, kind, count, multifunction, parsed, here)
+        result[name] = Mapping(name, kind, count, multifunction, parsed, here, entry.get('description'))
     return result
 
 
@@ -578,7 +579,7 @@ def report(host, mappings, usage, permitted=None):
             if mdev is not None:   # ids are the parent's
                 row.update(uuid=mdev.uuid, parent=mdev.parent, mdev_type=mdev.type_id)
             candidates.append(row)
-        rows.append({'name': name, 'type': mapping.type, 'count': mapping.count,
+        rows.append({'name': name, 'description': mapping.description, 'type': mapping.type, 'count': mapping.count,
                      'multifunction': mapping.multifunction, 'candidates': candidates,
                      'free': sum(1 for row in candidates if row['free']),
                      'mismatches': ['%s: %s' % (row['device'], text) for row in candidates for text in row['mismatch']]})

@@ -138,6 +138,8 @@ def _mapping_rows(facts):
     rows = []
     for mapping in facts.get('mappings') or ():
         name = '%s (%d free, asks %d)' % (mapping['name'], mapping['free'], mapping['count'])
+        if mapping.get('description'):
+            name = '%s: %s' % (name, mapping['description'])
         if not mapping['candidates'] and mapping.get('parents'):
             # an mdev mapping whose type has no instance yet: where virtdev.libvirt.mdev can create them
             rows.append((name, 'no mdev of the type exists', '', '', '', 'no', '; '.join(

@@ -210,7 +210,8 @@ def test_sysfs_is_libvirt_host(root, uri, expected, tmp_path):
 def test_mappings_are_reported_with_holders_free_count_and_mismatches(capsys, roots):
     mappings = [{'name': 'gtx1080', 'multifunction': True,
                  'candidates': [{'address': '0000:01:00.0', 'ids': '10de:1b80', 'subsystem': '1043:8591'}]},
-                {'name': 'i210', 'candidates': [{'ids': '8086:1533'}, {'address': '0000:00:1f.6', 'ids': '8086:15b8'}]}]
+                {'name': 'i210', 'description': 'the second NIC', 'candidates': [{'ids': '8086:1533'},
+                                                                                {'address': '0000:00:1f.6', 'ids': '8086:15b8'}]}]
     result = run(capsys, root=roots['desktop'], uri=TEST_DRIVER_URI, mappings=mappings,
                  permitted=['gtx1080', {'class': '0c03'}], format=['facts', 'markdown', 'html'])
     assert result['rc'] == 0, result
@@ -225,6 +226,8 @@ def test_mappings_are_reported_with_holders_free_count_and_mismatches(capsys, ro
     markdown = result['reports']['markdown']
     assert '## Device mappings' in markdown and '| gtx1080 (0 free, asks 1) | 0000:01:00.0 |' in markdown
     assert 'gpu-vm (running)' in markdown and 'vendor:device is 8086:15bc' in markdown
+    assert nic['description'] == 'the second NIC' and gpu['description'] is None
+    assert '| i210 (0 free, asks 1): the second NIC |' in markdown and 'the second NIC' in result['reports']['html']
     assert '<h2>Device mappings</h2>' in result['reports']['html']
 
 
