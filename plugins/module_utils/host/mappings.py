@@ -26,8 +26,8 @@ import re
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import domain_usage, guards
 
-IDS_RE = re.compile(r'^(?:0x)?([0-9a-fA-F]{4}):(?:0x)?([0-9a-fA-F]{4})$')
-CLASS_RE = re.compile(r'^(?:0x)?([0-9a-fA-F]{2}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6})$')
+IDS_RE = re.compile(r'^(?:0[xX])?([0-9a-fA-F]{4}):(?:0[xX])?([0-9a-fA-F]{4})$')
+CLASS_RE = re.compile(r'^(?:0[xX])?([0-9a-fA-F]{2}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6})$')
 DRIVER_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
 # an mdev type id as the parent lists it under mdev_supported_types (nvidia-63, i915-GVTg_V5_4)
 MDEV_TYPE_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,99}$')

@@ -94,6 +94,12 @@ def test_a_bad_mapping_name_is_explained_alike_in_mappings_and_in_a_guest_device
         assert message.startswith('%s: %r is not ' % (where, name)) and _ids.MAPPING_NAME_HINT in message, message
 
 
+def test_hex_prefixes_read_alike_in_either_case():
+    lower = mappings.parse_mappings([{'name': 'nic', 'candidates': [{'class': '0x02', 'ids': '0x8086:0x1533'}]}])
+    upper = mappings.parse_mappings([{'name': 'nic', 'candidates': [{'class': '0X02', 'ids': '0X8086:0X1533'}]}])
+    assert lower['nic'].candidates == upper['nic'].candidates
+
+
 def test_permitted_names_known_mappings_and_valid_selectors():
     parsed = mappings.parse_mappings(VF_MAPPING)
     with pytest.raises(mappings.MappingError, match=r"permitted\[1\]: 'gpu' is not the name of a mapping \(vfs\)"):
