@@ -210,8 +210,8 @@ def test_sysfs_is_libvirt_host(root, uri, expected, tmp_path):
 def test_mappings_are_reported_with_holders_free_count_and_mismatches(capsys, roots):
     mappings = [{'name': 'gtx1080', 'multifunction': True,
                  'candidates': [{'address': '0000:01:00.0', 'ids': '10de:1b80', 'subsystem': '1043:8591'}]},
-                {'name': 'i210', 'description': 'the second NIC', 'candidates': [{'ids': '8086:1533'},
-                                                                                {'address': '0000:00:1f.6', 'ids': '8086:15b8'}]}]
+                {'name': 'i210', 'description': 'the second NIC',
+                 'candidates': [{'ids': '8086:1533'}, {'address': '0000:00:1f.6', 'ids': '8086:15b8'}]}]
     result = run(capsys, root=roots['desktop'], uri=TEST_DRIVER_URI, mappings=mappings,
                  permitted=['gtx1080', {'class': '0c03'}], format=['facts', 'markdown', 'html'])
     assert result['rc'] == 0, result
