@@ -140,7 +140,7 @@ class DomainDevices:
         self.host_checks = None  # what the passthrough guards read and what they could not check
         self.mapping_options = None  # the validated mappings and permitted options
         self.mapped_host = None  # the host model the mappings were resolved on
-        self.mapping_lock = None  # held while devices are chosen from mappings and written
+        self.held_host_lock = None  # the host passthrough lock while held (host_lock)
 
     def fail(self, msg, **extra):
         self.module.fail_json(msg=msg, **extra)
@@ -349,7 +349,7 @@ class DomainDevices:
             # one choice of free devices at a time per host: two runs must not both take the same free device.
             # Held until every guest is written (run() releases it; flock also ends with the process).
             try:
-                self.mapping_lock = self.host_lock()
+                self.held_host_lock = self.host_lock()
             except _guest_lock.LockError as exc:
                 self.fail('mappings: the free devices cannot be chosen now: %s' % exc)
         try:
@@ -371,20 +371,20 @@ class DomainDevices:
     def release_host_lock(self):
         """Ends the run's hold on the host lock; a module in a long-lived process (tests, a fork server's
         parent) must not keep it past its run."""
-        if self.mapping_lock is not None:
-            self.mapping_lock.__exit__(None, None, None)
-            self.mapping_lock = None
+        if self.held_host_lock is not None:
+            self.held_host_lock.__exit__(None, None, None)
+            self.held_host_lock = None
 
     def hold_host_lock(self, runs):
         """A real run that would give a guest a host device takes the host's passthrough lock before the guards
         read which devices other guests use (a run choosing from mappings holds it already)."""
-        if self.module.check_mode or self.mapping_lock is not None or \
+        if self.module.check_mode or self.held_host_lock is not None or \
                 host_checks_mode(self.params['host_checks']) == 'off':
             return
         if not any(assigns_host_devices(run) for run in runs):
             return
         try:
-            self.mapping_lock = self.host_lock()
+            self.held_host_lock = self.host_lock()
         except _guest_lock.LockError as exc:
             self.fail('host devices: the passthrough guards cannot run now, nothing was changed: %s' % exc)
 
