@@ -137,7 +137,9 @@ class DomainRun:
         self.inactive_xml = None    # the definition the config plan was made from
         self.live_xml = None        # the live XML the live plan was made from
         self.readback = None
-        self.after = None           # devices read back after writing (after a failure: None when unknown)
+        # the definition read back after writing (after a failure: what is there then; None when unknown),
+        # described for the result only when the result shows it (a manifest's compact result does not)
+        self.after_source = None
         self.record = None          # a shutdown an earlier run requested and did not see through
         self.live_changes = []      # the changes planned for the running guest
         self.outcomes = {}          # id(live change) -> DONE, PENDING, FAILED, BLOCKED, WITHHELD or SKIPPED
@@ -173,7 +175,8 @@ class DomainRun:
         return self
 
     def _read_and_plan(self):
-        """Read the guest and plan against it; keep the plans when nothing changed since the last read."""
+        """Read the guest and plan against it; keep the plans when nothing changed since the last read.
+        Returns whether it planned (again)."""
         active = self.connection.is_active(self.dom)
         guest_state = self.connection.state(self.dom) if active else 'shutoff'
         if self.apply_mode in ('live', 'both') and guest_state != 'running':
@@ -185,7 +188,7 @@ class DomainRun:
         planned = self.config_plan is not None or self.live_plan is not None
         seen = (active, guest_state, inactive, live)
         if planned and seen == (self.active, self.guest_state, self.inactive_xml, self.live_xml):
-            return
+            return False
         self.replans += planned
         self.active, self.guest_state, self.inactive_xml, self.live_xml = active, guest_state, inactive, live
         self.config_plan = self._plan(inactive) if inactive is not None else None
@@ -241,9 +244,8 @@ class DomainRun:
                              'written' % (self.name, name))
         self.dom, self.name = dom, name
         try:
-            assigned = _assignment_keys(self)
-            self._read_and_plan()
-            grown = not _assignment_keys(self) <= assigned
+            planned = (self.config_plan, self.live_plan)
+            grown = self._read_and_plan() and not _assignment_keys(self) <= _assignment_keys(self, planned)
         except _ids.IdError as exc:  # an address libvirt would read differently: never written unchecked
             raise ApplyError('domain %s: %s; nothing of it was written' % (self.name, exc))
         if grown:
@@ -386,7 +388,7 @@ class DomainRun:
         if self.config_plan is not None and self.config_plan.changed:
             self._define()
         elif self.apply_mode == 'live' and self.executed:
-            self.after = _device_engine.gather(self.connection.xml(self.dom, inactive=False))
+            self.after_source = self.connection.xml(self.dom, inactive=False)
         if self.apply_mode in ('live', 'both'):
             missed = [change.label for change in self.live_changes if self.outcomes.get(id(change)) != DONE]
             if missed:
@@ -442,7 +444,7 @@ class DomainRun:
             self.defined = False
             self._restore(base, problems)
         # report what libvirt really kept (it adds controllers and addresses the prediction cannot know)
-        self.after = _device_engine.gather(kept)
+        self.after_source = kept
 
     def _reread_definition(self):
         """Compare before define: re-read the definition just before writing it; when it changed since it was
@@ -630,14 +632,13 @@ class DomainRun:
     def fail(self, exc):
         """This guest failed: keep the message (naming the guest) and read what is really there now."""
         self.error = guest_message(self.name, exc)
-        self.after = None  # what a failed run leaves is read again below, or unknown
+        self.after_source = None  # what a failed run leaves is read again below, or unknown
         if self.check_mode or self.outcome != WRITTEN or self.dom is None or self.connection.lost:
             return
         try:
-            inactive = self.apply_mode != 'live'
-            self.after = _device_engine.gather(self.connection.xml(self.dom, inactive=inactive))
+            self.after_source = self.connection.xml(self.dom, inactive=self.apply_mode != 'live')
         except LibvirtFailure:
-            self.after = None
+            self.after_source = None
 
     # -- reporting ------------------------------------------------------------------------------------
     def commands(self):
@@ -666,12 +667,13 @@ class DomainRun:
         return [dict(command, **done[(command['op'], command['kind'], command['key'])]) for command in planned
                 if (command['op'], command['kind'], command['key']) in done]
 
-    def result(self, compact=False, before=True):
+    def result(self, compact=False, devices=True):
         """Per-domain result. ``compact`` (a many-domain manifest) leaves out of a domain that did not change
         everything but its name, outcome and the keys that are not empty or false: a host's no-change run
-        then returns a few bytes per guest, not its whole inventory. Without ``before`` a changed domain's
-        entry has no ``before`` (a manifest without --diff: the result of a run that changes every guest of a
-        host would otherwise carry each guest's whole device list twice, docs/performance.md)."""
+        then returns a few bytes per guest, not its whole inventory. Without ``devices`` a domain that changed
+        has no ``before`` and, unless it failed, no ``after`` (a manifest without --diff: its result grows with
+        what changed, which ``commands`` says, not with each changed guest's whole device list,
+        docs/performance.md); a failed domain always shows what it was left with."""
         changed = self.reported_changed
         waiting = self.waiting
         result = {'domain': self.name, 'changed': changed, 'outcome': self.outcome, 'commands': self.commands(),
@@ -690,11 +692,11 @@ class DomainRun:
         shown = self.config_plan if self.config_plan is not None else self.live_plan
         if shown is None:
             return result
-        if before:
+        if devices:
             result['before'] = shown.before
         result['implicit'] = shown.implicit
-        if changed:  # as the network resource modules do: after only when something changed
-            after = self._after(shown)
+        if changed and (devices or self.error is not None):  # as the network resource modules do: after only
+            after = self._after(shown)                          # when something changed
             if after is not None:
                 result['after'] = after
         return result
@@ -704,14 +706,16 @@ class DomainRun:
         of the devices was written, only the guest restarted), absent when unknown."""
         if self.check_mode:
             return shown.after
-        if self.error is None and self.outcome == WRITTEN and self.after is None:
+        if self.error is None and self.outcome == WRITTEN and self.after_source is None:
             return shown.after
-        return self.after  # read back; after a failure what fail() read, None when the outcome is unknown
+        if self.after_source is None:
+            return None  # a failure left the outcome unknown
+        return _device_engine.gather(self.after_source)  # read back; after a failure what fail() read
 
     def release(self):
         """Drop the XML trees once the domain's result is taken (the declared devices' too)."""
         self.config_plan = self.live_plan = self.declared = None
-        self.inactive_xml = self.live_xml = self.readback = self.after = None
+        self.inactive_xml = self.live_xml = self.readback = self.after_source = None
         self.live_changes, self.outcomes = [], {}
 
     def diff(self):
@@ -772,19 +776,20 @@ def _keep_hotplug_addresses(previous, replanned):
             change.new.append(copy.deepcopy(old.new.find('address')))
 
 
-def _assignment_keys(run):
+def _assignment_keys(run, plans=None):
     return {tuple(sorted((k, str(v)) for k, v in request.items() if k != 'where'))
-            for request in _assignment_requests(run)}
+            for request in _assignment_requests(run, plans)}
 
 
 # -- passthrough preflight (docs/host_devices.md) -----------------------------------------------------------
 
-def _assignment_requests(run):
+def _assignment_requests(run, plans=None):
     """The host devices a run would give its guest: hostdevs and SR-IOV interfaces it adds or changes, typed
     or raw XML alike, their addresses read the way libvirt reads them (the kind table's host_devices column;
-    an address that cannot be read raises IdError, which refuses the run)."""
+    an address that cannot be read raises IdError, which refuses the run). ``plans``: (config, live) plans
+    other than the run's current ones."""
     requests = []
-    for plan in (run.config_plan, run.live_plan):
+    for plan in plans or (run.config_plan, run.live_plan):
         for change in (plan.changes if plan is not None else ()):
             if change.op != 'detach':
                 where = change.item.where if change.item is not None else change.label

@@ -16,8 +16,8 @@ import copy
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
-    DEVICE_TAGS, KINDS, LIBVIRT_OWNED, NOT_DEVICES, element_class, element_key, is_implicit, kind_of_element, redact,
-    remember_secrets, secrets_of, settle_secrets,
+    DEVICE_TAGS, KINDS, LIBVIRT_OWNED, NOT_DEVICES, Reading, element_class, element_key, is_implicit, kind_of_element,
+    redact, remember_secrets, secrets_of, settle_secrets,
 )
 
 STATES = ('merged', 'replaced', 'overridden', 'deleted', 'gathered', 'rendered', 'parsed')
@@ -513,7 +513,7 @@ def verify(result, readback_xml):
             continue
         if change.item is None or change.item.kind is None:
             continue
-        kept = change.item.kind.parse(element)
+        kept = Reading(change.item.kind, element)  # only the declared options are compared
         secret = {field.option for field in change.item.kind.secret_fields}
         for option, value in change.item.spec.items():
             if change.item.derived and option == change.item.derived.option and option in kept:

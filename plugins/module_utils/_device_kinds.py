@@ -15,6 +15,7 @@ needs consent and which host devices it takes. Device elements without typed opt
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _ids, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import (
@@ -30,6 +31,33 @@ CHAR_TYPES = ('pty', 'file', 'unix', 'tcp', 'udp', 'null', 'stdio', 'dev', 'spic
 
 def _never(_element):
     return False
+
+
+class Reading(Mapping):
+    """An element's options, each read when first asked: an identity or a class asks two or three of a
+    kind's options where a full ``parse`` reads them all (the read-back of a written guest asks the identity
+    of every device). Holds what ``parse`` would return; the element must not change while it is read."""
+
+    __slots__ = ('_kind', '_element', '_values')
+    _ABSENT = object()
+
+    def __init__(self, kind, element):
+        self._kind, self._element, self._values = kind, element, {'kind': kind.name}
+
+    def __getitem__(self, option):
+        value = self._values.get(option, self._ABSENT)
+        if value is self._ABSENT:
+            field = self._kind.fields.get(option)
+            value = self._values[option] = field.read(self._element) if field is not None else None
+        if value is None:
+            raise KeyError(option)
+        return value
+
+    def __iter__(self):
+        return iter([option for option in ['kind'] + list(self._kind.fields) if option in self])
+
+    def __len__(self):
+        return len(list(iter(self)))
 
 
 def _always(_element):
@@ -121,11 +149,11 @@ class Kind:
     # -- what an existing element is (the same questions Untyped rows answer) ------------------------
     def element_identity(self, element):
         """(base identity, repeatable) of an existing element, or None when its options leave it open."""
-        key = self.key(self.parse(element))
+        key = self.key(Reading(self, element))
         return None if key is None else ((element.tag,) + key, self.repeatable)
 
     def class_of(self, element):
-        return self.device_class(self.parse(element))
+        return self.device_class(Reading(self, element))
 
     def consent_to_remove(self, element):
         """What allow_live_removal must name to remove the element from a running guest, or None."""

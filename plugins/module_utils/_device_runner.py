@@ -250,7 +250,7 @@ class DomainDevices:
                 run.skipped = halted
             # settle each domain as it is done: a host of hundreds of guests is not held in memory twice
             results.append(_device_mappings.note_in_result(
-                run.result(compact=compact, before=not compact or self.module._diff), request))
+                run.result(compact=compact, devices=not compact or self.module._diff), request))
             diffs.append(_device_mappings.note_in_diff(run.diff(), request) if self.module._diff else None)
             run.release()
             request.declared = request.config = None  # its elements: the module's peak memory is at exit_json

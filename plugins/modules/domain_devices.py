@@ -192,8 +192,9 @@ options:
         changed rather than with the manifest. The entry of an unchanged domain in RV(results) has only C(domain),
         C(changed), C(outcome) and those of the other keys that are not empty or false (a guest still waiting
         for a restart keeps C(restart_required) and C(waiting_for_restart)); changed and failed domains are
-        reported in full except C(before), which they have only with C(--diff) (the diff shows the devices before
-        anyway; a run that changes every guest of a host would otherwise return each guest's devices twice).
+        reported in full except their whole device lists C(before) and C(after), which they have only with
+        C(--diff) (the diff shows the devices anyway; C(commands) says what changed) - a failed domain always has
+        C(after), what it was left with.
         C(invocation.module_args.domains) shows how many domains and devices were given instead of echoing the
         manifest.
       - V(full) returns every key for every domain (C(before) and C(implicit) too) and echoes the manifest in
@@ -429,7 +430,8 @@ results:
     - Domains that did not change have only C(domain), C(changed), C(outcome) and the other keys whose value is
       not empty or false (O(result_detail=compact)), so that a no-change run over a whole host stays small; with
       O(result_detail=full) they have every key above except C(after). Use O(state=gathered) to read devices.
-    - Domains that changed have C(before) only with O(result_detail=full) or C(--diff).
+    - Domains that changed have C(before) and C(after) only with O(result_detail=full) or C(--diff); a domain
+      that failed after something was written has C(after) always.
     - A domain that failed also has C(failed=true) and C(msg) (naming the domain, and the device and option when
       known); a domain that O(on_error=stop) left alone has C(msg) starting with C(not attempted).
   returned: when O(domains) is used

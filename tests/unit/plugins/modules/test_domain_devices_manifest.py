@@ -136,7 +136,7 @@ def test_a_changed_guest_is_reported_in_full_and_the_echo_has_no_unset_options(c
     compact = run_module(capsys, domain_devices, check=True, uri=TEST_URI, domains=manifest([NIC], []))
     assert compact['rc'] == 0, compact
     changed, unchanged = compact['results']
-    assert changed['changed'] and changed['commands'][0]['op'] == 'attach' and 'after' in changed
+    assert changed['changed'] and changed['commands'][0]['op'] == 'attach' and 'after' not in changed
     assert changed['guest_state'] == 'shutoff'
     assert unchanged == {'domain': 'vdi', 'changed': False, 'outcome': 'not_written'}
     full = run_module(capsys, domain_devices, check=True, uri=TEST_URI, domains=manifest([NIC], []),
@@ -145,9 +145,10 @@ def test_a_changed_guest_is_reported_in_full_and_the_echo_has_no_unset_options(c
     assert full['invocation']['module_args']['domains'][0]['config'] == [NIC]
 
 
-def test_a_changed_guest_has_before_only_with_diff_or_result_detail_full(capsys):
-    """before is the guest's whole device list: a manifest run that changes every guest of a host returns it
-    only when asked (--diff, whose diff shows the devices before anyway, or result_detail=full)."""
+def test_a_changed_guest_has_its_device_lists_only_with_diff_or_result_detail_full(capsys):
+    """before and after are the guest's whole device lists: a manifest run that changes every guest of a host
+    returns them only when asked (--diff, whose diff shows the devices anyway, or result_detail=full); what
+    changed is in commands either way."""
     runs = {'compact': run_module(capsys, domain_devices, check=True, uri=TEST_URI, domains=manifest([NIC], [])),
             'diff': run_module(capsys, domain_devices, check=True, diff=True, uri=TEST_URI,
                                domains=manifest([NIC], [])),
@@ -156,12 +157,14 @@ def test_a_changed_guest_has_before_only_with_diff_or_result_detail_full(capsys)
     for name, result in runs.items():
         assert result['rc'] == 0, (name, result)
     entries = {name: result['results'][0] for name, result in runs.items()}
-    assert 'before' not in entries['compact']
+    assert 'before' not in entries['compact'] and 'after' not in entries['compact']
     assert entries['diff']['before'] == entries['full']['before']
+    assert entries['diff']['after'] == entries['full']['after']
     assert entries['full']['before'] and all('class' in device for device in entries['full']['before'])
     # the NIC is not there before, it is after; everything else of the entry is the same in all three
-    assert NIC['mac'] not in json.dumps(entries['full']['before']) and NIC['mac'] in json.dumps(entries['compact']['after'])
-    assert {key: value for key, value in entries['full'].items() if key != 'before'} == entries['compact']
+    assert NIC['mac'] not in json.dumps(entries['full']['before']) and NIC['mac'] in json.dumps(entries['full']['after'])
+    assert NIC['mac'] in json.dumps(entries['compact']['commands'])
+    assert {key: value for key, value in entries['full'].items() if key not in ('before', 'after')} == entries['compact']
     assert runs['diff']['diff']['before'] and 'diff' not in runs['compact']
     # a single domain is reported in full as before
     single = run_module(capsys, domain_devices, check=True, uri=TEST_URI, domain='fw', config=[NIC])
