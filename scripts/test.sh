@@ -4,7 +4,10 @@
 #   unit         pytest tests/unit
 #   functional   pytest tests/functional (modules against the embedded driver and a private libvirtd)
 #   bench        pytest tests/benchmarks (the benchmark harness at tiny N: correctness, idempotence, no writes)
-#   kernel       pytest tests/kernel (real Debian kernel under QEMU TCG with an emulated IOMMU)
+#   kernel       pytest tests/kernel (real Debian kernel under QEMU TCG with an emulated IOMMU), except:
+#   bootloader   pytest tests/kernel/test_kernel_cmdline_bootloader.py (OVMF + systemd-boot: a guest rebooted
+#                by the module's change); in the second lane, first, so that it boots while the functional
+#                stage runs (one test-bed guest at a time: testbed.py's host lock)
 #   sanity       ansible-test sanity on a copy of the collection (no ignore entries allowed)
 #   lint         ansible-lint (profile from .ansible-lint) over the whole repository
 #   molecule     `molecule test` of every roles/*/molecule/* scenario (default driver, this host)
@@ -41,13 +44,14 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_STAGES=(unit functional bench kernel sanity lint molecule integration matrix release)
+ALL_STAGES=(bootloader unit functional bench kernel sanity lint molecule integration matrix release)
 ONLY=()
 TARGETS=()
 BOOTSTRAP=1
 SERIAL="${VIRTDEV_TEST_SERIAL:-0}"
 # the stages that boot TCG guests: the main lane; the rest go to the second lane
 GUEST_STAGES=(functional kernel)
+BOOTLOADER_TESTS=tests/kernel/test_kernel_cmdline_bootloader.py
 
 usage() { awk 'NR > 1 && /^# GNU/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
@@ -175,13 +179,14 @@ want() { [[ " ${ONLY[*]} " == *" $1 "* ]]; }
 # pytest on a directory; exit code 5 (nothing collected) is not a failure.
 run_pytest_stage() {
     local name="$1" dir="$2" timeout="$3" t rc
+    shift 3  # the rest: more pytest arguments
     header "$name: pytest $dir"
     t=$(now)
-    if [ ! -d "$dir" ]; then
-        record SKIP "$name" "$t" "no $dir directory"
+    if [ ! -e "$dir" ]; then
+        record SKIP "$name" "$t" "no $dir"
         return
     fi
-    python -m pytest -p no:cacheprovider -q -rfEs --timeout="$timeout" --basetemp="$RUN_DIR/pytest-$name" "$dir"
+    python -m pytest -p no:cacheprovider -q -rfEs --timeout="$timeout" --basetemp="$RUN_DIR/pytest-$name" "$@" "$dir"
     rc=$?
     case "$rc" in
     0) record PASS "$name" "$t" ;;
@@ -530,7 +535,8 @@ run_stage() {
     unit) run_pytest_stage unit tests/unit 300 ;;
     functional) run_pytest_stage functional tests/functional 900 ;;
     bench) run_pytest_stage bench tests/benchmarks 600 ;;
-    kernel) run_pytest_stage kernel tests/kernel 900 ;;
+    kernel) run_pytest_stage kernel tests/kernel 900 --ignore="$BOOTLOADER_TESTS" ;;
+    bootloader) run_pytest_stage bootloader "$BOOTLOADER_TESTS" 900 ;;
     sanity) stage_sanity ;;
     lint) stage_lint ;;
     molecule) stage_molecule ;;
