@@ -492,7 +492,8 @@ class DomainDevices:
             outcome['diff'] = diffs if len(diffs) > 1 else diffs[0]
         failed = [run for run in runs if run.error is not None]
         if refusals and (self.params['on_error'] == 'stop' or self.params['domains'] is None):
-            self.fail('refused by the host checks, nothing was changed: %s' % '; '.join(refusals), **outcome)
+            self.fail('refused before writing (host checks or device rules), nothing was changed: %s'
+                      % '; '.join(refusals), **outcome)
         if failed:
             self.fail(self.failure_message(runs, failed, results), **outcome)
         self.module.exit_json(**outcome)

@@ -111,7 +111,7 @@ def test_three_guests_for_a_two_device_mapping_the_third_refused_before_writing(
     # now held: the message names the guests holding each device
     third = run_module('domain_devices', {'uri': libvirtd_uri, 'host_root': root, 'mappings': pair,
                                           'domain': 'mp-c', 'config': [{'kind': 'hostdev', 'mapping': 'pair'}]})
-    assert third['failed'] is True and third['msg'].startswith('refused by the host checks'), third
+    assert third['failed'] is True and third['msg'].startswith('refused before writing'), third
     assert '%s: held by guest mp-a (defined)' % VFS[1] in third['msg']
     assert '%s: held by guest mp-b (defined)' % VFS[2] in third['msg']
     # removing a guest's device frees it for the next one

@@ -53,7 +53,7 @@ def test_refusals_name_the_device_and_reason_and_change_nothing(address, reason,
     before = virsh(libvirtd_uri, 'dumpxml', '--inactive', name)
     result = converge(run_module, libvirtd_uri, name, root, [{'kind': 'hostdev', 'address': address}])
     assert result['failed'] is True, result
-    assert result['msg'].startswith('refused by the host checks, nothing was changed')
+    assert result['msg'].startswith('refused before writing (host checks or device rules), nothing was changed')
     assert address in result['msg'] and reason in result['msg'], result['msg']
     assert virsh(libvirtd_uri, 'dumpxml', '--inactive', name) == before
 
