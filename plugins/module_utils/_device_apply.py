@@ -425,8 +425,11 @@ class DomainRun:
         if not self.config_plan.changed:
             return  # another writer already made the definition what was declared
         changes = self.config_plan.changes
+        # the planned devices checked against libvirt's schema here when it is the daemon's; libvirt checks
+        # them itself otherwise, and when they fail here (its refusal is then explained as always)
+        checked = self.connection.same_libvirt() and _schema.devices_pass(self.config_plan.tree) is True
         try:
-            self._write('define', self.connection.define, self.config_plan.new_xml)
+            self._write('define', self.connection.define, self.config_plan.new_xml, checked)
         except ConnectionLost:
             raise
         except LibvirtFailure as exc:
