@@ -51,7 +51,9 @@ description:
     Keys compare as the kernel does, with C(-) and C(_) equal.
   - Files are written through a temporary file that is parsed back and checked (and, for GRUB shell
     fragments, syntax-checked with C(sh -n)) before it atomically replaces the original. If a later write
-    fails, the files already written are restored.
+    fails, the files already written are restored (created ones removed) and the run fails with
+    C(changed=false), naming the file that failed; if a restore fails too, C(changed=true) and the message
+    names the files left changed.
 author:
   - virtdev.libvirt maintainers (@virtdev)
 attributes:

@@ -85,7 +85,9 @@ class KernelCmdline(Operation):
         except boot.Regenerate as exc:
             raise Failed(str(exc), changed=True, files=exc.done.files, commands=exc.done.commands,
                          regenerate=self.planned.regenerate)
-        except CmdlineError as exc:  # every file was put back (the message says so)
+        except boot.RolledBack as exc:  # the message says what was put back and what could not be
+            raise Failed(str(exc), changed=bool(exc.left_changed))
+        except CmdlineError as exc:
             raise Failed(str(exc))
         self.changed_files, self.diffs = self.done.files, self.done.diffs
 

@@ -164,8 +164,8 @@ def apply(the_plan, replan, args, state, runner, update_bootloader=True, transac
     ``transaction``: the run's ``_files.Transaction`` (the host runner's, with its backup hook); None: a
     plain one.
 
-    Returns Applied; raises CmdlineError after rolling back every file when something fails before the
-    files are all written, or (files kept, said so) when the regeneration fails."""
+    Returns Applied; raises RolledBack after rolling back every file when something fails before the
+    files are all written, or Regenerate (files kept, said so) when the regeneration fails."""
     host = the_plan.host
     done = Applied()
     if transaction is None:
@@ -202,9 +202,7 @@ def apply(the_plan, replan, args, state, runner, update_bootloader=True, transac
             raise CmdlineError('read back: %s still differ from the wanted state'
                                % ', '.join(done.final.files()))
     except (CmdlineError, _files.FileError, OSError) as exc:
-        problems = transaction.rollback()
-        raise CmdlineError('%s; files restored to their previous content%s'
-                           % (exc, ''.join('; ' + problem for problem in problems)))
+        raise RolledBack(exc, transaction)
     done.backups = [path for path in transaction.backups if path]
     if update_bootloader and host.live:
         for command in the_plan.regenerate:
@@ -214,6 +212,24 @@ def apply(the_plan, replan, args, state, runner, update_bootloader=True, transac
                 raise Regenerate('%s failed (rc=%d) after the files were changed: %s'
                                  % (' '.join(command), rc, (err or out).strip()), done)
     return done
+
+
+class RolledBack(CmdlineError):
+    """A write or check failed and the files written before were put back; ``left_changed``: what could not
+    be (the run's ``changed`` is true only then)."""
+
+    def __init__(self, error, transaction):
+        written = transaction.written()
+        self.left_changed = transaction.rollback()  # 'could not restore FILE: why', one per file
+        if self.left_changed:
+            restored = [path for path in written if not any(path + ':' in problem for problem in self.left_changed)]
+            outcome = 'restoring the files written before failed, so they are left changed: %s%s' % (
+                '; '.join(self.left_changed), '; restored: %s' % ', '.join(restored) if restored else '')
+        elif written:
+            outcome = 'the files already written were restored (%s); nothing was changed' % ', '.join(written)
+        else:
+            outcome = 'nothing had been written; nothing was changed'
+        CmdlineError.__init__(self, '%s; %s' % (error, outcome))
 
 
 class Regenerate(CmdlineError):

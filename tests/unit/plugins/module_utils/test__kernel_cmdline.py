@@ -529,7 +529,7 @@ def test_a_failed_check_rolls_back_every_file_written(tmp_path, monkeypatch):
         real_validate(config, text)
     monkeypatch.setattr(boot, 'validate', failing)
     runner = boot.Runner(run=lambda argv: (0, '', ''), find=lambda name: None)
-    with pytest.raises(cmdline.CmdlineError, match='injected; files restored to their previous content'):
+    with pytest.raises(cmdline.CmdlineError, match='injected; the files already written were restored'):
         boot.apply(planned, lambda: boot.plan(root, 'bls', wanted, 'present', options), wanted, 'present', runner)
     assert [trees.read(root, '/boot/loader/entries/' + e) for e in entries] == before
     assert {p: trees.read(root, p) for p in start} == start
