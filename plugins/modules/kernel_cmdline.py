@@ -83,6 +83,8 @@ options:
     description:
       - Which boot path to edit. V(auto) decides from what the host boots with (see the description and
         C(docs/kernel_cmdline.md) for the rules) and fails, naming what it found, when that is ambiguous.
+      - An explicit value is accepted only when it is what V(auto) decides, or one of the paths V(auto) leaves
+        open when it is ambiguous; otherwise the module fails naming what it found and what to use.
     type: str
     choices: [auto, grub, bls, systemd-boot, proxmox-boot-tool, kernelstub]
     default: auto

@@ -144,9 +144,19 @@ class Host(object):
         return '; '.join(facts)
 
 
-def _refuse(host, why):
-    raise CmdlineError('cannot tell which boot path %s boots with: %s (found: %s); set bootloader explicitly'
-                       % (host.root, why, host.found()))
+class Undecided(CmdlineError):
+    """The signals do not single out one boot path; ``candidates``: the paths they leave open (an explicit
+    ``bootloader`` among them is accepted), empty when none matches."""
+
+    def __init__(self, host, why, candidates):
+        CmdlineError.__init__(self, 'cannot tell which boot path %s boots with: %s (found: %s); set bootloader '
+                                    'explicitly' % (host.root, why, host.found()))
+        self.why = why
+        self.candidates = tuple(candidates)
+
+
+def _refuse(host, why, candidates=()):
+    raise Undecided(host, why, candidates)
 
 
 def proxmox_path(host):
@@ -170,7 +180,7 @@ def proxmox_path(host):
     if len(set(paths.values())) != 1:
         _refuse(host, 'the ESPs proxmox-boot-tool keeps are %s' % (
             ', '.join('%s: %s' % item for item in sorted(paths.items())) if paths else
-            'none set up for a %s boot' % (booted or 'UEFI or BIOS')))
+            'none set up for a %s boot' % (booted or 'UEFI or BIOS')), set(paths.values()))
     return set(paths.values()).pop()
 
 
@@ -188,13 +198,13 @@ def boot_path(host):
         if booted_by_sdboot is False:
             return 'grub'  # proxmox-boot-tool keeps GRUB on the ESPs; refreshed by proxmox-boot-tool too
         _refuse(host, '%s lists ESPs, which proxmox-boot-tool sets up with systemd-boot or with GRUB, and no '
-                      'EFI variable below root says which one booted' % PROXMOX_UUIDS)
+                      'EFI variable below root says which one booted' % PROXMOX_UUIDS, ('proxmox-boot-tool', 'grub'))
     if host.kernelstub and booted_by_sdboot is not False:
         return 'kernelstub'
     if host.esp and booted_by_sdboot is not False:
         if booted_by_sdboot is None and host.grub_configs:
             _refuse(host, 'both systemd-boot (%s/loader/loader.conf) and GRUB (%s) are installed'
-                    % (host.esp, ', '.join(host.grub_configs)))
+                    % (host.esp, ', '.join(host.grub_configs)), ('systemd-boot', 'bls' if host.bls_entries else 'grub'))
         return 'systemd-boot'
     if host.bls_entries and (host.grub_defaults or host.grub_configs):
         return 'bls'
@@ -208,28 +218,20 @@ def boot_path(host):
     return None
 
 
-# An explicit bootloader that the host's own signals contradict would edit files the next boot does not
-# read: (bootloader given, the contradicting signal, what to use instead).
-CONTRADICTIONS = (
-    ('grub', lambda host: host.loader_info and not host.proxmox_uuids, 'systemd-boot or kernelstub'),
-    ('bls', lambda host: host.loader_info, 'systemd-boot or kernelstub'),
-    ('systemd-boot', lambda host: host.proxmox_uuids, 'proxmox-boot-tool'),
-    ('systemd-boot', lambda host: host.kernelstub, 'kernelstub'),
-)
-
-
 def check_choice(host, bootloader):
-    """Refuse an explicit ``bootloader`` that what the host boots with contradicts, naming the signal."""
-    if bootloader in ('grub', 'proxmox-boot-tool') and host.proxmox_esps is not None:
-        wanted = proxmox_path(host)
-        if wanted != bootloader:
-            raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s'
-                               % (bootloader, host.root, host.found(), wanted))
-        return
-    for name, contradicted, instead in CONTRADICTIONS:
-        if name == bootloader and contradicted(host):
-            raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s'
-                               % (bootloader, host.root, host.found(), instead))
+    """Refuse an explicit ``bootloader`` unless it is what detection decides, or one of the paths the signals
+    leave open: any other would edit files the next boot does not read. The refusal names both."""
+    try:
+        detected = boot_path(host)
+    except Undecided as exc:
+        if bootloader in exc.candidates:
+            return
+        raise CmdlineError('bootloader: %s is not what %s boots with: %s%s (found: %s)' % (
+            bootloader, host.root, exc.why,
+            '; it can only be %s' % ' or '.join(sorted(exc.candidates)) if exc.candidates else '', host.found()))
+    if detected != bootloader:
+        raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s (or auto)'
+                           % (bootloader, host.root, host.found(), detected))
 
 
 def os_release(root):

@@ -299,7 +299,8 @@ def test_systemd_boot_creates_kernel_cmdline(capsys, tmp_path):
 def test_forced_bootloader_mismatch_fails(capsys, tmp_path):
     root = trees.systemd_boot(str(tmp_path))
     result = run(capsys, root=root, args=['iommu=pt'], bootloader='grub')
-    assert result['failed'] is True and 'etc/default/grub not found' in result['msg']
+    assert result['failed'] is True and 'use bootloader: systemd-boot (or auto)' in result['msg']
+    assert not os.path.exists(os.path.join(root, 'etc/default/grub'))
 
 
 # --------------------------------------------------------------------------- a write that fails half-way

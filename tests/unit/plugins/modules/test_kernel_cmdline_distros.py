@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -259,8 +260,8 @@ def test_systemd_boot_and_grub_both_installed_on_an_image_is_refused(capsys, tmp
 @pytest.mark.parametrize('name, bootloader, instead', [
     ('proxmox8-zfs-uefi', 'systemd-boot', 'proxmox-boot-tool'),
     ('popos', 'systemd-boot', 'kernelstub'),
-    ('arch', 'grub', 'systemd-boot or kernelstub'),
-    ('arch', 'bls', 'systemd-boot or kernelstub'),
+    ('arch', 'grub', 'systemd-boot'),
+    ('arch', 'bls', 'systemd-boot'),
 ])
 def test_explicit_bootloader_the_host_contradicts_is_refused(capsys, tmp_path, name, bootloader, instead):
     root = str(tmp_path)
@@ -269,6 +270,47 @@ def test_explicit_bootloader_the_host_contradicts_is_refused(capsys, tmp_path, n
     write(root, '/boot/loader/entries/x.conf', 'options root=/dev/sda1\n')
     _refused(capsys, root, ['bootloader: %s is not what %s boots with' % (bootloader, root),
                             'use bootloader: %s' % instead], bootloader=bootloader)
+
+
+def _to_bios(root):
+    shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
+    os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
+
+
+@pytest.mark.parametrize('name, prepare, bootloader, detected', [
+    # Proxmox VE ZFS on UEFI: systemd-boot started the kernel (LoaderInfo), so /etc/default/grub is not read
+    ('proxmox8-zfs-uefi', None, 'grub', 'proxmox-boot-tool'),
+    # no /etc/kernel/proxmox-boot-uuids: nothing for proxmox-boot-tool refresh to write to
+    ('debian12', None, 'proxmox-boot-tool', 'grub'),
+    # Proxmox VE ZFS on BIOS: the ESPs hold GRUB, which reads /etc/default/grub
+    ('proxmox8-zfs-uefi', _to_bios, 'proxmox-boot-tool', 'grub'),
+    # systemd-boot on BIOS firmware, and on UEFI where GRUB booted BLS entries (no LoaderInfo, no ESP)
+    ('debian12', None, 'systemd-boot', 'grub'),
+    ('fedora', None, 'systemd-boot', 'bls'),
+    # GRUB with BLS boots the entries' options, not grub.cfg's linux lines
+    ('rhel9', None, 'grub', 'bls'),
+])
+def test_explicit_bootloader_is_refused_unless_detection_agrees(capsys, tmp_path, name, prepare, bootloader,
+                                                                detected):
+    root = str(tmp_path)
+    distros.BY_NAME[name].build(root)
+    if prepare:
+        prepare(root)
+    _refused(capsys, root, ['bootloader: %s is not what %s boots with (found: ' % (bootloader, root),
+                            'use bootloader: %s (or auto)' % detected], bootloader=bootloader)
+    assert run(capsys, root=root, args=WANTED, bootloader=detected, check=True)['rc'] == 0
+
+
+def test_explicit_bootloader_among_what_detection_leaves_open_is_accepted(capsys, tmp_path):
+    """An image of Proxmox VE on ZFS: no firmware information, so proxmox-boot-tool or grub; either may be
+    chosen, anything else is refused naming both."""
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    shutil.rmtree(os.path.join(root, 'sys'))
+    for bootloader in ('proxmox-boot-tool', 'grub'):
+        assert run(capsys, root=root, args=WANTED, bootloader=bootloader, check=True)['rc'] == 0
+    _refused(capsys, root, ['bootloader: systemd-boot is not what %s boots with: ' % root,
+                            'it can only be grub or proxmox-boot-tool'], bootloader='systemd-boot')
 
 
 @pytest.mark.parametrize('name, expected', [
