@@ -69,7 +69,9 @@ options:
   args:
     description:
       - Kernel arguments, one per item, each C(key) or C(key=value). Keys are letters, digits, C(_), C(-) and C(.).
-      - Values with whitespace or quotes, and shell characters (C($), backquote, backslash) are refused.
+      - Values with whitespace or quotes, shell characters (C($), backquote, backslash) and characters GRUB's
+        script parser treats specially (C(;), C(|), C(&), C(<), C(>), C({), C(})) are refused, on every
+        boot path (GRUB reads BLS entries' options too).
       - With O(state=absent), a bare C(key) removes the key with any value; C(key=value) removes only that value.
     type: list
     elements: str

@@ -36,12 +36,24 @@ MULTI_VALUE = {
 }
 
 _KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
+# Characters the shell (GRUB defaults are sourced) or GRUB's script parser treats specially outside
+# quotes: grub.cfg's linux lines (Debian's 10_linux writes the arguments unquoted) and BLS options (read by
+# GRUB's blscfg on RHEL and Fedora) go through that parser, so ``;`` would run a GRUB command at boot and
+# ``| & < > { }`` make grub-mkconfig's syntax check fail. ``#`` starts a comment only at a word start,
+# which the key's syntax already excludes.
 _FORBIDDEN = {
     '"': 'a double quote',
     "'": 'a single quote',
     '`': 'a backquote',
     '$': 'a dollar sign',
     '\\': 'a backslash',
+    ';': 'a semicolon',
+    '|': 'a pipe',
+    '&': 'an ampersand',
+    '<': 'a less-than sign',
+    '>': 'a greater-than sign',
+    '{': 'a brace',
+    '}': 'a brace',
 }
 
 
@@ -108,7 +120,8 @@ def parse_arg(value, where='args'):
             '(values with spaces are not supported)' % (where, value))
     for ch, label in _FORBIDDEN.items():
         if ch in value:
-            raise CmdlineError('%s: kernel argument %r contains %s, which is not supported' % (where, value, label))
+            raise CmdlineError('%s: kernel argument %r contains %s (%s), which the shell or GRUB\'s script parser '
+                               'would interpret; not supported' % (where, value, label, ch))
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise CmdlineError('%s: kernel argument %r contains a control character' % (where, value))
     key, sep, val = value.partition('=')
