@@ -73,6 +73,7 @@ options:
         script parser treats specially (C(;), C(|), C(&), C(<), C(>), C({), C(})) are refused, on every
         boot path (GRUB reads BLS entries' options too).
       - With O(state=absent), a bare C(key) removes the key with any value; C(key=value) removes only that value.
+        C(root) (the root device) is never removed: O(state=absent) with C(root) or C(root=...) is refused.
     type: list
     elements: str
     required: true

@@ -13,6 +13,9 @@ import re
 # what does not fit is cut off at boot, so an argument past it would silently not take effect.
 COMMAND_LINE_SIZE = 2048
 
+# The parameter naming the root file system: state absent never removes it (normalized key).
+ROOT_DEVICE = ('root',)
+
 # Parameters whose occurrences add up instead of replacing each other, and parameters whose value is a
 # comma-separated list. Present adds the missing values (a new occurrence, or new list items) and never
 # replaces what is there; absent key=value removes those values only. Keys as normalize_key gives them.
@@ -142,6 +145,10 @@ def parse_args(values, state='present'):
     seen = {}
     for index, value in enumerate(values):
         arg = parse_arg(value, 'args[%d]' % index)
+        if state == 'absent' and arg.norm in ROOT_DEVICE:
+            raise CmdlineError('args[%d]: %r with state absent would remove the root device from the command line; '
+                               'a kernel booted or installed without it does not find its root file system'
+                               % (index, value))
         previous = seen.get(arg.norm)
         if previous is not None:
             if previous.value == arg.value:

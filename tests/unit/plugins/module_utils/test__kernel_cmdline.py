@@ -87,6 +87,14 @@ def test_contradicting_args_are_refused_for_present_only():
         ['intel_iommu=on', 'intel_iommu=off']
 
 
+@pytest.mark.parametrize('value', ['root', 'root=/dev/mapper/rhel-root', 'root=ZFS=rpool/ROOT/pve-1'])
+def test_absent_never_removes_the_root_device(value):
+    with pytest.raises(cmdline.CmdlineError) as exc:
+        cmdline.parse_args(['nomodeset', value], 'absent')
+    assert str(exc.value).startswith('args[1]: %r with state absent would remove the root device' % value)
+    assert cmdline.parse_args([value], 'present')[0].text == value  # present may still set or replace it
+
+
 def test_repeated_identical_arg_is_kept_once():
     assert [a.text for a in args('iommu=pt', 'iommu=pt', 'quiet')] == ['iommu=pt', 'quiet']
 

@@ -272,6 +272,17 @@ def test_explicit_bootloader_the_host_contradicts_is_refused(capsys, tmp_path, n
                             'use bootloader: %s' % instead], bootloader=bootloader)
 
 
+@pytest.mark.parametrize('name', ['proxmox8-zfs-uefi', 'arch', 'rhel9', 'popos', 'debian12-sdboot-image'])
+def test_absent_root_is_refused_and_nothing_changes(capsys, tmp_path, name):
+    root = str(tmp_path)
+    distros.BY_NAME[name].build(root)
+    start = snapshot(root)
+    result = run(capsys, root=root, args=['root'], state='absent')
+    assert result.get('failed') is True and "args[0]: 'root' with state absent would remove the root device" \
+        in result['msg'], result
+    assert snapshot(root) == start
+
+
 def _to_bios(root):
     shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
     os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
