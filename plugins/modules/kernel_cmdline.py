@@ -33,7 +33,8 @@ description:
     When C(grubby) is installed and O(root=/), the change is made with
     C(grubby --update-kernel=ALL) and then checked, and completed directly where grubby left something out.
   - For O(bootloader=systemd-boot) it edits C(/etc/kernel/cmdline) and the entries in the ESP's
-    C(loader/entries).
+    C(loader/entries) and, when the ESP is on C(/efi) or C(/boot/efi), in C(/boot/loader/entries) (the
+    XBOOTLDR partition, which systemd-boot reads too).
   - For O(bootloader=proxmox-boot-tool) (Proxmox VE with systemd-boot on ESPs it manages, ZFS on UEFI) it
     edits C(/etc/kernel/cmdline), then runs C(proxmox-boot-tool refresh). ESPs that C(proxmox-boot-tool status)
     reports as set up differently, or a failing status, are refused.

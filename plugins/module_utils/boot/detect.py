@@ -107,11 +107,20 @@ class Host(object):
                 self.proxmox_error = str(exc)
         self.kernelstub = files.exists(root, KERNELSTUB_CONFIG)
         self.esp = next((esp for esp in ESP_CANDIDATES if files.exists(root, esp + '/loader/loader.conf')), None)
+        # systemd-boot also reads entries and unified kernel images from the XBOOTLDR partition, mounted at
+        # /boot when the ESP is elsewhere (/efi, /boot/efi): Boot Loader Specification, "Locating boot entries"
+        self.xbootldr = '/boot' if self.esp and self.esp != '/boot' and any(
+            files.exists(root, '/boot' + sub) for sub in ('/loader/entries', '/EFI/Linux')) else None
         self.bls_entries = files.listing(root, BLS_DIR, '*.conf')
         self.grub_defaults = files.exists(root, GRUB_MAIN)
         self.grub_configs = [path for path in GRUB_CONFIGS if files.exists(root, path)]
         proc = files.read(root, '/proc/cmdline')
         self.proc_cmdline = None if proc is None else split_cmdline(proc)
+
+    @property
+    def loader_dirs(self):
+        """The partitions systemd-boot reads ``loader/entries`` and ``EFI/Linux`` from: the ESP, then XBOOTLDR."""
+        return [directory for directory in (self.esp, self.xbootldr) if directory]
 
     @property
     def systemd_boot_booted(self):
@@ -136,6 +145,8 @@ class Host(object):
             facts.append(KERNELSTUB_CONFIG)
         if self.esp:
             facts.append('%s/loader/loader.conf' % self.esp)
+        if self.xbootldr:
+            facts.append('%s (XBOOTLDR) with loader/entries or EFI/Linux' % self.xbootldr)
         if self.bls_entries:
             facts.append('%d entries in %s' % (len(self.bls_entries), BLS_DIR))
         if self.grub_defaults:

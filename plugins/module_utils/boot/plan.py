@@ -265,7 +265,8 @@ def booted_entry(host):
     """(which boot entry the running kernel came from, in words; that entry's options when readable)."""
     if host.loader_entry:
         name = host.loader_entry if host.loader_entry.endswith('.conf') else host.loader_entry + '.conf'
-        path = '%s/loader/entries/%s' % (host.esp, name) if host.esp else None
+        paths = ['%s/loader/entries/%s' % (directory, name) for directory in host.loader_dirs]
+        path = next((path for path in paths if files.exists(host.root, path)), None)
         text = files.read(host.root, path) if path else None
         if text is None:
             return 'the systemd-boot entry %s (LoaderEntrySelected)' % host.loader_entry, None

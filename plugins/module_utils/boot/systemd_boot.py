@@ -2,8 +2,9 @@
 # Copyright (c) virtdev.libvirt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""systemd-boot with kernel-install (Debian, Ubuntu, Arch): the entries on the mounted ESP's
-``loader/entries`` are read at boot and edited in place; kernel-install writes each new kernel's entry
+"""systemd-boot with kernel-install (Debian, Ubuntu, Arch): the entries in ``loader/entries`` of the
+mounted ESP and of the XBOOTLDR partition (``/boot`` when the ESP is elsewhere) are read at boot and
+edited in place; kernel-install writes each new kernel's entry
 from ``/etc/kernel/cmdline``, which is kept in step (created, with the root device, when missing).
 Nothing is regenerated. Unified kernel images embed their command line and are only warned about.
 """
@@ -26,7 +27,8 @@ def kernel_cmdline_sources(host, entries):
 
 def scopes(host, options):
     root = host.root
-    entries = files.bls_entries(root, host.esp + '/loader/entries') if host.esp else []
+    entries = [entry for directory in host.loader_dirs
+               for entry in files.bls_entries(root, directory + '/loader/entries')]
     result = [files.kernel_cmdline_scope(root, kernel_cmdline_sources(host, entries))]
     result.extend(files.file_scope(entry) for entry in entries)
     if host.esp and files.listing(root, host.esp + '/EFI/Linux', '*.efi'):

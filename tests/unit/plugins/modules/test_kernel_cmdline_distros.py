@@ -283,6 +283,25 @@ def test_absent_root_is_refused_and_nothing_changes(capsys, tmp_path, name):
     assert snapshot(root) == start
 
 
+def test_systemd_boot_with_xbootldr_edits_the_entries_on_boot_and_on_the_esp(capsys, tmp_path):
+    """Arch with the ESP on /efi (loader.conf there) and the entries on the XBOOTLDR partition at /boot,
+    where systemd-boot reads them too."""
+    root = str(tmp_path)
+    distros.arch(root)
+    os.makedirs(os.path.join(root, 'efi/loader/entries'))
+    os.rename(os.path.join(root, 'boot/loader/loader.conf'), os.path.join(root, 'efi/loader/loader.conf'))
+    write(root, '/efi/loader/entries/arch-lts.conf', 'title Arch LTS\nlinux /vmlinuz-linux-lts\n'
+          'options root=UUID=%s rw\n' % distros.ROOT_UUID)
+    applied = run(capsys, root=root, args=['iommu=pt'])
+    assert applied['rc'] == 0 and applied['bootloader'] == 'systemd-boot', applied
+    for path in ('/boot/loader/entries/arch.conf', '/efi/loader/entries/arch-lts.conf'):
+        assert 'iommu=pt' in distros.options_of(read(root, path)), path
+        assert os.path.join(root, path.lstrip('/')) in applied['files']
+    assert '/boot/loader/entries/arch.conf' in applied['next_boot'] and '(none found)' not in applied['next_boot']
+    distros.reboot(root, ' '.join(distros.options_of(read(root, '/boot/loader/entries/arch.conf'))), 'arch.conf')
+    assert run(capsys, root=root, args=['iommu=pt'])['reboot_required'] is False
+
+
 def _to_bios(root):
     shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
     os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
