@@ -137,7 +137,9 @@ notes:
     them, the module fails saying which entry the host booted from, instead of asking for another reboot.
   - Debian's kernel enables the Intel IOMMU by default, so C(/proc/cmdline) without C(intel_iommu=on) does not
     prove that the IOMMU is off.
-  - Unified kernel images embed their command line and are not changed.
+  - Unified kernel images embed their command line and are not changed. When the next boot starts one,
+    RV(regenerate) names its rebuild (C(mkinitcpio -P) where a preset sets C(*_uki=)) and RV(next_boot) says it
+    carries the old command line until rebuilt; without a known rebuild the change is refused.
 seealso:
   - name: Boot Loader Specification
     description: The format of C(loader/entries/*.conf).

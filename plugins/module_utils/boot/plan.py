@@ -322,6 +322,9 @@ CARRIED_BY = {
     'grub': 'the grub.cfg that {regenerate} generates from {files}',
     'bls': 'the BLS entries {entries}; kernels installed later take /etc/kernel/cmdline (kernel-install)',
     'systemd-boot': 'the loader entries {entries}; kernels installed later take /etc/kernel/cmdline (kernel-install)',
+    # the next boot starts a unified kernel image: its embedded command line is the old one until rebuilt
+    'systemd-boot uki': 'the unified kernel image {images}, which carries the old command line until {regenerate} '
+                        'rebuilds it from /etc/kernel/cmdline',
     'proxmox-boot-tool': 'the entries that {regenerate} writes from /etc/kernel/cmdline on the ESPs {uuids}',
     'kernelstub': 'the loader entries {entries}, as {regenerate} rewrites them from user.kernel_options of '
                   '/etc/kernelstub/configuration (and at every kernel update)',
@@ -333,8 +336,13 @@ def next_boot(the_plan, options):
     host = the_plan.host
     entries = [config.path for scope in the_plan.scopes for config in scope.files if isinstance(config, files.BlsEntry)]
     regenerate = BACKENDS[the_plan.bootloader].regenerate(host, options)
-    return CARRIED_BY[the_plan.bootloader].format(
-        regenerate=' && '.join(' '.join(command) for command in regenerate) or 'grub-mkconfig',
+    carried_by = the_plan.bootloader
+    if carried_by == 'systemd-boot' and systemd_boot.boots_unified_image(host, entries):
+        carried_by = 'systemd-boot uki'
+    return CARRIED_BY[carried_by].format(
+        regenerate=' && '.join(' '.join(command) for command in regenerate) or
+        ('a rebuild' if carried_by == 'systemd-boot uki' else 'grub-mkconfig'),
+        images=host.loader_entry or ', '.join(systemd_boot.unified_images(host)),
         files=', '.join(config.path for config in the_plan.scopes[0].files),
         entries=', '.join(entries) or '(none found)',
         uuids=', '.join(host.proxmox_uuids))

@@ -302,6 +302,34 @@ def test_systemd_boot_with_xbootldr_edits_the_entries_on_boot_and_on_the_esp(cap
     assert run(capsys, root=root, args=['iommu=pt'])['reboot_required'] is False
 
 
+def _arch_with_unified_images(root, preset=True):
+    """Arch booting a unified kernel image that mkinitcpio builds from /etc/kernel/cmdline; no type #1 entry."""
+    distros.arch(root)
+    os.unlink(os.path.join(root, 'boot/loader/entries/arch.conf'))
+    write(root, '/boot/EFI/Linux/arch-linux.efi', 'MZ (a PE image with .cmdline)\n')
+    write(root, '/etc/kernel/cmdline', 'root=UUID=%s rw console=tty0\n' % distros.ROOT_UUID)
+    if preset:
+        write(root, '/etc/mkinitcpio.d/linux.preset', "PRESETS=('default')\ndefault_uki=\"/boot/EFI/Linux/arch-linux.efi\"\n")
+    distros.efi_variable(root, 'LoaderEntrySelected', 'arch-linux.efi')
+
+
+def test_a_booted_unified_kernel_image_names_its_rebuild(capsys, tmp_path):
+    root = str(tmp_path)
+    _arch_with_unified_images(root)
+    applied = run(capsys, root=root, args=['iommu=pt'])
+    assert applied['rc'] == 0 and applied['files'] == [os.path.join(root, 'etc/kernel/cmdline')], applied
+    assert applied['regenerate'] == [['mkinitcpio', '-P']]
+    assert applied['next_boot'] == ('the unified kernel image arch-linux.efi, which carries the old command line '
+                                    'until mkinitcpio -P rebuilds it from /etc/kernel/cmdline')
+
+
+def test_a_booted_unified_kernel_image_without_a_known_rebuild_is_refused(capsys, tmp_path):
+    root = str(tmp_path)
+    _arch_with_unified_images(root, preset=False)
+    _refused(capsys, root, ['the next boot starts a unified kernel image (arch-linux.efi)',
+                            'no known rebuild was found'])
+
+
 def _to_bios(root):
     shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
     os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
