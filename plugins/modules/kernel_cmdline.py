@@ -40,7 +40,8 @@ description:
     reports as set up differently, or a failing status, are refused.
   - For O(bootloader=kernelstub) (Pop!_OS) it edits C(user.kernel_options) of
     C(/etc/kernelstub/configuration), from which kernelstub rewrites the entries at each kernel update, and
-    the entries in the ESP's C(loader/entries), then runs C(kernelstub), which rewrites the entries from that
+    the C(Pop_OS-*.conf) entries in the ESP's C(loader/entries) (never the recovery partition's
+    C(Recovery-*.conf)), then runs C(kernelstub), which rewrites the entries from that
     configuration.
   - A missing C(/etc/kernel/cmdline) is created from the full current command line (C(/usr/lib/kernel/cmdline),
     C(/proc/cmdline), else the newest boot entry), and only when that names the root device (C(root=));

@@ -278,9 +278,9 @@ class KernelstubConfig(ConfigFile):
         return [KernelstubConfig(self.path, text).segments[0].tokens]
 
 
-def bls_entries(root, directory):
+def bls_entries(root, directory, pattern='*.conf'):
     """The entries of a loader/entries directory, newest (highest sorting name) first."""
-    return [BlsEntry(path, read(root, path)) for path in reversed(listing(root, directory, '*.conf'))]
+    return [BlsEntry(path, read(root, path)) for path in reversed(listing(root, directory, pattern))]
 
 
 def entry_key(text, key):

@@ -330,6 +330,19 @@ def test_a_booted_unified_kernel_image_without_a_known_rebuild_is_refused(capsys
                             'no known rebuild was found'])
 
 
+def test_popos_leaves_the_recovery_entry_alone(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.popos(root)
+    recovery = ('title Pop!_OS recovery\nlinux /EFI/Recovery-9A8B/vmlinuz.efi\ninitrd /EFI/Recovery-9A8B/initrd.gz\n'
+                'options boot=casper hostname=recovery userfullname=Recovery username=recovery noprompt\n')
+    write(root, '/boot/efi/loader/entries/Recovery-9A8B.conf', recovery)
+    applied = run(capsys, root=root, args=WANTED)
+    assert applied['rc'] == 0, applied
+    assert read(root, '/boot/efi/loader/entries/Recovery-9A8B.conf') == recovery
+    assert 'Recovery' not in applied['next_boot'] + ' '.join(applied['files'])
+    assert 'intel_iommu=on' in distros.options_of(read(root, '/boot/efi/loader/entries/Pop_OS-current.conf'))
+
+
 def _to_bios(root):
     shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
     os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
