@@ -20,7 +20,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import _files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import (
     bls, config_files as files, detect, grub, kernelstub, proxmox_boot_tool, systemd_boot)
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import (
-    CmdlineError, missing, reconcile, satisfied)
+    COMMAND_LINE_SIZE, CmdlineError, missing, reconcile, satisfied)
 
 BACKENDS = {backend.NAME: backend for backend in (grub, bls, systemd_boot, proxmox_boot_tool, kernelstub)}
 BOOTLOADERS = tuple(BACKENDS)
@@ -73,6 +73,7 @@ def plan(root, bootloader, args, state, options, probe=None):
     warnings = []
     for scope in scopes:
         scope.outcome = reconcile(scope.segments, scope.target, args, state)
+        _check_size(host, scope)
         warnings.extend(scope.warnings)
         if '$kernelopts' in scope.tokens():
             warnings.append('%s uses $kernelopts; the arguments stored in grubenv are not seen here '
@@ -91,6 +92,26 @@ def plan(root, bootloader, args, state, options, probe=None):
                 changes.append((config, _files.FileChange(config.path, config.text, after)))
     regenerate = backend.regenerate(host, options) if _regenerated(bootloader, changes) else []
     return Plan(host, bootloader, scopes, changes, regenerate, warnings)
+
+
+def _check_size(host, scope):
+    """Refuse a command line that grows past what the kernel keeps (the rest would be cut off at boot).
+
+    The files do not hold all of it: the loader adds BOOT_IMAGE=/initrd=, grub.cfg adds root= and ro.
+    What the running kernel got beyond the files' tokens stands for that part."""
+    after, before = scope.tokens(), scope.tokens(original=True)
+    if after == before or len(' '.join(after)) <= len(' '.join(before)):
+        return
+    added_by_loader = list(host.proc_cmdline or [])
+    for token in before:
+        if token in added_by_loader:
+            added_by_loader.remove(token)
+    size = len(' '.join(added_by_loader + after).encode('utf-8', 'surrogatepass')) + 1  # the final NUL
+    if size > COMMAND_LINE_SIZE:
+        raise CmdlineError(
+            '%s: the command line would be %d bytes with the final NUL (its arguments and what the loader adds, as '
+            '/proc/cmdline shows: %s), more than the kernel keeps (COMMAND_LINE_SIZE %d); the part past it would '
+            'be cut off at boot' % (scope.name, size, ' '.join(added_by_loader) or 'nothing', COMMAND_LINE_SIZE))
 
 
 def _regenerated(bootloader, changes):

@@ -343,6 +343,24 @@ def test_popos_leaves_the_recovery_entry_alone(capsys, tmp_path):
     assert 'intel_iommu=on' in distros.options_of(read(root, '/boot/efi/loader/entries/Pop_OS-current.conf'))
 
 
+def test_a_command_line_growing_past_the_kernel_size_is_refused(capsys, tmp_path):
+    """Debian with a long but valid GRUB_CMDLINE_LINUX: grub.cfg's linux line (BOOT_IMAGE=, root=, ro, the
+    variables) would pass COMMAND_LINE_SIZE with the new arguments."""
+    root = str(tmp_path)
+    distros.debian12(root)
+    long_line = ' '.join('opt%04d=%s' % (n, 'v' * 40) for n in range(39))
+    text = read(root, '/etc/default/grub')
+    write(root, '/etc/default/grub', text.replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="%s"' % long_line))
+    start = snapshot(root)
+    result = run(capsys, root=root, args=['intel_iommu=on', 'iommu=pt', 'vfio-pci.ids=10de:1b80,10de:10f0'])
+    assert result.get('failed') is True and snapshot(root) == start, result
+    for fragment in ('/etc/default/grub', 'the command line would be ', 'COMMAND_LINE_SIZE 2048',
+                     'BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64'):
+        assert fragment in result['msg'], (fragment, result['msg'])
+    assert int(result['msg'].split('would be ')[1].split()[0]) > 2048
+    assert run(capsys, root=root, args=['iommu=pt'])['changed'] is True  # what still fits is added
+
+
 def _to_bios(root):
     shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
     os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
