@@ -246,6 +246,8 @@ commands:
 regenerate:
   description: Commands still to be run in the target system for the boot configuration to carry the change
     (with O(root) other than C(/), or O(update_bootloader=false)); empty when nothing is left to do.
+    For GRUB it also lists the update while the generated grub.cfg's first kernel line lacks what the
+    defaults carry, even when no file changes (a pending update of an earlier run; run on a live host).
   returned: success
   type: list
   elements: list

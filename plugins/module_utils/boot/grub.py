@@ -16,7 +16,7 @@ import os
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import config_files as files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import detect
-from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, satisfied
 
 NAME = 'grub'
 GRUB_MAIN = detect.GRUB_MAIN
@@ -106,6 +106,25 @@ def grub_scope(root, grub_file, variable, required=True):
     segments = [a.segment for name in files.GRUB_VARIABLES for a in order[name]]
     used = [f for f in chain if f.exists or f is target_file]
     return files.Scope('grub:' + ','.join(f.path for f in used), used, segments, target, warnings)
+
+
+LINUX_COMMANDS = ('linux', 'linuxefi', 'linux16')  # grub.cfg commands that load a kernel with its arguments
+
+
+def linux_lines(root, path):
+    """The kernel-loading lines of a generated grub.cfg, in order, as word lists (command, image, arguments)."""
+    return [words for words in (line.split() for line in (files.read(root, path) or '').splitlines())
+            if len(words) >= 2 and words[0] in LINUX_COMMANDS]
+
+
+def pending(host, args, state):
+    """Whether grub.cfg still lacks what the defaults carry: its first kernel line (the default entry) does
+    not reflect ``args``, so the regeneration of an earlier run is still to be done."""
+    for path in host.grub_configs:
+        lines = linux_lines(host.root, path)
+        if lines:
+            return not satisfied(lines[0][2:], args, state)
+    return False  # no generated grub.cfg below root (an image): nothing tells
 
 
 def scopes(host, options):

@@ -61,7 +61,8 @@ class KernelCmdline(Operation):
 
     @property
     def changed(self):
-        return self.planned.changed
+        # a regeneration still pending from an earlier run (grub.cfg behind the defaults) runs, and changes it
+        return self.planned.changed or bool(self.run_commands)
 
     def grubby(self):
         """grubby's path, or None where it must not run (the module gives its own lookup)."""
@@ -75,7 +76,7 @@ class KernelCmdline(Operation):
         return self.planned
 
     def apply(self, files):
-        if not self.planned.changed:
+        if not self.changed:
             return
         module = self.module
         runner = boot.Runner(run=module.run_command, find=module.get_bin_path, grubby=self.grubby())

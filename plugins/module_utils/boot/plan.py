@@ -90,7 +90,8 @@ def plan(root, bootloader, args, state, options, probe=None):
             after = config.render()
             if after is not None and after != config.text:
                 changes.append((config, _files.FileChange(config.path, config.text, after)))
-    regenerate = backend.regenerate(host, options) if _regenerated(bootloader, changes) else []
+    regenerate = backend.regenerate(host, options) if _regenerated(bootloader, changes) or (
+        bootloader == 'grub' and grub.pending(host, args, state)) else []
     return Plan(host, bootloader, scopes, changes, regenerate, warnings)
 
 
@@ -301,10 +302,8 @@ def booted_entry(host):
         if os.path.basename(files.entry_key(text, 'linux') or '') == kernel:
             return 'the entry %s (BOOT_IMAGE=%s)' % (files.shown(host.root, path), image[0]), files.options(text)
     for path in host.grub_configs:
-        for line in (files.read(host.root, path) or '').splitlines():
-            words = line.split()
-            if len(words) >= 2 and words[0] in ('linux', 'linuxefi', 'linux16') and \
-                    os.path.basename(words[1]) == kernel:
+        for words in grub.linux_lines(host.root, path):
+            if os.path.basename(words[1]) == kernel:
                 return 'the entry for %s in %s' % (image[0], files.shown(host.root, path)), words[2:]
     return 'the kernel image %s (BOOT_IMAGE in /proc/cmdline)' % image[0], None
 

@@ -361,6 +361,27 @@ def test_a_command_line_growing_past_the_kernel_size_is_refused(capsys, tmp_path
     assert run(capsys, root=root, args=['iommu=pt'])['changed'] is True  # what still fits is added
 
 
+def test_a_grub_cfg_behind_the_defaults_still_names_the_regeneration(capsys, tmp_path):
+    """The first run's result was lost, or update_bootloader was false: a later run that changes no file still
+    names update-grub while grub.cfg's kernel line lacks the arguments, and runs it on the live host."""
+    root = str(tmp_path)
+    debian = distros.BY_NAME['debian12']
+    debian.build(root)
+    assert run(capsys, root=root, args=WANTED)['regenerate'] == [['update-grub']]
+    again = run(capsys, root=root, args=WANTED)
+    assert again['changed'] is False and again['regenerate'] == [['update-grub']], again
+    # the live host's apply step runs it although no file changes (the plan's host stands for the live one)
+    planned = boot.plan(root, 'auto', parse_args(WANTED), 'present', PVE_OPTIONS)
+    assert not planned.changed and planned.regenerate == [['update-grub']]
+    planned.host.live = True
+    ran = []
+    done = boot.apply(planned, lambda: planned, parse_args(WANTED), 'present',
+                      boot.Runner(run=lambda argv: ran.append(argv) or (0, '', ''), find=lambda name: None))
+    assert ran == [['update-grub']] and done.files == []
+    debian._regenerate(root)  # update-grub ran: grub.cfg carries the arguments
+    assert run(capsys, root=root, args=WANTED)['regenerate'] == []
+
+
 def _to_bios(root):
     shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
     os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
