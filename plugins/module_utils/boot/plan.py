@@ -325,16 +325,28 @@ def boot_mismatch(the_plan, args, state, options):
     if not written or max(written) >= booted:
         return None  # written during this boot: the reboot is still to come
     entry, tokens = booted_entry(host)
+    words = MISMATCH_WORDS[state]
     if tokens is not None and satisfied(tokens, args, state):
-        return ('the host booted from %s, which carries %s, but the running kernel did not get them: the command '
-                'line was changed at the boot menu, or the loader does not read that entry\'s options (a unified '
-                'kernel image)' % (entry, ' '.join(lacking)))
+        holds, kernel, how = words['entry_ok']
+        return ('the host booted from %s, which %s, but the running kernel %s: %s at the boot menu, or the loader '
+                'does not read that entry\'s options (a unified kernel image)'
+                % (entry, holds % ' '.join(lacking), kernel, how))
     carried = [scope.name for scope in the_plan.scopes if satisfied(scope.tokens(), args, state)]
     regenerate = BACKENDS[the_plan.bootloader].regenerate(host, options)
-    return ('the host booted from %s, which does not carry %s, although %s carried them before this boot: another '
-            'reboot would boot the same way; check which entry the firmware and the loader start%s'
-            % (entry, ' '.join(lacking), ', '.join(carried) or 'the files',
+    return ('the host booted from %s, which %s, although %s %s before this boot: another reboot would boot the '
+            'same way; check which entry the firmware and the loader start%s'
+            % (entry, words['entry_wrong'] % ' '.join(lacking), ', '.join(carried) or 'the files', words['files'],
                ' (was %s run?)' % ' && '.join(' '.join(command) for command in regenerate) if regenerate else ''))
+
+
+# The after-reboot failure in words, per state: (what the entry holds, what the kernel got, how), for an
+# entry that is right; what a wrong entry holds; what the files held before this boot.
+MISMATCH_WORDS = {
+    'present': {'entry_ok': ('carries %s', 'did not get them', 'the command line was changed'),
+                'entry_wrong': 'does not carry %s', 'files': 'carried them'},
+    'absent': {'entry_ok': ('does not carry %s any more', 'still has them', 'they were typed'),
+               'entry_wrong': 'still carries %s', 'files': 'no longer carried them'},
+}
 
 
 # What the next boot reads once the change is made, per boot path: the reboot contract.

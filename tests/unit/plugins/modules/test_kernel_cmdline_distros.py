@@ -382,6 +382,20 @@ def test_a_grub_cfg_behind_the_defaults_still_names_the_regeneration(capsys, tmp
     assert run(capsys, root=root, args=WANTED)['regenerate'] == []
 
 
+def test_absent_after_a_boot_menu_edit_says_what_is_true(capsys, tmp_path):
+    """nomodeset was typed at the GRUB menu once; no file carries it. The failure says so, not the message for
+    state present (which claimed the entry carries it and the kernel lacks it)."""
+    root = str(tmp_path)
+    distros.BY_NAME['debian12'].build(root)
+    tokens = distros.grub_boot(root, 'grub-mkconfig', 'UUID=' + distros.ROOT_UUID)
+    distros.reboot(root, ' '.join(['BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64'] + tokens + ['nomodeset']))
+    result = run(capsys, root=root, args=['nomodeset'], state='absent')
+    assert result.get('failed') is True, result
+    assert ('the host booted from the entry for /boot/vmlinuz-6.1.0-18-amd64 in %s/boot/grub/grub.cfg, which does '
+            'not carry nomodeset any more, but the running kernel still has them: they were typed at the boot menu'
+            % root) in result['msg'], result['msg']
+
+
 def _to_bios(root):
     shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
     os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
