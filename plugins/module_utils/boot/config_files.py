@@ -29,6 +29,21 @@ _ASSIGN_RE = re.compile(
 # module's managed files; CmdlineError is for what the content or the request makes impossible.
 shown = _files.location  # where a file below root is, for messages and results
 read = _files.read_text  # its text, None when missing
+resolved = _files.resolved  # its real path, every link on the way followed inside root
+
+
+def read_followed(root, path):
+    """The text of a file the module only reads (``/etc/os-release``, the grub-mkconfig script), None when
+    missing: unlike a managed file it may be a symbolic link (``/etc/os-release`` is one to
+    ``../usr/lib/os-release``), followed inside root."""
+    full = resolved(root, path)
+    try:
+        with open(full, 'rb') as handle:
+            return handle.read().decode('utf-8', 'replace')
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _files.FileError('cannot read %s: %s' % (full, exc))
 
 
 def exists(root, path):

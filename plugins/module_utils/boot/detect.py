@@ -247,9 +247,9 @@ def check_choice(host, bootloader):
 
 def os_release(root):
     """``/etc/os-release`` (or ``/usr/lib/os-release``) as a dict."""
-    text = files.read(root, '/etc/os-release')
+    text = files.read_followed(root, '/etc/os-release')
     if text is None:
-        text = files.read(root, '/usr/lib/os-release') or ''
+        text = files.read_followed(root, '/usr/lib/os-release') or ''
     result = {}
     for line in text.splitlines():
         key, sep, value = line.partition('=')
@@ -265,7 +265,7 @@ def find_program(root, name):
     """The path (as on the target) of an installed program below root, or None."""
     for directory in SBIN:
         path = '%s/%s' % (directory, name)
-        full = files.shown(root, path)
+        full = files.resolved(root, path)  # a link (grub-mkconfig -> grub2-mkconfig) is followed inside root
         if os.path.isfile(full) and os.access(full, os.X_OK):
             return path
     return None

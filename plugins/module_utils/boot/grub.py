@@ -35,7 +35,7 @@ def reads_dropins(root):
     for name in MKCONFIG:
         program = detect.find_program(root, name)
         if program is not None:
-            text = files.read(root, program) or ''
+            text = files.read_followed(root, program) or ''
             found = GRUB_DROPIN_DIR.split('/etc', 1)[1] in text  # "/default/grub.d", after ${sysconfdir}
             return found, '%s %s %s' % (files.shown(root, program), 'sources' if found else 'does not source',
                                         GRUB_DROPIN_DIR)

@@ -396,6 +396,35 @@ def test_absent_after_a_boot_menu_edit_says_what_is_true(capsys, tmp_path):
             % root) in result['msg'], result['msg']
 
 
+def _os_release_linked(root):
+    """The standard layout: /etc/os-release -> ../usr/lib/os-release, and no grub-mkconfig to read."""
+    os.unlink(os.path.join(root, 'usr/sbin/grub-mkconfig'))
+    os.makedirs(os.path.join(root, 'usr/lib'), exist_ok=True)
+    os.rename(os.path.join(root, 'etc/os-release'), os.path.join(root, 'usr/lib/os-release'))
+    os.symlink('../usr/lib/os-release', os.path.join(root, 'etc/os-release'))
+
+
+def _grub_mkconfig_linked(root):
+    os.makedirs(os.path.join(root, 'usr/lib/grub'), exist_ok=True)
+    os.rename(os.path.join(root, 'usr/sbin/grub-mkconfig'), os.path.join(root, 'usr/lib/grub/grub-mkconfig'))
+    os.symlink('../lib/grub/grub-mkconfig', os.path.join(root, 'usr/sbin/grub-mkconfig'))
+
+
+@pytest.mark.parametrize('link', [_os_release_linked, _grub_mkconfig_linked])
+def test_files_only_read_may_be_symbolic_links(capsys, tmp_path, link):
+    """Ubuntu's cloud drop-ins make the module ask whether grub-mkconfig reads grub.d: the answer is read
+    through the standard symbolic links; only files the module writes must not be links."""
+    root = str(tmp_path)
+    distros.BY_NAME['ubuntu2404-cloud'].build(root)
+    link(root)
+    applied = run(capsys, root=root, args=['intel_iommu=on'])
+    assert applied['rc'] == 0 and applied['changed'] is True, applied
+    os.rename(os.path.join(root, 'etc/default/grub'), os.path.join(root, 'etc/default/grub.orig'))
+    os.symlink('grub.orig', os.path.join(root, 'etc/default/grub'))
+    refused = run(capsys, root=root, args=['iommu=pt'])
+    assert refused.get('failed') is True and 'is a symbolic link; refusing to manage it' in refused['msg'], refused
+
+
 def _to_bios(root):
     shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
     os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
