@@ -96,7 +96,8 @@ options:
   grub_file:
     description:
       - The GRUB defaults file to add arguments to, C(/etc/default/grub) or a C(/etc/default/grub.d/NAME.cfg)
-        drop-in (created when missing, as C(GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ...")).
+        drop-in (created when missing, as C(GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ...")). A NAME starting
+        with C(.) is refused: grub-mkconfig's C(grub.d/*.cfg) does not match it.
       - The module fails when a file sourced later sets the variable without including its previous value,
         since that would silently drop the arguments.
     type: path

@@ -55,10 +55,12 @@ def grub_scope(root, grub_file, variable, required=True):
     """The GRUB defaults chain: main file, then ``grub.d/*.cfg`` in the order grub-mkconfig sources them."""
     grub_file = '/' + grub_file.lstrip('/')
     directory, base = os.path.split(grub_file)
-    if grub_file != GRUB_MAIN and not (directory == GRUB_DROPIN_DIR and base.endswith('.cfg')):
+    # grub-mkconfig sources "grub.d/*.cfg", a glob that does not match names starting with a dot
+    if grub_file != GRUB_MAIN and not (directory == GRUB_DROPIN_DIR and base.endswith('.cfg') and
+                                       not base.startswith('.')):
         raise CmdlineError(
-            'grub_file: %r is neither %s nor a %s/*.cfg drop-in, so grub-mkconfig would not read it'
-            % (grub_file, GRUB_MAIN, GRUB_DROPIN_DIR))
+            'grub_file: %r is neither %s nor a %s/*.cfg drop-in (a name not starting with "."), so grub-mkconfig '
+            'would not read it' % (grub_file, GRUB_MAIN, GRUB_DROPIN_DIR))
     main_text = files.read(root, GRUB_MAIN)
     if main_text is None and required:
         raise CmdlineError('%s not found' % files.shown(root, GRUB_MAIN))

@@ -307,6 +307,12 @@ def test_grub_file_outside_what_grub_mkconfig_reads(tmp_path):
         plan(root, 'grub', args('iommu=pt'), 'present', grub_file='/etc/grub.conf')
 
 
+def test_hidden_dropin_is_not_what_grub_mkconfig_reads(tmp_path):
+    root = trees.debian_grub(str(tmp_path))
+    with pytest.raises(cmdline.CmdlineError, match=r"grub_file: '/etc/default/grub.d/.hidden.cfg' is neither"):
+        plan(root, 'grub', args('iommu=pt'), 'present', grub_file='/etc/default/grub.d/.hidden.cfg')
+
+
 def test_grub_main_missing(tmp_path):
     with pytest.raises(cmdline.CmdlineError, match='bootloader: grub is not what .* boots with: no boot path matches'):
         plan(str(tmp_path), 'grub', args('iommu=pt'), 'present')
