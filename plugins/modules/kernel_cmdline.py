@@ -44,7 +44,8 @@ description:
     C(Recovery-*.conf)), then runs C(kernelstub), which rewrites the entries from that
     configuration.
   - A missing C(/etc/kernel/cmdline) is created from the full current command line (C(/usr/lib/kernel/cmdline),
-    C(/proc/cmdline), else the newest boot entry), and only when that names the root device (C(root=));
+    C(/proc/cmdline), else the newest boot entry; for proxmox-boot-tool C(/proc/cmdline) only, as its refresh
+    does), and only when that names the root device (C(root=));
     otherwise the module fails instead of writing a command line a new kernel could not boot with.
   - Parameters that may repeat (C(rd.driver.pre), C(rd.driver.blacklist), C(modprobe.blacklist), C(console),
     C(rd.lvm.lv), ...) and comma-list values (C(vfio-pci.ids)) gain the missing values; what is there stays.

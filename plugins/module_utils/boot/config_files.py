@@ -332,8 +332,8 @@ def seed_kernel_cmdline(root, sources):
                 'find their root file system; write %s with the full command line first'
                 % (shown(root, KERNEL_CMDLINE), label, ' '.join(tokens) or 'empty', KERNEL_CMDLINE))
         return tokens, label
-    raise CmdlineError('refusing to create %s: no full command line to start from (none of %s exists); write it '
-                       'with the full command line first' % (shown(root, KERNEL_CMDLINE), ', '.join(looked)))
+    raise CmdlineError('refusing to create %s: no full command line to start from (tried %s: none exists); write '
+                       'it with the full command line first' % (shown(root, KERNEL_CMDLINE), ', '.join(looked)))
 
 
 class Scope(object):
@@ -373,5 +373,15 @@ def kernel_cmdline_scope(root, sources):
 
 
 def entry_sources(root, entries):
-    """Seed candidates from loader entries, newest first."""
-    return [('%s options' % shown(root, entry.path), entry.tokens()) for entry in entries]
+    """Seed candidates from loader entries, newest first (one that is missing when there are none, so a
+    refusal names it)."""
+    return [('%s options' % shown(root, entry.path), entry.tokens()) for entry in entries] or \
+        [('a boot entry\'s options', None)]
+
+
+def kernel_install_sources(root, proc_cmdline, entries):
+    """Where a new /etc/kernel/cmdline starts from (BLS, systemd-boot): kernel-install's own fallbacks
+    (``/usr/lib/kernel/cmdline``, then ``/proc/cmdline``), then the entries."""
+    usr = read(root, '/usr/lib/kernel/cmdline')
+    return ([('/usr/lib/kernel/cmdline', None if usr is None else split_cmdline(usr)),
+             ('/proc/cmdline', proc_cmdline)] + entry_sources(root, entries))

@@ -17,17 +17,8 @@ import re
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import config_files as files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import detect
-from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import split_cmdline
 
 NAME = 'systemd-boot'
-
-
-def kernel_cmdline_sources(host, entries):
-    """Where a new /etc/kernel/cmdline starts from: kernel-install's own fallbacks, then the entries."""
-    root = host.root
-    usr = files.read(root, '/usr/lib/kernel/cmdline')
-    return ([('/usr/lib/kernel/cmdline', None if usr is None else split_cmdline(usr)),
-             ('/proc/cmdline', host.proc_cmdline)] + files.entry_sources(root, entries))
 
 
 def _mkinitcpio_uki(root):
@@ -70,7 +61,7 @@ def uki_builder(host):
 def scopes(host, options):
     root = host.root
     entries = loader_entries(host)
-    result = [files.kernel_cmdline_scope(root, kernel_cmdline_sources(host, entries))]
+    result = [files.kernel_cmdline_scope(root, files.kernel_install_sources(root, host.proc_cmdline, entries))]
     result.extend(files.file_scope(entry) for entry in entries)
     if boots_unified_image(host, entries):
         if uki_builder(host) is None and not result[0].files[0].refusal:

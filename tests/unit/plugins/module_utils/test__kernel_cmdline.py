@@ -313,6 +313,26 @@ def test_hidden_dropin_is_not_what_grub_mkconfig_reads(tmp_path):
         plan(root, 'grub', args('iommu=pt'), 'present', grub_file='/etc/default/grub.d/.hidden.cfg')
 
 
+def test_bls_seeds_missing_kernel_cmdline_from_usr_lib_kernel_cmdline_first(tmp_path):
+    root = trees.rhel_bls(str(tmp_path), kernel_cmdline=False)
+    os.unlink(os.path.join(root, 'proc/cmdline'))
+    trees.write(root, '/usr/lib/kernel/cmdline', 'root=UUID=x ro from_usr_lib\n')
+    result = plan(root, 'bls', args('iommu=pt'), 'present')
+    [(_config, before, after)] = [c for c in changes(result) if c[0].path == '/etc/kernel/cmdline']
+    assert before is None and after == 'root=UUID=x ro from_usr_lib iommu=pt\n'
+
+
+def test_a_missing_kernel_cmdline_without_source_names_every_source_tried(tmp_path):
+    """systemd-boot booting a unified kernel image: no /usr/lib/kernel/cmdline, no /proc/cmdline, no entry."""
+    root = str(tmp_path)
+    trees.write(root, '/boot/efi/loader/loader.conf', 'timeout 3\n')
+    trees.write(root, '/boot/efi/EFI/Linux/linux.efi', 'MZ\n')
+    with pytest.raises(cmdline.CmdlineError) as exc:
+        plan(root, 'systemd-boot', args('iommu=pt'), 'present')
+    assert ("no full command line to start from (tried /usr/lib/kernel/cmdline, /proc/cmdline, a boot entry's "
+            "options: none exists)") in str(exc.value)
+
+
 def test_grub_main_missing(tmp_path):
     with pytest.raises(cmdline.CmdlineError, match='bootloader: grub is not what .* boots with: no boot path matches'):
         plan(str(tmp_path), 'grub', args('iommu=pt'), 'present')
@@ -517,7 +537,7 @@ def test_seed_requires_the_root_device(tmp_path):
         == (['root=/dev/sda1', 'ro'], 'b')
     with pytest.raises(cmdline.CmdlineError, match='from b: it has no root= \\(quiet\\)'):
         config_files.seed_kernel_cmdline(root, [('a', None), ('b', ['quiet', '$tuned_params'])])
-    with pytest.raises(cmdline.CmdlineError, match='none of a, b exists'):
+    with pytest.raises(cmdline.CmdlineError, match='tried a, b: none exists'):
         config_files.seed_kernel_cmdline(root, [('a', None), ('b', None)])
 
 
