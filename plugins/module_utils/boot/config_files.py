@@ -275,6 +275,8 @@ class KernelstubConfig(ConfigFile):
     def __init__(self, path, text, display=None):
         ConfigFile.__init__(self, path, text)
         where = display or path
+        if text is None:
+            raise CmdlineError('%s does not exist: kernelstub is not set up here' % where)
         try:
             self.data = json.loads(text)
             options = self.data['user']['kernel_options']

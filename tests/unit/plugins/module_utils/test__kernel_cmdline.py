@@ -333,6 +333,13 @@ def test_a_missing_kernel_cmdline_without_source_names_every_source_tried(tmp_pa
             "options: none exists)") in str(exc.value)
 
 
+def test_kernelstub_without_its_configuration_says_it_does_not_exist(tmp_path):
+    host = detect.Host(str(tmp_path))
+    with pytest.raises(cmdline.CmdlineError) as exc:
+        boot.BACKENDS['kernelstub'].scopes(host, {})
+    assert str(exc.value) == '%s/etc/kernelstub/configuration does not exist: kernelstub is not set up here' % tmp_path
+
+
 def test_grub_main_missing(tmp_path):
     with pytest.raises(cmdline.CmdlineError, match='bootloader: grub is not what .* boots with: no boot path matches'):
         plan(str(tmp_path), 'grub', args('iommu=pt'), 'present')
