@@ -16,7 +16,9 @@ followed, and nothing leads out of the root.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import root as _host_root
 
@@ -72,6 +74,14 @@ def read_text(root, path):
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise FileError('cannot read %s: %s' % (last, exc))
+
+
+def backup_copy(path):
+    """A copy of ``path`` next to it, ``FILE.PID.YYYYMMDDTHHMMSS~``, returned. Unlike AnsibleModule.backup_local's
+    ``FILE.PID.YYYY-MM-DD@HH:MM:SS~`` the name has no ``:``, which FAT (an ESP's loader entries) refuses."""
+    backup = '%s.%d.%s~' % (path, os.getpid(), time.strftime('%Y%m%dT%H%M%S'))
+    shutil.copy2(path, backup)
+    return backup
 
 
 class Transaction(object):

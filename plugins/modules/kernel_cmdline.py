@@ -130,7 +130,9 @@ options:
     type: list
     elements: str
   backup:
-    description: Keep a timestamped copy of each file that is changed (only files that are changed).
+    description:
+      - Keep a timestamped copy of each file that is changed (only files that are changed), next to it as
+        C(FILE.PID.YYYYMMDDTHHMMSS~): without C(:), which FAT (the ESP holding loader entries) refuses.
     type: bool
     default: false
 notes:

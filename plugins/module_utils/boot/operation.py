@@ -69,7 +69,7 @@ class KernelCmdline(Operation):
         raise NotImplementedError
 
     def file_backup(self):
-        return self.module.backup_local if self.params['backup'] else None
+        return _files.backup_copy if self.params['backup'] else None  # named for FAT too (the ESP's entries)
 
     def predict(self):
         self._check_boot()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 
@@ -287,6 +288,17 @@ def test_systemd_boot_cycle(capsys, tmp_path):
     assert read(root, '/etc/kernel/cmdline').split()[-2:] == ['amd_iommu=on', 'iommu=pt']
     entry = read(root, '/boot/efi/loader/entries/%s-%s.conf' % (trees.MACHINE_ID, trees.DEBIAN_KERNEL))
     assert 'options    root=UUID=%s ro quiet amd_iommu=on iommu=pt\n' % trees.DEBIAN_ROOT_UUID in entry
+
+
+def test_backups_are_named_as_fat_allows(capsys, tmp_path):
+    """The entries live on the ESP (FAT), which refuses ':' in names: FILE.PID.YYYYMMDDTHHMMSS~."""
+    root = trees.systemd_boot(str(tmp_path))
+    result = run(capsys, root=root, args=['iommu=pt'], backup=True)
+    assert len(result['backup_files']) == 2, result
+    for backup in result['backup_files']:
+        assert re.match(r'^.+\.conf\.\d+\.\d{8}T\d{6}~$|^.+/cmdline\.\d+\.\d{8}T\d{6}~$', backup), backup
+        assert not set(os.path.basename(backup)) & set(':*?"<>|\\'), backup
+        assert 'iommu=pt' not in open(backup).read()
 
 
 def test_systemd_boot_creates_kernel_cmdline(capsys, tmp_path):
