@@ -16,7 +16,9 @@ followed, and nothing leads out of the root.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import root as _host_root
 
@@ -74,6 +76,14 @@ def read_text(root, path):
         raise FileError('cannot read %s: %s' % (last, exc))
 
 
+def backup_copy(path):
+    """A copy of ``path`` next to it, ``FILE.PID.YYYYMMDDTHHMMSS~``, returned. Unlike AnsibleModule.backup_local's
+    ``FILE.PID.YYYY-MM-DD@HH:MM:SS~`` the name has no ``:``, which FAT (an ESP's loader entries) refuses."""
+    backup = '%s.%d.%s~' % (path, os.getpid(), time.strftime('%Y%m%dT%H%M%S'))
+    shutil.copy2(path, backup)
+    return backup
+
+
 class Transaction(object):
     """Applies ``FileChange`` objects below ``root`` and can undo all of them.
 
@@ -88,6 +98,7 @@ class Transaction(object):
         self.backup = backup
         self.backups = []
         self._undo = []  # (full path, previous text or None), in the order written
+        self._made = []  # directories created for new files, removed again by rollback when left empty
 
     def remember(self, path, before):
         """Record a file some other tool is about to change (e.g. grubby), so ``rollback`` restores it."""
@@ -105,8 +116,13 @@ class Transaction(object):
                 os.unlink(full)
             return
         directory = os.path.dirname(full)
-        if not os.path.isdir(directory):
+        made, parent = [], directory
+        while not os.path.isdir(parent):
+            made.append(parent)
+            parent = os.path.dirname(parent)
+        if made:
             os.makedirs(directory, 0o755)
+            self._made.extend(made)
         mode = change.mode
         if mode is None:
             mode = os.stat(full).st_mode & 0o7777 if os.path.isfile(full) and not os.path.islink(full) else NEW_FILE_MODE
@@ -119,16 +135,25 @@ class Transaction(object):
                 check(tmp)
             if self.backup is not None and change.before is not None and os.path.isfile(full):
                 self.backups.append(self.backup(full))
+            try:
+                self.atomic_move(tmp, full)
+            except Exception as exc:  # AnsibleModule.atomic_move raises plain Exception; the file is unchanged
+                cause = exc.__cause__ or exc
+                raise FileError('cannot write %s: %s' % (full, cause))
             self._undo.append((full, change.before))
-            self.atomic_move(tmp, full)
             os.chmod(full, mode)  # atomic_move may carry the replaced file's mode over
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def written(self):
+        """The files changed so far (full paths, in the order written), what ``rollback`` would restore."""
+        return [full for full, _before in self._undo]
+
     def rollback(self):
-        """Put back what was there before every change applied so far, newest first; the problems met
-        (one line each) are returned, never raised: a rollback does as much as it can."""
+        """Put back what was there before every change applied so far, newest first, and remove the
+        directories made for new files; the problems met (one line each, naming the file left changed)
+        are returned, never raised: a rollback does as much as it can."""
         problems = []
         for full, before in reversed(self._undo):
             try:
@@ -140,5 +165,11 @@ class Transaction(object):
                         handle.write(before.encode('utf-8'))
             except OSError as exc:
                 problems.append('could not restore %s: %s' % (full, exc))
+        for directory in sorted(self._made, key=len, reverse=True):  # the deepest first
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass  # not empty (something else was put there): left as it is
         self._undo = []
+        self._made = []
         return problems

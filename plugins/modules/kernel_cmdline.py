@@ -33,16 +33,19 @@ description:
     When C(grubby) is installed and O(root=/), the change is made with
     C(grubby --update-kernel=ALL) and then checked, and completed directly where grubby left something out.
   - For O(bootloader=systemd-boot) it edits C(/etc/kernel/cmdline) and the entries in the ESP's
-    C(loader/entries).
+    C(loader/entries) and, when the ESP is on C(/efi) or C(/boot/efi), in C(/boot/loader/entries) (the
+    XBOOTLDR partition, which systemd-boot reads too).
   - For O(bootloader=proxmox-boot-tool) (Proxmox VE with systemd-boot on ESPs it manages, ZFS on UEFI) it
     edits C(/etc/kernel/cmdline), then runs C(proxmox-boot-tool refresh). ESPs that C(proxmox-boot-tool status)
     reports as set up differently, or a failing status, are refused.
   - For O(bootloader=kernelstub) (Pop!_OS) it edits C(user.kernel_options) of
     C(/etc/kernelstub/configuration), from which kernelstub rewrites the entries at each kernel update, and
-    the entries in the ESP's C(loader/entries), then runs C(kernelstub), which rewrites the entries from that
+    the C(Pop_OS-*.conf) entries in the ESP's C(loader/entries) (never the recovery partition's
+    C(Recovery-*.conf)), then runs C(kernelstub), which rewrites the entries from that
     configuration.
   - A missing C(/etc/kernel/cmdline) is created from the full current command line (C(/usr/lib/kernel/cmdline),
-    C(/proc/cmdline), else the newest boot entry), and only when that names the root device (C(root=));
+    C(/proc/cmdline), else the newest boot entry; for proxmox-boot-tool C(/proc/cmdline) only, as its refresh
+    does), and only when that names the root device (C(root=));
     otherwise the module fails instead of writing a command line a new kernel could not boot with.
   - Parameters that may repeat (C(rd.driver.pre), C(rd.driver.blacklist), C(modprobe.blacklist), C(console),
     C(rd.lvm.lv), ...) and comma-list values (C(vfio-pci.ids)) gain the missing values; what is there stays.
@@ -51,7 +54,9 @@ description:
     Keys compare as the kernel does, with C(-) and C(_) equal.
   - Files are written through a temporary file that is parsed back and checked (and, for GRUB shell
     fragments, syntax-checked with C(sh -n)) before it atomically replaces the original. If a later write
-    fails, the files already written are restored.
+    fails, the files already written are restored (created ones removed) and the run fails with
+    C(changed=false), naming the file that failed; if a restore fails too, C(changed=true) and the message
+    names the files left changed.
 author:
   - virtdev.libvirt maintainers (@virtdev)
 attributes:
@@ -67,8 +72,11 @@ options:
   args:
     description:
       - Kernel arguments, one per item, each C(key) or C(key=value). Keys are letters, digits, C(_), C(-) and C(.).
-      - Values with whitespace or quotes, and shell characters (C($), backquote, backslash) are refused.
+      - Values with whitespace or quotes, shell characters (C($), backquote, backslash) and characters GRUB's
+        script parser treats specially (C(;), C(|), C(&), C(<), C(>), C({), C(})) are refused, on every
+        boot path (GRUB reads BLS entries' options too).
       - With O(state=absent), a bare C(key) removes the key with any value; C(key=value) removes only that value.
+        C(root) (the root device) is never removed: O(state=absent) with C(root) or C(root=...) is refused.
     type: list
     elements: str
     required: true
@@ -81,13 +89,16 @@ options:
     description:
       - Which boot path to edit. V(auto) decides from what the host boots with (see the description and
         C(docs/kernel_cmdline.md) for the rules) and fails, naming what it found, when that is ambiguous.
+      - An explicit value is accepted only when it is what V(auto) decides, or one of the paths V(auto) leaves
+        open when it is ambiguous; otherwise the module fails naming what it found and what to use.
     type: str
     choices: [auto, grub, bls, systemd-boot, proxmox-boot-tool, kernelstub]
     default: auto
   grub_file:
     description:
       - The GRUB defaults file to add arguments to, C(/etc/default/grub) or a C(/etc/default/grub.d/NAME.cfg)
-        drop-in (created when missing, as C(GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ...")).
+        drop-in (created when missing, as C(GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ...")). A NAME starting
+        with C(.) is refused: grub-mkconfig's C(grub.d/*.cfg) does not match it.
       - The module fails when a file sourced later sets the variable without including its previous value,
         since that would silently drop the arguments.
     type: path
@@ -119,7 +130,9 @@ options:
     type: list
     elements: str
   backup:
-    description: Keep a timestamped copy of each file that is changed (only files that are changed).
+    description:
+      - Keep a timestamped copy of each file that is changed (only files that are changed), next to it as
+        C(FILE.PID.YYYYMMDDTHHMMSS~): without C(:), which FAT (the ESP holding loader entries) refuses.
     type: bool
     default: false
 notes:
@@ -129,7 +142,9 @@ notes:
     them, the module fails saying which entry the host booted from, instead of asking for another reboot.
   - Debian's kernel enables the Intel IOMMU by default, so C(/proc/cmdline) without C(intel_iommu=on) does not
     prove that the IOMMU is off.
-  - Unified kernel images embed their command line and are not changed.
+  - Unified kernel images embed their command line and are not changed. When the next boot starts one,
+    RV(regenerate) names its rebuild (C(mkinitcpio -P) where a preset sets C(*_uki=)) and RV(next_boot) says it
+    carries the old command line until rebuilt; without a known rebuild the change is refused.
 seealso:
   - name: Boot Loader Specification
     description: The format of C(loader/entries/*.conf).
@@ -235,6 +250,8 @@ commands:
 regenerate:
   description: Commands still to be run in the target system for the boot configuration to carry the change
     (with O(root) other than C(/), or O(update_bootloader=false)); empty when nothing is left to do.
+    For GRUB it also lists the update while the generated grub.cfg's first kernel line lacks what the
+    defaults carry, even when no file changes (a pending update of an earlier run; run on a live host).
   returned: success
   type: list
   elements: list

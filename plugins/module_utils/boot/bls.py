@@ -27,8 +27,7 @@ def scopes(host, options):
     if not entries:
         raise CmdlineError('no boot loader entries found in %s' % files.shown(root, detect.BLS_DIR))
     result = [files.file_scope(entry) for entry in entries]
-    proc = host.proc_cmdline
-    result.append(files.kernel_cmdline_scope(root, [('/proc/cmdline', proc)] + files.entry_sources(root, entries)))
+    result.append(files.kernel_cmdline_scope(root, files.kernel_install_sources(root, host.proc_cmdline, entries)))
     if host.grub_defaults:
         result.append(grub.grub_scope(root, options['grub_file'], options['grub_variable']))
     return result

@@ -13,6 +13,9 @@ import re
 # what does not fit is cut off at boot, so an argument past it would silently not take effect.
 COMMAND_LINE_SIZE = 2048
 
+# The parameter naming the root file system: state absent never removes it (normalized key).
+ROOT_DEVICE = ('root',)
+
 # Parameters whose occurrences add up instead of replacing each other, and parameters whose value is a
 # comma-separated list. Present adds the missing values (a new occurrence, or new list items) and never
 # replaces what is there; absent key=value removes those values only. Keys as normalize_key gives them.
@@ -36,12 +39,24 @@ MULTI_VALUE = {
 }
 
 _KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.\-]*$')
+# Characters the shell (GRUB defaults are sourced) or GRUB's script parser treats specially outside
+# quotes: grub.cfg's linux lines (Debian's 10_linux writes the arguments unquoted) and BLS options (read by
+# GRUB's blscfg on RHEL and Fedora) go through that parser, so ``;`` would run a GRUB command at boot and
+# ``| & < > { }`` make grub-mkconfig's syntax check fail. ``#`` starts a comment only at a word start,
+# which the key's syntax already excludes.
 _FORBIDDEN = {
     '"': 'a double quote',
     "'": 'a single quote',
     '`': 'a backquote',
     '$': 'a dollar sign',
     '\\': 'a backslash',
+    ';': 'a semicolon',
+    '|': 'a pipe',
+    '&': 'an ampersand',
+    '<': 'a less-than sign',
+    '>': 'a greater-than sign',
+    '{': 'a brace',
+    '}': 'a brace',
 }
 
 
@@ -108,7 +123,8 @@ def parse_arg(value, where='args'):
             '(values with spaces are not supported)' % (where, value))
     for ch, label in _FORBIDDEN.items():
         if ch in value:
-            raise CmdlineError('%s: kernel argument %r contains %s, which is not supported' % (where, value, label))
+            raise CmdlineError('%s: kernel argument %r contains %s (%s), which the shell or GRUB\'s script parser '
+                               'would interpret; not supported' % (where, value, label, ch))
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise CmdlineError('%s: kernel argument %r contains a control character' % (where, value))
     key, sep, val = value.partition('=')
@@ -129,6 +145,10 @@ def parse_args(values, state='present'):
     seen = {}
     for index, value in enumerate(values):
         arg = parse_arg(value, 'args[%d]' % index)
+        if state == 'absent' and arg.norm in ROOT_DEVICE:
+            raise CmdlineError('args[%d]: %r with state absent would remove the root device from the command line; '
+                               'a kernel booted or installed without it does not find its root file system'
+                               % (index, value))
         previous = seen.get(arg.norm)
         if previous is not None:
             if previous.value == arg.value:

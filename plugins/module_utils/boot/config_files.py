@@ -29,6 +29,21 @@ _ASSIGN_RE = re.compile(
 # module's managed files; CmdlineError is for what the content or the request makes impossible.
 shown = _files.location  # where a file below root is, for messages and results
 read = _files.read_text  # its text, None when missing
+resolved = _files.resolved  # its real path, every link on the way followed inside root
+
+
+def read_followed(root, path):
+    """The text of a file the module only reads (``/etc/os-release``, the grub-mkconfig script), None when
+    missing: unlike a managed file it may be a symbolic link (``/etc/os-release`` is one to
+    ``../usr/lib/os-release``), followed inside root."""
+    full = resolved(root, path)
+    try:
+        with open(full, 'rb') as handle:
+            return handle.read().decode('utf-8', 'replace')
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _files.FileError('cannot read %s: %s' % (full, exc))
 
 
 def exists(root, path):
@@ -260,6 +275,8 @@ class KernelstubConfig(ConfigFile):
     def __init__(self, path, text, display=None):
         ConfigFile.__init__(self, path, text)
         where = display or path
+        if text is None:
+            raise CmdlineError('%s does not exist: kernelstub is not set up here' % where)
         try:
             self.data = json.loads(text)
             options = self.data['user']['kernel_options']
@@ -278,9 +295,9 @@ class KernelstubConfig(ConfigFile):
         return [KernelstubConfig(self.path, text).segments[0].tokens]
 
 
-def bls_entries(root, directory):
+def bls_entries(root, directory, pattern='*.conf'):
     """The entries of a loader/entries directory, newest (highest sorting name) first."""
-    return [BlsEntry(path, read(root, path)) for path in reversed(listing(root, directory, '*.conf'))]
+    return [BlsEntry(path, read(root, path)) for path in reversed(listing(root, directory, pattern))]
 
 
 def entry_key(text, key):
@@ -317,8 +334,8 @@ def seed_kernel_cmdline(root, sources):
                 'find their root file system; write %s with the full command line first'
                 % (shown(root, KERNEL_CMDLINE), label, ' '.join(tokens) or 'empty', KERNEL_CMDLINE))
         return tokens, label
-    raise CmdlineError('refusing to create %s: no full command line to start from (none of %s exists); write it '
-                       'with the full command line first' % (shown(root, KERNEL_CMDLINE), ', '.join(looked)))
+    raise CmdlineError('refusing to create %s: no full command line to start from (tried %s: none exists); write '
+                       'it with the full command line first' % (shown(root, KERNEL_CMDLINE), ', '.join(looked)))
 
 
 class Scope(object):
@@ -358,5 +375,15 @@ def kernel_cmdline_scope(root, sources):
 
 
 def entry_sources(root, entries):
-    """Seed candidates from loader entries, newest first."""
-    return [('%s options' % shown(root, entry.path), entry.tokens()) for entry in entries]
+    """Seed candidates from loader entries, newest first (one that is missing when there are none, so a
+    refusal names it)."""
+    return [('%s options' % shown(root, entry.path), entry.tokens()) for entry in entries] or \
+        [('a boot entry\'s options', None)]
+
+
+def kernel_install_sources(root, proc_cmdline, entries):
+    """Where a new /etc/kernel/cmdline starts from (BLS, systemd-boot): kernel-install's own fallbacks
+    (``/usr/lib/kernel/cmdline``, then ``/proc/cmdline``), then the entries."""
+    usr = read(root, '/usr/lib/kernel/cmdline')
+    return ([('/usr/lib/kernel/cmdline', None if usr is None else split_cmdline(usr)),
+             ('/proc/cmdline', proc_cmdline)] + entry_sources(root, entries))

@@ -107,11 +107,20 @@ class Host(object):
                 self.proxmox_error = str(exc)
         self.kernelstub = files.exists(root, KERNELSTUB_CONFIG)
         self.esp = next((esp for esp in ESP_CANDIDATES if files.exists(root, esp + '/loader/loader.conf')), None)
+        # systemd-boot also reads entries and unified kernel images from the XBOOTLDR partition, mounted at
+        # /boot when the ESP is elsewhere (/efi, /boot/efi): Boot Loader Specification, "Locating boot entries"
+        self.xbootldr = '/boot' if self.esp and self.esp != '/boot' and any(
+            files.exists(root, '/boot' + sub) for sub in ('/loader/entries', '/EFI/Linux')) else None
         self.bls_entries = files.listing(root, BLS_DIR, '*.conf')
         self.grub_defaults = files.exists(root, GRUB_MAIN)
         self.grub_configs = [path for path in GRUB_CONFIGS if files.exists(root, path)]
         proc = files.read(root, '/proc/cmdline')
         self.proc_cmdline = None if proc is None else split_cmdline(proc)
+
+    @property
+    def loader_dirs(self):
+        """The partitions systemd-boot reads ``loader/entries`` and ``EFI/Linux`` from: the ESP, then XBOOTLDR."""
+        return [directory for directory in (self.esp, self.xbootldr) if directory]
 
     @property
     def systemd_boot_booted(self):
@@ -136,6 +145,8 @@ class Host(object):
             facts.append(KERNELSTUB_CONFIG)
         if self.esp:
             facts.append('%s/loader/loader.conf' % self.esp)
+        if self.xbootldr:
+            facts.append('%s (XBOOTLDR) with loader/entries or EFI/Linux' % self.xbootldr)
         if self.bls_entries:
             facts.append('%d entries in %s' % (len(self.bls_entries), BLS_DIR))
         if self.grub_defaults:
@@ -144,9 +155,19 @@ class Host(object):
         return '; '.join(facts)
 
 
-def _refuse(host, why):
-    raise CmdlineError('cannot tell which boot path %s boots with: %s (found: %s); set bootloader explicitly'
-                       % (host.root, why, host.found()))
+class Undecided(CmdlineError):
+    """The signals do not single out one boot path; ``candidates``: the paths they leave open (an explicit
+    ``bootloader`` among them is accepted), empty when none matches."""
+
+    def __init__(self, host, why, candidates):
+        CmdlineError.__init__(self, 'cannot tell which boot path %s boots with: %s (found: %s); set bootloader '
+                                    'explicitly' % (host.root, why, host.found()))
+        self.why = why
+        self.candidates = tuple(candidates)
+
+
+def _refuse(host, why, candidates=()):
+    raise Undecided(host, why, candidates)
 
 
 def proxmox_path(host):
@@ -170,7 +191,7 @@ def proxmox_path(host):
     if len(set(paths.values())) != 1:
         _refuse(host, 'the ESPs proxmox-boot-tool keeps are %s' % (
             ', '.join('%s: %s' % item for item in sorted(paths.items())) if paths else
-            'none set up for a %s boot' % (booted or 'UEFI or BIOS')))
+            'none set up for a %s boot' % (booted or 'UEFI or BIOS')), set(paths.values()))
     return set(paths.values()).pop()
 
 
@@ -188,13 +209,13 @@ def boot_path(host):
         if booted_by_sdboot is False:
             return 'grub'  # proxmox-boot-tool keeps GRUB on the ESPs; refreshed by proxmox-boot-tool too
         _refuse(host, '%s lists ESPs, which proxmox-boot-tool sets up with systemd-boot or with GRUB, and no '
-                      'EFI variable below root says which one booted' % PROXMOX_UUIDS)
+                      'EFI variable below root says which one booted' % PROXMOX_UUIDS, ('proxmox-boot-tool', 'grub'))
     if host.kernelstub and booted_by_sdboot is not False:
         return 'kernelstub'
     if host.esp and booted_by_sdboot is not False:
         if booted_by_sdboot is None and host.grub_configs:
             _refuse(host, 'both systemd-boot (%s/loader/loader.conf) and GRUB (%s) are installed'
-                    % (host.esp, ', '.join(host.grub_configs)))
+                    % (host.esp, ', '.join(host.grub_configs)), ('systemd-boot', 'bls' if host.bls_entries else 'grub'))
         return 'systemd-boot'
     if host.bls_entries and (host.grub_defaults or host.grub_configs):
         return 'bls'
@@ -208,35 +229,27 @@ def boot_path(host):
     return None
 
 
-# An explicit bootloader that the host's own signals contradict would edit files the next boot does not
-# read: (bootloader given, the contradicting signal, what to use instead).
-CONTRADICTIONS = (
-    ('grub', lambda host: host.loader_info and not host.proxmox_uuids, 'systemd-boot or kernelstub'),
-    ('bls', lambda host: host.loader_info, 'systemd-boot or kernelstub'),
-    ('systemd-boot', lambda host: host.proxmox_uuids, 'proxmox-boot-tool'),
-    ('systemd-boot', lambda host: host.kernelstub, 'kernelstub'),
-)
-
-
 def check_choice(host, bootloader):
-    """Refuse an explicit ``bootloader`` that what the host boots with contradicts, naming the signal."""
-    if bootloader in ('grub', 'proxmox-boot-tool') and host.proxmox_esps is not None:
-        wanted = proxmox_path(host)
-        if wanted != bootloader:
-            raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s'
-                               % (bootloader, host.root, host.found(), wanted))
-        return
-    for name, contradicted, instead in CONTRADICTIONS:
-        if name == bootloader and contradicted(host):
-            raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s'
-                               % (bootloader, host.root, host.found(), instead))
+    """Refuse an explicit ``bootloader`` unless it is what detection decides, or one of the paths the signals
+    leave open: any other would edit files the next boot does not read. The refusal names both."""
+    try:
+        detected = boot_path(host)
+    except Undecided as exc:
+        if bootloader in exc.candidates:
+            return
+        raise CmdlineError('bootloader: %s is not what %s boots with: %s%s (found: %s)' % (
+            bootloader, host.root, exc.why,
+            '; it can only be %s' % ' or '.join(sorted(exc.candidates)) if exc.candidates else '', host.found()))
+    if detected != bootloader:
+        raise CmdlineError('bootloader: %s is not what %s boots with (found: %s); use bootloader: %s (or auto)'
+                           % (bootloader, host.root, host.found(), detected))
 
 
 def os_release(root):
     """``/etc/os-release`` (or ``/usr/lib/os-release``) as a dict."""
-    text = files.read(root, '/etc/os-release')
+    text = files.read_followed(root, '/etc/os-release')
     if text is None:
-        text = files.read(root, '/usr/lib/os-release') or ''
+        text = files.read_followed(root, '/usr/lib/os-release') or ''
     result = {}
     for line in text.splitlines():
         key, sep, value = line.partition('=')
@@ -252,7 +265,7 @@ def find_program(root, name):
     """The path (as on the target) of an installed program below root, or None."""
     for directory in SBIN:
         path = '%s/%s' % (directory, name)
-        full = files.shown(root, path)
+        full = files.resolved(root, path)  # a link (grub-mkconfig -> grub2-mkconfig) is followed inside root
         if os.path.isfile(full) and os.access(full, os.X_OK):
             return path
     return None

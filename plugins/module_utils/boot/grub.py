@@ -16,7 +16,7 @@ import os
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import config_files as files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import detect
-from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError
+from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import CmdlineError, satisfied
 
 NAME = 'grub'
 GRUB_MAIN = detect.GRUB_MAIN
@@ -35,7 +35,7 @@ def reads_dropins(root):
     for name in MKCONFIG:
         program = detect.find_program(root, name)
         if program is not None:
-            text = files.read(root, program) or ''
+            text = files.read_followed(root, program) or ''
             found = GRUB_DROPIN_DIR.split('/etc', 1)[1] in text  # "/default/grub.d", after ${sysconfdir}
             return found, '%s %s %s' % (files.shown(root, program), 'sources' if found else 'does not source',
                                         GRUB_DROPIN_DIR)
@@ -55,10 +55,12 @@ def grub_scope(root, grub_file, variable, required=True):
     """The GRUB defaults chain: main file, then ``grub.d/*.cfg`` in the order grub-mkconfig sources them."""
     grub_file = '/' + grub_file.lstrip('/')
     directory, base = os.path.split(grub_file)
-    if grub_file != GRUB_MAIN and not (directory == GRUB_DROPIN_DIR and base.endswith('.cfg')):
+    # grub-mkconfig sources "grub.d/*.cfg", a glob that does not match names starting with a dot
+    if grub_file != GRUB_MAIN and not (directory == GRUB_DROPIN_DIR and base.endswith('.cfg') and
+                                       not base.startswith('.')):
         raise CmdlineError(
-            'grub_file: %r is neither %s nor a %s/*.cfg drop-in, so grub-mkconfig would not read it'
-            % (grub_file, GRUB_MAIN, GRUB_DROPIN_DIR))
+            'grub_file: %r is neither %s nor a %s/*.cfg drop-in (a name not starting with "."), so grub-mkconfig '
+            'would not read it' % (grub_file, GRUB_MAIN, GRUB_DROPIN_DIR))
     main_text = files.read(root, GRUB_MAIN)
     if main_text is None and required:
         raise CmdlineError('%s not found' % files.shown(root, GRUB_MAIN))
@@ -106,6 +108,25 @@ def grub_scope(root, grub_file, variable, required=True):
     segments = [a.segment for name in files.GRUB_VARIABLES for a in order[name]]
     used = [f for f in chain if f.exists or f is target_file]
     return files.Scope('grub:' + ','.join(f.path for f in used), used, segments, target, warnings)
+
+
+LINUX_COMMANDS = ('linux', 'linuxefi', 'linux16')  # grub.cfg commands that load a kernel with its arguments
+
+
+def linux_lines(root, path):
+    """The kernel-loading lines of a generated grub.cfg, in order, as word lists (command, image, arguments)."""
+    return [words for words in (line.split() for line in (files.read(root, path) or '').splitlines())
+            if len(words) >= 2 and words[0] in LINUX_COMMANDS]
+
+
+def pending(host, args, state):
+    """Whether grub.cfg still lacks what the defaults carry: its first kernel line (the default entry) does
+    not reflect ``args``, so the regeneration of an earlier run is still to be done."""
+    for path in host.grub_configs:
+        lines = linux_lines(host.root, path)
+        if lines:
+            return not satisfied(lines[0][2:], args, state)
+    return False  # no generated grub.cfg below root (an image): nothing tells
 
 
 def scopes(host, options):

@@ -17,6 +17,9 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import config
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import detect
 
 NAME = 'kernelstub'
+# The entries kernelstub writes; the recovery partition's entry (Recovery-*.conf) is left alone, so the
+# fallback boots without the new arguments
+ENTRIES = 'Pop_OS-*.conf'
 
 
 def scopes(host, options):
@@ -25,7 +28,8 @@ def scopes(host, options):
     config = files.KernelstubConfig(detect.KERNELSTUB_CONFIG, text, files.shown(root, detect.KERNELSTUB_CONFIG))
     result = [files.file_scope(config)]
     if host.esp:
-        result.extend(files.file_scope(entry) for entry in files.bls_entries(root, host.esp + '/loader/entries'))
+        result.extend(files.file_scope(entry)
+                      for entry in files.bls_entries(root, host.esp + '/loader/entries', ENTRIES))
     return result
 
 

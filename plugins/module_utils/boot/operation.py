@@ -61,21 +61,22 @@ class KernelCmdline(Operation):
 
     @property
     def changed(self):
-        return self.planned.changed
+        # a regeneration still pending from an earlier run (grub.cfg behind the defaults) runs, and changes it
+        return self.planned.changed or bool(self.run_commands)
 
     def grubby(self):
         """grubby's path, or None where it must not run (the module gives its own lookup)."""
         raise NotImplementedError
 
     def file_backup(self):
-        return self.module.backup_local if self.params['backup'] else None
+        return _files.backup_copy if self.params['backup'] else None  # named for FAT too (the ESP's entries)
 
     def predict(self):
         self._check_boot()
         return self.planned
 
     def apply(self, files):
-        if not self.planned.changed:
+        if not self.changed:
             return
         module = self.module
         runner = boot.Runner(run=module.run_command, find=module.get_bin_path, grubby=self.grubby())
@@ -85,7 +86,9 @@ class KernelCmdline(Operation):
         except boot.Regenerate as exc:
             raise Failed(str(exc), changed=True, files=exc.done.files, commands=exc.done.commands,
                          regenerate=self.planned.regenerate)
-        except CmdlineError as exc:  # every file was put back (the message says so)
+        except boot.RolledBack as exc:  # the message says what was put back and what could not be
+            raise Failed(str(exc), changed=bool(exc.left_changed))
+        except CmdlineError as exc:
             raise Failed(str(exc))
         self.changed_files, self.diffs = self.done.files, self.done.diffs
 

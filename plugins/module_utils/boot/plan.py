@@ -20,7 +20,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import _files
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot import (
     bls, config_files as files, detect, grub, kernelstub, proxmox_boot_tool, systemd_boot)
 from ansible_collections.virtdev.libvirt.plugins.module_utils.boot.cmdline import (
-    CmdlineError, missing, reconcile, satisfied)
+    COMMAND_LINE_SIZE, CmdlineError, missing, reconcile, satisfied)
 
 BACKENDS = {backend.NAME: backend for backend in (grub, bls, systemd_boot, proxmox_boot_tool, kernelstub)}
 BOOTLOADERS = tuple(BACKENDS)
@@ -73,6 +73,7 @@ def plan(root, bootloader, args, state, options, probe=None):
     warnings = []
     for scope in scopes:
         scope.outcome = reconcile(scope.segments, scope.target, args, state)
+        _check_size(host, scope)
         warnings.extend(scope.warnings)
         if '$kernelopts' in scope.tokens():
             warnings.append('%s uses $kernelopts; the arguments stored in grubenv are not seen here '
@@ -89,8 +90,29 @@ def plan(root, bootloader, args, state, options, probe=None):
             after = config.render()
             if after is not None and after != config.text:
                 changes.append((config, _files.FileChange(config.path, config.text, after)))
-    regenerate = backend.regenerate(host, options) if _regenerated(bootloader, changes) else []
+    regenerate = backend.regenerate(host, options) if _regenerated(bootloader, changes) or (
+        bootloader == 'grub' and grub.pending(host, args, state)) else []
     return Plan(host, bootloader, scopes, changes, regenerate, warnings)
+
+
+def _check_size(host, scope):
+    """Refuse a command line that grows past what the kernel keeps (the rest would be cut off at boot).
+
+    The files do not hold all of it: the loader adds BOOT_IMAGE=/initrd=, grub.cfg adds root= and ro.
+    What the running kernel got beyond the files' tokens stands for that part."""
+    after, before = scope.tokens(), scope.tokens(original=True)
+    if after == before or len(' '.join(after)) <= len(' '.join(before)):
+        return
+    added_by_loader = list(host.proc_cmdline or [])
+    for token in before:
+        if token in added_by_loader:
+            added_by_loader.remove(token)
+    size = len(' '.join(added_by_loader + after).encode('utf-8', 'surrogatepass')) + 1  # the final NUL
+    if size > COMMAND_LINE_SIZE:
+        raise CmdlineError(
+            '%s: the command line would be %d bytes with the final NUL (its arguments and what the loader adds, as '
+            '/proc/cmdline shows: %s), more than the kernel keeps (COMMAND_LINE_SIZE %d); the part past it would '
+            'be cut off at boot' % (scope.name, size, ' '.join(added_by_loader) or 'nothing', COMMAND_LINE_SIZE))
 
 
 def _regenerated(bootloader, changes):
@@ -164,8 +186,8 @@ def apply(the_plan, replan, args, state, runner, update_bootloader=True, transac
     ``transaction``: the run's ``_files.Transaction`` (the host runner's, with its backup hook); None: a
     plain one.
 
-    Returns Applied; raises CmdlineError after rolling back every file when something fails before the
-    files are all written, or (files kept, said so) when the regeneration fails."""
+    Returns Applied; raises RolledBack after rolling back every file when something fails before the
+    files are all written, or Regenerate (files kept, said so) when the regeneration fails."""
     host = the_plan.host
     done = Applied()
     if transaction is None:
@@ -202,9 +224,7 @@ def apply(the_plan, replan, args, state, runner, update_bootloader=True, transac
             raise CmdlineError('read back: %s still differ from the wanted state'
                                % ', '.join(done.final.files()))
     except (CmdlineError, _files.FileError, OSError) as exc:
-        problems = transaction.rollback()
-        raise CmdlineError('%s; files restored to their previous content%s'
-                           % (exc, ''.join('; ' + problem for problem in problems)))
+        raise RolledBack(exc, transaction)
     done.backups = [path for path in transaction.backups if path]
     if update_bootloader and host.live:
         for command in the_plan.regenerate:
@@ -214,6 +234,24 @@ def apply(the_plan, replan, args, state, runner, update_bootloader=True, transac
                 raise Regenerate('%s failed (rc=%d) after the files were changed: %s'
                                  % (' '.join(command), rc, (err or out).strip()), done)
     return done
+
+
+class RolledBack(CmdlineError):
+    """A write or check failed and the files written before were put back; ``left_changed``: what could not
+    be (the run's ``changed`` is true only then)."""
+
+    def __init__(self, error, transaction):
+        written = transaction.written()
+        self.left_changed = transaction.rollback()  # 'could not restore FILE: why', one per file
+        if self.left_changed:
+            restored = [path for path in written if not any(path + ':' in problem for problem in self.left_changed)]
+            outcome = 'restoring the files written before failed, so they are left changed: %s%s' % (
+                '; '.join(self.left_changed), '; restored: %s' % ', '.join(restored) if restored else '')
+        elif written:
+            outcome = 'the files already written were restored (%s); nothing was changed' % ', '.join(written)
+        else:
+            outcome = 'nothing had been written; nothing was changed'
+        CmdlineError.__init__(self, '%s; %s' % (error, outcome))
 
 
 class Regenerate(CmdlineError):
@@ -249,7 +287,8 @@ def booted_entry(host):
     """(which boot entry the running kernel came from, in words; that entry's options when readable)."""
     if host.loader_entry:
         name = host.loader_entry if host.loader_entry.endswith('.conf') else host.loader_entry + '.conf'
-        path = '%s/loader/entries/%s' % (host.esp, name) if host.esp else None
+        paths = ['%s/loader/entries/%s' % (directory, name) for directory in host.loader_dirs]
+        path = next((path for path in paths if files.exists(host.root, path)), None)
         text = files.read(host.root, path) if path else None
         if text is None:
             return 'the systemd-boot entry %s (LoaderEntrySelected)' % host.loader_entry, None
@@ -263,10 +302,8 @@ def booted_entry(host):
         if os.path.basename(files.entry_key(text, 'linux') or '') == kernel:
             return 'the entry %s (BOOT_IMAGE=%s)' % (files.shown(host.root, path), image[0]), files.options(text)
     for path in host.grub_configs:
-        for line in (files.read(host.root, path) or '').splitlines():
-            words = line.split()
-            if len(words) >= 2 and words[0] in ('linux', 'linuxefi', 'linux16') and \
-                    os.path.basename(words[1]) == kernel:
+        for words in grub.linux_lines(host.root, path):
+            if os.path.basename(words[1]) == kernel:
                 return 'the entry for %s in %s' % (image[0], files.shown(host.root, path)), words[2:]
     return 'the kernel image %s (BOOT_IMAGE in /proc/cmdline)' % image[0], None
 
@@ -288,16 +325,28 @@ def boot_mismatch(the_plan, args, state, options):
     if not written or max(written) >= booted:
         return None  # written during this boot: the reboot is still to come
     entry, tokens = booted_entry(host)
+    words = MISMATCH_WORDS[state]
     if tokens is not None and satisfied(tokens, args, state):
-        return ('the host booted from %s, which carries %s, but the running kernel did not get them: the command '
-                'line was changed at the boot menu, or the loader does not read that entry\'s options (a unified '
-                'kernel image)' % (entry, ' '.join(lacking)))
+        holds, kernel, how = words['entry_ok']
+        return ('the host booted from %s, which %s, but the running kernel %s: %s at the boot menu, or the loader '
+                'does not read that entry\'s options (a unified kernel image)'
+                % (entry, holds % ' '.join(lacking), kernel, how))
     carried = [scope.name for scope in the_plan.scopes if satisfied(scope.tokens(), args, state)]
     regenerate = BACKENDS[the_plan.bootloader].regenerate(host, options)
-    return ('the host booted from %s, which does not carry %s, although %s carried them before this boot: another '
-            'reboot would boot the same way; check which entry the firmware and the loader start%s'
-            % (entry, ' '.join(lacking), ', '.join(carried) or 'the files',
+    return ('the host booted from %s, which %s, although %s %s before this boot: another reboot would boot the '
+            'same way; check which entry the firmware and the loader start%s'
+            % (entry, words['entry_wrong'] % ' '.join(lacking), ', '.join(carried) or 'the files', words['files'],
                ' (was %s run?)' % ' && '.join(' '.join(command) for command in regenerate) if regenerate else ''))
+
+
+# The after-reboot failure in words, per state: (what the entry holds, what the kernel got, how), for an
+# entry that is right; what a wrong entry holds; what the files held before this boot.
+MISMATCH_WORDS = {
+    'present': {'entry_ok': ('carries %s', 'did not get them', 'the command line was changed'),
+                'entry_wrong': 'does not carry %s', 'files': 'carried them'},
+    'absent': {'entry_ok': ('does not carry %s any more', 'still has them', 'they were typed'),
+               'entry_wrong': 'still carries %s', 'files': 'no longer carried them'},
+}
 
 
 # What the next boot reads once the change is made, per boot path: the reboot contract.
@@ -305,6 +354,9 @@ CARRIED_BY = {
     'grub': 'the grub.cfg that {regenerate} generates from {files}',
     'bls': 'the BLS entries {entries}; kernels installed later take /etc/kernel/cmdline (kernel-install)',
     'systemd-boot': 'the loader entries {entries}; kernels installed later take /etc/kernel/cmdline (kernel-install)',
+    # the next boot starts a unified kernel image: its embedded command line is the old one until rebuilt
+    'systemd-boot uki': 'the unified kernel image {images}, which carries the old command line until {regenerate} '
+                        'rebuilds it from /etc/kernel/cmdline',
     'proxmox-boot-tool': 'the entries that {regenerate} writes from /etc/kernel/cmdline on the ESPs {uuids}',
     'kernelstub': 'the loader entries {entries}, as {regenerate} rewrites them from user.kernel_options of '
                   '/etc/kernelstub/configuration (and at every kernel update)',
@@ -316,8 +368,13 @@ def next_boot(the_plan, options):
     host = the_plan.host
     entries = [config.path for scope in the_plan.scopes for config in scope.files if isinstance(config, files.BlsEntry)]
     regenerate = BACKENDS[the_plan.bootloader].regenerate(host, options)
-    return CARRIED_BY[the_plan.bootloader].format(
-        regenerate=' && '.join(' '.join(command) for command in regenerate) or 'grub-mkconfig',
+    carried_by = the_plan.bootloader
+    if carried_by == 'systemd-boot' and systemd_boot.boots_unified_image(host, entries):
+        carried_by = 'systemd-boot uki'
+    return CARRIED_BY[carried_by].format(
+        regenerate=' && '.join(' '.join(command) for command in regenerate) or
+        ('a rebuild' if carried_by == 'systemd-boot uki' else 'grub-mkconfig'),
+        images=host.loader_entry or ', '.join(systemd_boot.unified_images(host)),
         files=', '.join(config.path for config in the_plan.scopes[0].files),
         entries=', '.join(entries) or '(none found)',
         uuids=', '.join(host.proxmox_uuids))

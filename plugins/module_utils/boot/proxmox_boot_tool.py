@@ -17,6 +17,8 @@ NAME = 'proxmox-boot-tool'
 
 
 def scopes(host, options):
+    # proxmox-boot-tool refresh falls back to /proc/cmdline only (not /usr/lib/kernel/cmdline), so a new
+    # /etc/kernel/cmdline starts from the same
     return [files.kernel_cmdline_scope(host.root, [('/proc/cmdline', host.proc_cmdline)])]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 
@@ -289,6 +290,17 @@ def test_systemd_boot_cycle(capsys, tmp_path):
     assert 'options    root=UUID=%s ro quiet amd_iommu=on iommu=pt\n' % trees.DEBIAN_ROOT_UUID in entry
 
 
+def test_backups_are_named_as_fat_allows(capsys, tmp_path):
+    """The entries live on the ESP (FAT), which refuses ':' in names: FILE.PID.YYYYMMDDTHHMMSS~."""
+    root = trees.systemd_boot(str(tmp_path))
+    result = run(capsys, root=root, args=['iommu=pt'], backup=True)
+    assert len(result['backup_files']) == 2, result
+    for backup in result['backup_files']:
+        assert re.match(r'^.+\.conf\.\d+\.\d{8}T\d{6}~$|^.+/cmdline\.\d+\.\d{8}T\d{6}~$', backup), backup
+        assert not set(os.path.basename(backup)) & set(':*?"<>|\\'), backup
+        assert 'iommu=pt' not in open(backup).read()
+
+
 def test_systemd_boot_creates_kernel_cmdline(capsys, tmp_path):
     root = trees.systemd_boot(str(tmp_path), kernel_cmdline=False)
     _checked, applied = cycle(capsys, root, args=['iommu=pt'])
@@ -299,4 +311,63 @@ def test_systemd_boot_creates_kernel_cmdline(capsys, tmp_path):
 def test_forced_bootloader_mismatch_fails(capsys, tmp_path):
     root = trees.systemd_boot(str(tmp_path))
     result = run(capsys, root=root, args=['iommu=pt'], bootloader='grub')
-    assert result['failed'] is True and 'etc/default/grub not found' in result['msg']
+    assert result['failed'] is True and 'use bootloader: systemd-boot (or auto)' in result['msg']
+    assert not os.path.exists(os.path.join(root, 'etc/default/grub'))
+
+
+# --------------------------------------------------------------------------- a write that fails half-way
+
+def failing_move(monkeypatch, nth, before_failing=None):
+    """AnsibleModule.atomic_move that fails (as Ansible's does: a plain Exception) on the ``nth`` call;
+    ``before_failing(moved)`` runs first, with the files moved so far."""
+    from ansible.module_utils.basic import AnsibleModule
+    real = AnsibleModule.atomic_move
+    moved = []
+
+    def move(self, src, dest, *args, **kwargs):
+        if len(moved) + 1 == nth:
+            if before_failing:
+                before_failing(moved)
+            raise Exception('Unable to make %r into to %r, failed final rename' % (src, dest)) from \
+                PermissionError(1, 'Operation not permitted')
+        moved.append(dest)
+        return real(self, src, dest, *args, **kwargs)
+    monkeypatch.setattr(AnsibleModule, 'atomic_move', move)
+    return moved
+
+
+def test_a_later_failed_write_restores_the_files_written_before(capsys, tmp_path, monkeypatch):
+    root = trees.rhel_bls(str(tmp_path))
+    start = snapshot(root)
+    moved = failing_move(monkeypatch, 3)
+    result = run(capsys, root=root, args=['iommu=pt'])
+    assert result['failed'] is True and result['changed'] is False, result
+    assert len(moved) == 2
+    assert result['msg'].startswith('cannot write %s: [Errno 1] Operation not permitted; ' % os.path.join(
+        root, 'etc/kernel/cmdline')), result['msg']
+    assert 'into to' not in result['msg']
+    assert 'the files already written were restored (%s); nothing was changed' % ', '.join(moved) in result['msg']
+    assert snapshot(root) == start
+
+
+def test_a_failed_write_removes_the_files_and_directories_it_created(capsys, tmp_path, monkeypatch):
+    root = trees.systemd_boot(str(tmp_path), kernel_cmdline=False)
+    start = snapshot(root)
+    failing_move(monkeypatch, 2)
+    result = run(capsys, root=root, args=['iommu=pt'])
+    assert result['failed'] is True and result['changed'] is False, result
+    assert snapshot(root) == start
+    assert not os.path.exists(os.path.join(root, 'etc/kernel'))
+
+
+def test_a_failed_restore_says_which_files_are_left_changed(capsys, tmp_path, monkeypatch):
+    root = trees.rhel_bls(str(tmp_path))
+
+    def block(moved):  # the first file written can no longer be written back
+        os.unlink(moved[0])
+        os.mkdir(moved[0])
+    moved = failing_move(monkeypatch, 3, block)
+    result = run(capsys, root=root, args=['iommu=pt'])
+    assert result['failed'] is True and result['changed'] is True, result
+    assert 'so they are left changed: could not restore %s:' % moved[0] in result['msg']
+    assert result['msg'].endswith('; restored: %s' % moved[1]), result['msg']

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -259,8 +260,8 @@ def test_systemd_boot_and_grub_both_installed_on_an_image_is_refused(capsys, tmp
 @pytest.mark.parametrize('name, bootloader, instead', [
     ('proxmox8-zfs-uefi', 'systemd-boot', 'proxmox-boot-tool'),
     ('popos', 'systemd-boot', 'kernelstub'),
-    ('arch', 'grub', 'systemd-boot or kernelstub'),
-    ('arch', 'bls', 'systemd-boot or kernelstub'),
+    ('arch', 'grub', 'systemd-boot'),
+    ('arch', 'bls', 'systemd-boot'),
 ])
 def test_explicit_bootloader_the_host_contradicts_is_refused(capsys, tmp_path, name, bootloader, instead):
     root = str(tmp_path)
@@ -269,6 +270,200 @@ def test_explicit_bootloader_the_host_contradicts_is_refused(capsys, tmp_path, n
     write(root, '/boot/loader/entries/x.conf', 'options root=/dev/sda1\n')
     _refused(capsys, root, ['bootloader: %s is not what %s boots with' % (bootloader, root),
                             'use bootloader: %s' % instead], bootloader=bootloader)
+
+
+@pytest.mark.parametrize('name', ['proxmox8-zfs-uefi', 'arch', 'rhel9', 'popos', 'debian12-sdboot-image'])
+def test_absent_root_is_refused_and_nothing_changes(capsys, tmp_path, name):
+    root = str(tmp_path)
+    distros.BY_NAME[name].build(root)
+    start = snapshot(root)
+    result = run(capsys, root=root, args=['root'], state='absent')
+    assert result.get('failed') is True and "args[0]: 'root' with state absent would remove the root device" \
+        in result['msg'], result
+    assert snapshot(root) == start
+
+
+def test_systemd_boot_with_xbootldr_edits_the_entries_on_boot_and_on_the_esp(capsys, tmp_path):
+    """Arch with the ESP on /efi (loader.conf there) and the entries on the XBOOTLDR partition at /boot,
+    where systemd-boot reads them too."""
+    root = str(tmp_path)
+    distros.arch(root)
+    os.makedirs(os.path.join(root, 'efi/loader/entries'))
+    os.rename(os.path.join(root, 'boot/loader/loader.conf'), os.path.join(root, 'efi/loader/loader.conf'))
+    write(root, '/efi/loader/entries/arch-lts.conf', 'title Arch LTS\nlinux /vmlinuz-linux-lts\n'
+          'options root=UUID=%s rw\n' % distros.ROOT_UUID)
+    applied = run(capsys, root=root, args=['iommu=pt'])
+    assert applied['rc'] == 0 and applied['bootloader'] == 'systemd-boot', applied
+    for path in ('/boot/loader/entries/arch.conf', '/efi/loader/entries/arch-lts.conf'):
+        assert 'iommu=pt' in distros.options_of(read(root, path)), path
+        assert os.path.join(root, path.lstrip('/')) in applied['files']
+    assert '/boot/loader/entries/arch.conf' in applied['next_boot'] and '(none found)' not in applied['next_boot']
+    distros.reboot(root, ' '.join(distros.options_of(read(root, '/boot/loader/entries/arch.conf'))), 'arch.conf')
+    assert run(capsys, root=root, args=['iommu=pt'])['reboot_required'] is False
+
+
+def _arch_with_unified_images(root, preset=True):
+    """Arch booting a unified kernel image that mkinitcpio builds from /etc/kernel/cmdline; no type #1 entry."""
+    distros.arch(root)
+    os.unlink(os.path.join(root, 'boot/loader/entries/arch.conf'))
+    write(root, '/boot/EFI/Linux/arch-linux.efi', 'MZ (a PE image with .cmdline)\n')
+    write(root, '/etc/kernel/cmdline', 'root=UUID=%s rw console=tty0\n' % distros.ROOT_UUID)
+    if preset:
+        write(root, '/etc/mkinitcpio.d/linux.preset', "PRESETS=('default')\ndefault_uki=\"/boot/EFI/Linux/arch-linux.efi\"\n")
+    distros.efi_variable(root, 'LoaderEntrySelected', 'arch-linux.efi')
+
+
+def test_a_booted_unified_kernel_image_names_its_rebuild(capsys, tmp_path):
+    root = str(tmp_path)
+    _arch_with_unified_images(root)
+    applied = run(capsys, root=root, args=['iommu=pt'])
+    assert applied['rc'] == 0 and applied['files'] == [os.path.join(root, 'etc/kernel/cmdline')], applied
+    assert applied['regenerate'] == [['mkinitcpio', '-P']]
+    assert applied['next_boot'] == ('the unified kernel image arch-linux.efi, which carries the old command line '
+                                    'until mkinitcpio -P rebuilds it from /etc/kernel/cmdline')
+
+
+def test_a_booted_unified_kernel_image_without_a_known_rebuild_is_refused(capsys, tmp_path):
+    root = str(tmp_path)
+    _arch_with_unified_images(root, preset=False)
+    _refused(capsys, root, ['the next boot starts a unified kernel image (arch-linux.efi)',
+                            'no known rebuild was found'])
+
+
+def test_popos_leaves_the_recovery_entry_alone(capsys, tmp_path):
+    root = str(tmp_path)
+    distros.popos(root)
+    recovery = ('title Pop!_OS recovery\nlinux /EFI/Recovery-9A8B/vmlinuz.efi\ninitrd /EFI/Recovery-9A8B/initrd.gz\n'
+                'options boot=casper hostname=recovery userfullname=Recovery username=recovery noprompt\n')
+    write(root, '/boot/efi/loader/entries/Recovery-9A8B.conf', recovery)
+    applied = run(capsys, root=root, args=WANTED)
+    assert applied['rc'] == 0, applied
+    assert read(root, '/boot/efi/loader/entries/Recovery-9A8B.conf') == recovery
+    assert 'Recovery' not in applied['next_boot'] + ' '.join(applied['files'])
+    assert 'intel_iommu=on' in distros.options_of(read(root, '/boot/efi/loader/entries/Pop_OS-current.conf'))
+
+
+def test_a_command_line_growing_past_the_kernel_size_is_refused(capsys, tmp_path):
+    """Debian with a long but valid GRUB_CMDLINE_LINUX: grub.cfg's linux line (BOOT_IMAGE=, root=, ro, the
+    variables) would pass COMMAND_LINE_SIZE with the new arguments."""
+    root = str(tmp_path)
+    distros.debian12(root)
+    long_line = ' '.join('opt%04d=%s' % (n, 'v' * 40) for n in range(39))
+    text = read(root, '/etc/default/grub')
+    write(root, '/etc/default/grub', text.replace('GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="%s"' % long_line))
+    start = snapshot(root)
+    result = run(capsys, root=root, args=['intel_iommu=on', 'iommu=pt', 'vfio-pci.ids=10de:1b80,10de:10f0'])
+    assert result.get('failed') is True and snapshot(root) == start, result
+    for fragment in ('/etc/default/grub', 'the command line would be ', 'COMMAND_LINE_SIZE 2048',
+                     'BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64'):
+        assert fragment in result['msg'], (fragment, result['msg'])
+    assert int(result['msg'].split('would be ')[1].split()[0]) > 2048
+    assert run(capsys, root=root, args=['iommu=pt'])['changed'] is True  # what still fits is added
+
+
+def test_a_grub_cfg_behind_the_defaults_still_names_the_regeneration(capsys, tmp_path):
+    """The first run's result was lost, or update_bootloader was false: a later run that changes no file still
+    names update-grub while grub.cfg's kernel line lacks the arguments, and runs it on the live host."""
+    root = str(tmp_path)
+    debian = distros.BY_NAME['debian12']
+    debian.build(root)
+    assert run(capsys, root=root, args=WANTED)['regenerate'] == [['update-grub']]
+    again = run(capsys, root=root, args=WANTED)
+    assert again['changed'] is False and again['regenerate'] == [['update-grub']], again
+    # the live host's apply step runs it although no file changes (the plan's host stands for the live one)
+    planned = boot.plan(root, 'auto', parse_args(WANTED), 'present', PVE_OPTIONS)
+    assert not planned.changed and planned.regenerate == [['update-grub']]
+    planned.host.live = True
+    ran = []
+    done = boot.apply(planned, lambda: planned, parse_args(WANTED), 'present',
+                      boot.Runner(run=lambda argv: ran.append(argv) or (0, '', ''), find=lambda name: None))
+    assert ran == [['update-grub']] and done.files == []
+    debian._regenerate(root)  # update-grub ran: grub.cfg carries the arguments
+    assert run(capsys, root=root, args=WANTED)['regenerate'] == []
+
+
+def test_absent_after_a_boot_menu_edit_says_what_is_true(capsys, tmp_path):
+    """nomodeset was typed at the GRUB menu once; no file carries it. The failure says so, not the message for
+    state present (which claimed the entry carries it and the kernel lacks it)."""
+    root = str(tmp_path)
+    distros.BY_NAME['debian12'].build(root)
+    tokens = distros.grub_boot(root, 'grub-mkconfig', 'UUID=' + distros.ROOT_UUID)
+    distros.reboot(root, ' '.join(['BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64'] + tokens + ['nomodeset']))
+    result = run(capsys, root=root, args=['nomodeset'], state='absent')
+    assert result.get('failed') is True, result
+    assert ('the host booted from the entry for /boot/vmlinuz-6.1.0-18-amd64 in %s/boot/grub/grub.cfg, which does '
+            'not carry nomodeset any more, but the running kernel still has them: they were typed at the boot menu'
+            % root) in result['msg'], result['msg']
+
+
+def _os_release_linked(root):
+    """The standard layout: /etc/os-release -> ../usr/lib/os-release, and no grub-mkconfig to read."""
+    os.unlink(os.path.join(root, 'usr/sbin/grub-mkconfig'))
+    os.makedirs(os.path.join(root, 'usr/lib'), exist_ok=True)
+    os.rename(os.path.join(root, 'etc/os-release'), os.path.join(root, 'usr/lib/os-release'))
+    os.symlink('../usr/lib/os-release', os.path.join(root, 'etc/os-release'))
+
+
+def _grub_mkconfig_linked(root):
+    os.makedirs(os.path.join(root, 'usr/lib/grub'), exist_ok=True)
+    os.rename(os.path.join(root, 'usr/sbin/grub-mkconfig'), os.path.join(root, 'usr/lib/grub/grub-mkconfig'))
+    os.symlink('../lib/grub/grub-mkconfig', os.path.join(root, 'usr/sbin/grub-mkconfig'))
+
+
+@pytest.mark.parametrize('link', [_os_release_linked, _grub_mkconfig_linked])
+def test_files_only_read_may_be_symbolic_links(capsys, tmp_path, link):
+    """Ubuntu's cloud drop-ins make the module ask whether grub-mkconfig reads grub.d: the answer is read
+    through the standard symbolic links; only files the module writes must not be links."""
+    root = str(tmp_path)
+    distros.BY_NAME['ubuntu2404-cloud'].build(root)
+    link(root)
+    applied = run(capsys, root=root, args=['intel_iommu=on'])
+    assert applied['rc'] == 0 and applied['changed'] is True, applied
+    os.rename(os.path.join(root, 'etc/default/grub'), os.path.join(root, 'etc/default/grub.orig'))
+    os.symlink('grub.orig', os.path.join(root, 'etc/default/grub'))
+    refused = run(capsys, root=root, args=['iommu=pt'])
+    assert refused.get('failed') is True and 'is a symbolic link; refusing to manage it' in refused['msg'], refused
+
+
+def _to_bios(root):
+    shutil.rmtree(os.path.join(root, 'sys/firmware/efi'))
+    os.makedirs(os.path.join(root, 'sys/firmware/acpi'), exist_ok=True)
+
+
+@pytest.mark.parametrize('name, prepare, bootloader, detected', [
+    # Proxmox VE ZFS on UEFI: systemd-boot started the kernel (LoaderInfo), so /etc/default/grub is not read
+    ('proxmox8-zfs-uefi', None, 'grub', 'proxmox-boot-tool'),
+    # no /etc/kernel/proxmox-boot-uuids: nothing for proxmox-boot-tool refresh to write to
+    ('debian12', None, 'proxmox-boot-tool', 'grub'),
+    # Proxmox VE ZFS on BIOS: the ESPs hold GRUB, which reads /etc/default/grub
+    ('proxmox8-zfs-uefi', _to_bios, 'proxmox-boot-tool', 'grub'),
+    # systemd-boot on BIOS firmware, and on UEFI where GRUB booted BLS entries (no LoaderInfo, no ESP)
+    ('debian12', None, 'systemd-boot', 'grub'),
+    ('fedora', None, 'systemd-boot', 'bls'),
+    # GRUB with BLS boots the entries' options, not grub.cfg's linux lines
+    ('rhel9', None, 'grub', 'bls'),
+])
+def test_explicit_bootloader_is_refused_unless_detection_agrees(capsys, tmp_path, name, prepare, bootloader,
+                                                                detected):
+    root = str(tmp_path)
+    distros.BY_NAME[name].build(root)
+    if prepare:
+        prepare(root)
+    _refused(capsys, root, ['bootloader: %s is not what %s boots with (found: ' % (bootloader, root),
+                            'use bootloader: %s (or auto)' % detected], bootloader=bootloader)
+    assert run(capsys, root=root, args=WANTED, bootloader=detected, check=True)['rc'] == 0
+
+
+def test_explicit_bootloader_among_what_detection_leaves_open_is_accepted(capsys, tmp_path):
+    """An image of Proxmox VE on ZFS: no firmware information, so proxmox-boot-tool or grub; either may be
+    chosen, anything else is refused naming both."""
+    root = str(tmp_path)
+    distros.proxmox8_zfs_uefi(root)
+    shutil.rmtree(os.path.join(root, 'sys'))
+    for bootloader in ('proxmox-boot-tool', 'grub'):
+        assert run(capsys, root=root, args=WANTED, bootloader=bootloader, check=True)['rc'] == 0
+    _refused(capsys, root, ['bootloader: systemd-boot is not what %s boots with: ' % root,
+                            'it can only be grub or proxmox-boot-tool'], bootloader='systemd-boot')
 
 
 @pytest.mark.parametrize('name, expected', [
