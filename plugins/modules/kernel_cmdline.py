@@ -76,7 +76,7 @@ options:
         script parser treats specially (C(;), C(|), C(&), C(<), C(>), C({), C(})) are refused, on every
         boot path (GRUB reads BLS entries' options too).
       - With O(state=absent), a bare C(key) removes the key with any value; C(key=value) removes only that value.
-        C(root) (the root device) is never removed: O(state=absent) with C(root) or C(root=...) is refused.
+        C(root) (the root device) is never removed; O(state=absent) with C(root) or C(root=...) is refused.
     type: list
     elements: str
     required: true
@@ -98,7 +98,7 @@ options:
     description:
       - The GRUB defaults file to add arguments to, C(/etc/default/grub) or a C(/etc/default/grub.d/NAME.cfg)
         drop-in (created when missing, as C(GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ...")). A NAME starting
-        with C(.) is refused: grub-mkconfig's C(grub.d/*.cfg) does not match it.
+        with C(.) is refused (grub-mkconfig's C(grub.d/*.cfg) does not match it).
       - The module fails when a file sourced later sets the variable without including its previous value,
         since that would silently drop the arguments.
     type: path
@@ -132,7 +132,7 @@ options:
   backup:
     description:
       - Keep a timestamped copy of each file that is changed (only files that are changed), next to it as
-        C(FILE.PID.YYYYMMDDTHHMMSS~): without C(:), which FAT (the ESP holding loader entries) refuses.
+        C(FILE.PID.YYYYMMDDTHHMMSS~), without the colon that FAT (the ESP holding loader entries) refuses.
     type: bool
     default: false
 notes:
