@@ -110,6 +110,9 @@ def _declare_one(raw, here, domain_name, ordinals):
             raise SpecError(here, 'option(s) %s do not belong to kind xml (its options: xml)' % ', '.join(extra))
         element = _raw_xml_device(raw.get('xml'), here + '.xml')
         remember_secrets([element])
+        kind = kind_of_element(element)
+        if kind is not None:
+            kind.check_limits(element, here + '.xml')
         base, repeatable = element_key(element)
         return Declared(here, None, None, element, _ordinal(base, repeatable, ordinals))
     if kind_name not in KINDS:
@@ -308,22 +311,39 @@ def _matches_loosely(item):
     return item.kind is not None and bool(item.derived or item.key is None)
 
 
+def _agrees(item, element):
+    """Whether an existing element is of the spec's kind and has every option it declares (its derived identity
+    and its secrets aside)."""
+    if kind_of_element(element) is not item.kind:
+        return False
+    secret = {field.option for field in item.kind.secret_fields}
+    current = Reading(item.kind, element)
+    return all(current.get(option) == value for option, value in item.spec.items()
+               if option not in secret and not (item.derived and option == item.derived.option))
+
+
 def _loose_match(item, candidates_by_tag, claimed):
     """A spec without full identity (NIC without MAC, controller without index) adopts the first unclaimed
     device of its kind that agrees on every declared option (the model of a NIC included): a device found
     only loosely never has a guest-visible property changed; when none agrees, the spec is a new device."""
     if not _matches_loosely(item):
         return None
-    secret = {field.option for field in item.kind.secret_fields}
-    declared = [option for option in item.spec
-                if option not in secret and not (item.derived and option == item.derived.option)]
-    for element in candidates_by_tag.get(item.tag, ()):
-        if id(element) in claimed or kind_of_element(element) is not item.kind:
-            continue
-        current = item.kind.parse(element)
-        if all(current.get(option) == item.spec.get(option) for option in declared):
-            return element
-    return None
+    return next((element for element in candidates_by_tag.get(item.tag, ())
+                 if id(element) not in claimed and _agrees(item, element)), None)
+
+
+def _with_free_derived_value(item, element, domain_name, by_key, declared):
+    """A new device whose derived identity another device already has (the NIC made for this position earlier,
+    with another model): the first value of its group that no existing or declared device has, and its key."""
+    field, derived = item.kind.fields[item.derived.option], item.derived
+    taken = set(by_key) | {other.key for other in declared}
+    for ordinal in range(1024):
+        value = derived.make(domain_name, item.spec[derived.basis], ordinal)
+        key = (item.kind.tag,) + item.kind.key(dict(item.spec, **{derived.option: value}))
+        if key not in taken:
+            field.write(element, value)
+            return element, key
+    raise SpecError(item.where, 'no free %s for %s' % (derived.noun, item.label))
 
 
 def _updated_element(item, existing, reset, live=False):
@@ -410,6 +430,10 @@ def plan(domain_xml, declared, state, overridden_kinds=None):
     claimed, found_for = set(), {}
     for item in declared:       # identity first: a loose match never takes a device another spec names
         found = next((el for el in by_key.get(item.key, ()) if id(el) not in claimed), None)
+        if found is not None and item.derived is not None and not _agrees(item, found):
+            # a derived identity (the MAC made for the n-th NIC on a source) is no promise: the device that has it
+            # but not the declared model is another one, never changed into this one (adopted loosely, or added)
+            found = None
         if found is not None:
             claimed.add(id(found))
             found_for[id(item)] = found
@@ -431,9 +455,12 @@ def plan(domain_xml, declared, state, overridden_kinds=None):
                 result.changes.append(Change('detach', item.label, old=found, verify_key=_stable_key(found)))
             continue
         if found is None:
-            new = _new_element(item)
+            new, key = _new_element(item), item.key
+            if item.derived is not None and key in by_key:
+                new, key = _with_free_derived_value(item, new, domain.findtext('name') or '', by_key, declared)
             devices.append(new)
-            result.changes.append(Change('attach', item.label, new=new, item=item, verify_key=item.key))
+            result.changes.append(Change('attach', '%s %s' % (item.tag, describe_key(key)) if key != item.key
+                                         else item.label, new=new, item=item, verify_key=key))
             continue
         new = _updated_element(item, found, reset=state in ('replaced', 'overridden'), live=live)
         if not _xml.same(new, found):

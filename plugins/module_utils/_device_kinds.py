@@ -246,7 +246,22 @@ class Kind:
             theirs, ours = _xml.child(existing, path), _xml.child(new, path)
             if theirs is not None and ours is not None and theirs.get(attr) is not None and ours.get(attr) is None:
                 ours.set(attr, theirs.get(attr))
+        # what libvirt fills in when it is left out (a graphics port of -1 with autoport), as for a typed spec
+        # that leaves the option out: a raw entry without it keeps what libvirt wrote instead of dropping it
+        # (secrets are settled before, by settle_secrets: an empty one there means "remove")
+        for field in self.fields.values():
+            if field.libvirt_fills and not field.secret and field.read(new) is None and field.read(existing) is not None:
+                field.write(new, field.read(existing))
         return new
+
+    def check_limits(self, element, where):
+        """The limits only libvirt or QEMU enforce on a value, on a raw-XML element of this kind that gives that
+        value (as on a typed spec; what raw XML leaves out is libvirt's to judge)."""
+        parsed = self.parse(element)
+        for limit in self.limits:
+            found = limit(parsed)
+            if found is not None and found[0] in parsed:
+                raise SpecError(where, '%s: %s' % (found[0], found[1]))
 
     def lossless(self, element, parsed=None):
         """True when this kind's options describe the element completely (safe to show it typed); what

@@ -223,6 +223,25 @@ def test_a_loosely_found_device_is_adopted_only_when_it_agrees_on_every_declared
         assert not adopted.changed, adopted.commands
 
 
+@pytest.mark.parametrize('state', ['merged', 'replaced', 'overridden'])
+def test_a_nic_this_module_added_without_mac_keeps_its_model_when_another_model_takes_its_position(state):
+    """Trial 7: a virtio NIC added from a spec without MAC has the MAC made for the first NIC on its network; a
+    later list [e1000, virtio] makes that same MAC for the e1000. The MAC is no promise: the virtio NIC is not
+    turned into an e1000, the e1000 is added with a MAC no device has, and the next run changes nothing."""
+    e1000 = {'kind': 'interface', 'source': {'network': 'default'}, 'model': 'e1000'}
+    virtio = {'kind': 'interface', 'source': {'network': 'default'}, 'model': 'virtio'}
+    bare = "<domain type='qemu'><name>web01</name><devices/></domain>"
+    first = run([virtio], 'merged', xml=bare)
+    (made,) = [el.find('mac').get('address') for el in devices(first.new_xml).iter('interface')]
+    result = run([e1000, virtio], state, xml=first.new_xml, overridden_kinds=['interface'])
+    assert [(c['op'], c['kind']) for c in result.commands] == [('attach', 'interface')], result.commands
+    nics = {el.find('mac').get('address'): el.find('model').get('type')
+            for el in devices(result.new_xml).iter('interface')}
+    assert nics[made] == 'virtio' and sorted(nics.values()) == ['e1000', 'virtio'] and len(nics) == 2
+    assert result.commands[0]['key'] != 'mac ' + made
+    assert not run([e1000, virtio], state, xml=result.new_xml, overridden_kinds=['interface']).changed
+
+
 def test_the_most_specific_loose_spec_chooses_first():
     two = ONE_VIRTIO_NIC.replace('</devices>', "<interface type='network'><mac address='52:54:00:aa:bb:0b'/>"
                                  "<source network='default'/><model type='virtio'/><driver queues='4'/>"
@@ -376,3 +395,19 @@ def test_any_nic_model_libvirt_passes_to_qemu_round_trips_classified_and_pcspk_t
     assert all(item['kind'] != 'xml' for item in gathered)          # all typed, the pcspk sound too
     for state in ('merged', 'replaced', 'overridden'):
         assert not engine.plan(xml, engine.declare(gathered, 'web01'), state).changed
+
+
+def test_a_raw_device_meets_the_limits_of_its_kind_before_anything_is_read():
+    """Trial 7: a 10-character VNC password in raw XML was refused only by libvirt's define."""
+    with pytest.raises(SpecError) as caught:
+        engine.declare([{'kind': 'xml', 'xml': "<graphics type='vnc' autoport='yes' passwd='0123456789'/>"}], 'g')
+    assert caught.value.where == 'config[0].xml' and 'at most 8 characters' in str(caught.value)
+    assert '0123456789' not in str(caught.value)
+
+
+def test_a_raw_device_leaves_what_libvirt_fills_in_to_libvirt():
+    """Trial 7: a raw <graphics> without port was written again on every run (libvirt stores port -1)."""
+    stored = ("<domain type='qemu'><name>g</name><devices><graphics type='vnc' port='-1' autoport='yes'>"
+              "<listen type='address'/></graphics></devices></domain>")
+    for state in ('merged', 'replaced', 'overridden'):
+        assert not run([{'kind': 'xml', 'xml': "<graphics type='vnc' autoport='yes'/>"}], state, xml=stored).changed
