@@ -460,6 +460,20 @@ options:
           V(sclp), V(sclplm).'
         - 'For O(config[].kind=channel): Guest side of the character device. One of V(virtio), V(guestfwd), V(xen).'
         type: str
+      log_file:
+        description:
+        - 'For O(config[].kind=serial): Host file that also receives what the guest writes.'
+        - 'For O(config[].kind=parallel): Host file that also receives what the guest writes.'
+        - 'For O(config[].kind=console): Host file that also receives what the guest writes.'
+        - 'For O(config[].kind=channel): Host file that also receives what the guest writes.'
+        type: str
+      log_append:
+        description:
+        - 'For O(config[].kind=serial): With log_file: append to it rather than truncate it.'
+        - 'For O(config[].kind=parallel): With log_file: append to it rather than truncate it.'
+        - 'For O(config[].kind=console): With log_file: append to it rather than truncate it.'
+        - 'For O(config[].kind=channel): With log_file: append to it rather than truncate it.'
+        type: bool
       target_model:
         description:
         - 'For O(config[].kind=serial): Guest-side device model.'

@@ -916,6 +916,8 @@ def _char_fields(target_types, port=True):
               description='For tcp: the wire protocol.'),
         Field('target_type', 'target', 'type', choices=target_types, libvirt_fills=True,
               description='Guest side of the character device.'),
+        Field('log_file', 'log', 'file', description='Host file that also receives what the guest writes.'),
+        OnOff('log_append', 'log', 'append', description='With log_file: append to it rather than truncate it.'),
     ]
     if port:
         fields.append(Integer('port', 'target', 'port', minimum=0, maximum=255, libvirt_fills=True,

@@ -411,3 +411,13 @@ def test_a_raw_device_leaves_what_libvirt_fills_in_to_libvirt():
               "<listen type='address'/></graphics></devices></domain>")
     for state in ('merged', 'replaced', 'overridden'):
         assert not run([{'kind': 'xml', 'xml': "<graphics type='vnc' autoport='yes'/>"}], state, xml=stored).changed
+
+
+def test_a_character_device_log_is_typed_and_round_trips():
+    """Trial 7: OpenStack's consoles log to a file (<log file append>): typed, not raw XML, and fed back a no-op."""
+    xml = ("<domain type='qemu'><name>g</name><devices><serial type='pty'>"
+           "<log file='/var/lib/nova/instances/x/console.log' append='off'/><target type='isa-serial' port='0'/>"
+           "</serial></devices></domain>")
+    (serial,) = engine.gather(xml)
+    assert serial['kind'] == 'serial' and serial['log_file'].endswith('console.log') and serial['log_append'] is False
+    assert not run([serial], 'replaced', xml=xml).changed
