@@ -81,8 +81,11 @@ def _explain(exc, uri, action):
     message = exc.get_error_message() or str(exc)
     if code == libvirt.VIR_ERR_OPERATION_DENIED or 'read-only' in message:
         return 'libvirt refused to %s: the connection to %s is read-only (%s)' % (action, uri, message)
-    if code == libvirt.VIR_ERR_NO_CONNECT or 'Failed to connect socket' in message:
+    if action == 'connect' and (code == libvirt.VIR_ERR_NO_CONNECT or 'Failed to connect socket' in message):
         return 'cannot connect to libvirt at %s: %s (is libvirtd running?)' % (uri, message)
+    if 'virtlogd-sock' in message:  # the connection works; starting QEMU needs virtlogd for its log
+        return ('libvirt failed to %s on %s: %s (virtlogd is not running; with qemu:///embed, set stdio_handler = '
+                '"file" in ROOT/etc/qemu.conf)' % (action, uri, message))
     if _connection_lost(exc):
         return 'lost the connection to libvirt at %s while trying to %s: %s' % (uri, action, message)
     return 'libvirt failed to %s on %s: %s' % (action, uri, message)

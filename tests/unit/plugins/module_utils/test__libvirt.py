@@ -133,3 +133,30 @@ def test_every_libvirt_call_of_the_adapter_is_counted():
         if direct and not counted and method.name != 'close':
             uncounted.append('%s: %s' % (method.name, ', '.join(sorted(direct))))
     assert uncounted == []
+
+
+class _Refusal:
+    """What libvirt raises (its error as data): code, domain and message."""
+
+    def __init__(self, message, code):
+        self.message, self.code = message, code
+
+    def get_error_code(self):
+        return self.code
+
+    def get_error_domain(self):
+        return 0
+
+    def get_error_message(self):
+        return self.message
+
+
+def test_a_helper_daemon_missing_at_start_is_not_called_a_failed_connection():
+    """Trial 7: starting a guest on qemu:///embed without virtlogd said 'cannot connect ... is libvirtd running?'."""
+    socket = "Failed to connect socket to '/run/libvirt/virtlogd-sock': No such file or directory"
+    started = _libvirt._explain(_Refusal(socket, 38), 'qemu:///embed?root=/r', 'start domain g')
+    assert started.startswith('libvirt failed to start domain g on qemu:///embed?root=/r') and 'stdio_handler' in started
+    assert 'libvirtd running' not in started
+    connecting = _libvirt._explain(_Refusal("Failed to connect socket to '/run/libvirt/libvirt-sock'", 38),
+                                   'qemu:///system', 'connect')
+    assert connecting.startswith('cannot connect to libvirt at qemu:///system') and 'libvirtd running' in connecting
