@@ -193,6 +193,8 @@ class DomainRun:
         self.active, self.guest_state, self.inactive_xml, self.live_xml = active, guest_state, inactive, live
         self.config_plan = self._plan(inactive) if inactive is not None else None
         self.live_plan = self._plan(live) if live is not None else None
+        for item in self.declared:  # held until written: the plans hold what they need of them
+            item.forget_element()
         self.record = restart_record(inactive) if inactive is not None else None
         self.outcomes, self.reasons, self.plan_warnings = {}, {}, []
         if self.live_plan is not None:

@@ -25,20 +25,42 @@ KIND_NAMES = tuple(sorted(KINDS)) + ('xml',)
 
 
 class Declared:
-    """One validated entry of ``config``: its kind, normalized spec or element, and identity key."""
+    """One validated entry of ``config``: its kind, normalized spec or element, and identity key.
+
+    A typed device's element is rendered from its spec when first asked (a device the guest already has as
+    declared is never rendered); a plan takes it into the domain it plans instead of copying it, and
+    ``forget_element`` drops it once the guest is planned (a parsed element costs about 15 times its text: a
+    manifest of hundreds of guests would otherwise hold every declared device twice until written)."""
 
     def __init__(self, where, kind, spec, element, key, loose=(), derived=None):
         self.where = where
         self.kind = kind            # the Kind (a family member for hostdev), or None for raw xml
         self.spec = spec            # normalized options (typed kinds) or None (xml)
-        self.element = element      # the rendered or given element
+        self._element = element     # the rendered or given element (None: render it when asked)
         self.key = key              # identity; None when the spec leaves it to libvirt
         self.loose = loose          # options compared when the identity does not find a device
         self.derived = derived      # the option derived because the spec left it out (the kind's Derived), or None
 
     @property
+    def element(self):
+        if self._element is None:
+            self._element = self.kind.render(self.spec)
+        return self._element
+
+    def take_element(self):
+        """The element for a plan to put into a domain: a raw XML device's own stays (it is the source)."""
+        if self.kind is None:
+            return copy.deepcopy(self._element)
+        element, self._element = self.element, None
+        return element
+
+    def forget_element(self):
+        if self.kind is not None:
+            self._element = None
+
+    @property
     def tag(self):
-        return self.element.tag
+        return self.kind.tag if self.kind is not None else self._element.tag
 
     @property
     def label(self):
@@ -130,7 +152,7 @@ def _declare_one(raw, here, domain_name, ordinals):
     base = kind.key(spec)
     key = None if base is None else _ordinal((kind.tag,) + base, kind.repeatable, ordinals)
     loose = (derived.basis,) if derived else tuple(option for option in kind.loose if option in spec)
-    return Declared(here, kind, spec, kind.render(spec), key, loose, derived)
+    return Declared(here, kind, spec, None, key, loose, derived)  # rendered when a plan needs it
 
 
 def _ordinal(base, repeatable, counters):
@@ -379,13 +401,13 @@ def _updated_element(item, existing, reset, live=False):
 def _new_element(item):
     """A declared device that matches none: a secret that says "keep the current one" has nothing to keep."""
     if item.kind is None:
-        return settle_secrets(copy.deepcopy(item.element), None, item.where + '.xml')
+        return settle_secrets(item.take_element(), None, item.where + '.xml')
     for field in item.kind.secret_fields:
         if item.spec.get(field.option) == _secrets.PLACEHOLDER:
             raise SpecError('%s.%s' % (item.where, field.option),
                             '%r means "keep the current %s", but %s matches no existing device; give the %s '
                             'itself (or leave it out)' % (_secrets.PLACEHOLDER, field.option, item.label, field.option))
-    return copy.deepcopy(item.element)
+    return item.take_element()
 
 
 def _index(elements):

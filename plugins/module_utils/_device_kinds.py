@@ -44,14 +44,21 @@ class Reading(Mapping):
     def __init__(self, kind, element):
         self._kind, self._element, self._values = kind, element, {'kind': kind.name}
 
-    def __getitem__(self, option):
+    def get(self, option, default=None):  # Mapping's own goes through __getitem__ and KeyError: the hot path
         value = self._values.get(option, self._ABSENT)
         if value is self._ABSENT:
             field = self._kind.fields.get(option)
             value = self._values[option] = field.read(self._element) if field is not None else None
+        return default if value is None else value
+
+    def __getitem__(self, option):
+        value = self.get(option)
         if value is None:
             raise KeyError(option)
         return value
+
+    def __contains__(self, option):
+        return self.get(option) is not None
 
     def __iter__(self):
         return iter([option for option in ['kind'] + list(self._kind.fields) if option in self])

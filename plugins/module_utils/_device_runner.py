@@ -212,6 +212,9 @@ class DomainDevices:
         self.connection = _common.connect(self.module)
         self.resolve_vfs(requests)
         self.resolve_mappings(requests)
+        for request in requests:  # declared again only once a guest asked for by UUID is found
+            if request.uuid is None:
+                request.config = None
         params = self.params
         runs = [DomainRun(self.connection, request.name, request.declared, params['state'], params['apply'],
                           self.module.check_mode, params['detach_timeout'], params['detach_attempts'],

@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine as engine
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
+from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import Reading, kind_of_element
 
 # A definition as libvirt stores it, with hand-made customizations the module does not manage.
 DOMAIN = """
@@ -421,3 +422,35 @@ def test_a_character_device_log_is_typed_and_round_trips():
     (serial,) = engine.gather(xml)
     assert serial['kind'] == 'serial' and serial['log_file'].endswith('console.log') and serial['log_append'] is False
     assert not run([serial], 'replaced', xml=xml).changed
+
+
+def test_a_plan_takes_the_declared_elements_it_adds_and_planning_again_gives_the_same_definition():
+    # docs/performance.md: a declared device is rendered only for a plan that adds it, moved into that plan (not
+    # copied), and rendered again for the next plan; the guest's devices that already agree are never rendered
+    config = [CASES['disk']['same'], CASES['disk']['new'], CASES['interface']['new'], CASES['xml']['new']]
+    declared = engine.declare(config, 'web01')
+    assert [item._element is None for item in declared] == [True, True, True, False]  # pylint: disable=protected-access
+    first = engine.plan(DOMAIN, declared, 'merged')
+    added = [change.new for change in first.changes]
+    assert [change.op for change in first.changes] == ['attach', 'attach', 'attach']
+    assert [item._element is None for item in declared] == [True, True, True, False]  # pylint: disable=protected-access
+    assert all(new.getroottree().getroot() is first.tree for new in added)
+    assert declared[3]._element.getroottree().getroot() is not first.tree  # pylint: disable=protected-access
+    for item in declared:
+        item.forget_element()
+    assert declared[3]._element is not None  # pylint: disable=protected-access
+    again = engine.plan(DOMAIN, declared, 'merged')
+    assert again.new_xml == first.new_xml
+    assert all(change.new.getroottree().getroot() is again.tree for change in again.changes)
+
+
+def test_reading_an_element_on_demand_gives_what_a_full_parse_gives():
+    typed = [(kind_of_element(el), el) for el in engine.device_elements(devices(DOMAIN))]
+    typed = [(kind, el) for kind, el in typed if kind is not None and hasattr(kind, 'fields')]
+    assert len(typed) >= 4
+    for kind, element in typed:
+        parsed, reading = kind.parse(element), Reading(kind, element)
+        assert dict(reading) == parsed
+        for option in ['kind', 'no_such_option'] + list(kind.fields):
+            assert (option in reading) == (option in parsed)
+            assert reading.get(option, 'absent') == parsed.get(option, 'absent')
