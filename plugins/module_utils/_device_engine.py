@@ -535,16 +535,19 @@ def _domain(domain_xml):
     return _xml.parse(domain_xml, 'domain XML') if isinstance(domain_xml, (str, bytes)) else domain_xml
 
 
-def locate(domain_xml):
-    """Identity → first element, for finding planned devices in another view (read back, live XML)."""
-    domain = _domain(domain_xml)
-    return {key: elements[0] for key, elements in _index(device_elements(devices_of(domain))).items()}
+def locate(domain_xml, tags=None):
+    """Identity → first element, for finding planned devices in another view (read back, live XML); only of the
+    element ``tags`` given (an identity starts with its tag, and positions count among equal identities only)."""
+    elements = device_elements(devices_of(_domain(domain_xml)))
+    if tags is not None:
+        elements = [element for element in elements if element.tag in tags]
+    return {key: found[0] for key, found in _index(elements).items()}
 
 
 def verify(result, readback_xml):
     """After a write: every attached or updated device is in libvirt's XML as asked, every detached one
     is gone. Returns the problems, each naming the device."""
-    present = locate(readback_xml)
+    present = locate(readback_xml, {change.verify_key[0] for change in result.changes if change.verify_key})
     problems = []
     for change in result.changes:
         if change.verify_key is None:
