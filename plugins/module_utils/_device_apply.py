@@ -112,7 +112,8 @@ class DomainRun:
     libvirt answered; ``outcome`` is WRITTEN, NOT_WRITTEN or UNKNOWN from those. Every write call goes
     through ``_write`` and every completed one is booked with ``_book``. On the running guest each planned
     change ends in ``outcomes``: DONE, PENDING (an unplug the guest has not answered), FAILED or BLOCKED
-    (not taken), WITHHELD (a removal that needs allow_live_removal) or SKIPPED (the guest stopped).
+    (not taken; BLOCKED when planned too, where the guest's PCI topology cannot take it), WITHHELD (a removal
+    that needs allow_live_removal) or SKIPPED (the guest stopped).
     """
 
     def __init__(self, connection, name, declared, state, apply_mode, check_mode, detach_timeout=30,
@@ -199,6 +200,7 @@ class DomainRun:
         self.outcomes, self.reasons, self.plan_warnings = {}, {}, []
         if self.live_plan is not None:
             self._withhold_destructive_removals()
+            self._hold_what_the_guest_cannot_take()
             if self.config_plan is not None:
                 self._persist_at_live_addresses()
         self.live_changes = self._live_steps()
@@ -210,7 +212,10 @@ class DomainRun:
                     self.name, self.guest_state.replace('_', ' '),
                     ', '.join(change.label for change in self.live_plan.changes)))
         if self.apply_mode in ('live', 'both'):
-            cold = [change.label for change in self.live_plan.changes if not change.hotpluggable()]
+            cold = [change.label + (' (%s)' % self.reasons[id(change)] if self.outcomes.get(id(change)) == BLOCKED
+                                    else '')
+                    for change in self.live_plan.changes
+                    if not change.hotpluggable() or self.outcomes.get(id(change)) == BLOCKED]
             if cold:
                 raise ApplyError('domain %s: %s cannot be changed on the running guest; use apply=auto (persist '
                                  'and restart later) or apply=config' % (self.name, ', '.join(cold)))
@@ -269,6 +274,29 @@ class DomainRun:
                 self.reasons[id(change)] = 'removing a %s from a running guest needs allow_live_removal: [%s]' % (
                     'disk' if needed == 'disk' else 'passthrough device', needed)
 
+    def _hold_what_the_guest_cannot_take(self):
+        """Changes the kind table lets QEMU make live that this guest's PCI topology keeps out (an i440fx machine
+        without ACPI, a q35 machine without a free root port: the live plan's ``refusal``) are BLOCKED when planned:
+        never attempted, persisted for the next start and named in waiting_for_restart, in check mode as on a
+        real run."""
+        held = {}
+        for change in self.live_plan.changes:
+            if id(change) in self.outcomes or not change.hotpluggable():
+                continue
+            reason = self.live_plan.refusal(change)
+            if reason is not None:
+                self.outcomes[id(change)] = BLOCKED
+                self.reasons[id(change)] = reason
+                held.setdefault(reason, []).append(change.label)
+        if not self.running or self.apply_mode == 'config':
+            return  # nothing is tried live anyway (a paused guest is named as such)
+        for reason, labels in held.items():
+            self.plan_warnings.append(
+                'domain %s: %s cannot be plugged into or out of the running guest: %s; the definition has %s as '
+                'declared and the guest gets %s at its next restart (waiting_for_restart)'
+                % (self.name, ', '.join(labels), reason, 'it' if len(labels) == 1 else 'them',
+                   'it' if len(labels) == 1 else 'them'))
+
     def _persist_at_live_addresses(self):
         """A device the running guest already has (hot-plugged before, live only) that the definition gains
         keeps what the guest sees: its address and, for a NIC declared without MAC, its MAC."""
@@ -296,11 +324,12 @@ class DomainRun:
                     % (self.name, change.label, dict(address.attrib)))
 
     def _live_steps(self):
-        """Changes to make on the running guest: hot-pluggable ones not withheld (none on a paused guest)."""
+        """Changes to make on the running guest: hot-pluggable ones not withheld or held out by the guest's PCI
+        topology (none on a paused guest)."""
         if self.live_plan is None or self.apply_mode == 'config' or not self.running:
             return []
         return [change for change in self.live_plan.changes
-                if change.hotpluggable() and self.outcomes.get(id(change)) != WITHHELD]
+                if change.hotpluggable() and self.outcomes.get(id(change)) not in (WITHHELD, BLOCKED)]
 
     def _live_outcome(self, change):
         """DONE when the change is (predicted, in check mode) on the running guest."""

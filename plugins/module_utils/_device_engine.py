@@ -17,7 +17,7 @@ from ansible_collections.virtdev.libvirt.plugins.module_utils import _secrets, _
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_fields import SpecError
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import (
     DEVICE_TAGS, KINDS, LIBVIRT_OWNED, NOT_DEVICES, Reading, element_class, element_key, is_implicit, kind_of_element,
-    redact, remember_secrets, secrets_of, settle_secrets,
+    pci_hotplug_limits, pci_hotplug_refusal, redact, remember_secrets, secrets_of, settle_secrets,
 )
 
 STATES = ('merged', 'replaced', 'overridden', 'deleted', 'gathered', 'rendered', 'parsed')
@@ -281,6 +281,7 @@ class Plan:
         self._described = {}        # id(element) -> option view; unchanged devices are described once
         self._after = None
         self.matched = {}           # declared item's ``where`` -> the existing element it matched
+        self.pci_limits = []        # a running guest's: what its PCI topology keeps out (pci_hotplug_limits)
 
     def _describe(self, element):
         view = self._described.get(id(element))
@@ -327,6 +328,13 @@ class Plan:
     @property
     def commands(self):
         return [change.command() for change in self.changes]
+
+    def refusal(self, change):
+        """Why the running guest cannot take a change the kind table lets QEMU make live: its PCI topology (the
+        kind table's PCI_HOTPLUG_LIMITS, read from the live XML this plan was made from), or None."""
+        if change.op == 'update':
+            return None
+        return pci_hotplug_refusal(self.pci_limits, change.op, change.new if change.op == 'attach' else change.old)
 
 
 def _matches_loosely(item):
@@ -445,6 +453,8 @@ def plan(domain_xml, declared, state, overridden_kinds=None):
     existing = device_elements(devices)
     remember_secrets(existing)
     result = Plan(existing, devices)
+    if live:
+        result.pci_limits = pci_hotplug_limits(domain, existing)
     by_key = _index(existing)
     by_tag = {}
     for element in existing:

@@ -116,7 +116,7 @@ class Kind:
     def __init__(self, name, tag, fields, key, device_class, hotplug, fixed=None, new_attrs=None, required=(),
                  loose=(), repeatable=False, live_update=None, label=None, description='', example=None, implied=(),
                  live_fills=(), implicit=_never, derived=None, removal_consent=None, host_devices=_no_host_devices,
-                 docs=None, limits=(), assigned=()):
+                 docs=None, limits=(), assigned=(), pci_slot=False):
         self.name = name
         self.tag = tag
         self.label = label or name   # 'hostdev type=usb' for family members
@@ -128,6 +128,10 @@ class Kind:
         self.repeatable = repeatable
         self.device_class = device_class
         self.hotplug = hotplug if callable(hotplug) else (lambda spec, _answer=hotplug: _answer)
+        # spec -> True when the device takes a PCI slot of its own (a virtio NIC or disk, a PCI host device),
+        # so that hot-plugging it needs a guest that can take PCI devices (PCI_HOTPLUG_LIMITS); asked only of
+        # what the hotplug column allows, and only when the element has no <address> that says where it goes
+        self.pci_slot = pci_slot if callable(pci_slot) else (lambda spec, _answer=pci_slot: _answer)
         # which updates of a device QEMU applies to a running guest (updateDeviceFlags); others wait
         self.live_update = live_update or (lambda old, new: False)
         self.fixed = fixed or {}          # attributes every device of this kind carries (hostdev mode=...)
@@ -664,6 +668,7 @@ INTERFACE = Kind(
     device_class=lambda spec: (PASSTHROUGH if {'hostdev', 'pf', 'mapping'} & set(spec.get('source', {}))
                                else VIRTIO if str(spec.get('model', '')).startswith('virtio') else EMULATED),
     hotplug=True, required=('source',), live_update=only_differ('link_state'),
+    pci_slot=lambda spec: spec.get('model') != 'usb-net',
     limits=(_power_of_two('rx_queue_size', 'tx_queue_size'),),
     derived=Derived('mac', 'source', derived_mac, 'the MAC', "<mac address='...'/>"),
     host_devices=_ids.host_device_requests,   # type='hostdev': an SR-IOV virtual function
@@ -727,7 +732,7 @@ DISK = Kind(
     ],
     key=ident('target', 'target'),
     device_class=lambda spec: VIRTIO if _disk_bus(spec) == 'virtio' else EMULATED,
-    hotplug=lambda spec: _disk_bus(spec) in ('virtio', 'scsi', 'usb'),
+    hotplug=lambda spec: _disk_bus(spec) in ('virtio', 'scsi', 'usb'), pci_slot=lambda spec: _disk_bus(spec) == 'virtio',
     # changing the medium of a cdrom or floppy is what a running guest can take
     live_update=lambda old, new: new.get('device') in ('cdrom', 'floppy') and only_differ('source')(old, new),
     required=('target',), limits=(_one_ide_or_fdc_controller,),
@@ -789,6 +794,7 @@ CONTROLLER = Kind(
     device_class=lambda spec: (VIRTIO if str(spec.get('model', '')).startswith('virtio')
                                or spec.get('type') == 'virtio-serial' else EMULATED),
     hotplug=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
+    pci_slot=lambda spec: spec.get('type') in ('scsi', 'virtio-serial'),
     required=('type',), limits=(_xhci_ports,),
     # libvirt adds the first controller of each type a device needs (PCI root, USB, SATA, IDE, SCSI,
     # virtio-serial, ...) and the PCI(e) buses (root ports, bridges) it places devices on
@@ -905,6 +911,7 @@ INPUT = Kind(
     key=ident('input', 'type', 'bus'),
     loose=('type',),
     device_class=_virtio_if('bus', 'virtio'), hotplug=lambda spec: spec.get('bus') in ('usb', 'virtio'),
+    pci_slot=lambda spec: spec.get('bus') == 'virtio',
     required=('type',), implicit=lambda element: element.get('bus') == 'ps2',
     description='A mouse, keyboard or tablet.', example={'kind': 'input', 'type': 'tablet', 'bus': 'usb'})
 
@@ -943,6 +950,7 @@ SERIAL = Kind(
         Field('target_model', 'target/model', 'name', libvirt_fills=True, description='Guest-side device model.')],
     key=ident('port', 'port'), loose=('target_type',), limits=(_isa_serial_port,),
     device_class=lambda spec: EMULATED, hotplug=lambda spec: spec.get('target_type') in ('usb-serial', 'pci-serial'),
+    pci_slot=lambda spec: spec.get('target_type') == 'pci-serial',
     description='A serial port.', example={'kind': 'serial', 'type': 'pty', 'port': 0})
 
 PARALLEL = Kind(
@@ -1120,7 +1128,7 @@ VSOCK = Kind(
         hotplug='yes'),
     fields=[VsockCid('cid', 'cid', None, default='auto', description="Guest context id: 'auto' or a number >= 3.")],
     key=lambda spec: ('vsock',), fixed={'model': 'virtio'},
-    device_class=lambda spec: VIRTIO, hotplug=True,
+    device_class=lambda spec: VIRTIO, hotplug=True, pci_slot=True,
     description='A virtio-vsock socket device.', example={'kind': 'vsock', 'cid': 'auto'})
 
 FILESYSTEM = Kind(
@@ -1138,7 +1146,7 @@ FILESYSTEM = Kind(
                   description='9p permission model.'),
             Flag('readonly', 'readonly', description='Share read-only.')],
     key=ident('target', 'target'),
-    device_class=lambda spec: VIRTIO, hotplug=lambda spec: spec.get('driver') == 'virtiofs',
+    device_class=lambda spec: VIRTIO, hotplug=lambda spec: spec.get('driver') == 'virtiofs', pci_slot=True,
     required=('source', 'target'),
     description='A shared host directory (virtiofs needs shared memory backing; 9p does not).',
     example={'kind': 'filesystem', 'driver': 'virtiofs', 'source': {'dir': '/srv/share'}, 'target': 'share'})
@@ -1171,7 +1179,7 @@ RNG = Kind(
         Integer('rate_period', 'rate', 'period', minimum=1, maximum=2 ** 31, description='Rate limit period in ms.'),
     ],
     key=lambda spec: ('rng', spec.get('model'), _rng_backend_type(spec.get('backend'))),
-    device_class=lambda spec: VIRTIO, hotplug=True,
+    device_class=lambda spec: VIRTIO, hotplug=True, pci_slot=True,
     description='A para-virtualized random number generator (one per model and backend type).',
     example={'kind': 'rng', 'backend': '/dev/urandom', 'rate_bytes': 1024, 'rate_period': 1000})
 
@@ -1193,6 +1201,7 @@ MEMORY = Kind(
     key=lambda spec: ('memory', spec.get('model'), spec.get('source_path')), repeatable=True,
     device_class=_virtio_if('model', 'virtio-pmem', 'virtio-mem'),
     hotplug=lambda spec: spec.get('model') in ('dimm', 'virtio-mem'),
+    pci_slot=lambda spec: spec.get('model') in ('virtio-mem', 'virtio-pmem'),
     required=('model', 'size_mib'),
     description='A memory device: persistent memory (virtio-pmem, nvdimm) or hot-pluggable RAM (dimm, '
                 'virtio-mem); the domain needs <maxMemory slots=...> and a NUMA cell.',
@@ -1235,10 +1244,15 @@ def _uuid_or_mapping(spec):
     return None
 
 
+# the hostdev types QEMU gives a PCI slot of their own: a PCI device, and a mediated device of the vfio-pci API
+_HOSTDEV_PCI_SLOT = {'pci': True, 'mdev': lambda spec: spec.get('model') == 'vfio-pci'}
+
+
 def _hostdev(subtype, fields, key, required, description, example, fixed=None, limits=()):
     return Kind('hostdev', 'hostdev', fields=[Field('type', '', 'type', choices=(subtype,), default=subtype,
                                                     description='Host device type.')] + fields,
                 key=key, device_class=lambda spec: PASSTHROUGH, hotplug=True,
+                pci_slot=_HOSTDEV_PCI_SLOT.get(subtype, False),
                 host_devices=_ids.host_device_requests,
                 fixed=dict({'mode': 'subsystem', 'type': subtype}, **(fixed or {})), required=required,
                 label='hostdev type=%s' % subtype, description=description, example=example, limits=limits)
@@ -1421,6 +1435,141 @@ def removal_consent(element):
     'passthrough'), or None when no consent is needed."""
     row = ROWS_BY_TAG.get(element.tag)
     return row.consent_to_remove(element) if row is not None else None
+
+
+def takes_pci_slot(element):
+    """Whether plugging the device into a running guest (or unplugging it) needs a PCI slot there: its
+    <address> says so when it has one, else its row's pci_slot column (elements without typed options are
+    never hot-plugged)."""
+    address = element.find('address')
+    if address is not None and address.get('type') is not None:
+        return address.get('type') == 'pci'
+    kind = kind_of_element(element)
+    return kind is not None and bool(kind.pci_slot(Reading(kind, element)))
+
+
+# --- what a running guest's PCI topology lets QEMU hot-plug (docs/domain_devices.md, "Running guests") --------
+
+I440FX, Q35 = 'i440fx', 'q35'
+X86 = ('x86_64', 'i686')
+# controllers of a free slot libvirt can hot-plug a device into on q35 (libvirt's formatdomain, "Controllers":
+# a pcie-root-port or a downstream port holds one device; hotplug='off' on one keeps devices out)
+PCIE_PORTS = ('pcie-root-port', 'pcie-switch-downstream-port')
+# controllers with slots for hot-plugged conventional PCI devices (QEMU docs/pcie.txt: SHPC or ACPI hot-plug)
+PCI_BRIDGES = ('pci-bridge', 'pcie-to-pci-bridge')
+
+
+def _number(value):
+    """A PCI address attribute as libvirt reads it (0x.. hex, 0.. octal, decimal), or None."""
+    try:
+        return int(value, 0) if value is not None else None
+    except ValueError:
+        try:
+            return int(value, 8)
+        except ValueError:
+            return None
+
+
+class PciTopology:
+    """What a running guest's live XML says about its PCI buses: machine family, ACPI, PCI controllers and
+    the buses devices sit on."""
+
+    def __init__(self, domain, devices):
+        os_type = domain.find('os/type')
+        self.arch = os_type.get('arch') if os_type is not None else None
+        self.machine = (os_type.get('machine') or '') if os_type is not None else ''
+        # libvirt's machine names: pc, pc-i440fx-X.Y (and the old pc-0.N, pc-1.N) for i440fx; q35, pc-q35-X.Y
+        if self.arch not in X86 or not self.machine:
+            self.family = None
+        elif self.machine == 'q35' or self.machine.startswith('pc-q35-'):
+            self.family = Q35
+        elif self.machine == 'pc' or self.machine.startswith('pc-'):
+            self.family = I440FX
+        else:
+            self.family = None
+        self.acpi = domain.find('features/acpi') is not None
+        self.controllers = [element for element in devices
+                            if element.tag == 'controller' and element.get('type') == 'pci']
+        self.used_buses = set()
+        for element in devices:
+            address = element.find('address')
+            if address is not None and address.get('type') == 'pci':
+                self.used_buses.add(_number(address.get('bus')))
+
+    def models(self, *models):
+        return [element for element in self.controllers if element.get('model') in models]
+
+    def free_ports(self):
+        return [port for port in self.models(*PCIE_PORTS)
+                if _hotplug_on(port) and _number(port.get('index')) not in self.used_buses]
+
+
+def _hotplug_on(controller):
+    target = controller.find('target')
+    return target is None or target.get('hotplug') != 'off'
+
+
+def _root_bus(element):
+    """Hot-plugged where libvirt chooses, or given an address on bus 0 (the root bus)."""
+    address = element.find('address')
+    return address is None or _number(address.get('bus')) == 0
+
+
+def _unaddressed(element):
+    return element.find('address') is None
+
+
+class PciLimit:
+    """One row of PCI_HOTPLUG_LIMITS: a guest whose topology ``holds`` cannot take the live ``ops`` of a device
+    that takes a PCI slot where ``covers`` says (its element); ``reason`` is formatted with the topology."""
+
+    def __init__(self, name, holds, ops, covers, reason):
+        self.name = name
+        self.holds = holds
+        self.ops = ops
+        self.covers = covers
+        self.reason = reason
+
+
+# What keeps a running guest from taking a PCI device it did not boot with: the first row that holds names the
+# reason, and the change is planned for the next start (waiting_for_restart) without a live attempt, in check
+# mode as on a real run. A row holds only when libvirt or QEMU is sure to refuse: where either might still find a
+# slot (a PCI bridge), the hot-plug is tried and a refusal reported as it happens.
+PCI_HOTPLUG_LIMITS = (
+    # QEMU hot-plugs PCI devices on i440fx only through ACPI (PIIX4 PM, hw/acpi/piix4.c); libvirt leaves it out
+    # (acpi=off) when the definition has no <features><acpi/>
+    PciLimit('i440fx-no-acpi', lambda topo: topo.family == I440FX and not topo.acpi, ('attach', 'detach'),
+             _root_bus, 'its machine type %(machine)s has no ACPI (<features><acpi/></features>), which PCI '
+             'hot-plug on i440fx needs'),
+    # libvirt's formatdomain: <target hotplug='off'/> on the pci-root controller of a pc machine turns hot-plug
+    # on the root bus off; without a pci-bridge no slot is left for a device
+    PciLimit('i440fx-root-hotplug-off',
+             lambda topo: topo.family == I440FX and any(not _hotplug_on(root) for root in topo.models('pci-root'))
+             and not topo.models('pci-bridge'),
+             ('attach', 'detach'), _root_bus, "its pci-root controller has hotplug='off' and it has no pci-bridge"),
+    # q35 has no hot-plug on pcie.0: a new device needs a free pcie-root-port (or switch downstream port), which
+    # libvirt adds at define time only (libvirt's pci-hotplug docs); without a PCI bridge there is no other slot
+    PciLimit('q35-no-free-port',
+             lambda topo: topo.family == Q35 and not topo.free_ports() and not topo.models(*PCI_BRIDGES),
+             ('attach',), _unaddressed, 'its machine type %(machine)s has no free pcie-root-port with hotplug on '
+             '(libvirt adds root ports only when the guest is defined)'),
+)
+
+
+def pci_hotplug_limits(domain, devices):
+    """The rows of PCI_HOTPLUG_LIMITS that hold for a running guest (its live <domain> and device elements),
+    each with its reason: [(row, reason)]."""
+    topology = PciTopology(domain, devices)
+    if topology.family is None:
+        return []
+    return [(row, row.reason % {'machine': topology.machine}) for row in PCI_HOTPLUG_LIMITS if row.holds(topology)]
+
+
+def pci_hotplug_refusal(limits, op, element):
+    """Why a guest with these ``limits`` (pci_hotplug_limits) cannot take the live ``op`` of ``element``, or None."""
+    if not limits or not takes_pci_slot(element):
+        return None
+    return next((reason for row, reason in limits if op in row.ops and row.covers(element)), None)
 
 
 def host_devices(element, where):

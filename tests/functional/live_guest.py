@@ -80,15 +80,19 @@ def build_boot_files(directory):
     return str(vmlinuz), str(initrd)
 
 
-def domain_xml(name, machine, kernel, initrd, console_log, root_ports=8, cmdline='', devices=''):
-    """A TCG guest booting our kernel; q35 gets root ports (and a PCI bridge) for hotplug. The built-in
-    devices take some of the ports at define time; the rest stay free for hot-plug. ``cmdline`` is added
-    to the kernel's arguments, ``devices`` (XML) to its devices."""
+def domain_xml(name, machine, kernel, initrd, console_log, root_ports=8, cmdline='', devices='', acpi=True,
+               bridge=True):
+    """A TCG guest booting our kernel; q35 gets root ports (and, with ``bridge``, a PCI bridge) for hotplug.
+    The built-in devices take some of the ports at define time; the rest stay free for hot-plug. ``cmdline``
+    is added to the kernel's arguments, ``devices`` (XML) to its devices; without ``acpi`` the guest has no
+    ACPI (no PCI hot-plug on pc, no power button)."""
     controllers = ''
     if machine == 'q35':
         controllers = "<controller type='pci' index='0' model='pcie-root'/>"
         controllers += ''.join("<controller type='pci' model='pcie-root-port'/>" for _port in range(root_ports))
-        controllers += "<controller type='pci' model='pcie-to-pci-bridge'/>"
+        if bridge:
+            controllers += "<controller type='pci' model='pcie-to-pci-bridge'/>"
+    features = '<acpi/><apic/>' if acpi else '<apic/>'
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>256</memory>
@@ -99,7 +103,7 @@ def domain_xml(name, machine, kernel, initrd, console_log, root_ports=8, cmdline
     <initrd>{initrd}</initrd>
     <cmdline>console=ttyS0 panic=-1 quiet {cmdline}</cmdline>
   </os>
-  <features><acpi/><apic/></features>
+  <features>{features}</features>
   <on_poweroff>destroy</on_poweroff>
   <on_crash>destroy</on_crash>
   <devices>

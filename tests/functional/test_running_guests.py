@@ -28,12 +28,13 @@ NEW_NICS = [{'kind': 'interface', 'mac': NIC_B, 'source': {'user': True}, 'model
 SOUND = [{'kind': 'sound', 'model': 'ich9'}]
 
 
-def boot_guest(uri, boot_files, directory, name, cmdline='', devices=''):
-    """Define and boot one pc guest; returns what the tests need to know of it."""
+def boot_guest(uri, boot_files, directory, name, cmdline='', devices='', machine='pc', **options):
+    """Define and boot one guest (pc unless ``machine`` says otherwise; ``options`` go to live_guest.domain_xml);
+    returns what the tests need to know of it."""
     console = str(directory / (name + '.console'))
     xml = directory / (name + '.xml')
-    xml.write_text(live_guest.domain_xml(name, 'pc', boot_files[0], boot_files[1], console, cmdline=cmdline,
-                                         devices=devices), encoding='utf-8')
+    xml.write_text(live_guest.domain_xml(name, machine, boot_files[0], boot_files[1], console, cmdline=cmdline,
+                                         devices=devices, **options), encoding='utf-8')
     virsh_out(uri, 'define', str(xml))
     virsh_out(uri, 'start', name)
     if not live_guest.wait_for(console, live_guest.READY):
@@ -48,12 +49,13 @@ def remove_guest(uri, name):
 
 @pytest.fixture
 def guest(boot_files, libvirtd_uri, tmp_path):
-    """guest(name, cmdline='', devices='') boots one pc guest for this test; it is removed at the end."""
+    """guest(name, cmdline='', devices='', machine='pc', **options) boots one guest for this test; it is removed at
+    the end."""
     made = []
 
-    def boot(name, cmdline='', devices=''):
+    def boot(name, cmdline='', devices='', machine='pc', **options):
         made.append(name)
-        return boot_guest(libvirtd_uri, boot_files, tmp_path, name, cmdline, devices)
+        return boot_guest(libvirtd_uri, boot_files, tmp_path, name, cmdline, devices, machine, **options)
 
     yield boot
     for name in made:
@@ -372,3 +374,43 @@ def test_one_stuck_guest_of_a_manifest_fails_alone(guest, run_module, libvirtd_u
         assert not any(entry['changed'] or entry.get('restart_required') for entry in converged['results'])
     finally:
         remove_guest(libvirtd_uri, 'bystander')
+
+
+@pytest.mark.parametrize('machine, options, reason', [
+    ('pc', {'acpi': False}, 'has no ACPI'),
+    ('q35', {'root_ports': 0, 'bridge': False}, 'has no free pcie-root-port'),
+])
+def test_a_guest_that_cannot_take_a_pci_device_gets_it_at_its_next_start(guest, run_module, machine, options, reason):
+    """An i440fx guest without ACPI, a q35 guest without a free root port: QEMU (or libvirt) refuses a PCI hot-plug
+    there, so the new NIC is planned for the next start in check mode as on the real run, and never tried live."""
+    vm = guest('nohotplug-' + machine, devices=OLD_NIC, machine=machine, **options)
+    if machine == 'q35':
+        # libvirt adds a spare root port to those its devices take at define time: a device hot-plugged by hand
+        # takes it
+        rng = vm['console'] + '.rng.xml'
+        with open(rng, 'w', encoding='utf-8') as handle:
+            handle.write("<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>")
+        virsh_out(vm['uri'], 'attach-device', vm['name'], rng, '--live')
+    args = {'uri': vm['uri'], 'domain': vm['name'], 'state': 'merged', 'config': NEW_NICS}
+    waiting = ['interface mac ' + NIC_B]
+
+    refused = run_module('domain_devices', dict(args, apply='both'))
+    assert refused['failed'] is True and reason in refused['msg'], refused['msg']
+
+    predicted = ok(run_module('domain_devices', args, check_mode=True))
+    real = ok(run_module('domain_devices', args))
+    for result in (predicted, real):
+        assert result['changed'] is True
+        assert [(c['op'], c['live'], c['config']) for c in result['commands']] == [('attach', False, True)], result
+        assert result['waiting_for_restart'] == waiting and result['restart_required'] is True
+        assert reason in str(result.get('warnings')), result.get('warnings')
+    assert 'attach' not in real['libvirt_calls']
+    assert set(nics(vm, True)) == {NIC_A, NIC_B} and set(nics(vm, False)) == {NIC_A}
+    again = ok(run_module('domain_devices', args, check_mode=True))
+    assert again['changed'] is False and again['waiting_for_restart'] == waiting
+
+    # the same NIC, hot-plugged by hand where the module would not: QEMU refuses it, as predicted
+    attach = subprocess.run(['virsh', '-q', '-c', vm['uri'], 'attach-interface', vm['name'], 'user', '--model',
+                             'virtio', '--mac', '52:54:00:21:00:0c', '--live'],
+                            capture_output=True, text=True, check=False)
+    assert attach.returncode != 0, attach.stdout

@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_apply as apply
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_engine as engine
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _device_kinds as kinds
 from ansible_collections.virtdev.libvirt.plugins.module_utils import _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils._device_kinds import removal_consent
 from ansible_collections.virtdev.libvirt.tests.unit.plugins.module_utils.handles import ReadsHandles
@@ -199,3 +200,179 @@ def test_a_shutdown_the_guest_does_not_honour_is_recorded_and_finished_by_the_ne
     finished.restart(False, 3)
     assert guest.calls[-2:] == ['start', 'metadata remove']
     assert finished.restarted and not finished.shutdown_pending and finished.guest_state == 'running'
+
+
+# --- guests whose PCI topology keeps hot-plugged devices out (the kind table's PCI_HOTPLUG_LIMITS) ---------------
+
+NO_ACPI = ''
+ACPI = '<features><acpi/><apic/></features>'
+TABLET = {'kind': 'input', 'type': 'tablet', 'bus': 'usb'}
+ROOT_PORT = ("<controller type='pci' index='%d' model='pcie-root-port'>%s"
+             "<address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x%d'/></controller>")
+Q35_NIC = ("<interface type='user'><mac address='52:54:00:00:00:0a'/><model type='virtio'/>%s"
+           "<address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></interface>")
+
+
+def machine_domain(machine, features, devices, live):
+    """A guest of a machine type; ``live``: as a running guest's XML reads (libvirt gives it an id)."""
+    return ("<domain type='qemu'%s><name>web01</name><uuid>%s</uuid><memory unit='KiB'>65536</memory>"
+            "<os><type arch='x86_64' machine='%s'>hvm</type></os>%s<devices>%s</devices></domain>"
+            % (" id='7'" if live else '', UUID, machine, features, devices))
+
+
+class MachineGuest(RunningGuest):
+    """A running guest of a machine type; ``refuses``: QEMU refuses every hot-plug (as it does where the plan
+    did not foresee it), which the real run must report as it happened."""
+
+    def __init__(self, machine='pc-i440fx-7.2', features=NO_ACPI, devices=None, refuses=False):
+        super().__init__()
+        devices = OLD_NIC % '' if devices is None else devices
+        self.inactive = machine_domain(machine, features, devices.replace("<alias name='net0'/>", ''), False)
+        self.live = machine_domain(machine, features, devices, True)
+        self.refuses = refuses
+
+    def attach_live(self, dom, device_xml):
+        if self.refuses:
+            self.calls.append('attach refused')
+            raise apply.LibvirtFailure("internal error: unable to execute QEMU command 'device_add': Bus 'pci.0' "
+                                       "does not support hotplugging")
+        super().attach_live(dom, device_xml)
+
+
+def q35_devices(ports):
+    """A q35 guest's devices: NIC A in the first root port, ``ports`` more root ports (free)."""
+    return (''.join(ROOT_PORT % (index, '', index - 1) for index in range(1, ports + 2))
+            + Q35_NIC % "<alias name='net0'/>")
+
+
+def outcome(run_result):
+    return ([(c['op'], c['live'], c['config']) for c in run_result.commands()], run_result.waiting)
+
+
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_a_pc_guest_without_acpi_gets_pci_devices_at_its_next_start(check_mode):
+    guest = MachineGuest()
+    planned = run(guest, [NEW_NIC], state='merged', check_mode=check_mode)
+    planned.apply()
+    assert outcome(planned) == ([('attach', False, True)], ['interface mac 52:54:00:00:00:0b'])
+    assert guest.calls == ([] if check_mode else ['define'])   # no hot-plug is tried
+    assert planned.reported_changed is True
+    assert len(planned.plan_warnings) == 1
+    assert 'interface mac 52:54:00:00:00:0b cannot be plugged into or out of the running guest' \
+        in planned.plan_warnings[0]
+    assert 'machine type pc-i440fx-7.2 has no ACPI' in planned.plan_warnings[0]
+    assert '(waiting_for_restart)' in planned.plan_warnings[0]
+
+
+def test_a_pc_guest_without_acpi_keeps_its_pci_devices_until_its_next_start():
+    guest = MachineGuest()
+    removal = run(guest, [], overridden_kinds=['interface'])
+    removal.apply()
+    assert guest.calls == ['define'] and removal.waiting == ['interface mac 52:54:00:00:00:0a']
+    assert removal.pending_unplug == []
+    with pytest.raises(apply.ApplyError, match=r'interface mac 52:54:00:00:00:0b \(its machine type pc-i440fx-7.2 '
+                                               r'has no ACPI.*use apply=auto'):
+        run(MachineGuest(), [NEW_NIC], state='merged', apply_mode='both')
+
+
+@pytest.mark.parametrize('machine, features, devices, config, live', [
+    # the same NIC where PCI hot-plug works: ACPI on i440fx, a free root port (or a PCI bridge) on q35
+    ('pc-i440fx-7.2', ACPI, None, [NEW_NIC], True),
+    ('pc', ACPI, None, [NEW_NIC], True),
+    ('pc-q35-7.2', ACPI, q35_devices(1), [NEW_NIC], True),
+    ('pc-q35-7.2', ACPI, q35_devices(0) + "<controller type='pci' index='2' model='pcie-to-pci-bridge'/>",
+     [NEW_NIC], True),
+    # a USB device, or a disk on a SCSI controller, takes no PCI slot: no ACPI does not keep them out
+    ('pc-i440fx-7.2', NO_ACPI, None, [TABLET], True),
+    # a NIC given an address on a bus other than the root bus (behind a bridge) is left to QEMU
+    ('pc-i440fx-7.2', NO_ACPI, None, [dict(kind='xml', xml=(
+        "<interface type='user'><mac address='52:54:00:00:00:0b'/><model type='virtio'/>"
+        "<address type='pci' domain='0x0000' bus='0x01' slot='0x01' function='0x0'/></interface>"))], True),
+    # where it does not
+    ('pc', NO_ACPI, None, [NEW_NIC], False),
+    ('pc-i440fx-7.2', NO_ACPI, None, [{'kind': 'disk', 'target': 'vdc', 'source': {'file': '/var/lib/c.qcow2'}}],
+     False),
+    ('pc-i440fx-7.2', NO_ACPI, None, [{'kind': 'rng', 'backend': '/dev/urandom'}], False),
+    ('pc-i440fx-7.2', ACPI, "<controller type='pci' index='0' model='pci-root'><target hotplug='off'/></controller>"
+     + OLD_NIC % '', [NEW_NIC], False),
+    ('pc-q35-7.2', ACPI, q35_devices(0), [NEW_NIC], False),
+    ('q35', NO_ACPI, q35_devices(0), [NEW_NIC], False),
+    # a root port with hotplug off is no free slot
+    ('pc-q35-7.2', ACPI, q35_devices(0) + ROOT_PORT % (2, "<target hotplug='off'/>", 1), [NEW_NIC], False),
+])
+def test_what_the_guest_pci_topology_takes_live(machine, features, devices, config, live):
+    for check_mode in (True, False):
+        guest = MachineGuest(machine, features, devices)
+        planned = run(guest, [dict(item) for item in config], state='merged', check_mode=check_mode)
+        planned.apply()
+        assert [c['live'] for c in planned.commands()] == [live], (machine, check_mode)
+        assert bool(planned.waiting) is not live
+        assert ('attach' in guest.calls) is (live and not check_mode)
+
+
+def test_a_q35_guest_without_a_free_port_still_releases_devices():
+    guest = MachineGuest('pc-q35-7.2', ACPI, q35_devices(0))
+    removal = run(guest, [], overridden_kinds=['interface'])
+    removal.apply()
+    assert guest.calls == ['detach net0', 'define'] and removal.waiting == []
+
+
+def test_a_hot_plug_qemu_refuses_anyway_is_reported_as_it_happened():
+    guest = MachineGuest(features=ACPI, refuses=True)
+    predicted = run(guest, [NEW_NIC], state='merged', check_mode=True)
+    real = run(guest, [NEW_NIC], state='merged')
+    real.apply()
+    assert outcome(predicted) == ([('attach', True, True)], [])
+    assert guest.calls == ['attach refused', 'define']
+    assert outcome(real) == ([('attach', False, True)], ['interface mac 52:54:00:00:00:0b'])
+    assert "does not support hotplugging" in real.warnings[0]
+
+
+def test_pci_hotplug_limits_read_from_the_live_xml():
+    def limits(machine, features, devices, arch='x86_64'):
+        domain = _xml.parse(machine_domain(machine, features, devices, True).replace('x86_64', arch))
+        return [row.name for row, _reason in kinds.pci_hotplug_limits(domain, engine.device_elements(
+            engine.devices_of(domain)))]
+    assert limits('pc-i440fx-7.2', NO_ACPI, '') == ['i440fx-no-acpi']
+    assert limits('pc-1.3', NO_ACPI, '') == ['i440fx-no-acpi']
+    assert limits('pc-i440fx-7.2', ACPI, '') == []
+    assert limits('pc-i440fx-7.2', NO_ACPI, '', arch='aarch64') == []   # the rows are x86's
+    assert limits('virt', NO_ACPI, '', arch='aarch64') == []
+    off = "<controller type='pci' index='0' model='pci-root'><target hotplug='off'/></controller>"
+    assert limits('pc', ACPI, off) == ['i440fx-root-hotplug-off']
+    assert limits('pc', ACPI, off + "<controller type='pci' index='1' model='pci-bridge'/>") == []
+    assert limits('pc-q35-7.2', ACPI, q35_devices(0)) == ['q35-no-free-port']
+    assert limits('pc-q35-7.2', ACPI, q35_devices(2)) == []
+    # a port counts as used by any device on its bus, the address read as libvirt reads it (decimal here)
+    used = ROOT_PORT % (2, '', 1) + ("<rng model='virtio'><backend model='random'>/dev/urandom</backend>"
+                                     "<address type='pci' domain='0' bus='2' slot='0' function='0'/></rng>")
+    assert limits('pc-q35-7.2', ACPI, q35_devices(0) + used) == ['q35-no-free-port']
+
+
+@pytest.mark.parametrize('xml, takes', [
+    ("<interface type='network'><source network='default'/><model type='virtio'/></interface>", True),
+    ("<interface type='network'><source network='default'/><model type='usb-net'/></interface>", False),
+    ("<disk type='file' device='disk'><source file='/d'/><target dev='vdb' bus='virtio'/></disk>", True),
+    ("<disk type='file' device='disk'><source file='/d'/><target dev='vdb'/></disk>", True),
+    ("<disk type='file' device='disk'><source file='/d'/><target dev='sdb' bus='scsi'/></disk>", False),
+    ("<disk type='file' device='disk'><source file='/d'/><target dev='sdb' bus='usb'/></disk>", False),
+    ("<controller type='scsi' model='virtio-scsi'/>", True),
+    ("<input type='tablet' bus='virtio'/>", True),
+    ("<input type='tablet' bus='usb'/>", False),
+    ("<serial type='pty'><target type='pci-serial'/></serial>", True),
+    ("<serial type='pty'><target type='usb-serial'/></serial>", False),
+    ("<redirdev bus='usb' type='spicevmc'/>", False),
+    ("<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0' bus='1' slot='0' "
+     "function='0'/></source></hostdev>", True),
+    ("<hostdev mode='subsystem' type='usb'><source><vendor id='0x1'/><product id='0x2'/></source></hostdev>", False),
+    ("<hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address "
+     "uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/></source></hostdev>", True),
+    ("<memory model='virtio-mem'><target><size unit='MiB'>128</size></target></memory>", True),
+    ("<memory model='dimm'><target><size unit='MiB'>128</size></target></memory>", False),
+    # an address says where the device goes, whatever its kind
+    ("<interface type='user'><model type='virtio'/><address type='ccw' cssid='0xfe' ssid='0' devno='1'/>"
+     "</interface>", False),
+    ("<input type='tablet' bus='usb'><address type='pci' domain='0' bus='0' slot='9' function='0'/></input>", True),
+])
+def test_which_devices_take_a_pci_slot(xml, takes):
+    assert kinds.takes_pci_slot(_xml.parse(xml)) is takes
