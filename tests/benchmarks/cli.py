@@ -84,6 +84,8 @@ def parser():
                    help='numbers of hypervisors K for the fleet rows, each a private libvirtd (full run: %s; default none)'
                         % ','.join(str(k) for k in FULL_FLEET))
     p.add_argument('--fleet-guests', type=int, default=100, help='guests per hypervisor in the fleet rows (100)')
+    p.add_argument('--fleet-repeat', type=int, default=3,
+                   help='rounds per fleet measurement, each from bare guests; the median is reported (3)')
     p.add_argument('--repeat', type=int, default=1, help='runs per scenario; the median is reported')
     p.add_argument('--workdir', help='scratch directory (default: a new one under /tmp, removed at the end)')
     p.add_argument('--caps-cache', default=os.environ.get('VIRTDEV_QEMU_CAPS_CACHE') or
@@ -122,7 +124,7 @@ def main(argv=None):
                        repeat=args.repeat, skip=FULL_SKIP if full else {},
                        profile_n=(args.profile if args.profile is not None else (middle if full else None)) or None,
                        fleet=args.fleet if args.fleet is not None else (FULL_FLEET if full else []),
-                       fleet_n=args.fleet_guests)
+                       fleet_n=args.fleet_guests, fleet_repeat=args.fleet_repeat)
     workdir = args.workdir or tempfile.mkdtemp(prefix='vdb-', dir='/tmp')  # short: libvirtd socket path limit
     try:
         if args.from_json:

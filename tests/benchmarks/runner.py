@@ -109,7 +109,7 @@ class Plan:
     """What to run: sizes, devices, backends, tools, and how many guests each tool may touch."""
 
     def __init__(self, sizes, devices, backends, tools, samples=None, extra_blocks=(), repeat=1,
-                 skip=None, profile_n=None, fleet=(), fleet_n=100):
+                 skip=None, profile_n=None, fleet=(), fleet_n=100, fleet_repeat=3):
         self.sizes = sorted(sizes)
         self.devices = devices
         self.backends = backends
@@ -121,6 +121,7 @@ class Plan:
         self.profile_n = profile_n         # N of the cProfile runs of the module (embed), or None
         self.fleet = sorted(fleet)         # numbers of hypervisors K of the fleet rows (none: no fleet)
         self.fleet_n = fleet_n             # guests per hypervisor in the fleet rows
+        self.fleet_repeat = fleet_repeat   # rounds per fleet measurement (the median is reported)
 
     def blocks(self):
         for backend in self.backends:
@@ -265,7 +266,8 @@ def run_plan(plan, workdir, python, peers_python, caps_cache, log=print):
             if backend_name == 'embed':
                 shutil.rmtree(backend.directory, ignore_errors=True)
     if plan.fleet:
-        results['fleet'] = run_fleet(ctx, plan.fleet, plan.fleet_n, plan.devices, workdir, caps_cache, log)
+        results['fleet'] = run_fleet(ctx, plan.fleet, plan.fleet_n, plan.devices, workdir, caps_cache, log,
+                                     plan.fleet_repeat)
     if plan.profile_n:
         results['profile'] = profile_module(ctx, plan.profile_n, plan.devices, workdir, caps_cache, log)
     results['runtime'] = time.monotonic() - started
@@ -275,10 +277,12 @@ def run_plan(plan, workdir, python, peers_python, caps_cache, log=print):
 FLEET_SCENARIOS = ('first', 'nochange')
 
 
-def run_fleet(ctx, counts, size, devices, workdir, caps_cache, log=print):
+def run_fleet(ctx, counts, size, devices, workdir, caps_cache, log=print, repeat=3):
     """Fleet rows: K = each of ``counts`` private libvirtds (one per inventory host, each its own socket and
     ``size`` guests), one ansible-playbook with forks = K, first apply then no-change. Each host is also run
-    alone (same playbook, one host): a fleet row compares its wall time with the slowest of its hosts alone."""
+    alone (same playbook, one host): a fleet row compares its wall time with the slowest of its hosts alone.
+    Every measurement (a host alone, a fleet row) is the median of ``repeat`` rounds, each from bare guests: a
+    single run of a few seconds varies by more than the 1.3 x the targets allow."""
     load = wl.Workload(size, devices, os.path.join(workdir, 'images'))
     load.make_images()
     bare = {g: wl.bare_xml(g) for g in load.guests}
@@ -293,32 +297,45 @@ def run_fleet(ctx, counts, size, devices, workdir, caps_cache, log=print):
         good = sum(check_correct(b, load.declared(scenario))[0] for b in hosts)
         return run, rewritten, good
 
-    try:
-        for backend in backends:
-            backend.start()
-        log('[fleet] %d private libvirtds, %d guests x %d devices each' % (len(backends), size, devices))
-        for index, backend in enumerate(backends):
-            define_all(ctx, backend, bare)
-            for scenario in FLEET_SCENARIOS:
-                run, _rewritten, good = converge([backend], scenario)
-                alone[scenario].append(run.wall)
-                log('    host %d alone %-9s %6.2fs correct=%d/%d %s' % (index, scenario, run.wall, good, size, run.error))
-        for count in counts:
-            hosts = backends[:count]
+    def rounds(hosts):
+        """{scenario: [(run, rewritten, good, load average)] of each round}, every round from bare guests."""
+        found = {scenario: [] for scenario in FLEET_SCENARIOS}
+        for _round in range(repeat):
             for backend in hosts:
                 define_all(ctx, backend, bare)
             for scenario in FLEET_SCENARIOS:
                 load_avg = os.getloadavg()[0]
-                run, rewritten, good = converge(hosts, scenario)
+                found[scenario].append(converge(hosts, scenario) + (load_avg,))
+        return found
+
+    def median_round(measured):
+        return sorted(measured, key=lambda found: found[0].wall)[len(measured) // 2]
+
+    try:
+        for backend in backends:
+            backend.start()
+        log('[fleet] %d private libvirtds, %d guests x %d devices each, median of %d rounds' % (
+            len(backends), size, devices, repeat))
+        for index, backend in enumerate(backends):
+            for scenario, measured in rounds([backend]).items():
+                run, _rewritten, good, _load = median_round(measured)
+                alone[scenario].append(run.wall)
+                log('    host %d alone %-9s %6.2fs (rounds %s) correct=%d/%d %s' % (
+                    index, scenario, run.wall, ' '.join('%.2f' % m[0].wall for m in measured), good, size, run.error))
+        for count in counts:
+            hosts = backends[:count]
+            for scenario, measured in rounds(hosts).items():
+                run, rewritten, good, load_avg = median_round(measured)
                 slowest = max(alone[scenario][:count])
                 rows.append({'k': count, 'n': size, 'm': devices, 'scenario': scenario, 'wall': run.wall,
-                             'cpu': run.cpu, 'load': load_avg, 'slowest_alone': slowest,
-                             'alone': alone[scenario][:count], 'ratio': run.wall / slowest, 'changed': run.changed,
-                             'writes': run.writes, 'rewritten': rewritten, 'correct': good, 'checked': count * size,
-                             'result_bytes': run.result_bytes, 'error': run.error})
-                log('    K=%d %-9s %6.2fs (slowest host alone %.2fs, x%.2f) cpu=%.1fs load=%.1f correct=%d/%d %s' % (
-                    count, scenario, run.wall, slowest, run.wall / slowest, run.cpu or 0, load_avg, good,
-                    count * size, run.error))
+                             'walls': [m[0].wall for m in measured], 'cpu': run.cpu, 'load': load_avg,
+                             'slowest_alone': slowest, 'alone': alone[scenario][:count], 'ratio': run.wall / slowest,
+                             'changed': run.changed, 'writes': run.writes, 'rewritten': rewritten, 'correct': good,
+                             'checked': count * size, 'result_bytes': run.result_bytes,
+                             'error': next((m[0].error for m in measured if m[0].error), None)})
+                log('    K=%d %-9s %6.2fs (rounds %s; slowest host alone %.2fs, x%.2f) cpu=%.1fs load=%.1f correct=%d/%d %s'
+                    % (count, scenario, run.wall, ' '.join('%.2f' % m[0].wall for m in measured), slowest,
+                       run.wall / slowest, run.cpu or 0, load_avg, good, count * size, rows[-1]['error'] or ''))
     finally:
         for backend in backends:
             backend.stop()
