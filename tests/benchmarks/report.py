@@ -339,12 +339,13 @@ def m_table(results):
 
 
 def fleet_table(results):
-    lines = ['| K hypervisors | guests | scenario | wall s | slowest host alone s | wall / slowest | CPU s (controller '
-             'and modules) | load | result KB | write calls | correct | errors |',
-             '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|']
+    lines = ['| K hypervisors | guests | scenario | wall s (median) | rounds s | slowest host alone s | wall / slowest | '
+             'CPU s (controller and modules) | load | result KB | write calls | correct | errors |',
+             '|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|']
     for row in results['fleet']:
-        lines.append('| %d | %d x %d | %s | %s | %s | %.2f | %s | %.1f | %s | %s | %s | %s |' % (
-            row['k'], row['k'], row['n'], row['scenario'], _fmt_s(row['wall']), _fmt_s(row['slowest_alone']),
+        lines.append('| %d | %d x %d | %s | %s | %s | %s | %.2f | %s | %.1f | %s | %s | %s | %s |' % (
+            row['k'], row['k'], row['n'], row['scenario'], _fmt_s(row['wall']),
+            ' '.join(_fmt_s(wall) for wall in row.get('walls', [row['wall']])), _fmt_s(row['slowest_alone']),
             row['ratio'], _fmt_s(row.get('cpu')), row['load'], _kb(row.get('result_bytes')), row.get('writes'),
             'yes' if row['correct'] == row['checked'] else 'no: %d/%d' % (row['correct'], row['checked']),
             (row.get('error') or '').replace('|', '/')[:100]))
@@ -419,7 +420,8 @@ def markdown(results, png=None, notes='', fleet_png=None):
                   '(M=%d), converged by one manifest task per host; `ansible-playbook -f K` (forks = K) with every host '
                   '`ansible_connection: local`, so the controller, the K module processes and the K libvirtds share this '
                   'machine\'s 2 cores. "slowest host alone" is the same playbook run on that host only (the slowest of '
-                  'the K).' % (results['fleet'][0]['n'], results['devices']), '',
+                  'the K). Each figure is the median of %d rounds, each from bare guests.' % (
+                      results['fleet'][0]['n'], results['devices'], len(results['fleet'][0].get('walls', [0]))), '',
                   fleet_table(results), '']
         if fleet_png:
             parts += ['![fleet wall time against K](%s)' % fleet_png, '']
