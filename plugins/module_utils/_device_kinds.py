@@ -44,11 +44,11 @@ class Reading(Mapping):
     def __init__(self, kind, element):
         self._kind, self._element, self._values = kind, element, {'kind': kind.name}
 
-    def get(self, option, default=None):  # Mapping's own goes through __getitem__ and KeyError: the hot path
-        value = self._values.get(option, self._ABSENT)
+    def get(self, key, default=None):  # Mapping's own goes through __getitem__ and KeyError: the hot path
+        value = self._values.get(key, self._ABSENT)
         if value is self._ABSENT:
-            field = self._kind.fields.get(option)
-            value = self._values[option] = field.read(self._element) if field is not None else None
+            field = self._kind.fields.get(key)
+            value = self._values[key] = field.read(self._element) if field is not None else None
         return default if value is None else value
 
     def __getitem__(self, option):
@@ -57,8 +57,8 @@ class Reading(Mapping):
             raise KeyError(option)
         return value
 
-    def __contains__(self, option):
-        return self.get(option) is not None
+    def __contains__(self, key):
+        return self.get(key) is not None
 
     def __iter__(self):
         return iter([option for option in ['kind'] + list(self._kind.fields) if option in self])
