@@ -10,7 +10,7 @@ import sys
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.virtdev.libvirt.plugins.module_utils import _libvirt, _secrets, _xml
+from ansible_collections.virtdev.libvirt.plugins.module_utils import _embed_probe, _libvirt, _secrets, _xml
 from ansible_collections.virtdev.libvirt.plugins.module_utils.host import source
 
 CONNECTION_ARGS = {
@@ -50,7 +50,9 @@ def require_libraries(module, need_libvirt=True):
 
 
 def connect(module, readonly=False):
+    """Open ``uri``; on the embedded driver, the result also warns when the task had to probe QEMU."""
     require_libraries(module)
+    _embed_probe.watch(module, module.params['uri'])
     try:
         return _libvirt.Connection(module.params['uri'], readonly=readonly)
     except _libvirt.LibvirtFailure as exc:
