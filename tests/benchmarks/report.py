@@ -386,8 +386,8 @@ def markdown(results, png=None, notes='', fleet_png=None):
         '',
         '- Code measured: commit %s.' % results['env'].get('commit', '?'),
         '- Machine: %s; Python %s; libvirt %s; %s; virt-xml %s. Load average at the start of each row is in the raw '
-        'JSON: the machine was shared with other test runs, so single wall times carry noise of a few tenths of a '
-        'second (CPU seconds of the tool\'s own processes are given beside them).' % (
+        'JSON; on a machine shared with other work single wall times carry noise of a few tenths of a second or '
+        'more (CPU seconds of the tool\'s own processes are given beside them; --repeat reports medians).' % (
             env['host'], env['python'], env['libvirt'], env['qemu'], env['virt-xml']),
         '- Workload: N guests (i440fx, TCG, never started) x M=%d devices each: %s. The "change" scenario gives '
         'disk `%s` of every guest a new image. Check mode predicts the first apply.' % (
