@@ -18,7 +18,8 @@ import os
 import stat
 import tempfile
 import time
-from urllib.parse import parse_qs, urlsplit
+
+from ansible_collections.virtdev.libvirt.plugins.module_utils._embed_probe import embed_root
 
 POLL_FIRST, POLL_MAX = 0.001, 0.01  # seconds between attempts, growing while a lock stays busy
 
@@ -34,11 +35,9 @@ def lock_dir(uri):
     (local or remote URIs) uses one directory per user on this machine: the lock key is the domain's
     UUID, which names one guest whatever URI spelling reaches it.
     """
-    parts = urlsplit(uri)
-    if parts.path == '/embed':
-        root = parse_qs(parts.query).get('root')
-        if root and root[0]:
-            return os.path.join(root[0], 'virtdev-locks')
+    root = embed_root(uri)
+    if root is not None:
+        return os.path.join(root, 'virtdev-locks')
     if os.geteuid() == 0:
         for base in ('/run/lock', '/run'):
             if os.path.isdir(base):
