@@ -456,9 +456,10 @@ class DomainRun:
         if not self.config_plan.changed:
             return  # another writer already made the definition what was declared
         changes = self.config_plan.changes
-        # the planned devices checked against libvirt's schema here when it is the daemon's; libvirt checks
-        # them itself otherwise, and when they fail here (its refusal is then explained as always)
-        checked = self.connection.same_libvirt() and _schema.devices_pass(self.config_plan.tree) is True
+        # the devices the plan adds or changes checked against libvirt's schema here when it is the daemon's;
+        # libvirt checks the definition itself otherwise, and when they fail here (its refusal explained as always)
+        checked = self.connection.same_libvirt() and _schema.devices_pass(
+            [change.new for change in changes if change.new is not None]) is True
         try:
             self._write('define', self.connection.define, self.config_plan.new_xml, checked)
         except ConnectionLost:

