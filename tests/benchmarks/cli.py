@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,8 @@ def parser():
     p.add_argument('--sample', type=_sample_arg, action='append', default=[],
                    help='TOOL:BACKEND[:N]=K: run TOOL on K guests only and scale (repeatable)')
     p.add_argument('--full-samples', action='store_true',
-                   help='use the samples and N=500 exclusions of the documented full run (default when --sizes is not given)')
+                   help='the documented full run: its samples and N=500 exclusions, growth in M, the fleet rows (K=%s) '
+                        'and the cProfile section (default when --sizes is not given)' % ','.join(str(k) for k in FULL_FLEET))
     p.add_argument('--profile', type=int, default=None,
                    help='cProfile the module process at this N on the embedded driver (full run: the middle N; 0: off)')
     p.add_argument('--fleet', type=lambda t: _csv(t, int), default=None,
@@ -86,10 +88,12 @@ def parser():
     p.add_argument('--fleet-guests', type=int, default=100, help='guests per hypervisor in the fleet rows (100)')
     p.add_argument('--fleet-repeat', type=int, default=3,
                    help='rounds per fleet measurement, each from bare guests; the median is reported (3)')
-    p.add_argument('--repeat', type=int, default=1, help='runs per scenario; the median is reported')
+    p.add_argument('--repeat', type=int, default=1, help='runs per scenario; the median is reported (1)')
     p.add_argument('--workdir', help='scratch directory (default: a new one under /tmp, removed at the end)')
     p.add_argument('--caps-cache', default=os.environ.get('VIRTDEV_QEMU_CAPS_CACHE') or
-                   os.path.join(tl.REPO, '.state', 'qemu-caps'), help='QEMU capabilities cache directory')
+                   os.path.join(tl.REPO, '.state', 'qemu-caps'),
+                   help='QEMU capabilities cache directory, read and written (default: .state/qemu-caps in the checkout, '
+                        'or $VIRTDEV_QEMU_CAPS_CACHE)')
     p.add_argument('--python', default=tl.python_default(), help='interpreter with ansible-core and libvirt-python')
     p.add_argument('--peers-python', default=tl.peers_python_default(),
                    help='interpreter of the venv with the ansible package (community.libvirt)')
@@ -103,7 +107,7 @@ def parser():
     p.add_argument('--merge-fleet', metavar='FILE',
                    help='with --from-json: take the fleet rows from these saved results (a run with --sizes "" --fleet ...)')
     p.add_argument('--notes', metavar='FILE', help='Markdown inserted after the targets table (analysis of this run)')
-    p.add_argument('--command-line', default=None, help=argparse.SUPPRESS)
+    p.add_argument('--command-line', default=None, help=argparse.SUPPRESS)  # the program, as run.sh was called
     return p
 
 
@@ -139,7 +143,7 @@ def main(argv=None):
                                                            args.caps_cache, print)
         else:
             results = runner.run_plan(plan, workdir, args.python, args.peers_python, args.caps_cache)
-            results['command'] = args.command_line or 'python -m tests.benchmarks ' + ' '.join(argv)
+            results['command'] = recorded_command(args.command_line, argv)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -164,6 +168,16 @@ def main(argv=None):
                     notes = notes_file.read().strip()
             handle.write(report.markdown(results, png=os.path.basename(args.png) if args.png else None, notes=notes,
                                          fleet_png=os.path.basename(report.fleet_png(args.png)) if args.png else None))
-    if results['sizes']:
-        print(report.summary(results))
+    print(report.summary(results))
     return 0
+
+
+def recorded_command(program, argv):
+    """The command line as a user can paste it again: each argument quoted for the shell ('' for an empty one)."""
+    words, skip = [], False
+    for word in argv:
+        if skip or word.startswith('--command-line'):
+            skip = word == '--command-line'
+            continue
+        words.append(word)
+    return '%s %s' % (program or '.venv/bin/python -m tests.benchmarks', shlex.join(words))

@@ -25,4 +25,4 @@ if [ $# -eq 0 ]; then
     set -- --json "$ROOT/.state/bench-results.json" --markdown docs/performance.md --png docs/performance.png
     mkdir -p "$ROOT/.state"
 fi
-exec "$ROOT/.venv/bin/python" -m tests.benchmarks --command-line "tests/benchmarks/run.sh $*" "$@"
+exec "$ROOT/.venv/bin/python" -m tests.benchmarks --command-line tests/benchmarks/run.sh "$@"
