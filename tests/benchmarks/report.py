@@ -403,7 +403,7 @@ def markdown(results, png=None, notes='', fleet_png=None):
         'tests/benchmarks/run.sh              # creates .venv-bench-peers, runs everything, rewrites this page',
         '# or, with both venvs in place:',
         '.venv/bin/python -m tests.benchmarks --json bench.json --markdown docs/performance.md --png docs/performance.png',
-        '# a quick look: .venv/bin/python -m tests.benchmarks --sizes 20 --devices 10 --backends embed',
+        '# a quick look (a few minutes): .venv/bin/python -m tests.benchmarks --sizes 20 --devices 10 --backends embed',
         '# this page again from saved results, with the hand-written analysis:',
         '.venv/bin/python -m tests.benchmarks --from-json .state/bench-results.json \\',
         '    --notes tests/benchmarks/analysis.md --markdown docs/performance.md --png docs/performance.png',
