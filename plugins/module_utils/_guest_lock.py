@@ -118,15 +118,17 @@ class GuestLock:
         file with data costs its filesystem more to remove, with every guest written)."""
         try:
             info = os.stat(self.path, follow_symlinks=False)
-            file_id = '%02x:%02x:%d' % (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)
             with open('/proc/locks', encoding='ascii', errors='replace') as handle:
-                for line in handle:
-                    fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 4321 fd:00:1234 0 EOF"; waiters: "1: -> FLOCK"
-                    if len(fields) > 5 and fields[1] == 'FLOCK' and fields[5] == file_id:
-                        return 'pid %s' % fields[4]
+                # "1: FLOCK  ADVISORY  WRITE 4321 fd:00:1234 0 EOF" (waiters: "1: -> FLOCK ..."); the device of a file on
+                # a stacked filesystem (overlayfs) may read differently there than in stat(): the inode decides then
+                holders = [(fields[5].rsplit(':', 2), fields[4]) for fields in (line.split() for line in handle)
+                           if len(fields) > 5 and fields[1] == 'FLOCK' and fields[5].endswith(':%d' % info.st_ino)]
         except OSError:
-            pass
-        return 'pid unknown'
+            return 'pid unknown'
+        device = ['%02x' % os.major(info.st_dev), '%02x' % os.minor(info.st_dev)]
+        exact = [pid for file_id, pid in holders if file_id[:2] == device]
+        found = exact or [pid for _file_id, pid in holders]
+        return 'pid %s' % found[0] if len(set(found)) == 1 else 'pid unknown'
 
     def __exit__(self, *_exc):
         try:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import time
@@ -107,3 +108,28 @@ def test_a_symlinked_lock_file_is_refused(tmp_path):
         with locks.GuestLock(str(directory), UUID, 'web01', 1):
             pass
     assert target.read_text(encoding='utf-8') == 'keep me'
+
+
+def test_the_holder_is_named_from_the_kernels_table_of_locks(tmp_path, monkeypatch):
+    directory = str(tmp_path / 'locks')
+    os.makedirs(directory)
+    path = locks.lock_path(directory, UUID)
+    with open(path, 'w', encoding='ascii'):
+        pass
+    info = os.stat(path)
+    device = '%02x:%02x' % (os.major(info.st_dev), os.minor(info.st_dev))
+    table = {'text': ''}
+    real_open = open
+    monkeypatch.setattr(locks, 'open', lambda name, *args, **kwargs: io.StringIO(table['text']) if name == '/proc/locks'
+                        else real_open(name, *args, **kwargs), raising=False)
+    lock = locks.GuestLock(directory, UUID, 'web01', 1)
+    table['text'] = ('1: POSIX  ADVISORY  WRITE 11 %s:%d 0 EOF\n2: FLOCK  ADVISORY  WRITE 4321 %s:%d 0 EOF\n'
+                     '2: -> FLOCK  ADVISORY  WRITE 99 %s:%d 0 EOF\n' % (device, info.st_ino, device, info.st_ino,
+                                                                         device, info.st_ino))
+    assert lock._holder() == 'pid 4321'  # pylint: disable=protected-access
+    # a stacked filesystem may show another device there: the inode alone decides when it is unambiguous
+    table['text'] = '1: FLOCK  ADVISORY  WRITE 777 00:2a:%d 0 EOF\n' % info.st_ino
+    assert lock._holder() == 'pid 777'  # pylint: disable=protected-access
+    table['text'] = '1: FLOCK  ADVISORY  WRITE 1 00:2a:%d 0 EOF\n2: FLOCK  ADVISORY  WRITE 2 00:2b:%d 0 EOF\n' % (
+        info.st_ino, info.st_ino)
+    assert lock._holder() == 'pid unknown'  # pylint: disable=protected-access
