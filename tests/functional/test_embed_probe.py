@@ -10,6 +10,8 @@ import glob
 import os
 import pwd
 import re
+import shutil
+import tempfile
 
 import pytest
 
@@ -25,6 +27,16 @@ DEFAULT_USER_CONF = '\n'.join(line for line in embed.QEMU_CONF.splitlines()
 
 GUEST = ("<domain type='qemu'><name>probe-guest</name><memory unit='MiB'>64</memory>"
          "<os><type arch='x86_64'>hvm</type></os></domain>")
+
+
+@pytest.fixture
+def probe_root():
+    """A root whose driver may really probe QEMU: the probe's QMP socket lives below ROOT/lib/qemu, and a UNIX
+    socket path holds at most 107 bytes (unix(7)), which a root below pytest's basetemp can exceed; the probe then
+    fails and nothing is cached, or rewritten."""
+    root = tempfile.mkdtemp(prefix='vdp-', dir='/tmp')
+    yield os.path.join(root, 'embed')
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _with_guest(virsh, uri):
@@ -44,7 +56,8 @@ def test_no_warning_when_the_cache_holds(embed_uri, run_module, virsh):
     assert 'probed QEMU' not in _absent(run_module, embed_uri)
 
 
-def test_a_stale_cache_is_reported_once(embed_uri, run_module, virsh):
+def test_a_stale_cache_is_reported_once(probe_root, embed_template, run_module, virsh):
+    embed_uri = embed.prepare_embed_root(probe_root, seed_from=embed_template)
     _with_guest(virsh, embed_uri)
     root = _embed_probe.embed_root(embed_uri)
     files = glob.glob(os.path.join(embed.capabilities_dir(root), '*.xml'))
@@ -78,7 +91,7 @@ def _kvm_conflict_possible():
     return None
 
 
-def test_a_qemu_user_without_kvm_is_named_with_the_fixes_on_every_task(tmp_path, embed_template, run_module,
+def test_a_qemu_user_without_kvm_is_named_with_the_fixes_on_every_task(probe_root, embed_template, run_module,
                                                                        virsh):
     reason = _kvm_conflict_possible()
     if reason:
@@ -86,7 +99,7 @@ def test_a_qemu_user_without_kvm_is_named_with_the_fixes_on_every_task(tmp_path,
     template_caps = glob.glob(os.path.join(embed.capabilities_dir(embed_template), '*.xml'))
     if not any(_embed_probe.KVM_FLAG in _read(path) for path in template_caps):
         pytest.skip('QEMU found no usable KVM here, so libvirt records none and keeps its cache')
-    root = str(tmp_path / 'embed')
+    root = probe_root
     uri = embed.prepare_embed_root(root, seed_from=embed_template)
     _with_guest(virsh, uri)   # QEMU as root: the seeded cache holds
     with open(os.path.join(root, 'etc', 'qemu.conf'), 'w', encoding='utf-8') as handle:
