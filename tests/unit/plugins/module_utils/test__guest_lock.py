@@ -123,9 +123,9 @@ def test_the_holder_is_named_from_the_kernels_table_of_locks(tmp_path, monkeypat
     monkeypatch.setattr(locks, 'open', lambda name, *args, **kwargs: io.StringIO(table['text']) if name == '/proc/locks'
                         else real_open(name, *args, **kwargs), raising=False)
     lock = locks.GuestLock(directory, UUID, 'web01', 1)
-    table['text'] = ('1: POSIX  ADVISORY  WRITE 11 %s:%d 0 EOF\n2: FLOCK  ADVISORY  WRITE 4321 %s:%d 0 EOF\n'
-                     '2: -> FLOCK  ADVISORY  WRITE 99 %s:%d 0 EOF\n' % (device, info.st_ino, device, info.st_ino,
-                                                                         device, info.st_ino))
+    file_id = '%s:%d' % (device, info.st_ino)
+    table['text'] = ('1: POSIX  ADVISORY  WRITE 11 %s 0 EOF\n2: FLOCK  ADVISORY  WRITE 4321 %s 0 EOF\n'
+                     '2: -> FLOCK  ADVISORY  WRITE 99 %s 0 EOF\n' % (file_id, file_id, file_id))
     assert lock._holder() == 'pid 4321'  # pylint: disable=protected-access
     # a stacked filesystem may show another device there: the inode alone decides when it is unambiguous
     table['text'] = '1: FLOCK  ADVISORY  WRITE 777 00:2a:%d 0 EOF\n' % info.st_ino
