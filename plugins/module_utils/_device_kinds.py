@@ -1460,14 +1460,11 @@ PCI_BRIDGES = ('pci-bridge', 'pcie-to-pci-bridge')
 
 
 def _number(value):
-    """A PCI address attribute as libvirt reads it (0x.. hex, 0.. octal, decimal), or None."""
+    """A PCI address attribute as libvirt reads it (``_ids.c_uint``), or None."""
     try:
-        return int(value, 0) if value is not None else None
-    except ValueError:
-        try:
-            return int(value, 8)
-        except ValueError:
-            return None
+        return _ids.c_uint(value, 'address') if value is not None else None
+    except _ids.IdError:
+        return None
 
 
 class PciTopology:
